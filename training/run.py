@@ -1,0 +1,226 @@
+"""The training run: a classifier advanced one epoch at a time under an :class:`EpochPlan`."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .augment import random_crop_flip
+from .config import RunConfig
+from .data import DataSplits, load_splits
+from .flops import measure_flops
+from .meter import ComputeMeter
+from .models import build_model
+from .plan import EpochPlan, EpochResult, PassCounts
+from .schedule import lr_at
+from .scores import ScoreTable
+from .seeding import torch_generator
+
+__all__ = ["EvalResult", "TrainingRun", "resolve_device"]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA if available else CPU; a CUDA device without CUDA raises a clear error."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={str(device)!r} requested but CUDA is not available; use 'cpu' or 'auto'")
+    return dev
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Mean cross-entropy (no label smoothing) and accuracy in [0, 1] over a split."""
+
+    loss: float
+    accuracy: float
+
+
+class TrainingRun:
+    """One classifier training run (model, optimizer, data, score table, compute meter).
+
+    ``run_epoch(plan)`` trains one epoch on the plan's indices and updates the score table;
+    ``evaluate("val" | "test")`` measures a split. ``splits`` may be passed to reuse loaded data.
+    The random streams (``init``, ``shuffle``, ``augment``) derive from ``config.seed``.
+    """
+
+    def __init__(self, config: RunConfig, splits: DataSplits | None = None):
+        self.config = config
+        self.device = resolve_device(config.device)
+        if splits is None:
+            splits = load_splits(
+                config.dataset, config.seed, self.device, val_size=config.val_size,
+                train_size=config.train_size, root=config.data_root, test_size=config.test_size,
+            )
+        self.data = splits
+        self.num_train = splits.num_train
+        self.epochs = config.epochs
+        self.epoch = 0  # epochs completed
+        self.model = build_model(
+            config.model, splits.input_shape, splits.num_classes, torch_generator(config.seed, "init"),
+            split=config.model_split, device=self.device, **config.model_kwargs,
+        )
+        self.param_count = sum(p.numel() for p in self.model.parameters())
+        params = self.model.parameters()
+        if config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                             nesterov=config.nesterov and config.momentum > 0,
+                                             weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.scores = ScoreTable(self.num_train, self.device, config.ema_rate)
+        self.meter = ComputeMeter(measure_flops(self.model, splits.input_shape), self.num_train, config.epochs)
+        self._shuffle_gen = torch_generator(config.seed, "shuffle", self.device)
+        self._augment_gen = torch_generator(config.seed, "augment", self.device)
+        self._pending_scoring = 0
+        self.lr = self._lr(0.0)
+
+    # -- helpers -------------------------------------------------------------------------------------------
+    def _lr(self, progress: float) -> float:
+        c = self.config
+        return lr_at(c.lr_schedule, progress, c.lr, pct_start=c.pct_start)
+
+    def generator(self, stream: str) -> torch.Generator:
+        """A fresh generator on the training device for ``stream``, derived from the run seed."""
+        return torch_generator(self.config.seed, stream, self.device)
+
+    def full_plan(self) -> EpochPlan:
+        """All training samples in a seeded random order, weight 1."""
+        return EpochPlan(torch.randperm(self.num_train, generator=self._shuffle_gen, device=self.device))
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.epochs
+
+    # -- scoring pass --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score(self, indices: torch.Tensor) -> torch.Tensor:
+        """Per-sample loss ``[K]`` of ``indices`` under the current model (eval mode, no grad). The forward
+        passes are charged to the next epoch as scoring compute."""
+        self.model.eval()
+        idx = indices.to(self.device, torch.int64)
+        out = []
+        for s in range(0, idx.numel(), self.config.eval_batch_size):
+            bi = idx[s:s + self.config.eval_batch_size]
+            logits = self.model(self.data.x_train[bi])
+            out.append(F.cross_entropy(logits, self.data.y_train[bi], reduction="none"))
+        self._pending_scoring += int(idx.numel())
+        return torch.cat(out) if out else torch.zeros(0, device=self.device)
+
+    # -- one epoch -----------------------------------------------------------------------------------------
+    def run_epoch(self, plan: EpochPlan) -> EpochResult:
+        """Train one epoch on ``plan`` and update the score table.
+
+        The loss of a batch is ``mean(weight_i * loss_i)`` over the rows that reach the loss. The learning
+        rate follows progress ``(epoch + b / n_batches) / epochs``. Losses, correctness and indices stay on
+        the device; the host syncs once, at the end, for the epoch's means.
+        """
+        if self.done:
+            raise RuntimeError(f"the run has completed its {self.epochs} epochs")
+        plan.validate(self.num_train)
+        cfg, dev, model = self.config, self.device, self.model
+        x_all, y_all = self.data.x_train, self.data.y_train
+        idx = plan.indices.to(dev)
+        k = int(idx.numel())
+        weights = plan.weights.to(dev, torch.float32) if plan.weights is not None else None
+        mix = plan.mixup
+        if mix is not None:
+            partner_all, lam_all = mix.partner.to(dev, torch.int64), mix.lam.to(dev, torch.float32)
+        losses = torch.empty(k, device=dev)
+        correct = torch.empty(k, dtype=torch.bool, device=dev)
+        trained = torch.empty(k, dtype=torch.int64, device=dev)
+        mixed = torch.zeros(k, dtype=torch.bool, device=dev)
+        passes = PassCounts(scoring_forward=self._pending_scoring)
+        self._pending_scoring = 0
+        bs = cfg.batch_size
+        n_batches = max(1, math.ceil(k / bs))
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        model.train()
+        offset = 0
+        for b in range(n_batches if k else 0):
+            lr = self._lr((self.epoch + b / n_batches) / self.epochs)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            bi = idx[b * bs:(b + 1) * bs]
+            rows_in = int(bi.numel())
+            x, y = x_all[bi], y_all[bi]
+            bw = weights[b * bs:(b + 1) * bs] if weights is not None else None
+            if mix is not None:
+                partner, lam = partner_all[b * bs:(b + 1) * bs], lam_all[b * bs:(b + 1) * bs]
+                x = lam.view(-1, *([1] * (x.ndim - 1))) * x + (1 - lam).view(-1, *([1] * (x.ndim - 1))) * x_all[partner]
+                y2 = y_all[partner]
+            if self.data.augment:
+                x = random_crop_flip(x, self._augment_gen)
+            h = model.shallow(x)
+            if plan.selector is not None:
+                rows = plan.selector(h.detach(), bi)
+                h, y, bi = h[rows], y[rows], bi[rows]
+                bw = bw[rows] if bw is not None else None
+                if mix is not None:
+                    lam, y2 = lam[rows], y2[rows]
+            m = int(h.shape[0])
+            passes.shallow_forward += rows_in
+            if m == 0:
+                continue
+            logits = model.deep(h)
+            per_sample = F.cross_entropy(logits, y, reduction="none", label_smoothing=cfg.label_smoothing)
+            if mix is not None:
+                per_sample = lam * per_sample + (1 - lam) * F.cross_entropy(
+                    logits, y2, reduction="none", label_smoothing=cfg.label_smoothing)
+                mixed[offset:offset + m] = lam < 1
+            loss = (per_sample * bw).mean() if bw is not None else per_sample.mean()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            passes.shallow_backward += rows_in
+            passes.deep_forward += m
+            passes.deep_backward += m
+            losses[offset:offset + m] = per_sample.detach()
+            correct[offset:offset + m] = logits.detach().argmax(1) == y
+            trained[offset:offset + m] = bi
+            offset += m
+        losses, correct, trained, mixed = losses[:offset], correct[:offset], trained[:offset], mixed[:offset]
+        self.lr = self._lr((self.epoch + 1) / self.epochs)
+        if offset:
+            stats = torch.stack([losses.mean(), correct.float().mean()]).tolist()  # the epoch's one host sync
+        else:
+            stats = [float("nan"), float("nan")]
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        wall = time.perf_counter() - t0
+        self.scores.update(trained, losses, correct, self.epoch, valid=~mixed if mix is not None else None)
+        flops = self.meter.charge(passes)
+        result = EpochResult(
+            epoch=self.epoch, indices=trained, losses=losses, correct=correct, mixed=mixed, passes=passes,
+            flops=flops, flops_fraction=flops / self.meter.full_epoch_flops,
+            kept_fraction=offset / self.num_train, planned_fraction=k / self.num_train,
+            claimed_prune_ratio=float(plan.claimed_prune_ratio), train_loss=stats[0], train_accuracy=stats[1],
+            lr=self.lr, wall_time=wall,
+        )
+        self.epoch += 1
+        return result
+
+    # -- evaluation ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, split: str = "val") -> EvalResult:
+        """Mean loss and accuracy of the model on ``"val"``, ``"test"`` or ``"train"`` (batched, no grad)."""
+        if split not in ("val", "test", "train"):
+            raise ValueError(f"split={split!r}; allowed: val, test, train")
+        x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        hits = torch.zeros((), device=self.device, dtype=torch.int64)
+        for s in range(0, int(y.shape[0]), self.config.eval_batch_size):
+            logits = self.model(x[s:s + self.config.eval_batch_size])
+            yy = y[s:s + self.config.eval_batch_size]
+            loss_sum += F.cross_entropy(logits, yy, reduction="sum")
+            hits += (logits.argmax(1) == yy).sum()
+        n = max(int(y.shape[0]), 1)
+        loss, acc = torch.stack([loss_sum / n, hits.double().to(loss_sum.dtype) / n]).tolist()
+        return EvalResult(loss, acc)
