@@ -1,1 +1,59 @@
-"""placeholder"""
+"""prunegym.baselines: pruners (the keep mechanisms) and fixed policies (their published schedules).
+
+``PRUNERS`` maps a name to its pruner class and ``make_pruner(name, **hparams)`` builds one;
+``POLICIES`` maps a name to its fixed-policy class and ``make_policy(name, env, **hparams)`` builds one for
+an env made with that policy's pruner (``POLICIES[name].pruner``). Nothing here imports gymnasium or
+stable-baselines3: pruners run in any PyTorch loop.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ActionCodec, Knob, Pruner, kept_count
+from .full import FullPruner
+from .policy import FixedPolicy
+from .simple_policies import FullPolicy, UniformPolicy, UniformRescaledPolicy
+from .uniform import UniformPruner
+
+PRUNERS: dict[str, type[Pruner]] = {
+    "full": FullPruner,
+    "uniform": UniformPruner,
+}
+
+POLICIES: dict[str, type[FixedPolicy]] = {
+    "full": FullPolicy,
+    "uniform": UniformPolicy,
+    "uniform_rescaled": UniformRescaledPolicy,
+}
+
+
+def make_pruner(name: str, **hparams: Any) -> Pruner:
+    """Build the pruner ``name`` with its constructor ``hparams``; unknown names list the allowed ones."""
+    if name not in PRUNERS:
+        raise ValueError(f"unknown pruner {name!r}; allowed: {', '.join(PRUNERS)}")
+    try:
+        return PRUNERS[name](**hparams)
+    except TypeError as exc:
+        raise ValueError(f"bad hyperparameters for pruner {name!r}: {exc}") from exc
+
+
+def policy_pruner(name: str) -> str:
+    """The pruner an env must be made with to run policy ``name``."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; allowed: {', '.join(POLICIES)}")
+    return POLICIES[name].pruner
+
+
+def make_policy(name: str, env: Any, **hparams: Any) -> FixedPolicy:
+    """The fixed policy ``name`` for ``env`` (made with ``pruner=policy_pruner(name)``), its hyperparameters
+    at their published defaults unless overridden by ``hparams``."""
+    if name not in POLICIES:
+        raise ValueError(f"unknown policy {name!r}; allowed: {', '.join(POLICIES)}")
+    return POLICIES[name](env, **hparams)
+
+
+__all__ = [
+    "POLICIES", "PRUNERS", "ActionCodec", "FixedPolicy", "FullPolicy", "FullPruner", "Knob", "Pruner",
+    "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count", "make_policy", "make_pruner",
+    "policy_pruner",
+]

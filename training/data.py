@@ -131,11 +131,34 @@ def make_synthetic(
 _RAW_CACHE: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]] = {}
 
 
+def _extract_idx_archives(cls, root: Path) -> None:
+    """Extract ``<Class>/raw/*.gz`` archives (if intact) beside themselves, without the network.
+
+    torchvision's MNIST-family classes read the extracted idx files and only extract archives inside
+    ``download()``, so with ``download=False`` the documented archive-only layout would not load.
+    """
+    import gzip
+    import shutil
+
+    from torchvision.datasets.utils import check_integrity
+
+    raw = root / cls.__name__ / "raw"
+    for filename, md5 in cls.resources:
+        gz = raw / os.path.basename(filename)
+        if not (raw / gz.stem).is_file() and check_integrity(str(gz), md5):
+            tmp = raw / f".{gz.stem}.{os.getpid()}.part"  # write then rename: concurrent readers never see half a file
+            with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, raw / gz.stem)
+
+
 def _load_torchvision(name: str, root: Path, download: bool):
     import torchvision  # imported lazily: the synthetic task needs none of it
 
     cls = getattr(torchvision.datasets, _TV_CLASS[name])
     try:
+        if name in ("fashion_mnist", "mnist"):
+            _extract_idx_archives(cls, root)
         train = cls(str(root), train=True, download=download)
         test = cls(str(root), train=False, download=download)
     except Exception as exc:  # offline download failure, missing or corrupt files

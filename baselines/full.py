@@ -1,0 +1,19 @@
+"""``full``: no pruning; every sample every epoch with weight 1 (the reference every method is judged by)."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from prunegym.training import EpochPlan, ScoreTable
+
+from .base import Pruner
+
+__all__ = ["FullPruner"]
+
+
+class FullPruner(Pruner):
+    """Trains on the whole training set each epoch, shuffled; the prune ratio in the action is ignored."""
+
+    name = "full"
+
+    def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
+        return self.full_plan()

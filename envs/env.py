@@ -1,0 +1,268 @@
+"""``PruningEnv``: a classifier's training run as a Gymnasium environment, one epoch per step."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import fields
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from prunegym.baselines import PRUNERS, ActionCodec, Pruner, make_pruner
+from prunegym.training import RunConfig, TrainingRun
+
+from .features import FEATURE_NAMES, OBS_BOUND, StepStats, observe
+from .reference import reference_accuracy
+from .rewards import DEFAULT_COMPUTE_WEIGHT, REWARDS, RewardInput, lossless_reward, tradeoff_reward
+from .tasks import task_config
+
+__all__ = ["PruningEnv", "NONFINITE_PENALTY"]
+
+# Reward of the step whose training loss became non-finite (the episode ends there). A tradeoff return lies
+# in about [-1 - compute_weight, 1], so -1 is as bad as losing all accuracy: diverging never pays.
+NONFINITE_PENALTY = 1.0
+
+_RUN_FIELDS = tuple(f.name for f in fields(RunConfig))
+
+
+class PruningEnv(gym.Env):
+    """A training run of ``task`` under a keep policy, one epoch (``decision_interval`` epochs) per step.
+
+    Action: ``Box(-1, 1, (1 + len(pruner.knobs),))``; component 0 maps linearly to a prune ratio in
+    ``[0, max_prune_ratio]``, the rest to the pruner's knobs (``encode_action`` / ``decode_action``).
+    Actions outside [-1, 1] are clipped; a wrong shape or NaN/inf raises ``ValueError``.
+    Observation: ``feature_names`` (see ``prunegym.envs.features.FEATURE_DOCS``).
+    Reward: ``"tradeoff"`` (default), ``"lossless"`` or a callable on :class:`RewardInput`.
+    Any :class:`RunConfig` field (``epochs``, ``train_size``, ``batch_size``, ``device``, ``lr``,
+    ``data_root``, ...) may be passed to override the task's preset.
+    ``seed``: the run seed of the first ``reset()`` without a seed; later unseeded resets draw new ones.
+    """
+
+    metadata = {"render_modes": ["ansi"]}
+
+    def __init__(
+        self,
+        task: str = "synthetic-mlp",
+        pruner: str = "full",
+        pruner_kwargs: dict | None = None,
+        reward: str | Callable[[RewardInput], float] = "tradeoff",
+        compute_weight: float = DEFAULT_COMPUTE_WEIGHT,
+        max_prune_ratio: float = 0.9,
+        decision_interval: int = 1,
+        record_wall_time: bool = False,
+        max_wall_time: float | None = None,
+        lossless_penalty: float = 10.0,
+        lossless_tolerance: float = 0.005,
+        nonfinite_penalty: float = NONFINITE_PENALTY,
+        seed: int | None = None,
+        render_mode: str | None = None,
+        **run_overrides: Any,
+    ):
+        super().__init__()
+        bad = sorted(set(run_overrides) - set(_RUN_FIELDS) - {"seed"})
+        if bad:
+            allowed = sorted(set(_RUN_FIELDS) - {"seed"}) + [
+                "pruner", "pruner_kwargs", "reward", "compute_weight", "max_prune_ratio", "decision_interval",
+                "record_wall_time", "max_wall_time", "lossless_penalty", "lossless_tolerance",
+                "nonfinite_penalty", "seed", "render_mode"]
+            raise ValueError(f"unknown PruningEnv argument(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}")
+        if render_mode not in (None, "ansi"):
+            raise ValueError(f"render_mode={render_mode!r}; allowed: None, 'ansi'")
+        if not 0.0 <= max_prune_ratio < 1.0:
+            raise ValueError(f"max_prune_ratio={max_prune_ratio!r} must be in [0, 1)")
+        if not isinstance(decision_interval, int) or decision_interval < 1:
+            raise ValueError(f"decision_interval={decision_interval!r} must be a positive int")
+        if isinstance(reward, str) and reward not in REWARDS:
+            raise ValueError(f"unknown reward {reward!r}; allowed: {', '.join(REWARDS)} or a callable")
+        if pruner not in PRUNERS:
+            raise ValueError(f"unknown pruner {pruner!r}; allowed: {', '.join(PRUNERS)}")
+        self.task = task
+        self.base_config = task_config(task).replace(**run_overrides)
+        self.pruner_name = pruner
+        self.pruner_kwargs = dict(pruner_kwargs or {})
+        self.pruner: Pruner = make_pruner(pruner, **self.pruner_kwargs)
+        self.reward_name = reward if isinstance(reward, str) else getattr(reward, "__name__", "callable")
+        if reward == "tradeoff":
+            self.reward_fn = tradeoff_reward
+        elif reward == "lossless":
+            self.reward_fn = lossless_reward(lossless_penalty, lossless_tolerance)
+        else:
+            self.reward_fn = reward
+        self.compute_weight = float(compute_weight)
+        self.max_prune_ratio = float(max_prune_ratio)
+        self.decision_interval = decision_interval
+        self.record_wall_time = record_wall_time
+        self.max_wall_time = max_wall_time
+        self.nonfinite_penalty = float(nonfinite_penalty)
+        self.render_mode = render_mode
+        self._default_seed = seed
+        # Everything needed to rebuild this env (for episode records and replay); JSON-able unless
+        # ``reward`` is a callable.
+        self.env_kwargs = dict(
+            task=task, pruner=pruner, pruner_kwargs=self.pruner_kwargs, reward=reward,
+            compute_weight=self.compute_weight, max_prune_ratio=self.max_prune_ratio,
+            decision_interval=decision_interval, lossless_penalty=lossless_penalty,
+            lossless_tolerance=lossless_tolerance, nonfinite_penalty=self.nonfinite_penalty, **run_overrides,
+        )
+        self.knobs = self.pruner.knobs
+        self.codec = ActionCodec(self.max_prune_ratio, self.knobs)
+        self.action_space = spaces.Box(-1.0, 1.0, (1 + len(self.knobs),), np.float32)
+        self.feature_names = FEATURE_NAMES
+        self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(FEATURE_NAMES),), np.float32)
+        self.epochs = self.base_config.epochs
+        self.run: TrainingRun | None = None
+        self._done = True
+        self._last_info: dict = {}
+
+    # -- actions -------------------------------------------------------------------------------------------
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        return self.codec.names
+
+    def encode_action(self, prune_ratio: float = 0.0, **knobs: float) -> np.ndarray:
+        """The action vector for ``prune_ratio`` in ``[0, max_prune_ratio]`` and the pruner's knob values
+        (missing knobs take their defaults)."""
+        return np.asarray(self.codec.encode(prune_ratio, **knobs), dtype=np.float32)
+
+    def decode_action(self, action) -> dict[str, float]:
+        """``{"prune_ratio": r, knob: value, ...}`` of an action vector (validated, clipped to [-1, 1])."""
+        return self.codec.decode(self._check_action(action))
+
+    def _check_action(self, action) -> np.ndarray:
+        a = np.asarray(action, dtype=np.float64)
+        if a.ndim == 0 and self.action_space.shape == (1,):
+            a = a.reshape(1)
+        if a.shape != self.action_space.shape:
+            raise ValueError(f"action has shape {a.shape}; expected {self.action_space.shape} with values in "
+                             f"[-1, 1] ({', '.join(self.action_names)})")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"action {a.tolist()} has NaN or inf; expected finite values in [-1, 1] "
+                             f"of shape {self.action_space.shape}")
+        return np.clip(a, -1.0, 1.0)
+
+    # -- episode -------------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            run_seed = int(seed)
+        elif self._default_seed is not None and self.run is None:
+            run_seed = int(self._default_seed)
+        else:
+            run_seed = int(self.np_random.integers(0, 2**31 - 1))
+        self.run_seed = run_seed
+        self.run = TrainingRun(self.base_config.replace(seed=run_seed))
+        run = self.run
+        self.pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))
+        val = run.evaluate("val")
+        self._initial_val_accuracy = val.accuracy
+        self._stats = StepStats(val_loss=val.loss, val_accuracy=val.accuracy, prev_val_loss=val.loss,
+                                prev_val_accuracy=val.accuracy)
+        self._actions: list[list[float]] = []
+        self._prune_ratios: list[float] = []
+        self._kept_fractions: list[float] = []
+        self._return = 0.0
+        self._start = time.perf_counter()
+        self._done = False
+        info = {"epoch": 0, "val_loss": val.loss, "val_accuracy": val.accuracy, "seed": run_seed}
+        self._last_info = info
+        return observe(run, self._stats), dict(info)
+
+    def step(self, action):
+        if self.run is None or self._done:
+            raise RuntimeError("call reset() before step() (the episode is over or has not started)")
+        a = self._check_action(action)
+        decoded = self.decode_action(a)
+        run = self.run
+        n_epochs = min(self.decision_interval, run.epochs - run.epoch)
+        flops = 0.0
+        trained = 0
+        wall = 0.0
+        error = None
+        results = []
+        for _ in range(n_epochs):
+            plan = self.pruner.plan(run.epoch, run.scores, decoded)
+            res = run.run_epoch(plan)
+            self.pruner.update(res, run.scores)
+            results.append(res)
+            flops += res.flops
+            trained += res.indices.numel()
+            wall += res.wall_time
+            if not math.isfinite(res.train_loss) and res.indices.numel() > 0:
+                error = f"non-finite training loss ({res.train_loss}) at epoch {res.epoch}"
+                break
+        last = results[-1]
+        val = run.evaluate("val")
+        st = self._stats
+        st.prev_val_loss, st.prev_val_accuracy = st.val_loss, st.val_accuracy
+        st.val_loss, st.val_accuracy = val.loss, val.accuracy
+        st.kept_fraction = trained / (run.num_train * len(results))
+        st.train_loss = last.train_loss if last.indices.numel() else st.train_loss
+        st.last_trained = last.indices
+        terminated = run.done or error is not None
+        frac_step = flops / run.meter.full_run_flops
+        info: dict[str, Any] = {
+            "epoch": run.epoch,
+            "prune_ratio": decoded["prune_ratio"],
+            "action": decoded,
+            "kept_fraction": st.kept_fraction,
+            "planned_fraction": sum(r.planned_fraction for r in results) / len(results),
+            "compute_fraction_step": frac_step,
+            "compute_fraction_total": run.meter.total_fraction,
+            "flops_step": flops,
+            "train_loss": last.train_loss,
+            "train_accuracy": last.train_accuracy,
+            "val_loss": val.loss,
+            "val_accuracy": val.accuracy,
+            "lr": last.lr,
+        }
+        if error is not None:
+            reward = -self.nonfinite_penalty
+            info["error"] = error
+        else:
+            ref = None
+            if terminated and self.reward_name == "lossless":
+                ref = reference_accuracy(run.config)
+                info["reference_accuracy"] = ref
+            reward = float(self.reward_fn(RewardInput(
+                val_accuracy=val.accuracy, prev_val_accuracy=st.prev_val_accuracy,
+                initial_val_accuracy=self._initial_val_accuracy, compute_fraction_step=frac_step,
+                compute_fraction_total=run.meter.total_fraction, terminated=terminated,
+                compute_weight=self.compute_weight, reference_accuracy=ref)))
+        self._return += reward
+        self._actions.append([float(v) for v in np.asarray(action, dtype=np.float32).reshape(-1)])
+        self._prune_ratios.append(decoded["prune_ratio"])
+        self._kept_fractions.append(st.kept_fraction)
+        elapsed = time.perf_counter() - self._start
+        if self.record_wall_time:
+            info["wall_time"] = wall
+            info["wall_time_total"] = elapsed
+        truncated = (not terminated and self.max_wall_time is not None and elapsed > self.max_wall_time)
+        if terminated or truncated:
+            test = run.evaluate("test")
+            info["test_loss"] = test.loss
+            info["test_accuracy"] = test.accuracy
+            info["episode_return"] = self._return
+            info["episode_record"] = {
+                "task": self.task,
+                "env_id": self.spec.id if self.spec is not None else None,
+                "env_kwargs": self.env_kwargs,
+                "seed": self.run_seed,
+                "actions": [list(x) for x in self._actions],
+            }
+            self._done = True
+        self._last_info = info
+        return observe(run, st), reward, terminated, truncated, info
+
+    def render(self):
+        if self.render_mode != "ansi":
+            return None
+        i = self._last_info
+        return (f"epoch {i.get('epoch', 0)}/{self.epochs} prune_ratio {i.get('prune_ratio', 0):.2f} "
+                f"kept {i.get('kept_fraction', 1):.2f} compute {i.get('compute_fraction_total', 0):.3f} "
+                f"val_acc {i.get('val_accuracy', 0):.4f}")
+
+    def close(self):
+        self.run = None
+        self._done = True
