@@ -9,21 +9,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import ActionCodec, Knob, Pruner, kept_count
+from .base import ActionCodec, Knob, Pruner, kept_count, prune_ratio_of
+from .epsilon_greedy import EpsilonGreedyPruner
 from .full import FullPruner
+from .infobatch import InfoBatchPruner
+from .infobatch_policy import InfoBatchPolicy
+from .pfb import PFBPruner
+from .pfb_policy import PFBPolicy
 from .policy import FixedPolicy
+from .raju_policies import EpsilonGreedyPolicy, UCBPolicy
 from .simple_policies import FullPolicy, UniformPolicy, UniformRescaledPolicy
+from .swdpp import SwDPPPruner
+from .swdpp_policy import SwDPPPolicy
+from .ucb import UCBPruner
 from .uniform import UniformPruner
 
 PRUNERS: dict[str, type[Pruner]] = {
     "full": FullPruner,
     "uniform": UniformPruner,
+    "infobatch": InfoBatchPruner,
+    "swdpp": SwDPPPruner,
+    "pfb": PFBPruner,
+    "epsilon_greedy": EpsilonGreedyPruner,
+    "ucb": UCBPruner,
 }
 
 POLICIES: dict[str, type[FixedPolicy]] = {
     "full": FullPolicy,
     "uniform": UniformPolicy,
     "uniform_rescaled": UniformRescaledPolicy,
+    "infobatch": InfoBatchPolicy,
+    "swdpp": SwDPPPolicy,
+    "pfb": PFBPolicy,
+    "epsilon_greedy": EpsilonGreedyPolicy,
+    "ucb": UCBPolicy,
 }
 
 
@@ -53,7 +72,8 @@ def make_policy(name: str, env: Any, **hparams: Any) -> FixedPolicy:
 
 
 __all__ = [
-    "POLICIES", "PRUNERS", "ActionCodec", "FixedPolicy", "FullPolicy", "FullPruner", "Knob", "Pruner",
-    "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count", "make_policy", "make_pruner",
-    "policy_pruner",
+    "POLICIES", "PRUNERS", "ActionCodec", "EpsilonGreedyPolicy", "EpsilonGreedyPruner", "FixedPolicy", "FullPolicy",
+    "FullPruner", "InfoBatchPolicy", "InfoBatchPruner", "Knob", "PFBPolicy", "PFBPruner", "Pruner", "SwDPPPolicy",
+    "SwDPPPruner", "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count",
+    "make_policy", "make_pruner", "policy_pruner", "prune_ratio_of",
 ]

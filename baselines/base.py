@@ -15,7 +15,7 @@ import torch
 
 from prunegym.training import EpochPlan, EpochResult, ScoreTable
 
-__all__ = ["ActionCodec", "Knob", "Pruner", "kept_count"]
+__all__ = ["ActionCodec", "Knob", "Pruner", "kept_count", "prune_ratio_of"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +111,10 @@ class ActionCodec:
         for k, v in zip(self.knobs, vals[1:]):
             out[k.name] = k.decode(v)
         return out
+
+
+def prune_ratio_of(action: Mapping[str, float], decimals: int = 6) -> float:
+    """The action's prune ratio rounded to ``decimals`` places: an env action passes through float32, whose
+    round-off (about 6e-8) would otherwise move ``ceil((1 - r) N)`` by one sample (e.g. r = 0.1 decodes to
+    0.09999999404, and ``kept_count(4000, .)`` gives 3601 instead of 3600)."""
+    return round(float(action["prune_ratio"]), decimals)

@@ -16,7 +16,7 @@ import torch
 
 from prunegym.training import EpochPlan, ScoreTable
 
-from .base import Knob, Pruner, kept_count
+from .base import Knob, Pruner, kept_count, prune_ratio_of
 
 __all__ = ["UniformPruner"]
 
@@ -31,7 +31,7 @@ class UniformPruner(Pruner):
         self.warmup_epochs = int(warmup_epochs)
 
     def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
-        r = float(action["prune_ratio"])
+        r = prune_ratio_of(action)
         if epoch < self.warmup_epochs or r <= 0.0:
             return self.full_plan()
         k = kept_count(self.num_samples, r)

@@ -1,7 +1,9 @@
 """``PruningEnv``: a classifier's training run as a Gymnasium environment, one epoch per step."""
 from __future__ import annotations
 
+import copy
 import math
+import numbers
 import time
 from dataclasses import fields
 from typing import Any, Callable
@@ -20,8 +22,12 @@ from .tasks import task_config
 
 __all__ = ["PruningEnv", "NONFINITE_PENALTY"]
 
-# Reward of the step whose training loss became non-finite (the episode ends there). A tradeoff return lies
-# in about [-1 - compute_weight, 1], so -1 is as bad as losing all accuracy: diverging never pays.
+# Extra cost of a diverged run. The step whose training (or validation) loss becomes non-finite ends the
+# episode; its reward is what the reward function gives a run ending there at zero validation accuracy,
+# minus ``nonfinite_penalty``. So a diverged ``tradeoff`` episode returns
+# ``-initial val acc - compute_weight * compute used - 1`` and a diverged ``lossless`` one
+# ``-compute used - penalty * max(0, reference - tolerance) - 1``: worse than finishing at any accuracy,
+# diverging never pays (a model with NaN weights still "predicts" class 0, so its measured accuracy is not 0).
 NONFINITE_PENALTY = 1.0
 
 _RUN_FIELDS = tuple(f.name for f in fields(RunConfig))
@@ -33,14 +39,27 @@ class PruningEnv(gym.Env):
     Action: ``Box(-1, 1, (1 + len(pruner.knobs),))``; component 0 maps linearly to a prune ratio in
     ``[0, max_prune_ratio]``, the rest to the pruner's knobs (``encode_action`` / ``decode_action``).
     Actions outside [-1, 1] are clipped; a wrong shape or NaN/inf raises ``ValueError``.
-    Observation: ``feature_names`` (see ``prunegym.envs.features.FEATURE_DOCS``).
-    Reward: ``"tradeoff"`` (default), ``"lossless"`` or a callable on :class:`RewardInput`.
+    Observation: ``feature_names`` (see ``prunegym.envs.features.FEATURE_DOCS``), float32 in [-10, 10].
+    Reward: ``"tradeoff"`` (default), ``"lossless"`` or a callable on :class:`RewardInput` (see
+    ``prunegym.envs.rewards``). ``compute_weight``: price of the whole full-data run's training FLOPs in
+    validation accuracy (``tradeoff``; default 0.1).
     Any :class:`RunConfig` field (``epochs``, ``train_size``, ``batch_size``, ``device``, ``lr``,
     ``data_root``, ...) may be passed to override the task's preset.
-    ``seed``: the run seed of the first ``reset()`` without a seed; later unseeded resets draw new ones.
+    ``seed``: the run seed of the first ``reset()`` without a seed (later unseeded resets draw new ones from
+    the env's generator, seeded by it); without it, unseeded resets start runs from fresh entropy.
+
+    Episode: ``terminated`` when the epoch budget is spent or the run diverges (non-finite training or
+    validation loss: ``info["error"]``, reward see :data:`NONFINITE_PENALTY`); ``truncated`` only when
+    ``max_wall_time`` seconds (since ``reset``) have passed. ``info`` every step: ``epoch``, ``prune_ratio``,
+    ``action`` (decoded), ``kept_fraction`` (realised), ``planned_fraction``, ``compute_fraction_step``,
+    ``compute_fraction_total``, ``flops_step``, ``train_loss``, ``train_accuracy``, ``val_loss``,
+    ``val_accuracy``, ``lr``; at the end also ``test_loss``, ``test_accuracy``, ``episode_return`` and
+    ``episode_record`` (for :func:`prunegym.envs.replay`). ``wall_time`` (seconds of training in the step)
+    and ``wall_time_total`` (since ``reset``) only with ``record_wall_time=True``: everything else in
+    ``info`` is a deterministic function of the seed and the actions.
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
 
     def __init__(
         self,
@@ -68,14 +87,23 @@ class PruningEnv(gym.Env):
                 "record_wall_time", "max_wall_time", "lossless_penalty", "lossless_tolerance",
                 "nonfinite_penalty", "seed", "render_mode"]
             raise ValueError(f"unknown PruningEnv argument(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}")
-        if render_mode not in (None, "ansi"):
-            raise ValueError(f"render_mode={render_mode!r}; allowed: None, 'ansi'")
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(f"render_mode={render_mode!r}; allowed: None, 'ansi', 'rgb_array'")
         if not 0.0 <= max_prune_ratio < 1.0:
             raise ValueError(f"max_prune_ratio={max_prune_ratio!r} must be in [0, 1)")
-        if not isinstance(decision_interval, int) or decision_interval < 1:
+        if not isinstance(decision_interval, int) or isinstance(decision_interval, bool) or decision_interval < 1:
             raise ValueError(f"decision_interval={decision_interval!r} must be a positive int")
-        if isinstance(reward, str) and reward not in REWARDS:
-            raise ValueError(f"unknown reward {reward!r}; allowed: {', '.join(REWARDS)} or a callable")
+        if isinstance(reward, str):
+            if reward not in REWARDS:
+                raise ValueError(f"unknown reward {reward!r}; allowed: {', '.join(REWARDS)} or a callable")
+        elif not callable(reward):
+            raise ValueError(f"reward={reward!r} must be one of {', '.join(REWARDS)} or a callable on RewardInput")
+        for name, value in (("compute_weight", compute_weight), ("nonfinite_penalty", nonfinite_penalty),
+                            ("lossless_penalty", lossless_penalty), ("lossless_tolerance", lossless_tolerance)):
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}={value!r} must be a finite number >= 0")
+        if max_wall_time is not None and not (isinstance(max_wall_time, numbers.Real) and max_wall_time >= 0):
+            raise ValueError(f"max_wall_time={max_wall_time!r} must be None or a number of seconds >= 0")
         if pruner not in PRUNERS:
             raise ValueError(f"unknown pruner {pruner!r}; allowed: {', '.join(PRUNERS)}")
         self.task = task
@@ -84,6 +112,7 @@ class PruningEnv(gym.Env):
         self.pruner_kwargs = dict(pruner_kwargs or {})
         self.pruner: Pruner = make_pruner(pruner, **self.pruner_kwargs)
         self.reward_name = reward if isinstance(reward, str) else getattr(reward, "__name__", "callable")
+        self._needs_reference = isinstance(reward, str) and reward == "lossless"
         if reward == "tradeoff":
             self.reward_fn = tradeoff_reward
         elif reward == "lossless":
@@ -98,6 +127,7 @@ class PruningEnv(gym.Env):
         self.nonfinite_penalty = float(nonfinite_penalty)
         self.render_mode = render_mode
         self._default_seed = seed
+        self._first_reset = True
         # Everything needed to rebuild this env (for episode records and replay); JSON-able unless
         # ``reward`` is a callable.
         self.env_kwargs = dict(
@@ -115,6 +145,8 @@ class PruningEnv(gym.Env):
         self.run: TrainingRun | None = None
         self._done = True
         self._last_info: dict = {}
+        self._val_accuracies: list[float] = []
+        self._kept_fractions: list[float] = []
 
     # -- actions -------------------------------------------------------------------------------------------
     @property
@@ -131,7 +163,11 @@ class PruningEnv(gym.Env):
         return self.codec.decode(self._check_action(action))
 
     def _check_action(self, action) -> np.ndarray:
-        a = np.asarray(action, dtype=np.float64)
+        try:
+            a = np.asarray(action, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"action {action!r} is not numeric; expected shape {self.action_space.shape} with "
+                             f"values in [-1, 1] ({', '.join(self.action_names)})") from exc
         if a.ndim == 0 and self.action_space.shape == (1,):
             a = a.reshape(1)
         if a.shape != self.action_space.shape:
@@ -144,11 +180,12 @@ class PruningEnv(gym.Env):
 
     # -- episode -------------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is None and self._first_reset and self._default_seed is not None:
+            seed = int(self._default_seed)
+        self._first_reset = False
         super().reset(seed=seed)
         if seed is not None:
             run_seed = int(seed)
-        elif self._default_seed is not None and self.run is None:
-            run_seed = int(self._default_seed)
         else:
             run_seed = int(self.np_random.integers(0, 2**31 - 1))
         self.run_seed = run_seed
@@ -161,7 +198,8 @@ class PruningEnv(gym.Env):
                                 prev_val_accuracy=val.accuracy)
         self._actions: list[list[float]] = []
         self._prune_ratios: list[float] = []
-        self._kept_fractions: list[float] = []
+        self._kept_fractions = []
+        self._val_accuracies = []
         self._return = 0.0
         self._start = time.perf_counter()
         self._done = False
@@ -194,6 +232,8 @@ class PruningEnv(gym.Env):
                 break
         last = results[-1]
         val = run.evaluate("val")
+        if error is None and not math.isfinite(val.loss):
+            error = f"non-finite validation loss ({val.loss}) after epoch {last.epoch}"
         st = self._stats
         st.prev_val_loss, st.prev_val_accuracy = st.val_loss, st.val_accuracy
         st.val_loss, st.val_accuracy = val.loss, val.accuracy
@@ -217,23 +257,24 @@ class PruningEnv(gym.Env):
             "val_accuracy": val.accuracy,
             "lr": last.lr,
         }
+        ref = None
+        if terminated and self._needs_reference:
+            ref = reference_accuracy(run.config)
+            info["reference_accuracy"] = ref
+        # A diverged run is scored as a run ending here at zero accuracy, minus the penalty (NONFINITE_PENALTY).
+        reward = float(self.reward_fn(RewardInput(
+            val_accuracy=val.accuracy if error is None else 0.0, prev_val_accuracy=st.prev_val_accuracy,
+            initial_val_accuracy=self._initial_val_accuracy, compute_fraction_step=frac_step,
+            compute_fraction_total=run.meter.total_fraction, terminated=terminated,
+            compute_weight=self.compute_weight, reference_accuracy=ref)))
         if error is not None:
-            reward = -self.nonfinite_penalty
+            reward -= self.nonfinite_penalty
             info["error"] = error
-        else:
-            ref = None
-            if terminated and self.reward_name == "lossless":
-                ref = reference_accuracy(run.config)
-                info["reference_accuracy"] = ref
-            reward = float(self.reward_fn(RewardInput(
-                val_accuracy=val.accuracy, prev_val_accuracy=st.prev_val_accuracy,
-                initial_val_accuracy=self._initial_val_accuracy, compute_fraction_step=frac_step,
-                compute_fraction_total=run.meter.total_fraction, terminated=terminated,
-                compute_weight=self.compute_weight, reference_accuracy=ref)))
         self._return += reward
-        self._actions.append([float(v) for v in np.asarray(action, dtype=np.float32).reshape(-1)])
+        self._actions.append(a.tolist())  # validated and clipped, float64: replays bit-for-bit
         self._prune_ratios.append(decoded["prune_ratio"])
         self._kept_fractions.append(st.kept_fraction)
+        self._val_accuracies.append(val.accuracy)
         elapsed = time.perf_counter() - self._start
         if self.record_wall_time:
             info["wall_time"] = wall
@@ -247,7 +288,7 @@ class PruningEnv(gym.Env):
             info["episode_record"] = {
                 "task": self.task,
                 "env_id": self.spec.id if self.spec is not None else None,
-                "env_kwargs": self.env_kwargs,
+                "env_kwargs": self._record_kwargs(),
                 "seed": self.run_seed,
                 "actions": [list(x) for x in self._actions],
             }
@@ -255,13 +296,37 @@ class PruningEnv(gym.Env):
         self._last_info = info
         return observe(run, st), reward, terminated, truncated, info
 
+    def _record_kwargs(self) -> dict:
+        """A copy of ``env_kwargs`` the caller may mutate (a callable reward is shared, not copied)."""
+        kwargs = copy.deepcopy({k: v for k, v in self.env_kwargs.items() if k != "reward"})
+        kwargs["reward"] = self.env_kwargs["reward"]
+        return kwargs
+
     def render(self):
+        """``"ansi"``: one line of text; ``"rgb_array"``: a ``[64, 128, 3]`` uint8 chart with one column per
+        step, validation accuracy (green, top half) and kept fraction (blue, bottom half); ``None``: nothing."""
+        if self.render_mode == "rgb_array":
+            return self._render_rgb()
         if self.render_mode != "ansi":
             return None
         i = self._last_info
         return (f"epoch {i.get('epoch', 0)}/{self.epochs} prune_ratio {i.get('prune_ratio', 0):.2f} "
                 f"kept {i.get('kept_fraction', 1):.2f} compute {i.get('compute_fraction_total', 0):.3f} "
                 f"val_acc {i.get('val_accuracy', 0):.4f}")
+
+    def _render_rgb(self) -> np.ndarray:
+        h, w = 64, 128
+        half = h // 2
+        img = np.full((h, w, 3), 255, dtype=np.uint8)
+        n_steps = math.ceil(self.epochs / self.decision_interval)
+        for t, (acc, kept) in enumerate(zip(self._val_accuracies, self._kept_fractions)):
+            x0 = t * w // n_steps
+            x1 = max(x0 + 1, (t + 1) * w // n_steps)
+            acc_px = round(min(max(acc if math.isfinite(acc) else 0.0, 0.0), 1.0) * half)
+            kept_px = round(min(max(kept, 0.0), 1.0) * half)
+            img[half - acc_px:half, x0:x1] = (40, 160, 40)
+            img[h - kept_px:h, x0:x1] = (40, 80, 200)
+        return img
 
     def close(self):
         self.run = None

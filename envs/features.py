@@ -2,6 +2,9 @@
 
 Everything is computed from the training run's state (score table, compute meter, last epoch, validation
 metrics) with one host sync. Fixed policies read ``epoch_fraction`` to follow their schedules.
+Scales: fractions in [0, 1], losses in nats (a few units: ln(num_classes) at chance), log-sizes divided to
+about [0, 1.2]; every entry is finite and clipped to [-OBS_BOUND, OBS_BOUND] (NaN -> 0, +-inf -> +-OBS_BOUND),
+so the observation always lies in the env's observation space, also after a diverged epoch.
 """
 from __future__ import annotations
 
@@ -15,14 +18,14 @@ from prunegym.training import TrainingRun
 
 __all__ = ["FEATURE_NAMES", "FEATURE_DOCS", "OBS_BOUND", "StepStats", "observe"]
 
-OBS_BOUND = 10.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND]
+OBS_BOUND = 10.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND]; NaN -> 0, +-inf -> +-OBS_BOUND
 
 FEATURE_DOCS: dict[str, str] = {
     "epoch_fraction": "epochs completed / epoch budget, in [0, 1]",
     "compute_used": "training FLOPs so far / FLOPs of the full-data run",
     "compute_remaining": "1 - compute_used",
     "last_kept_fraction": "samples that reached the loss last step / (training-set size x epochs in the step)",
-    "log_train_loss": "ln of last step's mean unweighted train loss (0 before training)",
+    "log_train_loss": "ln of last step's mean unweighted train loss (0 before training, 10 if non-finite)",
     "loss_q10": "10% quantile of the score table's latest per-sample losses",
     "loss_q50": "median of the latest per-sample losses",
     "loss_q90": "90% quantile of the latest per-sample losses",
@@ -31,7 +34,7 @@ FEATURE_DOCS: dict[str, str] = {
     "kept_loss_mean": "mean latest loss of the samples trained in the last epoch",
     "pruned_loss_mean": "mean latest (stale) loss of the samples not trained in the last epoch (0 if none)",
     "forgetting_fraction": "fraction of samples with at least one forgetting event (correct -> incorrect)",
-    "val_loss": "validation cross-entropy",
+    "val_loss": "validation cross-entropy (10 if non-finite)",
     "val_accuracy": "validation accuracy in [0, 1]",
     "val_loss_delta": "change of validation loss since the last step",
     "val_accuracy_delta": "change of validation accuracy since the last step",
@@ -60,6 +63,11 @@ def _finite(v: float, default: float = 0.0) -> float:
     return v if math.isfinite(v) else default
 
 
+def _log_loss(v: float) -> float:
+    """ln of a mean loss, in [ln 1e-8, ...]; a non-finite (diverged) loss maps to +OBS_BOUND, not to 0 loss."""
+    return math.log(max(v, 1e-8)) if math.isfinite(v) else OBS_BOUND
+
+
 def observe(run: TrainingRun, stats: StepStats) -> np.ndarray:
     """The observation vector ``[len(FEATURE_NAMES)]`` float32 for the run's current state."""
     s = run.scores
@@ -76,7 +84,7 @@ def observe(run: TrainingRun, stats: StepStats) -> np.ndarray:
     else:
         kept_mean = pruned_mean = torch.zeros((), device=loss.device)
     on_device = torch.stack([
-        q[0], q[1], q[2], loss.std(unbiased=False), (loss < mean).float().mean(), kept_mean, pruned_mean,
+        q[0], q[1], q[2], loss.std(correction=0), (loss < mean).float().mean(), kept_mean, pruned_mean,
         (s.forgetting > 0).float().mean(),
     ]).tolist()  # the one host sync
     used = run.meter.total_fraction
@@ -86,10 +94,10 @@ def observe(run: TrainingRun, stats: StepStats) -> np.ndarray:
         used,
         1.0 - used,
         stats.kept_fraction,
-        math.log(max(_finite(stats.train_loss, 1e-8), 1e-8)) if run.epoch > 0 else 0.0,
+        _log_loss(stats.train_loss) if run.epoch > 0 else 0.0,
         *on_device[:7],
         on_device[7],
-        _finite(stats.val_loss, 10.0),
+        _finite(stats.val_loss, OBS_BOUND),
         stats.val_accuracy,
         _finite(stats.val_loss - stats.prev_val_loss),
         stats.val_accuracy - stats.prev_val_accuracy,

@@ -7,11 +7,12 @@ import os
 import tempfile
 from pathlib import Path
 
-from prunegym.training import RunConfig, TrainingRun
+from prunegym.baselines import make_pruner
+from prunegym.training import RunConfig, TrainingRun, resolve_device
 
 __all__ = ["cache_dir", "reference_accuracy", "write_json_atomic"]
 
-_MEMORY: dict[str, float] = {}
+_MEMORY: dict[str, float] = {}  # cache file path -> accuracy (a new PRUNEGYM_CACHE gets its own file)
 
 
 def cache_dir() -> Path:
@@ -33,23 +34,33 @@ def write_json_atomic(path: Path, obj) -> None:
 
 
 def reference_accuracy(config: RunConfig) -> float:
-    """Final validation accuracy of the full-data run of ``config`` (same task, recipe and seed)."""
+    """Final validation accuracy in [0, 1] of the full-data run of ``config`` (same task, recipe and seed).
+
+    The run is exactly a ``PruningEnv`` episode with the ``full`` pruner (same pruner generator, same
+    shuffles), so on CPU the reference equals that episode's final ``info["val_accuracy"]``. Cached in
+    memory and in ``cache_dir() / "reference" / <hash of the config>.json``.
+    """
     cfg = config.to_dict()
     cfg.pop("data_root", None)  # where the files live does not change the run
+    cfg["device"] = str(resolve_device(config.device))  # "auto" resolves differently on different machines
     key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:24]
-    if key in _MEMORY:
-        return _MEMORY[key]
     path = cache_dir() / "reference" / f"{key}.json"
+    mem_key = str(path)
+    if mem_key in _MEMORY:
+        return _MEMORY[mem_key]
     if path.exists():
         try:
-            _MEMORY[key] = float(json.loads(path.read_text())["val_accuracy"])
-            return _MEMORY[key]
-        except (ValueError, KeyError):
+            _MEMORY[mem_key] = float(json.loads(path.read_text())["val_accuracy"])
+            return _MEMORY[mem_key]
+        except (ValueError, KeyError, TypeError):
             pass  # a corrupt cache entry is recomputed
     run = TrainingRun(config)
+    pruner = make_pruner("full")
+    pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))  # as PruningEnv.reset
     while not run.done:
-        run.run_epoch(run.full_plan())
+        result = run.run_epoch(pruner.plan(run.epoch, run.scores, {"prune_ratio": 0.0}))
+        pruner.update(result, run.scores)
     acc = run.evaluate("val").accuracy
     write_json_atomic(path, {"config": cfg, "val_accuracy": acc})
-    _MEMORY[key] = acc
+    _MEMORY[mem_key] = acc
     return acc

@@ -24,22 +24,33 @@ class ReplayResult:
         return self.infos[-1]
 
 
-def replay(record: dict) -> ReplayResult:
-    """Rebuild the env of ``record`` (from ``info["episode_record"]``), reset with its seed and step its
-    actions. Raises ``ValueError`` if the record is malformed or ends early."""
+def replay(record: dict, **overrides) -> ReplayResult:
+    """Rebuild the env of ``record`` (from ``info["episode_record"]``, also after a JSON round trip), reset
+    with its seed and step its actions. ``overrides`` replace env kwargs (e.g. ``device="cpu"`` to replay a
+    GPU episode on the CPU, ``data_root=...``). The wall-clock limit is not replayed: an episode that was
+    truncated by ``max_wall_time`` replays up to its last action, and its final info gets the test metrics
+    (``test_loss``, ``test_accuracy``) that the truncated step reported. Raises ``ValueError`` if the record
+    is malformed or the replayed episode ends before its last action."""
     from .env import PruningEnv
 
+    if not isinstance(record, dict):
+        raise ValueError(f"an episode record is a dict (info['episode_record']), got {type(record).__name__}")
     for key in ("env_kwargs", "seed", "actions"):
         if key not in record:
             raise ValueError(f"episode record lacks {key!r}; it needs env_kwargs, seed and actions")
-    env = PruningEnv(**record["env_kwargs"])
+    if not record["actions"]:
+        raise ValueError("episode record has no actions")
+    env = PruningEnv(**{**record["env_kwargs"], **overrides})
     env.reset(seed=int(record["seed"]))
     infos, rewards = [], []
     for i, a in enumerate(record["actions"]):
-        _, r, term, trunc, info = env.step(np.asarray(a, dtype=np.float32))
+        _, r, term, trunc, info = env.step(np.asarray(a, dtype=np.float64))
         infos.append(info)
         rewards.append(r)
         if (term or trunc) and i != len(record["actions"]) - 1:
             raise ValueError(f"the replayed episode ended at step {i + 1} of {len(record['actions'])}")
+    if "test_accuracy" not in infos[-1]:
+        test = env.run.evaluate("test")
+        infos[-1]["test_loss"], infos[-1]["test_accuracy"] = test.loss, test.accuracy
     env.close()
     return ReplayResult(infos, rewards)

@@ -15,8 +15,9 @@ class ScoreTable:
     forgetting events (correct -> incorrect flips between consecutive trainings).
 
     ``ema_rate`` a in (0, 1]: ``mu <- (1 - a) mu + a loss`` and ``v <- (1 - a) v + a (loss - mu_old)^2``
-    (Raju et al.'s rule); the first observation of a sample sets ``mu = loss``, ``v = 0``. Losses start at 0
-    and every sample starts equal, so a mean-threshold rule keeps everything before any training.
+    (Raju et al.'s rule); the first observation of a sample's own (unmixed) loss sets ``mu = loss``, ``v = 0``
+    (``observed`` marks the samples that had one). Losses start at 0 and every sample starts equal, so a
+    mean-threshold rule keeps everything before any training.
     """
 
     def __init__(self, num_samples: int, device: torch.device | str = "cpu", ema_rate: float = 0.2):
@@ -32,6 +33,7 @@ class ScoreTable:
         self.times_trained = torch.zeros(n, dtype=torch.int64, device=dev)
         self.forgetting = torch.zeros(n, dtype=torch.int64, device=dev)
         self.last_correct = torch.zeros(n, dtype=torch.bool, device=dev)
+        self.observed = torch.zeros(n, dtype=torch.bool, device=dev)  # own (unmixed) loss recorded at least once
 
     @property
     def device(self) -> torch.device:
@@ -55,7 +57,7 @@ class ScoreTable:
         """
         idx = indices.to(self.device, torch.int64)
         losses = losses.detach().to(self.loss.dtype)
-        seen = self.times_trained[idx] > 0
+        seen = self.observed[idx]  # a sample first trained only in mix-up rows has no loss statistics yet
         old_mu = self.ema[idx]
         a = self.ema_rate
         new_mu = torch.where(seen, (1 - a) * old_mu + a * losses, losses)
@@ -75,6 +77,8 @@ class ScoreTable:
         self.last_correct[idx] = correct
         self.last_epoch[idx] = epoch
         self.times_trained[idx] += 1
+        self.observed[idx] = seen | valid if valid is not None else True
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {k: getattr(self, k).clone() for k in ("loss", "ema", "ema_var", "last_epoch", "times_trained", "forgetting", "last_correct")}
+        names = ("loss", "ema", "ema_var", "last_epoch", "times_trained", "forgetting", "last_correct", "observed")
+        return {k: getattr(self, k).clone() for k in names}

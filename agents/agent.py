@@ -1,0 +1,205 @@
+"""A trained SB3 agent with what it needs to act in a fresh env, saved as ``<stem>.zip`` + ``<stem>.json``.
+
+``<stem>.zip`` is SB3's own file (``PPO.load`` reads it). ``<stem>.json`` (format ``prunegym-agent/1``)
+holds the algo, env id and env kwargs of training, the zoo hyperparameters, the env wrapper (``DQN``:
+``prunegym.envs.DiscreteRatio``), seeds, timesteps and the observation statistics of ``VecNormalize``
+(``obs_normalizer``: mean, var, epsilon, clip_obs), so evaluation needs no pickle. The trainer also writes
+SB3's ``vecnormalize.pkl`` beside the final model for SB3 / RL Zoo tools.
+
+``load_agent`` also reads a bare SB3 zip (an RL Zoo run): the algo is inferred from the saved attributes,
+``vecnormalize.pkl`` is looked for beside it or in the zoo's ``<stem>/`` folder, and a discrete action space
+gets ``DiscreteRatio``.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .hyperparams import make_wrapper
+
+__all__ = [
+    "AGENT_FORMAT", "ALGOS", "Agent", "ObsNormalizer", "agent_label", "algo_class", "load_agent", "save_agent",
+]
+
+AGENT_FORMAT = "prunegym-agent/1"
+ALGOS = ("ppo", "a2c", "sac", "td3", "dqn")
+_INTERFACE_KWARGS = ("pruner", "pruner_kwargs", "max_prune_ratio")
+
+
+def algo_class(algo: str):
+    """The SB3 class of ``algo`` (one of ``ALGOS``)."""
+    import stable_baselines3 as sb3
+
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; allowed: {', '.join(ALGOS)}")
+    return getattr(sb3, algo.upper())
+
+
+@dataclass
+class ObsNormalizer:
+    """``VecNormalize``'s observation transform, frozen: ``clip((obs - mean) / sqrt(var + epsilon))``."""
+
+    mean: list[float]
+    var: list[float]
+    epsilon: float = 1e-8
+    clip_obs: float = 10.0
+    count: float = 0.0
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        mean = np.asarray(self.mean, dtype=np.float64)
+        var = np.asarray(self.var, dtype=np.float64)
+        out = (np.asarray(obs, dtype=np.float64) - mean) / np.sqrt(var + self.epsilon)
+        return np.clip(out, -self.clip_obs, self.clip_obs).astype(np.float32)
+
+    @classmethod
+    def from_vecnormalize(cls, vn) -> "ObsNormalizer | None":
+        if vn is None or not getattr(vn, "norm_obs", False):
+            return None
+        rms = vn.obs_rms
+        return cls(mean=[float(v) for v in np.ravel(rms.mean)], var=[float(v) for v in np.ravel(rms.var)],
+                   epsilon=float(vn.epsilon), clip_obs=float(vn.clip_obs), count=float(rms.count))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Agent:
+    """An SB3 model plus its observation normalization and env interface; ``predict`` has SB3's signature
+    and normalizes the observation first, so the evaluation harness treats agents and baselines alike.
+
+    ``obs_normalizer``: an :class:`ObsNormalizer`, any callable on observations (a live
+    ``VecNormalize.normalize_obs`` during training) or ``None``. ``meta``: the ``<stem>.json`` contents.
+    """
+
+    def __init__(self, model, meta: dict[str, Any] | None = None, obs_normalizer: Callable | None = None,
+                 path: str | Path | None = None):
+        self.model = model
+        self.meta = dict(meta or {})
+        self.obs_normalizer = obs_normalizer
+        self.path = str(path) if path is not None else None
+
+    @property
+    def algo(self) -> str:
+        return self.meta.get("algo") or type(self.model).__name__.lower()
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name") or self.algo
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        return dict(self.meta.get("hyperparams") or {})
+
+    def env_interface(self) -> dict[str, Any]:
+        """The env kwargs that fix the action's meaning (pruner, pruner_kwargs, max_prune_ratio) as trained."""
+        kw = self.meta.get("env_kwargs") or {}
+        out = {k: kw[k] for k in _INTERFACE_KWARGS if k in kw}
+        if "pruner" not in out and self.meta.get("pruner"):
+            out["pruner"] = self.meta["pruner"]
+        return out
+
+    def wrap_env(self, env):
+        """``env`` with the training wrapper (zoo ``env_wrapper`` spec, or ``DiscreteRatio`` when the model's
+        action space is discrete and no wrapper was recorded)."""
+        spec = self.meta.get("env_wrapper")
+        if spec is not None:
+            return make_wrapper(spec)(env)
+        from gymnasium import spaces
+
+        if isinstance(self.model.action_space, spaces.Discrete) and not isinstance(env.action_space, spaces.Discrete):
+            from prunegym.envs import DiscreteRatio
+
+            return DiscreteRatio(env)
+        return env
+
+    def normalize(self, observation):
+        return self.obs_normalizer(observation) if self.obs_normalizer is not None else observation
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        return self.model.predict(self.normalize(observation), state=state, episode_start=episode_start,
+                                  deterministic=deterministic)
+
+    def save(self, path: str | Path) -> Path:
+        return save_agent(self.model, path, self.meta, self.obs_normalizer if isinstance(self.obs_normalizer, ObsNormalizer) else None)
+
+    def __repr__(self) -> str:
+        return f"Agent({self.algo!r}, env_id={self.meta.get('env_id')!r}, path={self.path!r})"
+
+
+def _stem(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.zip"
+    return p.with_suffix("") if p.suffix == ".zip" else p
+
+
+def save_agent(model, path: str | Path, meta: dict[str, Any], obs_normalizer: ObsNormalizer | None) -> Path:
+    """Write ``<stem>.zip`` (SB3) and ``<stem>.json`` (meta + observation statistics); returns the zip path.
+    ``path`` may be a folder (``<folder>/model.zip``), a ``.zip`` path or a stem."""
+    from .results import to_jsonable
+
+    stem = _stem(path)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(stem) + ".zip")
+    doc = {**to_jsonable(meta), "format": AGENT_FORMAT,
+           "obs_normalizer": obs_normalizer.to_dict() if obs_normalizer is not None else None}
+    tmp = stem.with_name(stem.name + ".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
+    tmp.replace(str(stem) + ".json")
+    return Path(str(stem) + ".zip")
+
+
+def _infer_algo(zip_path: Path) -> str:
+    """The algo of a bare SB3 zip, from the attributes each class saves."""
+    with zipfile.ZipFile(zip_path) as z:
+        keys = set(json.loads(z.read("data")))
+    for algo, key in (("dqn", "exploration_fraction"), ("td3", "policy_delay"), ("sac", "target_entropy"),
+                      ("ppo", "clip_range"), ("a2c", "gae_lambda")):
+        if key in keys:
+            return algo
+    raise ValueError(f"cannot tell the algo of {str(zip_path)!r}; pass algo= (one of {', '.join(ALGOS)})")
+
+
+def _zoo_obs_normalizer(zip_path: Path) -> ObsNormalizer | None:
+    for cand in (zip_path.with_name("vecnormalize.pkl"), zip_path.with_suffix("") / "vecnormalize.pkl"):
+        if cand.is_file():
+            with open(cand, "rb") as f:
+                return ObsNormalizer.from_vecnormalize(pickle.load(f))
+    return None
+
+
+def agent_label(path: str | Path) -> str:
+    """The label of a saved agent without loading it: its recorded name, else its algo."""
+    stem = _stem(path)
+    meta_path = Path(str(stem) + ".json")
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return str(meta.get("name") or meta["algo"])
+    return _infer_algo(Path(str(stem) + ".zip"))
+
+
+def load_agent(path: str | Path, algo: str | None = None, device: str = "cpu") -> Agent:
+    """Load an agent saved by :func:`save_agent` / ``train_agent`` (a ``.zip``, its stem or its folder), or
+    a bare SB3 / RL Zoo zip. ``FileNotFoundError`` if there is no such file."""
+    stem = _stem(path)
+    zip_path = Path(str(stem) + ".zip")
+    if not zip_path.is_file():
+        raise FileNotFoundError(f"no saved agent at {str(path)!r} (looked for {str(zip_path)!r})")
+    meta_path = Path(str(stem) + ".json")
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        norm = ObsNormalizer(**meta["obs_normalizer"]) if meta.get("obs_normalizer") else None
+    else:
+        meta = {"algo": algo or _infer_algo(zip_path)}
+        norm = _zoo_obs_normalizer(zip_path)
+    algo = algo or meta["algo"]
+    # Schedules are only needed to continue training (the trainer loads checkpoints itself).
+    custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
+    model = algo_class(algo).load(str(zip_path), device=device, custom_objects=custom)
+    return Agent(model, meta=meta, obs_normalizer=norm, path=zip_path)

@@ -1,0 +1,238 @@
+"""The ``prunegym`` command line: ``list``, ``train``, ``evaluate``, ``compare`` (``prunegym <command> --help``).
+
+Bad arguments (unknown env id, policy or algo, malformed ``k=v``, missing file) print one line
+``prunegym <command>: error: ...`` naming the allowed values and exit with status 2, without a traceback.
+Env kwargs are ``key=value`` pairs; values are Python literals (``5``, ``0.1``, ``True``, ``None``,
+``'text'``; ``true`` / ``false`` / ``none`` too) and anything else is a string. ``PRUNEGYM_DEBUG=1`` shows
+the traceback of a ``ValueError`` instead of the one-line message.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+from typing import Any, Sequence
+
+__all__ = ["CLIError", "build_parser", "main", "parse_kv"]
+
+_LOWER_LITERALS = {"true": True, "false": False, "none": None, "null": None}
+
+
+class CLIError(Exception):
+    """A usage error: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse would print the usage and exit
+        raise CLIError(f"{self.prog}: error: {message}")
+
+
+def parse_kv(items: Sequence[str] | None, what: str = "--env-kwargs") -> dict[str, Any]:
+    """``["epochs=5", "pruner=uniform"]`` -> ``{"epochs": 5, "pruner": "uniform"}`` (literal values)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise CLIError(f"malformed {what} item {item!r}: expected key=value, e.g. epochs=5")
+        text = text.strip()
+        if text.lower() in _LOWER_LITERALS:
+            value = _LOWER_LITERALS[text.lower()]
+        else:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                value = text
+        out[key] = value
+    return out
+
+
+def _add_common(p: argparse.ArgumentParser, env_required: bool = True) -> None:
+    p.add_argument("--env", required=env_required, metavar="ID",
+                   help="env id, e.g. prunegym/Synthetic-MLP-v0 (see `prunegym list`)")
+    p.add_argument("--env-kwargs", nargs="+", default=[], metavar="K=V",
+                   help="env arguments, e.g. epochs=5 train_size=2000 compute_weight=0.2")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .agent import ALGOS
+
+    parser = _Parser(prog="prunegym", description="Dynamic data pruning as a Gymnasium env: train agents, "
+                     "evaluate and compare them with the published baselines.")
+    sub = parser.add_subparsers(dest="command", metavar="{list,train,evaluate,compare}", parser_class=_Parser)
+    sub.required = True
+
+    sub.add_parser("list", help="env ids, pruners, policies and algos",
+                   description="List the env ids, pruners, baseline policies and RL algorithms.")
+
+    t = sub.add_parser("train", help="train an SB3 agent", description="Train an SB3 agent with the shipped "
+                       "RL-Zoo-format hyperparameters and save it (model.zip + model.json) to --out.")
+    t.add_argument("--algo", required=True, choices=ALGOS, help="RL algorithm (dqn uses DiscreteRatio)")
+    _add_common(t)
+    t.add_argument("--total-timesteps", type=int, default=None, metavar="N",
+                   help="env steps (default: n_timesteps of the hyperparameter file)")
+    t.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    t.add_argument("--tensorboard-log", default="runs", metavar="DIR",
+                   help="TensorBoard root; the run is DIR/<env>/<algo>/seed<k> (default runs; '' for none)")
+    t.add_argument("--n-envs", type=int, default=None, metavar="K", help="parallel envs (default: the file's)")
+    t.add_argument("--hyperparams", nargs="+", default=[], metavar="K=V",
+                   help="override zoo hyperparameters, e.g. n_steps=20 learning_rate=1e-4")
+    t.add_argument("--hyperparams-file", default=None, metavar="YML", help="a zoo-format file instead of ours")
+    t.add_argument("--out", default=None, metavar="DIR",
+                   help="agent folder (default trained/<env>/<algo>/seed<k>)")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--overwrite", action="store_true", help="start afresh even if --out has checkpoints")
+    t.add_argument("--eval-freq", type=int, default=None, metavar="N",
+                   help="held-out evaluation every N env steps (default total/10; 0: off)")
+    t.add_argument("--n-eval-episodes", type=int, default=5, metavar="N",
+                   help="held-out seeds 10000..10000+N-1 (default 5)")
+    t.add_argument("--checkpoint-freq", type=int, default=None, metavar="N",
+                   help="checkpoint every N env steps (default total/10; 0: only at the end)")
+    t.add_argument("--device", default="cpu", help="torch device of the agent's networks (default cpu)")
+    t.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="SB3 verbosity")
+
+    e = sub.add_parser("evaluate", help="evaluate a baseline or a saved agent",
+                       description="One deterministic episode per seed; prints a table and appends the rows "
+                       "to --results.")
+    e.add_argument("--policy", required=True, metavar="NAME|PATH.zip",
+                   help="a baseline policy name (see `prunegym list`) or a saved agent .zip")
+    _add_common(e)
+    e.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
+    e.add_argument("--hparams", nargs="+", default=[], metavar="K=V",
+                   help="baseline hyperparameters, e.g. prune_ratio=0.3")
+    e.add_argument("--name", default=None, help="label in results and TensorBoard (default: the policy's)")
+    e.add_argument("--results", default="results.jsonl", metavar="FILE", help="default results.jsonl")
+    e.add_argument("--tensorboard-log", default=None, metavar="DIR",
+                   help="TensorBoard root; runs DIR/<env>/<policy>/seed<k> (default: none)")
+
+    c = sub.add_parser("compare", help="compare baselines (and agents) on the same seeds",
+                       description="Every baseline (or --policies) and the --agent files on the same seeds: "
+                       "OUT/results.jsonl, OUT/runs (TensorBoard), OUT/accuracy_vs_compute.png, "
+                       "OUT/summary.md and OUT/summary.csv. (policy, seed) pairs already in "
+                       "OUT/results.jsonl with the same env kwargs are skipped.")
+    _add_common(c)
+    c.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
+    c.add_argument("--policies", nargs="+", default=None, metavar="NAME",
+                   help="baseline names (default: all of them; see `prunegym list`)")
+    c.add_argument("--agent", nargs="+", action="extend", default=[], metavar="PATH.zip",
+                   help="saved agents to include")
+    c.add_argument("--out", default="compare", metavar="DIR", help="output folder (default compare)")
+    c.add_argument("--rerun", action="store_true", help="run every pair even if already in OUT/results.jsonl")
+    return parser
+
+
+def _cmd_list(args) -> int:
+    from prunegym.baselines import POLICIES, PRUNERS
+    from prunegym.envs import ENV_IDS
+
+    from .agent import ALGOS
+    from .env_factory import known_env_ids
+
+    print("env ids:")
+    for env_id in known_env_ids():
+        task = ENV_IDS.get(env_id, ("?",))[0]
+        print(f"  {env_id}  (task {task})")
+    print("pruners: " + ", ".join(PRUNERS))
+    print("policies:")
+    for name, cls in POLICIES.items():
+        defaults = ", ".join(f"{k}={v!r}" for k, v in getattr(cls, "defaults", {}).items())
+        print(f"  {name}  (pruner {cls.pruner}{'; ' + defaults if defaults else ''})")
+    print("algos: " + ", ".join(ALGOS))
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from .env_factory import canonical_env_id
+    from .training import train_agent
+
+    canonical_env_id(args.env)
+    try:
+        agent = train_agent(
+            args.algo, args.env, args.total_timesteps, args.seed, env_kwargs=parse_kv(args.env_kwargs),
+            hyperparams=parse_kv(args.hyperparams, "--hyperparams"), hyperparams_file=args.hyperparams_file,
+            n_envs=args.n_envs, out=args.out, tensorboard_log=args.tensorboard_log or None,
+            eval_freq=args.eval_freq, n_eval_episodes=args.n_eval_episodes, checkpoint_freq=args.checkpoint_freq,
+            resume=args.resume, overwrite=args.overwrite, device=args.device, verbose=args.verbose,
+            progress=not args.quiet)
+    except KeyboardInterrupt:
+        print("prunegym train: interrupted; a checkpoint was saved, continue with --resume", file=sys.stderr)
+        return 130
+    print(f"saved {agent.path} ({agent.meta['num_timesteps']} timesteps)")
+    return 0
+
+
+def _row_table(rows: list[dict[str, Any]]) -> str:
+    head = f"{'policy':<18} {'seed':>6} {'test_acc':>9} {'val_acc':>8} {'compute':>8} {'kept':>6} {'return':>8} {'wall_s':>7}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['policy']:<18} {r['seed']:>6} {r['test_accuracy']:>9.4f} {r['val_accuracy']:>8.4f} "
+                     f"{r['compute_fraction']:>8.4f} {r['kept_fraction']:>6.3f} {r['episode_return']:>8.4f} "
+                     f"{r['wall_clock_s']:>7.2f}")
+    return "\n".join(lines)
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluation import evaluate
+    from .plots import markdown_table, summarize
+
+    rows = evaluate(args.policy, args.env, args.seeds, results=args.results, tensorboard_log=args.tensorboard_log,
+                    name=args.name, hparams=parse_kv(args.hparams, "--hparams") or None,
+                    env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet)
+    print(_row_table(rows))
+    print()
+    print(markdown_table(summarize(rows)), end="")
+    print(f"appended {len(rows)} row(s) to {args.results}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from prunegym.baselines import POLICIES
+
+    from .evaluation import compare
+
+    if args.policies is not None:
+        bad = [p for p in args.policies if p not in POLICIES]
+        if bad:
+            raise CLIError(f"unknown policy {bad[0]!r}; allowed: {', '.join(POLICIES)}")
+    result = compare(args.env, args.seeds, policies=args.policies, agents=args.agent, out=args.out,
+                     env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet, skip_done=not args.rerun)
+    print(result.markdown, end="")
+    print(f"ran {result.ran} episode(s), skipped {result.skipped} already in {result.results}")
+    print(f"figure {result.figure}; tables {result.table_md}, {result.table_csv}; TensorBoard {result.tensorboard_log}")
+    return 0
+
+
+_COMMANDS = {"list": _cmd_list, "train": _cmd_train, "evaluate": _cmd_evaluate, "compare": _cmd_compare}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``prunegym`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if a in _COMMANDS), None)
+    prefix = f"prunegym {command}" if command else "prunegym"
+    try:
+        args = build_parser().parse_args(argv)
+        if hasattr(args, "env_kwargs"):
+            parse_kv(args.env_kwargs)  # malformed pairs fail before anything heavy is imported
+        return _COMMANDS[args.command](args)
+    except CLIError as exc:
+        msg = _one_line(exc)
+        print(msg if msg.startswith("prunegym") else f"{prefix}: error: {msg}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    except (ValueError, FileNotFoundError) as exc:
+        if os.environ.get("PRUNEGYM_DEBUG"):
+            raise
+        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

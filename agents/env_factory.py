@@ -1,0 +1,125 @@
+"""Env ids and env construction for the trainer and the evaluation harness.
+
+Seed convention (every run seed is the ``seed`` of ``PruningEnv.reset``, which fixes data, init and order):
+
+* training: env ``rank`` of a run with ``seed`` draws each episode's run seed from
+  ``SeedSequence([seed, rank, start_timestep])`` uniformly in ``[TRAIN_SEED_MIN, 2**31 - 1)``
+  (``start_timestep`` is 0, or the checkpoint's timestep when resuming, so a resumed run sees new seeds);
+* periodic evaluation during training: seeds ``EVAL_SEED_START + i`` for ``i < n_eval_episodes``
+  (10,000 upwards), identical at every evaluation so the curves are comparable;
+* benchmarks (``evaluate`` / ``compare`` / the CLI): the seeds the caller gives, usually 0, 1, 2, ...
+
+The three ranges are disjoint as long as benchmark seeds stay below 10,000 and evaluation uses fewer than
+990,000 episodes, so an agent is never scored on a training run.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+__all__ = [
+    "ENV_MODULE", "EVAL_SEED_START", "TRAIN_SEED_MIN", "TrainingSeeds", "canonical_env_id", "env_label",
+    "eval_seeds", "known_env_ids", "make_env", "make_vec_env", "module_env_id",
+]
+
+ENV_MODULE = "prunegym.envs"
+TRAIN_SEED_MIN = 1_000_000
+EVAL_SEED_START = 10_000
+_SEED_MAX = 2**31 - 1
+
+
+def known_env_ids() -> list[str]:
+    """The registered prunegym env ids (``ENV_IDS`` first, then any other id in the ``prunegym`` namespace)."""
+    import prunegym.envs as envs
+
+    ids = list(envs.ENV_IDS)
+    ids += sorted(i for i in gym.registry if i.startswith("prunegym/") and i not in ids)
+    return ids
+
+
+def canonical_env_id(env_id: str) -> str:
+    """``env_id`` without a ``module:`` prefix, checked against the registry (``ValueError`` lists ids)."""
+    import prunegym.envs  # noqa: F401  (registers the ids)
+
+    if not isinstance(env_id, str) or not env_id:
+        raise ValueError(f"env id must be a non-empty string, got {env_id!r}")
+    module, sep, bare = env_id.rpartition(":")
+    if sep:
+        try:
+            __import__(module)
+        except ImportError as exc:
+            raise ValueError(f"env id {env_id!r}: cannot import module {module!r} ({exc})") from exc
+    if bare not in gym.registry:
+        raise ValueError(f"unknown env id {env_id!r}; allowed: {', '.join(known_env_ids())}")
+    return bare
+
+
+def module_env_id(env_id: str) -> str:
+    """The id with its registering module, usable in fresh interpreters (``SubprocVecEnv`` with forkserver):
+    ``prunegym.envs:prunegym/Synthetic-MLP-v0``. Ids registered elsewhere keep the caller's prefix."""
+    if ":" in env_id:
+        return env_id
+    bare = canonical_env_id(env_id)
+    return f"{ENV_MODULE}:{bare}" if bare.startswith("prunegym/") else bare
+
+
+def env_label(env_id: str) -> str:
+    """A folder name for the env: ``prunegym/Synthetic-MLP-v0`` -> ``prunegym_Synthetic-MLP-v0``."""
+    return env_id.rpartition(":")[2].replace("/", "_")
+
+
+def eval_seeds(n: int) -> list[int]:
+    """The held-out seeds of periodic evaluation: ``EVAL_SEED_START, EVAL_SEED_START + 1, ...``."""
+    return [EVAL_SEED_START + i for i in range(n)]
+
+
+class TrainingSeeds(gym.Wrapper):
+    """Gives every training episode its own run seed from ``SeedSequence(entropy)``, drawn in
+    ``[TRAIN_SEED_MIN, 2**31 - 1)`` (see the module docstring). Seeds passed to ``reset`` (SB3's
+    ``VecEnv.seed``) are ignored: the training seed range must stay disjoint from the evaluation seeds."""
+
+    def __init__(self, env: gym.Env, entropy: list[int]):
+        super().__init__(env)
+        self._rng = np.random.default_rng(np.random.SeedSequence([int(e) for e in entropy]))
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        run_seed = int(self._rng.integers(TRAIN_SEED_MIN, _SEED_MAX))
+        return self.env.reset(seed=run_seed, options=options)
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, wrapper: Callable | None = None,
+             monitor: bool = False, train_entropy: list[int] | None = None) -> gym.Env:
+    """``gym.make`` of the module-prefixed id with ``env_kwargs``, then (in this order) ``TrainingSeeds``
+    when ``train_entropy`` is given, SB3's ``Monitor`` when ``monitor``, and ``wrapper``."""
+    env = gym.make(module_env_id(env_id), **dict(env_kwargs or {}))
+    if train_entropy is not None:
+        env = TrainingSeeds(env, train_entropy)
+    if monitor:
+        from stable_baselines3.common.monitor import Monitor
+
+        env = Monitor(env)
+    if wrapper is not None:
+        env = wrapper(env)
+    return env
+
+
+def _env_fn(env_id: str, env_kwargs: dict, wrapper: Callable | None, entropy: list[int]) -> Callable[[], gym.Env]:
+    def init() -> gym.Env:
+        return make_env(env_id, env_kwargs, wrapper, monitor=True, train_entropy=entropy)
+
+    return init
+
+
+def make_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None,
+                 wrapper: Callable | None = None, start_timestep: int = 0):
+    """Training envs: ``SubprocVecEnv`` (start method ``forkserver``) when ``n_envs > 1``, else
+    ``DummyVecEnv``; env ``rank`` seeded with ``[seed, rank, start_timestep]`` (see the module docstring)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    full_id = module_env_id(env_id)
+    fns = [_env_fn(full_id, dict(env_kwargs or {}), wrapper, [seed, rank, start_timestep]) for rank in range(n_envs)]
+    if n_envs > 1:
+        return SubprocVecEnv(fns, start_method="forkserver")
+    return DummyVecEnv(fns)

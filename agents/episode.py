@@ -1,0 +1,228 @@
+"""One evaluation episode: (policy spec, env id, env kwargs, seed) -> a result row and per-epoch records.
+
+:func:`run_episode` is the unit of work of ``evaluate`` and ``compare``. It has no side effects (no files,
+no TensorBoard), builds everything it needs from picklable arguments, and can therefore run in another
+process (a Ray task) as well as in the caller's. Actions are deterministic.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from .env_factory import canonical_env_id, make_env
+from .results import EpisodeRow, to_jsonable
+from .tensorboard_log import epoch_records
+
+__all__ = ["EpisodeOutcome", "PolicySpec", "check_episode", "play_episode", "policy_spec", "run_episode"]
+
+
+@dataclass
+class PolicySpec:
+    """What to run. ``kind``: ``baseline`` (``name`` in ``POLICIES``, ``hparams`` overriding its defaults),
+    ``agent`` (a saved agent at ``path``, or an in-memory :class:`Agent` in ``obj``) or ``custom`` (``obj``:
+    anything with SB3's ``predict``). ``name`` is the label in rows, tables and TensorBoard."""
+
+    kind: str
+    name: str
+    hparams: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None
+    obj: Any = field(default=None, repr=False, compare=False)
+
+    def portable(self) -> "PolicySpec":
+        """A copy without the in-memory object when it can be rebuilt from ``path`` (to ship to workers)."""
+        return replace(self, obj=None) if self.path and self.kind == "agent" else self
+
+
+def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | None = None) -> PolicySpec:
+    """A :class:`PolicySpec` for ``policy``: a name in ``POLICIES``, a path to a saved agent (``.zip``, its
+    stem or its folder), an :class:`Agent`, an SB3 model, anything with ``predict``, or a spec."""
+    from prunegym.baselines import POLICIES
+
+    from .agent import Agent
+
+    if isinstance(policy, PolicySpec):
+        return replace(policy, name=name or policy.name, hparams={**policy.hparams, **(hparams or {})})
+    if isinstance(policy, (str, Path)):
+        text = str(policy)
+        if text in POLICIES:
+            return PolicySpec("baseline", name or text, dict(hparams or {}))
+        p = Path(text)
+        if text.endswith(".zip") or p.exists() or Path(text + ".zip").exists():
+            if not (p.is_file() or (p / "model.zip").is_file() or Path(text + ".zip").is_file()):
+                raise FileNotFoundError(f"no saved agent at {text!r}")
+            if hparams:
+                raise ValueError("hyperparameters apply to baselines only, not to a saved agent")
+            from .agent import agent_label
+
+            return PolicySpec("agent", name or agent_label(p), {}, path=str(p))
+        raise ValueError(f"unknown policy {text!r}; allowed: {', '.join(POLICIES)} or a path to a saved agent .zip")
+    if hparams:
+        raise ValueError("hyperparameters apply to baseline names only, not to policy objects")
+    if isinstance(policy, Agent):
+        return PolicySpec("agent", name or policy.name, policy.hparams, path=policy.path, obj=policy)
+    from stable_baselines3.common.base_class import BaseAlgorithm
+
+    if isinstance(policy, BaseAlgorithm):
+        agent = Agent(policy)
+        return PolicySpec("agent", name or agent.name, {}, obj=agent)
+    if hasattr(policy, "predict"):
+        label = name or getattr(policy, "name", None) or type(policy).__name__
+        return PolicySpec("custom", str(label), dict(getattr(policy, "hparams", {}) or {}), obj=policy)
+    raise ValueError(f"cannot evaluate {policy!r}: expected a policy name, a saved agent path, an SB3 model or "
+                     "an object with predict()")
+
+
+@dataclass
+class EpisodeOutcome:
+    """A finished episode: its result row and one record per env step (see ``epoch_records``)."""
+
+    row: EpisodeRow
+    epochs: list[dict[str, float]]
+
+
+def _required_env_kwargs(spec: PolicySpec, policy: Any) -> dict[str, Any]:
+    from prunegym.baselines import policy_pruner
+
+    from .agent import Agent
+
+    if spec.kind == "baseline":
+        return {"pruner": policy_pruner(spec.name)}
+    if isinstance(policy, Agent):
+        return policy.env_interface()
+    pruner = getattr(type(policy), "pruner", None)
+    return {"pruner": pruner} if isinstance(pruner, str) else {}
+
+
+def _env_kwargs_for(spec: PolicySpec, policy: Any, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    kw = dict(env_kwargs)
+    for key, value in _required_env_kwargs(spec, policy).items():
+        if key in kw and kw[key] != value:
+            raise ValueError(f"policy {spec.name!r} needs {key}={value!r}, but the env kwargs give {key}={kw[key]!r}")
+        kw[key] = value
+    return kw
+
+
+def _load(spec: PolicySpec) -> Any:
+    if spec.obj is not None:
+        return spec.obj
+    if spec.kind == "agent":
+        from .agent import load_agent
+
+        return load_agent(spec.path)
+    return None  # a baseline is built once the env exists
+
+
+def play_episode(env, policy: Any, seed: int, on_step: Callable[[dict], None] | None = None):
+    """Run one episode of ``env`` from ``reset(seed=seed)`` with ``policy.predict(..., deterministic=True)``;
+    returns the step infos and rewards."""
+    import numpy as np
+
+    obs, _ = env.reset(seed=int(seed))
+    state, start = None, np.ones((1,), dtype=bool)
+    infos, rewards = [], []
+    while True:
+        action, state = policy.predict(obs, state=state, episode_start=start, deterministic=True)
+        start = np.zeros((1,), dtype=bool)
+        obs, reward, terminated, truncated, info = env.step(action)
+        infos.append(info)
+        rewards.append(float(reward))
+        if on_step is not None:
+            on_step(info)
+        if terminated or truncated:
+            return infos, rewards
+
+
+def _check_action_space(spec: PolicySpec, agent: Any, env) -> None:
+    space = getattr(getattr(agent, "model", None), "action_space", None)
+    if space is None:
+        return
+    same = (getattr(space, "n", None) == getattr(env.action_space, "n", None)
+            and getattr(space, "shape", None) == getattr(env.action_space, "shape", None))
+    if not same:
+        raise ValueError(f"agent {spec.name!r} acts in {space} but the env made with pruner="
+                         f"{env.unwrapped.pruner_name!r} takes {env.action_space}; pass the pruner it was trained "
+                         "with (env kwargs pruner=...)")
+
+
+def _setup(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any]):
+    """(env, policy, reported hparams) for one episode; the env is wrapped as the policy needs."""
+    from prunegym.baselines import make_policy
+
+    policy = _load(spec)
+    env = make_env(env_id, _env_kwargs_for(spec, policy, env_kwargs))
+    try:
+        hparams = dict(spec.hparams)
+        if spec.kind == "baseline":
+            policy = make_policy(spec.name, env, **spec.hparams)
+            hparams = dict(policy.hparams)
+        elif spec.kind == "agent":
+            env = policy.wrap_env(env)
+            hparams = hparams or policy.hparams
+            _check_action_space(spec, policy, env)
+    except BaseException:
+        env.close()
+        raise
+    return env, policy, hparams
+
+
+def check_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None) -> None:
+    """Build the env and the policy of an episode without running it: bad env kwargs, a pruner conflict or
+    bad baseline hyperparameters raise ``ValueError`` before any episode starts."""
+    env, _, _ = _setup(spec, canonical_env_id(env_id), dict(env_kwargs or {}))
+    env.close()
+
+
+def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None, seed: int, *,
+                progress: bool = False) -> EpisodeOutcome:
+    """Play one deterministic episode of ``spec`` on ``env_id`` with ``env_kwargs`` and ``seed``."""
+    env_id = canonical_env_id(env_id)
+    env_kwargs = dict(env_kwargs or {})
+    env, policy, hparams = _setup(spec, env_id, env_kwargs)
+    try:
+        base = env.unwrapped
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=math.ceil(base.epochs / base.decision_interval), desc=f"{spec.name} seed {seed}",
+                       unit="step", leave=False)
+        start = time.perf_counter()
+        try:
+            infos, rewards = play_episode(env, policy, seed, on_step=(lambda _: bar.update()) if bar else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        wall = time.perf_counter() - start
+        kwargs = dict(base.env_kwargs)
+    finally:
+        env.close()
+    final = infos[-1]
+    record = final.get("episode_record") or {}
+    kept = [float(i["kept_fraction"]) for i in infos]
+    row = EpisodeRow(
+        env_id=env_id,
+        env_kwargs=to_jsonable(env_kwargs),
+        env_config=to_jsonable(record.get("env_kwargs", kwargs)),
+        policy=spec.name,
+        policy_type=spec.kind,
+        policy_hparams=to_jsonable(hparams),
+        agent_path=str(spec.path) if spec.path else None,
+        seed=int(seed),
+        test_accuracy=float(final.get("test_accuracy", float("nan"))),
+        test_loss=float(final.get("test_loss", float("nan"))),
+        val_accuracy=float(final["val_accuracy"]),
+        compute_fraction=float(final["compute_fraction_total"]),
+        kept_fraction=sum(kept) / len(kept),
+        prune_ratios=[float(i["prune_ratio"]) for i in infos],
+        kept_fractions=kept,
+        episode_return=float(final.get("episode_return", sum(rewards))),
+        epochs=int(final["epoch"]),
+        steps=len(infos),
+        actions=to_jsonable(record.get("actions", [])),
+        error=final.get("error"),
+        wall_clock_s=wall,
+    )
+    return EpisodeOutcome(row, epoch_records(infos))

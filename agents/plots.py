@@ -1,0 +1,128 @@
+"""Comparison summaries: per-policy mean and std over seeds, the Pareto front, tables and the figure.
+
+The figure (matplotlib's Agg canvas, no display, pyplot untouched) plots test accuracy against the compute
+fraction, one point per policy with std error bars; policies on the Pareto front (no other policy has at
+least its accuracy for at most its compute, one of the two strictly) are ringed and joined by a dashed line.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+__all__ = ["METRICS", "accuracy_compute_figure", "markdown_table", "pareto_front", "summarize", "write_csv"]
+
+# row key -> column title
+METRICS: dict[str, str] = {
+    "test_accuracy": "test accuracy",
+    "compute_fraction": "compute fraction",
+    "kept_fraction": "kept fraction",
+    "episode_return": "return",
+    "wall_clock_s": "wall-clock (s)",
+}
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    vals = [float(v) for v in values]
+    if not vals:
+        return float("nan"), float("nan")
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+
+
+def summarize(rows: Iterable[dict[str, Any]], order: list[str] | None = None) -> list[dict[str, Any]]:
+    """One dict per policy: ``policy``, ``n`` (seeds), ``<metric>_mean`` and ``<metric>_std`` (sample std,
+    0 for one seed) for every metric of :data:`METRICS`, and ``pareto`` (bool). Policies in ``order``
+    first, then in order of appearance."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for name in order or []:
+        groups.setdefault(name, [])
+    for row in rows:
+        groups.setdefault(row["policy"], []).append(row)
+    out = []
+    for name, rs in groups.items():
+        if not rs:
+            continue
+        entry: dict[str, Any] = {"policy": name, "n": len(rs)}
+        for key in METRICS:
+            entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([r[key] for r in rs])
+        out.append(entry)
+    front = set(pareto_front(out))
+    for entry in out:
+        entry["pareto"] = entry["policy"] in front
+    return out
+
+
+def pareto_front(summary: list[dict[str, Any]]) -> list[str]:
+    """Policies not dominated in (higher mean test accuracy, lower mean compute fraction), by compute."""
+    pts = [(e["compute_fraction_mean"], e["test_accuracy_mean"], e["policy"]) for e in summary]
+    front = []
+    for c, a, name in pts:
+        dominated = any((c2 <= c and a2 >= a) and (c2 < c or a2 > a) for c2, a2, _ in pts)
+        if not dominated and math.isfinite(c) and math.isfinite(a):
+            front.append((c, a, name))
+    return [name for _, _, name in sorted(front)]
+
+
+def _fmt(mean: float, std: float, digits: int) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown_table(summary: list[dict[str, Any]], title: str | None = None) -> str:
+    """A Markdown table, mean ± std per metric, Pareto-front policies marked."""
+    head = ["policy", "seeds"] + list(METRICS.values()) + ["Pareto"]
+    lines = [f"## {title}", ""] if title else []
+    lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for e in summary:
+        cells = [e["policy"], str(e["n"])]
+        for key in METRICS:
+            cells.append(_fmt(e[f"{key}_mean"], e[f"{key}_std"], 2 if key == "wall_clock_s" else 4))
+        cells.append("yes" if e["pareto"] else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(summary: list[dict[str, Any]], path: str | Path) -> Path:
+    """The summary as CSV: policy, n, <metric>_mean, <metric>_std ..., pareto."""
+    cols = ["policy", "n"] + [f"{k}_{s}" for k in METRICS for s in ("mean", "std")] + ["pareto"]
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with open(p, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for e in summary:
+            w.writerow({c: e[c] for c in cols})
+    return p
+
+
+def accuracy_compute_figure(summary: list[dict[str, Any]], title: str = ""):
+    """A matplotlib ``Figure`` (Agg canvas) of test accuracy versus compute fraction."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    front = set(pareto_front(summary))
+    for i, e in enumerate(summary):
+        color = f"C{i % 10}"
+        ax.errorbar(e["compute_fraction_mean"], e["test_accuracy_mean"], xerr=e["compute_fraction_std"],
+                    yerr=e["test_accuracy_std"], fmt="o", color=color, capsize=3, label=e["policy"])
+        if e["policy"] in front:
+            ax.scatter([e["compute_fraction_mean"]], [e["test_accuracy_mean"]], s=160, facecolors="none",
+                       edgecolors="black", linewidths=1.2, zorder=3)
+        ax.annotate(e["policy"], (e["compute_fraction_mean"], e["test_accuracy_mean"]), textcoords="offset points",
+                    xytext=(5, 5), fontsize=8)
+    pts = sorted((e["compute_fraction_mean"], e["test_accuracy_mean"]) for e in summary if e["policy"] in front)
+    if len(pts) > 1:
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "k--", linewidth=1, label="Pareto front")
+    ax.set_xlabel("compute fraction (training FLOPs / full-data run)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(title or "accuracy versus compute")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,200 @@
+"""``train_agent``: SB3's PPO, A2C, SAC, TD3 (Box action) and DQN (through ``DiscreteRatio``) on a prunegym env.
+
+Hyperparameters come from ``hyperparams/<algo>.yml`` (RL Zoo format, see :mod:`.hyperparams`), overridden
+by ``hyperparams=``. Seeds follow :mod:`.env_factory`: training episodes draw run seeds >= 1,000,000 from
+``[seed, rank, start_timestep]``, periodic evaluation uses seeds 10,000 + i. SB3 seeds its own model with
+``seed``.
+
+Output folder ``out`` (default ``trained/<env label>/<algo>/seed<k>``)::
+
+    model.zip, model.json       the final agent (load_agent / evaluate read these)
+    vecnormalize.pkl            SB3's VecNormalize statistics (also inside model.json)
+    best_model.zip, .json       the best agent of the periodic held-out evaluations
+    checkpoints/<algo>_<N>_steps.{zip,json}, <algo>_vecnormalize_<N>_steps.pkl,
+    checkpoints/<algo>_replay_buffer_<N>_steps.pkl (off-policy, newest only)
+
+``resume=True`` continues from the newest checkpoint: model, VecNormalize statistics, replay buffer and the
+timestep counter (``reset_num_timesteps=False``) are restored and training runs up to ``total_timesteps``.
+An interrupted run (``KeyboardInterrupt``) saves a checkpoint before re-raising. TensorBoard: SB3's tags
+and the ``episode/`` tags go to ``<tensorboard_log>/<env label>/<algo>/seed<k>``.
+"""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from .agent import ALGOS, Agent, ObsNormalizer, algo_class, save_agent
+from .env_factory import canonical_env_id, env_label, eval_seeds, make_env, make_vec_env
+from .hyperparams import load_hyperparams, make_action_noise, make_wrapper, resolve_hyperparams
+from .results import to_jsonable
+
+__all__ = ["DEFAULT_PRUNER", "default_out", "train_agent"]
+
+# The pruner agents drive unless env_kwargs name one: ``full`` (the env's default) ignores the prune ratio,
+# which would leave an agent nothing to learn.
+DEFAULT_PRUNER = "uniform"
+
+SEED_CONVENTION = ("training episodes: run seeds drawn in [1000000, 2**31-1) from SeedSequence([seed, rank, "
+                   "start_timestep]); periodic evaluation: seeds 10000 + i")
+
+
+def default_out(algo: str, env_id: str, seed: int) -> Path:
+    return Path("trained") / env_label(env_id) / algo / f"seed{seed}"
+
+
+def _logger(log_dir: Path | None, verbose: int):
+    from stable_baselines3.common.logger import HumanOutputFormat, Logger, TensorBoardOutputFormat
+
+    formats = []
+    if verbose:
+        formats.append(HumanOutputFormat(sys.stdout))
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        formats.append(TensorBoardOutputFormat(str(log_dir)))
+    return Logger(folder=str(log_dir) if log_dir is not None else None, output_formats=formats)
+
+
+def _close(env) -> None:
+    try:
+        env.close()
+    except (EOFError, BrokenPipeError, ConnectionResetError):  # workers already gone (Ctrl-C)
+        pass
+
+
+def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed: int = 0, *,
+                env_kwargs: dict[str, Any] | None = None, hyperparams: dict[str, Any] | None = None,
+                hyperparams_file: str | Path | None = None, n_envs: int | None = None,
+                out: str | Path | None = None, tensorboard_log: str | Path | None = None,
+                eval_freq: int | None = None, n_eval_episodes: int = 5, checkpoint_freq: int | None = None,
+                resume: bool = False, overwrite: bool = False, device: str = "cpu", verbose: int = 0,
+                progress: bool = False, callbacks: Iterable[Any] = ()) -> Agent:
+    """Train ``algo`` on ``env_id`` for ``total_timesteps`` env steps (default: the file's ``n_timesteps``)
+    and save it to ``out``; returns the trained :class:`Agent` (``agent.path`` is ``out/model.zip``).
+
+    ``env_kwargs`` go to every env (``epochs``, ``train_size``, ``pruner``, ``compute_weight``, ...); the
+    pruner defaults to ``uniform`` (:data:`DEFAULT_PRUNER`), since the env's default ``full`` ignores the
+    prune ratio.
+    ``hyperparams`` override the zoo entry (same keys, e.g. ``{"n_steps": 20}``); ``n_envs`` overrides
+    its ``n_envs``. ``eval_freq`` / ``checkpoint_freq`` are in total env steps (default: a tenth of
+    ``total_timesteps``; 0 turns them off; a final checkpoint is always written). ``resume``: continue
+    from the newest checkpoint in ``out`` (a fresh start if there is none). Starting afresh in a folder
+    that has checkpoints needs ``overwrite=True`` (which deletes them). ``callbacks``: extra SB3 callbacks.
+    """
+    from stable_baselines3.common.callbacks import CallbackList
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from .callbacks import (EpisodeTagsCallback, HeldOutEvalCallback, ProgressCallback, ResumableCheckpoint,
+                            latest_checkpoint)
+
+    if algo not in ALGOS:
+        raise ValueError(f"unknown algo {algo!r}; allowed: {', '.join(ALGOS)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed={seed!r} must be a non-negative int")
+    env_id = canonical_env_id(env_id)
+    env_kwargs = dict(env_kwargs or {})
+    env_kwargs.setdefault("pruner", DEFAULT_PRUNER)
+    raw = load_hyperparams(algo, env_id, hyperparams, hyperparams_file)
+    hp = resolve_hyperparams(raw)
+    total = int(total_timesteps if total_timesteps is not None else (hp.n_timesteps or 0))
+    if total <= 0:
+        raise ValueError(f"total_timesteps={total_timesteps!r} must be a positive int")
+    n_envs = int(n_envs or hp.n_envs)
+    wrapper = make_wrapper(hp.env_wrapper)
+    out = Path(out) if out is not None else default_out(algo, env_id, seed)
+    ckpt_dir = out / "checkpoints"
+    ckpt = latest_checkpoint(ckpt_dir, algo) if resume else None
+    if not resume and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
+        if not overwrite:
+            raise ValueError(f"{str(out)!r} already holds checkpoints; pass resume=True to continue that run or "
+                             "overwrite=True to start afresh")
+        shutil.rmtree(ckpt_dir)
+    state = {"episodes": 0}
+    if ckpt is not None:
+        import json
+
+        state.update(json.loads(ckpt[1].with_suffix(".json").read_text()))
+    start = ckpt[0] if ckpt is not None else 0
+    # validate env kwargs in this process before any worker starts
+    make_env(env_id, env_kwargs).close()
+
+    venv = make_vec_env(env_id, n_envs, seed, env_kwargs, wrapper, start_timestep=start)
+    cls = algo_class(algo)
+    model = None
+    try:
+        vn_path = ckpt_dir / f"{algo}_vecnormalize_{start}_steps.pkl"
+        if ckpt is not None and vn_path.is_file():
+            venv = VecNormalize.load(str(vn_path), venv)
+            venv.training = True
+        elif hp.normalize:
+            venv = VecNormalize(venv, **hp.normalize_kwargs)
+        if ckpt is not None:
+            model = cls.load(str(ckpt[1]), env=venv, device=device)
+            buffer = ckpt_dir / f"{algo}_replay_buffer_{start}_steps.pkl"
+            if buffer.is_file() and hasattr(model, "load_replay_buffer"):
+                model.load_replay_buffer(str(buffer))
+        else:
+            kwargs = dict(hp.algo_kwargs)
+            noise = make_action_noise(hp.noise_type, hp.noise_std, int(venv.action_space.shape[0])) \
+                if hp.noise_type is not None else None
+            if noise is not None:
+                kwargs["action_noise"] = noise
+            model = cls(env=venv, seed=seed, device=device, verbose=verbose, **kwargs)
+        log_dir = Path(tensorboard_log) / env_label(env_id) / algo / f"seed{seed}" if tensorboard_log else None
+        model.set_logger(_logger(log_dir, verbose))
+
+        episodes_cb = EpisodeTagsCallback(log_dir, start=state.get("episodes", 0))
+        base_meta = {
+            "name": algo, "algo": algo, "env_id": env_id, "env_kwargs": to_jsonable(env_kwargs),
+            "pruner": env_kwargs.get("pruner", "full"), "env_wrapper": hp.env_wrapper, "hyperparams": to_jsonable(raw),
+            "seed": seed, "n_envs": n_envs, "total_timesteps": total, "eval_seeds": eval_seeds(n_eval_episodes),
+            "seed_convention": SEED_CONVENTION, "resumed_from": start if ckpt is not None else None,
+        }
+
+        def meta() -> dict[str, Any]:
+            return {**base_meta, "num_timesteps": int(model.num_timesteps), "episodes": episodes_cb.episodes}
+
+        def every(freq: int) -> int:  # env steps -> callback calls (one call per vec env step)
+            return max(int(freq) // n_envs, 1) if freq else 0
+
+        eval_cb = None
+        n_eval_freq = every(max(total // 10, 1) if eval_freq is None else eval_freq)
+        if n_eval_freq and n_eval_episodes > 0:
+            eval_cb = HeldOutEvalCallback(lambda: make_env(env_id, env_kwargs), eval_seeds(n_eval_episodes),
+                                          n_eval_freq, out / "best_model", meta)
+            if state.get("best_mean_reward") is not None:
+                eval_cb.best_mean = float(state["best_mean_reward"])
+
+        def ckpt_state() -> dict[str, Any]:
+            best = eval_cb.best_mean if eval_cb is not None and eval_cb.best_mean > float("-inf") else None
+            return {"episodes": episodes_cb.episodes, "best_mean_reward": best}
+
+        ckpt_cb = ResumableCheckpoint(ckpt_dir, algo, every(total // 10 if checkpoint_freq is None else checkpoint_freq),
+                                      state=ckpt_state)
+        cbs = [episodes_cb] + ([eval_cb] if eval_cb is not None else []) + [ckpt_cb]
+        if progress:
+            cbs.append(ProgressCallback(total, initial=start))
+        cbs.extend(callbacks)
+        remaining = total - int(model.num_timesteps)
+        if remaining > 0:
+            cb_list = CallbackList(cbs)
+            try:
+                model.learn(remaining, callback=cb_list, reset_num_timesteps=ckpt is None)
+            except KeyboardInterrupt:
+                ckpt_cb.save()
+                cb_list.on_training_end()  # close writers, bars and the evaluation env
+                raise
+        if ckpt_cb.last_saved != int(model.num_timesteps):
+            if getattr(ckpt_cb, "model", None) is None:  # learn() did not run
+                ckpt_cb.init_callback(model)
+            ckpt_cb.save()
+        vn = model.get_vec_normalize_env()
+        zip_path = save_agent(model, out / "model", meta(), ObsNormalizer.from_vecnormalize(vn))
+        if vn is not None:
+            vn.save(str(out / "vecnormalize.pkl"))
+    finally:
+        if model is not None:
+            model.logger.close()
+        _close(venv)
+    return Agent(model, meta=meta(), obs_normalizer=ObsNormalizer.from_vecnormalize(vn), path=zip_path)

@@ -1,0 +1,163 @@
+"""Benchmark every fixed policy at its published defaults on ``prunegym/FashionMNIST-CNN-v0``.
+
+For each (policy, seed): one env episode driven by ``make_policy(name, env)``; records the final test
+accuracy, the total training compute as a fraction of the full-data run (FLOPs meter), the realised mean kept
+fraction (samples reaching the loss / N, averaged over epochs), the training wall-clock (engine-measured) and
+the episode's wall-clock, and the model's shallow share of a training step's FLOPs (what PFB still pays for
+blocked rows). Results go to ``--out`` (JSON, rewritten atomically after every run) and a Markdown table
+beside it (``.md``); (policy, seed) pairs already in the JSON are skipped, so an interrupted run resumes.
+
+Data: ``$PRUNEGYM_DATA`` (torchvision layout, ``FashionMNIST/raw/*.gz``). Example::
+
+    PRUNEGYM_DATA=/work/main/data python benchmarks/baselines.py --out benchmarks/results/baselines_cpu.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import gymnasium
+import torch
+
+import prunegym.envs  # noqa: F401  (registers the prunegym/ ids)
+from prunegym.baselines import POLICIES, make_policy, policy_pruner
+
+ENV_ID = "prunegym/FashionMNIST-CNN-v0"
+DEFAULT_POLICIES = ("full", "uniform", "uniform_rescaled", "infobatch", "swdpp", "pfb", "epsilon_greedy", "ucb")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--train-size", type=int, default=20000, help="training samples (default 20000)")
+    ap.add_argument("--val-size", type=int, default=5000, help="validation samples carved from the train pool")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--seeds", type=str, default="0,1,2", help="comma-separated run seeds")
+    ap.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1 or auto")
+    ap.add_argument("--policies", type=str, default=",".join(DEFAULT_POLICIES), help="comma-separated names")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch intra-op threads (default: torch's; 1 is fastest on a loaded shared CPU)")
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/results/baselines.json"))
+    args = ap.parse_args(argv)
+    args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    args.policies = [p.strip() for p in args.policies.split(",") if p.strip()]
+    bad = [p for p in args.policies if p not in POLICIES]
+    if bad:
+        ap.error(f"unknown policies {bad}; allowed: {', '.join(POLICIES)}")
+    return args
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:
+    """One episode of policy ``name`` at its defaults; returns its metrics."""
+    env = gymnasium.make(ENV_ID, pruner=policy_pruner(name), train_size=args.train_size, val_size=args.val_size,
+                         epochs=args.epochs, device=args.device, record_wall_time=True)
+    policy = make_policy(name, env)
+    start = time.perf_counter()
+    obs, _ = env.reset(seed=seed)
+    kept, claimed, train_wall, done, info = [], [], 0.0, False, {}
+    while not done:
+        action, _ = policy.predict(obs)
+        obs, _, term, trunc, info = env.step(action)
+        kept.append(info["kept_fraction"])
+        claimed.append(info["prune_ratio"])
+        train_wall += info["wall_time"]
+        done = term or trunc
+    run = env.unwrapped.run
+    out = {
+        "policy": name, "seed": seed, "hparams": policy.hparams,
+        "test_accuracy": info["test_accuracy"], "val_accuracy": info["val_accuracy"],
+        "compute_fraction": info["compute_fraction_total"], "mean_kept_fraction": sum(kept) / len(kept),
+        "kept_fraction_per_epoch": kept, "prune_ratio_per_epoch": claimed,
+        "train_wall_s": train_wall, "episode_wall_s": time.perf_counter() - start,
+        "shallow_share": run.meter.flops.shallow_share, "error": info.get("error"),
+    }
+    env.close()
+    return out
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
+
+
+def markdown(results: dict, policies: list[str]) -> str:
+    cfg = results["config"]
+    lines = [
+        f"Fixed policies at their defaults on `{ENV_ID}`: {cfg['train_size']} training samples, {cfg['epochs']} "
+        f"epochs, device {cfg['device']}, seeds {cfg['seeds']}. Test accuracy: mean ± std over seeds; compute: "
+        "training FLOPs / full-data run; kept: samples reaching the loss / N, mean over epochs; wall-clock: "
+        "training seconds per run (engine-measured), mean.",
+        "",
+        "| policy | seeds | test accuracy | compute fraction | mean kept fraction | train wall-clock (s) | notes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in policies:
+        runs = [r for r in results["runs"] if r["policy"] == name]
+        if not runs:
+            continue
+        acc_m, acc_s = mean_std([100 * r["test_accuracy"] for r in runs])
+        comp_m, _ = mean_std([r["compute_fraction"] for r in runs])
+        kept_m, _ = mean_std([r["mean_kept_fraction"] for r in runs])
+        wall_m, _ = mean_std([r["train_wall_s"] for r in runs])
+        std = "" if math.isnan(acc_s) else f" ± {acc_s:.2f}"
+        note = f"shallow share of FLOPs {runs[0]['shallow_share']:.3f}" if name == "pfb" else ""
+        if any(r.get("error") for r in runs):
+            note = (note + "; " if note else "") + "diverged in some seed"
+        lines.append(f"| {name} | {len(runs)} | {acc_m:.2f}{std} | {comp_m:.3f} | {kept_m:.3f} | {wall_m:.0f} | {note} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = {"env_id": ENV_ID, "train_size": args.train_size, "val_size": args.val_size, "epochs": args.epochs,
+              "device": args.device}
+    results = {"config": {**config, "seeds": args.seeds}, "runs": []}
+    if args.out.exists():
+        old = json.loads(args.out.read_text())
+        old_cfg = {k: old["config"].get(k) for k in config}
+        if old_cfg != config:
+            sys.exit(f"{args.out} holds results of another configuration ({old_cfg}); use another --out")
+        results["runs"] = old["runs"]
+        results["config"]["seeds"] = sorted(set(old["config"].get("seeds", [])) | set(args.seeds))
+    done = {(r["policy"], r["seed"]) for r in results["runs"]}
+    md_path = args.out.with_suffix(".md")
+    for seed in args.seeds:
+        for name in args.policies:
+            if (name, seed) in done:
+                print(f"skip {name} seed {seed} (in {args.out})", flush=True)
+                continue
+            r = run_one(name, seed, args)
+            results["runs"].append(r)
+            write_atomic(args.out, json.dumps(results, indent=1, sort_keys=True))
+            write_atomic(md_path, markdown(results, args.policies))
+            print(f"{name:16s} seed {seed}: test {r['test_accuracy']:.4f} compute {r['compute_fraction']:.3f} "
+                  f"kept {r['mean_kept_fraction']:.3f} train {r['train_wall_s']:.0f}s episode "
+                  f"{r['episode_wall_s']:.0f}s", flush=True)
+    table = markdown(results, args.policies)
+    write_atomic(md_path, table)
+    print(table)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""prunegym.agents: hyperparameter files, training (PPO, DQN, resume), the evaluation harness, results rows."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from prunegym.agents import ROW_FIELDS, EpisodeRow, append_rows, evaluate, load_agent, read_rows, train_agent
+from prunegym.agents.env_factory import (EVAL_SEED_START, TRAIN_SEED_MIN, canonical_env_id, env_label,
+                                         module_env_id)
+from prunegym.agents.hyperparams import HYPERPARAMS_DIR, load_hyperparams, make_wrapper, resolve_hyperparams
+from prunegym.envs import ENV_IDS, TASKS, DiscreteRatio
+
+ENV = "prunegym/Synthetic-MLP-v0"
+KW = dict(epochs=4, train_size=500, val_size=200, test_size=200)
+TINY_PPO = dict(n_steps=4, batch_size=4, n_epochs=1, n_envs=1)
+
+
+@pytest.fixture(scope="module")
+def ppo_run(tmp_path_factory):
+    """A PPO agent trained for 8 steps (two 4-epoch episodes) with checkpoints, held-out evaluation and TB."""
+    root = tmp_path_factory.mktemp("ppo")
+    agent = train_agent("ppo", ENV, 8, 0, env_kwargs=KW, hyperparams=TINY_PPO, out=root / "agent",
+                        tensorboard_log=root / "runs", eval_freq=8, n_eval_episodes=1, checkpoint_freq=4)
+    return root, agent
+
+
+# -- hyperparameter files -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["ppo", "a2c", "sac", "td3", "dqn"])
+def test_hyperparameter_files_are_zoo_format_and_cover_every_env(algo):
+    table = yaml.safe_load((HYPERPARAMS_DIR / f"{algo}.yml").read_text())
+    assert set(ENV_IDS) <= set(table)
+    for env_id, entry in table.items():
+        assert {"n_timesteps", "policy", "normalize", "policy_kwargs"} <= set(entry)
+        assert isinstance(entry["policy_kwargs"], str)  # zoo: a Python expression string
+        hp = resolve_hyperparams(load_hyperparams(algo, env_id))
+        assert hp.normalize and hp.normalize_kwargs["norm_obs"] and hp.n_timesteps > 0
+        episode = TASKS[ENV_IDS[env_id][0]].epochs
+        if algo in ("ppo", "a2c"):  # rollouts hold whole episodes
+            assert entry["n_steps"] % episode == 0 or episode % entry["n_steps"] == 0
+        if algo == "ppo":
+            assert (entry["n_steps"] * entry["n_envs"]) % entry["batch_size"] == 0
+        if algo == "dqn":
+            assert entry["env_wrapper"] == "prunegym.envs.DiscreteRatio"
+
+
+def test_zoo_values_are_interpreted_like_the_zoo():
+    hp = resolve_hyperparams(load_hyperparams("dqn", ENV, {"learning_rate": "lin_1e-3", "train_freq": [1, "episode"]}))
+    assert hp.algo_kwargs["learning_rate"](0.5) == pytest.approx(5e-4)
+    assert hp.algo_kwargs["train_freq"] == (1, "episode")
+    assert hp.algo_kwargs["policy_kwargs"] == {"net_arch": [64, 64]}
+    assert hp.normalize_kwargs == {"norm_obs": True, "norm_reward": False, "gamma": 0.99}
+    import gymnasium as gym
+
+    env = make_wrapper(hp.env_wrapper)(gym.make(ENV, **KW))
+    assert isinstance(env, DiscreteRatio)
+    with pytest.raises(ValueError, match="allowed: prunegym/Synthetic-MLP-v0"):
+        load_hyperparams("ppo", "prunegym/Nope-v0")
+
+
+def test_env_ids_and_seed_ranges():
+    assert canonical_env_id("prunegym.envs:" + ENV) == ENV
+    assert module_env_id(ENV) == "prunegym.envs:" + ENV  # usable by forkserver workers
+    assert env_label(ENV) == "prunegym_Synthetic-MLP-v0"
+    assert EVAL_SEED_START < TRAIN_SEED_MIN
+    with pytest.raises(ValueError, match="allowed: prunegym/Synthetic-MLP-v0"):
+        canonical_env_id("prunegym/Nope-v0")
+
+
+# -- training ---------------------------------------------------------------------------------------------------
+def test_ppo_trains_saves_and_evaluates_from_the_saved_file(ppo_run, tmp_path):
+    root, agent = ppo_run
+    out = root / "agent"
+    for name in ("model.zip", "model.json", "vecnormalize.pkl", "best_model.zip", "best_model.json",
+                 "checkpoints/ppo_4_steps.zip", "checkpoints/ppo_8_steps.zip", "checkpoints/ppo_vecnormalize_8_steps.pkl"):
+        assert (out / name).is_file(), name
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["algo"] == "ppo" and meta["num_timesteps"] == 8 and meta["env_kwargs"]["pruner"] == "uniform"
+    assert meta["obs_normalizer"] is not None and len(meta["obs_normalizer"]["mean"]) == 21
+    assert meta["eval_seeds"] == [EVAL_SEED_START]
+    loaded = load_agent(out / "model.zip")
+    assert loaded.algo == "ppo" and loaded.env_interface() == {"pruner": "uniform"}
+    results = tmp_path / "results.jsonl"
+    rows = evaluate(str(out / "model.zip"), ENV, [0, 1], results=results, **KW)
+    assert [r["seed"] for r in rows] == [0, 1]
+    assert read_rows(results) == rows
+    for row in rows:
+        assert tuple(row) == ROW_FIELDS
+        assert row["policy"] == "ppo" and row["policy_type"] == "agent" and row["env_config"]["pruner"] == "uniform"
+        assert row["policy_hparams"]["n_steps"] == 4 and row["agent_path"].endswith("model.zip")
+        assert len(row["prune_ratios"]) == len(row["kept_fractions"]) == row["epochs"] == 4
+        assert 0 < row["compute_fraction"] <= 1 and 0 <= row["test_accuracy"] <= 1
+        assert row["kept_fraction"] == pytest.approx(np.mean(row["kept_fractions"]))
+
+
+def test_training_run_has_sb3_and_episode_tags(ppo_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, _ = ppo_run
+    acc = EventAccumulator(str(root / "runs" / env_label(ENV) / "ppo" / "seed0"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"episode/test_accuracy", "episode/compute_fraction", "episode/return", "eval/mean_reward"} <= tags
+    assert any(t.startswith("rollout/") for t in tags) and any(t.startswith("train/") for t in tags)
+    assert [e.step for e in acc.Scalars("episode/return")] == [0, 1]  # x = episode
+
+
+def test_evaluate_twice_gives_identical_rows_except_wall_clock(ppo_run, tmp_path):
+    _, agent = ppo_run
+    for policy in (agent.path, "uniform"):
+        a = evaluate(policy, ENV, [3], results=tmp_path / "r.jsonl", **KW)[0]
+        b = evaluate(policy, ENV, [3], results=tmp_path / "r.jsonl", **KW)[0]
+        a.pop("wall_clock_s"), b.pop("wall_clock_s")
+        assert a == b
+    assert len(read_rows(tmp_path / "r.jsonl")) == 4
+
+
+def test_resume_continues_from_the_checkpoint_after_an_interruption(tmp_path):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Interrupt(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= 6:
+                raise KeyboardInterrupt
+            return True
+
+    out = tmp_path / "agent"
+    with pytest.raises(KeyboardInterrupt):
+        train_agent("ppo", ENV, 12, 0, env_kwargs=KW, hyperparams=TINY_PPO, out=out, eval_freq=0,
+                    checkpoint_freq=0, callbacks=[Interrupt()])
+    assert (out / "checkpoints" / "ppo_6_steps.zip").is_file()  # saved on interruption
+    assert not (out / "model.zip").exists()
+    with pytest.raises(ValueError, match="resume=True"):
+        train_agent("ppo", ENV, 12, 0, env_kwargs=KW, hyperparams=TINY_PPO, out=out, eval_freq=0)
+    agent = train_agent("ppo", ENV, 12, 0, env_kwargs=KW, hyperparams=TINY_PPO, out=out, eval_freq=0,
+                        checkpoint_freq=0, resume=True)
+    # 6 restored + two rollouts of 4: the counter continued (a fresh start would stop at 12)
+    assert agent.meta["resumed_from"] == 6
+    assert agent.model.num_timesteps == 14
+    assert json.loads((out / "model.json").read_text())["num_timesteps"] == 14
+    assert (out / "checkpoints" / "ppo_14_steps.zip").is_file()
+
+
+def test_dqn_runs_through_the_discrete_wrapper(tmp_path):
+    from gymnasium import spaces
+
+    agent = train_agent("dqn", ENV, 8, 0, env_kwargs=KW, out=tmp_path / "dqn", eval_freq=0, checkpoint_freq=4,
+                        hyperparams=dict(learning_starts=2, batch_size=4, buffer_size=100, target_update_interval=4))
+    assert isinstance(agent.model.action_space, spaces.Discrete) and agent.model.action_space.n == 10
+    assert agent.meta["env_wrapper"] == "prunegym.envs.DiscreteRatio"
+    assert (tmp_path / "dqn" / "checkpoints" / "dqn_replay_buffer_8_steps.pkl").is_file()
+    assert not (tmp_path / "dqn" / "checkpoints" / "dqn_replay_buffer_4_steps.pkl").exists()  # newest only
+    row = evaluate(tmp_path / "dqn" / "model.zip", ENV, [0], results=None, **KW)[0]
+    assert row["policy"] == "dqn"
+    for r in row["prune_ratios"]:
+        assert r == pytest.approx(round(r, 1), abs=1e-6)  # one of 0, 0.1, ..., 0.9
+
+
+# -- harness ----------------------------------------------------------------------------------------------------
+def test_policy_errors_name_the_allowed_values(tmp_path):
+    from prunegym.baselines import POLICIES
+
+    with pytest.raises(ValueError, match=f"allowed: {', '.join(POLICIES)}"):
+        evaluate("nope", ENV, [0], results=None, **KW)
+    with pytest.raises(FileNotFoundError):
+        evaluate(str(tmp_path / "missing.zip"), ENV, [0], results=None, **KW)
+    with pytest.raises(ValueError, match="needs pruner='uniform'"):
+        evaluate("uniform", ENV, [0], results=None, pruner="full", **KW)
+    with pytest.raises(ValueError, match="no hyperparameter"):
+        evaluate("uniform", ENV, [0], results=None, hparams={"bogus": 1}, **KW)
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_results_jsonl_appends_atomically(tmp_path):
+    path = tmp_path / "sub" / "results.jsonl"
+    row = {name: None for name in ROW_FIELDS} | {"policy": "x", "seed": 1, "value": float("nan")}
+    append_rows(path, [row])
+    append_rows(path, [row, EpisodeRow.from_dict(row)])
+    rows = read_rows(path)
+    assert len(rows) == 3 and rows[0]["policy"] == "x"
+    assert sorted(p.name for p in path.parent.iterdir()) == ["results.jsonl"]  # no temporary or lock files
+    path.write_text(path.read_text() + "{not json\n")
+    with pytest.raises(ValueError, match="results.jsonl:4"):
+        read_rows(path)
+
+
+def test_custom_policy_objects_run_through_the_same_harness():
+    class Half:
+        name = "half"
+        hparams = {"r": 0.5}
+
+        def __init__(self, env):
+            self.a = env.unwrapped.encode_action(prune_ratio=0.5)
+
+        def predict(self, obs, state=None, episode_start=None, deterministic=True):
+            return self.a, state
+
+    import gymnasium as gym
+
+    policy = Half(gym.make(ENV, pruner="uniform", **KW))
+    row = evaluate(policy, ENV, [0], results=None, pruner="uniform", **KW)[0]
+    assert row["policy"] == "half" and row["policy_type"] == "custom" and row["policy_hparams"] == {"r": 0.5}
+    assert row["prune_ratios"] == pytest.approx([0.5] * 4)

@@ -1,0 +1,189 @@
+"""The baselines through the env API: registries, fixed policies (defaults, overrides, schedules) and whole
+synthetic episodes (InfoBatch's annealing, PFB's window, SwDPP's Mixup, global-RNG isolation, seeded
+reproducibility)."""
+from __future__ import annotations
+
+import math
+import random
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+
+from prunegym.baselines import POLICIES, PRUNERS, make_policy, make_pruner, policy_pruner
+from prunegym.baselines.pfb_policy import pfb_window
+from prunegym.envs import PruningEnv
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these small tensors run fastest so, above all on a loaded shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+SYNTHETIC_ID = "prunegym.envs:prunegym/Synthetic-MLP-v0"
+SMALL = dict(epochs=3, train_size=1000)
+
+PAPER_DEFAULTS = {
+    "full": {},
+    "uniform": {"prune_ratio": 0.5},
+    "uniform_rescaled": {"prune_ratio": 0.5, "delta": 0.875},
+    "infobatch": {"prune_ratio": 0.5, "delta": 0.875},
+    "swdpp": {"prune_ratio": 0.3, "floor": 0.2, "mix_prob": None},
+    "pfb": {"prune_ratio": 0.4, "start_fraction": 16 / 300, "end_fraction": 260 / 300},
+    "epsilon_greedy": {"prune_ratio": 0.5, "epsilon": 0.1},
+    "ucb": {"prune_ratio": 0.5, "c": 1.0},
+}
+
+
+def env_for(name: str, **kwargs) -> PruningEnv:
+    return PruningEnv(task="synthetic-mlp", pruner=policy_pruner(name), **kwargs)
+
+
+def schedule_of(name: str, epochs: int, **hparams) -> list[dict]:
+    policy = make_policy(name, env_for(name, epochs=epochs), **hparams)
+    return [policy.schedule(e) for e in range(epochs)]
+
+
+def run_episode(name: str, seed: int = 0, record_plans: bool = False, **env_kwargs):
+    """One episode of policy ``name`` on the synthetic task; returns (infos, plans)."""
+    env = gymnasium.make(SYNTHETIC_ID, pruner=policy_pruner(name), **env_kwargs)
+    policy = make_policy(name, env)
+    plans = []
+    if record_plans:
+        pruner = env.unwrapped.pruner
+        plan = pruner.plan
+        pruner.plan = lambda *a: plans.append(plan(*a)) or plans[-1]
+    obs, _ = env.reset(seed=seed)
+    infos, done = [], False
+    while not done:
+        action, _ = policy.predict(obs)
+        obs, _, term, trunc, info = env.step(action)
+        infos.append(info)
+        done = term or trunc
+    env.close()
+    return infos, plans
+
+
+# -- registries and policies -----------------------------------------------------------------------------------
+def test_registries_list_every_method():
+    assert set(PRUNERS) == {"full", "uniform", "infobatch", "swdpp", "pfb", "epsilon_greedy", "ucb"}
+    assert set(POLICIES) == set(PAPER_DEFAULTS)
+    assert {n: policy_pruner(n) for n in POLICIES} == {
+        "full": "full", "uniform": "uniform", "uniform_rescaled": "uniform", "infobatch": "infobatch",
+        "swdpp": "swdpp", "pfb": "pfb", "epsilon_greedy": "epsilon_greedy", "ucb": "ucb"}
+    for name in PRUNERS:
+        assert make_pruner(name).name == name
+    with pytest.raises(ValueError, match="bad hyperparameters"):
+        make_pruner("infobatch", delta=0.5)  # the policy, not the pruner, has delta
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_policy_defaults_are_the_papers_and_overridable(name):
+    env = env_for(name)
+    assert make_policy(name, env).hparams == PAPER_DEFAULTS[name]
+    if PAPER_DEFAULTS[name]:
+        key = next(iter(PAPER_DEFAULTS[name]))
+        assert make_policy(name, env, **{key: 0.2}).hparams[key] == 0.2
+    with pytest.raises(ValueError, match="no hyperparameter"):
+        make_policy(name, env, bogus=1.0)
+
+
+@pytest.mark.parametrize("name,bad", [("infobatch", {"delta": 1.5}), ("swdpp", {"floor": -0.1}),
+                                      ("swdpp", {"mix_prob": 2.0}), ("pfb", {"start_fraction": 0.9}),
+                                      ("epsilon_greedy", {"epsilon": 1.2}), ("ucb", {"c": -1.0}),
+                                      ("infobatch", {"prune_ratio": 0.95})])
+def test_policy_rejects_bad_values(name, bad):
+    with pytest.raises(ValueError):
+        make_policy(name, env_for(name), **bad)
+
+
+def test_policy_needs_its_pruner():
+    with pytest.raises(ValueError, match="pruner='infobatch'"):
+        make_policy("infobatch", env_for("uniform"))
+
+
+@pytest.mark.parametrize("epochs,first_full", [(10, 8), (8, 7), (300, 262), (3, 2)])
+def test_infobatch_schedule_anneals_from_floor_delta_e(epochs, first_full):
+    ratios = [s["prune_ratio"] for s in schedule_of("infobatch", epochs)]
+    assert ratios == [0.5] * first_full + [0.0] * (epochs - first_full)
+
+
+@pytest.mark.parametrize("epochs,window", [(300, (16, 260)), (10, (1, 9)), (20, (1, 17)), (100, (5, 87))])
+def test_pfb_schedule_window(epochs, window):
+    assert pfb_window(16 / 300, 260 / 300, epochs) == window
+    ratios = [s["prune_ratio"] for s in schedule_of("pfb", epochs)]
+    assert [e for e, r in enumerate(ratios) if r > 0] == list(range(*window))
+    assert set(ratios) == {0.0, 0.4}
+
+
+def test_swdpp_mix_prob_follows_ratio_unless_given():
+    assert schedule_of("swdpp", 4)[1] == {"prune_ratio": 0.3, "floor": 0.2, "mix_prob": 0.3}
+    assert schedule_of("swdpp", 4, prune_ratio=0.6)[1]["mix_prob"] == 0.6
+    assert schedule_of("swdpp", 4, prune_ratio=0.6, mix_prob=0.1)[1]["mix_prob"] == 0.1
+
+
+@pytest.mark.parametrize("name", ["epsilon_greedy", "ucb", "swdpp", "pfb", "infobatch"])
+def test_predict_encodes_the_schedule(name):
+    env = env_for(name, epochs=10)
+    policy = make_policy(name, env)
+    obs = np.zeros((2, len(env.feature_names)), dtype=np.float32)
+    obs[1, env.feature_names.index("epoch_fraction")] = 0.5
+    actions, state = policy.predict(obs)
+    assert actions.shape == (2, env.action_space.shape[0]) and state is None
+    for o, a in zip(obs, actions):
+        decoded = env.decode_action(a)
+        for k, v in policy.schedule(policy.epoch_of(o)).items():
+            assert decoded[k] == pytest.approx(v, abs=1e-6)
+
+
+# -- whole synthetic episodes --------------------------------------------------------------------------------
+def test_infobatch_episode_prunes_then_anneals_with_weight_one():
+    infos, plans = run_episode("infobatch", record_plans=True, epochs=10)  # floor(0.875 * 10) = 8
+    n = 4000
+    assert [round(i["prune_ratio"], 6) for i in infos] == [0.5] * 8 + [0.0] * 2
+    for e, (plan, info) in enumerate(zip(plans, infos)):
+        assert info["kept_fraction"] == pytest.approx(plan.indices.numel() / n)
+        if e == 0 or e >= 8:  # all scores equal before training; annealing after
+            assert plan.indices.numel() == n
+            assert plan.weights is None or torch.all(plan.weights == 1)
+        else:
+            assert 0.5 < info["kept_fraction"] < 0.95
+            assert set(plan.weights.unique().tolist()) == {1.0, 2.0}
+    assert 0.6 < infos[-1]["compute_fraction_total"] < 0.9
+
+
+def test_pfb_episode_keeps_every_row_outside_the_window():
+    infos, plans = run_episode("pfb", record_plans=True, epochs=10)
+    kept = [i["kept_fraction"] for i in infos]
+    assert kept[0] == kept[9] == 1.0 and plans[0].selector is None and plans[9].selector is None
+    deep = (4000 // 128) * math.floor(0.6 * 128) + math.floor(0.6 * (4000 % 128))
+    assert kept[1:9] == [pytest.approx(deep / 4000)] * 8
+    assert all(p.selector is not None for p in plans[1:9])
+    assert infos[-1]["compute_fraction_total"] < 1.0
+
+
+def test_swdpp_episode_mixes_kept_rows():
+    infos, plans = run_episode("swdpp", record_plans=True, epochs=3)
+    assert plans[0].mixup is None and len(plans[0].indices) == 1000 * 4  # warm-up: full data
+    for plan, info in zip(plans[1:], infos[1:]):
+        assert info["kept_fraction"] == pytest.approx(0.7)
+        assert abs(float((plan.mixup.lam < 1).float().mean()) - 0.3) < 0.05
+
+
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_episode_leaves_global_rngs_alone_and_repeats_from_seed(name):
+    torch_state, np_state, py_state = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    first, _ = run_episode(name, seed=3, **SMALL)
+    assert torch.equal(torch.get_rng_state(), torch_state)
+    assert np.array_equal(np.random.get_state()[1], np_state[1]) and np.random.get_state()[2] == np_state[2]
+    assert random.getstate() == py_state
+    torch.manual_seed(12345)  # a different global state must not change the episode
+    second, _ = run_episode(name, seed=3, **SMALL)
+    torch.set_rng_state(torch_state)
+    keys = ("kept_fraction", "val_accuracy", "compute_fraction_total", "train_loss")
+    assert [[i[k] for k in keys] for i in first] == [[i[k] for k in keys] for i in second]
+    assert first[-1]["test_accuracy"] == second[-1]["test_accuracy"]
