@@ -126,7 +126,8 @@ class Agent:
                                   deterministic=deterministic)
 
     def save(self, path: str | Path) -> Path:
-        return save_agent(self.model, path, self.meta, self.obs_normalizer if isinstance(self.obs_normalizer, ObsNormalizer) else None)
+        norm = self.obs_normalizer if isinstance(self.obs_normalizer, ObsNormalizer) else None
+        return save_agent(self.model, path, self.meta, norm)
 
     def __repr__(self) -> str:
         return f"Agent({self.algo!r}, env_id={self.meta.get('env_id')!r}, path={self.path!r})"

@@ -28,11 +28,12 @@ def latest_checkpoint(folder: str | Path, prefix: str) -> tuple[int, Path] | Non
 
 
 class ResumableCheckpoint(CheckpointCallback):
-    """SB3's ``CheckpointCallback`` (at the end of the rollout in which ``save_freq`` more calls, i.e. vec env
-    steps, have passed: ``<prefix>_<N>_steps.zip``,
-    ``<prefix>_vecnormalize_<N>_steps.pkl`` and, for off-policy algos, ``<prefix>_replay_buffer_<N>_steps.pkl``)
-    plus, written last, ``<prefix>_<N>_steps.json`` with the counters of ``state()`` that marks the checkpoint
-    complete. Only the newest replay buffer is kept (they are large). ``save()`` saves now."""
+    """SB3's ``CheckpointCallback`` files (``<prefix>_<N>_steps.zip``, ``<prefix>_vecnormalize_<N>_steps.pkl``,
+    for off-policy algos ``<prefix>_replay_buffer_<N>_steps.pkl``, only the newest kept) plus, written last,
+    ``<prefix>_<N>_steps.json`` with the counters of ``state()``, which marks the checkpoint complete.
+
+    It saves at the end of the rollout during which ``save_freq`` calls (vec env steps) have passed, and
+    ``save()`` saves now (on an interruption, at the end of training)."""
 
     def __init__(self, folder: str | Path, prefix: str, save_freq: int, state: Callable[[], dict[str, Any]]):
         super().__init__(save_freq=max(int(save_freq), 1), save_path=str(folder), name_prefix=prefix,

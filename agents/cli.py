@@ -164,7 +164,8 @@ def _cmd_train(args) -> int:
 
 
 def _row_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'policy':<18} {'seed':>6} {'test_acc':>9} {'val_acc':>8} {'compute':>8} {'kept':>6} {'return':>8} {'wall_s':>7}"
+    head = (f"{'policy':<18} {'seed':>6} {'test_acc':>9} {'val_acc':>8} {'compute':>8} {'kept':>6} "
+            f"{'return':>8} {'wall_s':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(f"{r['policy']:<18} {r['seed']:>6} {r['test_accuracy']:>9.4f} {r['val_accuracy']:>8.4f} "

@@ -170,8 +170,8 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
             best = eval_cb.best_mean if eval_cb is not None and eval_cb.best_mean > float("-inf") else None
             return {"episodes": episodes_cb.episodes, "best_mean_reward": best}
 
-        ckpt_cb = ResumableCheckpoint(ckpt_dir, algo, every(total // 10 if checkpoint_freq is None else checkpoint_freq),
-                                      state=ckpt_state)
+        save_every = every(total // 10 if checkpoint_freq is None else checkpoint_freq)
+        ckpt_cb = ResumableCheckpoint(ckpt_dir, algo, save_every, state=ckpt_state)
         cbs = [episodes_cb] + ([eval_cb] if eval_cb is not None else []) + [ckpt_cb]
         if progress:
             cbs.append(ProgressCallback(total, initial=start))

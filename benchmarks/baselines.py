@@ -37,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train-size", type=int, default=20000, help="training samples (default 20000)")
     ap.add_argument("--val-size", type=int, default=5000, help="validation samples carved from the train pool")
+    ap.add_argument("--eval-batch-size", type=int, default=256,
+                    help="evaluation batch (no effect on training; 256 evaluates faster than 1024 on a CPU)")
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seeds", type=str, default="0,1,2", help="comma-separated run seeds")
     ap.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1 or auto")
@@ -69,7 +71,8 @@ def write_atomic(path: Path, text: str) -> None:
 def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:
     """One episode of policy ``name`` at its defaults; returns its metrics."""
     env = gymnasium.make(ENV_ID, pruner=policy_pruner(name), train_size=args.train_size, val_size=args.val_size,
-                         epochs=args.epochs, device=args.device, record_wall_time=True)
+                         epochs=args.epochs, device=args.device, eval_batch_size=args.eval_batch_size,
+                         record_wall_time=True)
     policy = make_policy(name, env)
     start = time.perf_counter()
     obs, _ = env.reset(seed=seed)
@@ -101,7 +104,8 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def markdown(results: dict, policies: list[str]) -> str:
     cfg = results["config"]
     lines = [
-        f"Fixed policies at their defaults on `{ENV_ID}`: {cfg['train_size']} training samples, {cfg['epochs']} "
+        f"Fixed policies at their defaults on `{ENV_ID}`: {cfg['train_size']} training samples "
+        f"({cfg['val_size']} validation, full 10,000-image test set), {cfg['epochs']} "
         f"epochs, device {cfg['device']}, seeds {cfg['seeds']}. Test accuracy: mean ± std over seeds; compute: "
         "training FLOPs / full-data run; kept: samples reaching the loss / N, mean over epochs; wall-clock: "
         "training seconds per run (engine-measured), mean.",
@@ -130,7 +134,7 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     config = {"env_id": ENV_ID, "train_size": args.train_size, "val_size": args.val_size, "epochs": args.epochs,
-              "device": args.device}
+              "device": args.device, "eval_batch_size": args.eval_batch_size}
     results = {"config": {**config, "seeds": args.seeds}, "runs": []}
     if args.out.exists():
         old = json.loads(args.out.read_text())

@@ -74,7 +74,8 @@ def test_ppo_trains_saves_and_evaluates_from_the_saved_file(ppo_run, tmp_path):
     root, agent = ppo_run
     out = root / "agent"
     for name in ("model.zip", "model.json", "vecnormalize.pkl", "best_model.zip", "best_model.json",
-                 "checkpoints/ppo_4_steps.zip", "checkpoints/ppo_8_steps.zip", "checkpoints/ppo_vecnormalize_8_steps.pkl"):
+                 "checkpoints/ppo_4_steps.zip", "checkpoints/ppo_8_steps.zip",
+                 "checkpoints/ppo_vecnormalize_8_steps.pkl"):
         assert (out / name).is_file(), name
     meta = json.loads((out / "model.json").read_text())
     assert meta["algo"] == "ppo" and meta["num_timesteps"] == 8 and meta["env_kwargs"]["pruner"] == "uniform"
@@ -152,6 +153,9 @@ def test_dqn_runs_through_the_discrete_wrapper(tmp_path):
     assert agent.meta["env_wrapper"] == "prunegym.envs.DiscreteRatio"
     assert (tmp_path / "dqn" / "checkpoints" / "dqn_replay_buffer_8_steps.pkl").is_file()
     assert not (tmp_path / "dqn" / "checkpoints" / "dqn_replay_buffer_4_steps.pkl").exists()  # newest only
+    resumed = train_agent("dqn", ENV, 10, 0, env_kwargs=KW, out=tmp_path / "dqn", eval_freq=0, resume=True,
+                          hyperparams=dict(learning_starts=2, batch_size=4, buffer_size=100, target_update_interval=4))
+    assert resumed.meta["resumed_from"] == 8 and resumed.model.replay_buffer.size() == 10  # buffer restored
     row = evaluate(tmp_path / "dqn" / "model.zip", ENV, [0], results=None, **KW)[0]
     assert row["policy"] == "dqn"
     for r in row["prune_ratios"]:

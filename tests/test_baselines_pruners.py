@@ -128,6 +128,18 @@ def test_float32_action_roundoff_does_not_change_counts():
             assert k_decoded == k_exact, (name, r)
 
 
+def test_uniform_draws_every_sample_equally_often():
+    n, trials = 300, 200
+    p = reset(make_pruner("uniform"), n)
+    counts = torch.zeros(n)
+    for _ in range(trials):
+        plan = p.plan(1, ScoreTable(n), {"prune_ratio": 0.6, "rescale": 0.0})
+        assert plan.indices.numel() == kept_count(n, 0.6) and plan.weights is None
+        counts[plan.indices] += 1
+    freq = counts / trials
+    assert abs(float(freq.mean()) - 0.4) < 1e-6 and float(freq.std()) < 0.06  # binomial std ~0.035
+
+
 # -- Raju et al.: epsilon-greedy and UCB ---------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", [EpsilonGreedyPruner, UCBPruner])
 def test_raju_warmup_epoch_keeps_all_and_no_weights(cls):
