@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from .augment import random_crop_flip
 from .config import RunConfig
 from .data import DataSplits, load_splits
+from .distributed import DistContext
 from .flops import measure_flops
 from .meter import ComputeMeter
 from .models import build_model
@@ -46,10 +47,16 @@ class TrainingRun:
     ``run_epoch(plan)`` trains one epoch on the plan's indices and updates the score table;
     ``evaluate("val" | "test")`` measures a split. ``splits`` may be passed to reuse loaded data.
     The random streams (``init``, ``shuffle``, ``augment``) derive from ``config.seed``.
+
+    ``process_group``: train one run over several processes (``torch.distributed``; ``"default"`` for the
+    group of ``init_process_group``). Every rank builds the same run from the same seed; each global batch is
+    split across ranks, gradients are summed, and per-sample losses are all-gathered so every rank holds the
+    same score table and makes the same pruning decision (see :mod:`prunegym.training.distributed`).
     """
 
-    def __init__(self, config: RunConfig, splits: DataSplits | None = None):
+    def __init__(self, config: RunConfig, splits: DataSplits | None = None, process_group=None):
         self.config = config
+        self.dist = DistContext.from_group(process_group)
         self.device = resolve_device(config.device)
         if splits is None:
             splits = load_splits(
@@ -143,16 +150,25 @@ class TrainingRun:
         t0 = time.perf_counter()
         model.train()
         offset = 0
+        ddp = self.dist
         for b in range(n_batches if k else 0):
             lr = self._lr((self.epoch + b / n_batches) / self.epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            bi = idx[b * bs:(b + 1) * bs]
+            rows = slice(b * bs, (b + 1) * bs)
+            bi = idx[rows]
+            global_rows = int(bi.numel())
+            bw = weights[rows] if weights is not None else None
+            if mix is not None:
+                partner, lam = partner_all[rows], lam_all[rows]
+            if ddp is not None:  # this rank's share of the global batch
+                bi = ddp.shard(bi)
+                bw = ddp.shard(bw) if bw is not None else None
+                if mix is not None:
+                    partner, lam = ddp.shard(partner), ddp.shard(lam)
             rows_in = int(bi.numel())
             x, y = x_all[bi], y_all[bi]
-            bw = weights[b * bs:(b + 1) * bs] if weights is not None else None
             if mix is not None:
-                partner, lam = partner_all[b * bs:(b + 1) * bs], lam_all[b * bs:(b + 1) * bs]
                 x = lam.view(-1, *([1] * (x.ndim - 1))) * x + (1 - lam).view(-1, *([1] * (x.ndim - 1))) * x_all[partner]
                 y2 = y_all[partner]
             if self.data.augment:
@@ -166,7 +182,14 @@ class TrainingRun:
                     lam, y2 = lam[rows], y2[rows]
             m = int(h.shape[0])
             passes.shallow_forward += rows_in
-            if m == 0:
+            # Rows reaching the loss in the whole (global) batch: the loss is their weighted mean.
+            if ddp is None:
+                denom = m
+            elif plan.selector is None:
+                denom = global_rows
+            else:
+                denom = ddp.sum_int(m, dev)
+            if denom == 0:
                 continue
             logits = model.deep(h)
             per_sample = F.cross_entropy(logits, y, reduction="none", label_smoothing=cfg.label_smoothing)
@@ -174,9 +197,12 @@ class TrainingRun:
                 per_sample = lam * per_sample + (1 - lam) * F.cross_entropy(
                     logits, y2, reduction="none", label_smoothing=cfg.label_smoothing)
                 mixed[offset:offset + m] = lam < 1
-            loss = (per_sample * bw).mean() if bw is not None else per_sample.mean()
-            self.optimizer.zero_grad(set_to_none=True)
+            weighted = per_sample * bw if bw is not None else per_sample
+            loss = weighted.sum() / denom
+            self.optimizer.zero_grad(set_to_none=ddp is None)
             loss.backward()
+            if ddp is not None:
+                ddp.all_reduce_grads(self.model.parameters())
             self.optimizer.step()
             passes.shallow_backward += rows_in
             passes.deep_forward += m
@@ -186,6 +212,15 @@ class TrainingRun:
             trained[offset:offset + m] = bi
             offset += m
         losses, correct, trained, mixed = losses[:offset], correct[:offset], trained[:offset], mixed[:offset]
+        if ddp is not None:  # every rank gets every rank's samples: identical score tables
+            losses, trained = ddp.all_gather_varlen(losses), ddp.all_gather_varlen(trained)
+            correct = ddp.all_gather_varlen(correct.to(torch.uint8)).bool()
+            mixed = ddp.all_gather_varlen(mixed.to(torch.uint8)).bool()
+            counts = torch.tensor([getattr(passes, f) for f in PassCounts.__dataclass_fields__], device=dev)
+            counts[-1] = 0  # scoring passes are replicated on every rank: count them once
+            torch.distributed.all_reduce(counts, group=ddp.group)
+            passes = PassCounts(*[int(c) for c in counts.tolist()[:-1]], passes.scoring_forward)
+            offset = int(trained.numel())
         self.lr = self._lr((self.epoch + 1) / self.epochs)
         if offset:
             stats = torch.stack([losses.mean(), correct.float().mean()]).tolist()  # the epoch's one host sync
