@@ -3,7 +3,9 @@
 ``PRUNERS`` maps a name to its pruner class and ``make_pruner(name, **hparams)`` builds one;
 ``POLICIES`` maps a name to its fixed-policy class and ``make_policy(name, env, **hparams)`` builds one for
 an env made with that policy's pruner (``POLICIES[name].pruner``). Nothing here imports gymnasium or
-stable-baselines3: pruners run in any PyTorch loop.
+stable-baselines3: pruners run in any PyTorch loop (``examples/plain_loop.py``); their ``update(result,
+scores)`` reads only ``result.indices``, ``.losses``, ``.correct`` and ``.mixed``, so a plain namespace with
+those fields can stand in for an :class:`~prunegym.training.EpochResult`.
 """
 from __future__ import annotations
 

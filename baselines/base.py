@@ -105,11 +105,13 @@ class ActionCodec:
         out = [a0] + [k.encode(float(knobs.get(k.name, k.default))) for k in self.knobs]
         return [min(1.0, max(-1.0, v)) for v in out]
 
-    def decode(self, action) -> dict[str, float]:
+    def decode(self, action, decimals: int = 6) -> dict[str, float]:
+        """Decoded values rounded to ``decimals`` places, so that float32 round-off in an action (about
+        6e-8) never moves a count: ``encode(prune_ratio=0.1)`` decodes to exactly 0.1."""
         vals = [float(v) for v in action]
-        out = {"prune_ratio": (vals[0] + 1.0) * 0.5 * self.max_prune_ratio}
+        out = {"prune_ratio": round((vals[0] + 1.0) * 0.5 * self.max_prune_ratio, decimals)}
         for k, v in zip(self.knobs, vals[1:]):
-            out[k.name] = k.decode(v)
+            out[k.name] = round(k.decode(v), decimals)
         return out
 
 

@@ -96,5 +96,6 @@ class SwDPPPruner(Pruner):
             mix = torch.rand(k, generator=g, device=dev) < m
             partner = rest[torch.randint(0, rest.numel(), (k,), generator=g, device=dev)]
             share = torch.rand(k, generator=g, device=dev)  # Beta(1, 1): the row's own share
-            plan.mixup = MixupSpec(torch.where(mix, partner, plan.indices), torch.where(mix, share, torch.ones_like(share)))
+            lam = torch.where(mix, share, torch.ones_like(share))
+            plan.mixup = MixupSpec(torch.where(mix, partner, plan.indices), lam)
         return plan

@@ -125,7 +125,8 @@ def markdown(results: dict, policies: list[str]) -> str:
         note = f"shallow share of FLOPs {runs[0]['shallow_share']:.3f}" if name == "pfb" else ""
         if any(r.get("error") for r in runs):
             note = (note + "; " if note else "") + "diverged in some seed"
-        lines.append(f"| {name} | {len(runs)} | {acc_m:.2f}{std} | {comp_m:.3f} | {kept_m:.3f} | {wall_m:.0f} | {note} |")
+        lines.append(f"| {name} | {len(runs)} | {acc_m:.2f}{std} | {comp_m:.3f} | {kept_m:.3f} | {wall_m:.0f} "
+                     f"| {note} |")
     return "\n".join(lines) + "\n"
 
 

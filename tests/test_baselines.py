@@ -187,3 +187,22 @@ def test_episode_leaves_global_rngs_alone_and_repeats_from_seed(name):
     keys = ("kept_fraction", "val_accuracy", "compute_fraction_total", "train_loss")
     assert [[i[k] for k in keys] for i in first] == [[i[k] for k in keys] for i in second]
     assert first[-1]["test_accuracy"] == second[-1]["test_accuracy"]
+
+
+@pytest.mark.parametrize("name", ["infobatch", "swdpp", "pfb", "epsilon_greedy", "ucb"])
+@pytest.mark.parametrize("corner", [-1.0, 1.0])
+def test_extreme_actions_keep_the_episode_finite(name, corner):
+    """Every action component at -1 (no pruning, knobs at their lows) or +1 (prune ratio 0.9, knobs high)."""
+    env = PruningEnv(task="synthetic-mlp", pruner=name, **SMALL)
+    action = np.full(env.action_space.shape, corner, np.float32)
+    obs, _ = env.reset(seed=0)
+    done = False
+    while not done:
+        obs, reward, term, trunc, info = env.step(action)
+        assert env.observation_space.contains(obs) and np.all(np.isfinite(obs)) and math.isfinite(reward)
+        done = term or trunc
+        if corner < 0:
+            assert info["kept_fraction"] == 1.0
+    assert "error" not in info
+    if corner > 0:  # the last epoch prunes (PFB's savings are capped by the MLP's large shallow share)
+        assert info["kept_fraction"] < 0.7 and info["compute_fraction_total"] < 0.9

@@ -201,7 +201,8 @@ def test_engine_charges_shallow_for_all_rows_and_deep_for_kept_rows():
     assert (ps.deep_forward, ps.deep_backward) == (deep, deep)
     assert res.indices.numel() == deep and res.kept_fraction == pytest.approx(deep / n)
     f = run.meter.flops
-    assert res.flops == pytest.approx(n * (f.shallow_forward + f.shallow_backward) + deep * (f.deep_forward + f.deep_backward))
+    expected = n * (f.shallow_forward + f.shallow_backward) + deep * (f.deep_forward + f.deep_backward)
+    assert res.flops == pytest.approx(expected)
     assert res.flops_fraction < 1.0
     full = run.run_epoch(p.plan(1, run.scores, {"prune_ratio": 0.0}))
     assert full.passes.deep_forward == n and full.flops_fraction == pytest.approx(1.0)

@@ -45,7 +45,7 @@ class RunConfig:
     model_split: str | None = None
     model_kwargs: dict = field(default_factory=dict)
     ema_rate: float = 0.2
-    eval_batch_size: int = 1024
+    eval_batch_size: int = 256  # faster than 1024 on CPU; no effect on training
 
     def __post_init__(self) -> None:
         self.validate()
