@@ -7,6 +7,9 @@
   ``results.jsonl``;
 * :func:`compare` runs every baseline and optional agents on the same seeds and writes the table, the
   accuracy-versus-compute figure and TensorBoard runs;
+* with ``workers=N`` / ``ray_address=`` (``--workers``, ``--ray-address``), ``evaluate`` and ``compare`` run one
+  Ray task per episode (:mod:`.parallel`, ``pip install -e ".[ray]"``), and ``train_agent(vec_env="ray")``
+  makes each training env a Ray actor (:mod:`.ray_vec_env`);
 * ``prunegym`` (:func:`prunegym.agents.cli.main`) is the command line.
 
 Submodules load lazily: importing this package does not import stable-baselines3 or torch.

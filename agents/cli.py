@@ -5,6 +5,11 @@ Bad arguments (unknown env id, policy or algo, malformed ``k=v``, missing file) 
 Env kwargs are ``key=value`` pairs; values are Python literals (``5``, ``0.1``, ``True``, ``None``,
 ``'text'``; ``true`` / ``false`` / ``none`` too) and anything else is a string. ``PRUNEGYM_DEBUG=1`` shows
 the traceback of a ``ValueError`` instead of the one-line message.
+
+``evaluate`` and ``compare`` run their episodes on Ray with ``--workers N`` (a local Ray, started and shut
+down by the command) or ``--ray-address ADDR`` (a running cluster); ``train --vec-env ray`` makes each
+training env a Ray actor. Without Ray installed these exit with status 2 and the install command. When
+some episodes fail (Ray runs report them instead of stopping), the command exits with status 1.
 """
 from __future__ import annotations
 
@@ -13,6 +18,8 @@ import ast
 import os
 import sys
 from typing import Any, Sequence
+
+from .parallel import RayUnavailable
 
 __all__ = ["CLIError", "build_parser", "main", "parse_kv"]
 
@@ -56,8 +63,34 @@ def _add_common(p: argparse.ArgumentParser, env_required: bool = True) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_ray(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_argument_group("parallel runs on Ray (needs pip install -e \".[ray]\")")
+    if what == "episode":
+        g.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="run the episodes as Ray tasks on a local Ray with N workers (started and shut down "
+                       "by the command); with --ray-address: at most N episodes at once")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="join a running Ray cluster ('auto' for `ray start` on this machine, or host:port) "
+                   "instead of starting one; the cluster keeps running afterwards")
+    g.add_argument("--cpus-per-run", type=float, default=None, metavar="C",
+                   help=f"CPUs each {what} reserves and its torch threads (default 1)"
+                   + ("; without Ray: the episodes' torch threads (default: torch's). CPU results can depend "
+                      "on it: a run without Ray equals a Ray run with the same value" if what == "episode" else ""))
+    g.add_argument("--gpus-per-run", type=float, default=0.0, metavar="G",
+                   help=f"GPUs each {what} reserves, e.g. 0.25 for four per GPU (default 0; the env also needs "
+                   "--env-kwargs device=cuda)")
+
+
+def _ray_kwargs(args) -> dict[str, Any]:
+    out = dict(ray_address=args.ray_address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
+    if hasattr(args, "workers"):
+        out["workers"] = args.workers
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .agent import ALGOS
+    from .env_factory import VEC_ENVS
 
     parser = _Parser(prog="prunegym", description="Dynamic data pruning as a Gymnasium env: train agents, "
                      "evaluate and compare them with the published baselines.")
@@ -77,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tensorboard-log", default="runs", metavar="DIR",
                    help="TensorBoard root; the run is DIR/<env>/<algo>/seed<k> (default runs; '' for none)")
     t.add_argument("--n-envs", type=int, default=None, metavar="K", help="parallel envs (default: the file's)")
+    t.add_argument("--vec-env", default="auto", choices=VEC_ENVS,
+                   help="how the envs run: dummy (this process), subproc (one process each), ray (one Ray actor "
+                   "each, see below) or auto (subproc when K > 1; default)")
     t.add_argument("--hyperparams", nargs="+", default=[], metavar="K=V",
                    help="override zoo hyperparameters, e.g. n_steps=20 learning_rate=1e-4")
     t.add_argument("--hyperparams-file", default=None, metavar="YML", help="a zoo-format file instead of ours")
@@ -92,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint every N env steps (default total/10; 0: only at the end)")
     t.add_argument("--device", default="cpu", help="torch device of the agent's networks (default cpu)")
     t.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="SB3 verbosity")
+    _add_ray(t, "env actor (--vec-env ray)")
 
     e = sub.add_parser("evaluate", help="evaluate a baseline or a saved agent",
                        description="One deterministic episode per seed; prints a table and appends the rows "
@@ -106,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--results", default="results.jsonl", metavar="FILE", help="default results.jsonl")
     e.add_argument("--tensorboard-log", default=None, metavar="DIR",
                    help="TensorBoard root; runs DIR/<env>/<policy>/seed<k> (default: none)")
+    _add_ray(e, "episode")
 
     c = sub.add_parser("compare", help="compare baselines (and agents) on the same seeds",
                        description="Every baseline (or --policies) and the --agent files on the same seeds: "
@@ -120,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="saved agents to include")
     c.add_argument("--out", default="compare", metavar="DIR", help="output folder (default compare)")
     c.add_argument("--rerun", action="store_true", help="run every pair even if already in OUT/results.jsonl")
+    _add_ray(c, "episode")
     return parser
 
 
@@ -155,7 +194,7 @@ def _cmd_train(args) -> int:
             n_envs=args.n_envs, out=args.out, tensorboard_log=args.tensorboard_log or None,
             eval_freq=args.eval_freq, n_eval_episodes=args.n_eval_episodes, checkpoint_freq=args.checkpoint_freq,
             resume=args.resume, overwrite=args.overwrite, device=args.device, verbose=args.verbose,
-            progress=not args.quiet)
+            progress=not args.quiet, vec_env=args.vec_env, **_ray_kwargs(args))
     except KeyboardInterrupt:
         print("prunegym train: interrupted; a checkpoint was saved, continue with --resume", file=sys.stderr)
         return 130
@@ -164,10 +203,15 @@ def _cmd_train(args) -> int:
 
 
 def _row_table(rows: list[dict[str, Any]]) -> str:
+    from .results import is_failed
+
     head = (f"{'policy':<18} {'seed':>6} {'test_acc':>9} {'val_acc':>8} {'compute':>8} {'kept':>6} "
             f"{'return':>8} {'wall_s':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
+        if is_failed(r):
+            lines.append(f"{r['policy']:<18} {r['seed']:>6} FAILED: {r['error']}")
+            continue
         lines.append(f"{r['policy']:<18} {r['seed']:>6} {r['test_accuracy']:>9.4f} {r['val_accuracy']:>8.4f} "
                      f"{r['compute_fraction']:>8.4f} {r['kept_fraction']:>6.3f} {r['episode_return']:>8.4f} "
                      f"{r['wall_clock_s']:>7.2f}")
@@ -177,14 +221,19 @@ def _row_table(rows: list[dict[str, Any]]) -> str:
 def _cmd_evaluate(args) -> int:
     from .evaluation import evaluate
     from .plots import markdown_table, summarize
+    from .results import is_failed
 
     rows = evaluate(args.policy, args.env, args.seeds, results=args.results, tensorboard_log=args.tensorboard_log,
                     name=args.name, hparams=parse_kv(args.hparams, "--hparams") or None,
-                    env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet)
+                    env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet, **_ray_kwargs(args))
     print(_row_table(rows))
     print()
     print(markdown_table(summarize(rows)), end="")
     print(f"appended {len(rows)} row(s) to {args.results}")
+    failed = sum(map(is_failed, rows))
+    if failed:
+        print(f"prunegym evaluate: {failed} episode(s) failed, see the error column above", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -198,10 +247,15 @@ def _cmd_compare(args) -> int:
         if bad:
             raise CLIError(f"unknown policy {bad[0]!r}; allowed: {', '.join(POLICIES)}")
     result = compare(args.env, args.seeds, policies=args.policies, agents=args.agent, out=args.out,
-                     env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet, skip_done=not args.rerun)
+                     env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet, skip_done=not args.rerun,
+                     **_ray_kwargs(args))
     print(result.markdown, end="")
     print(f"ran {result.ran} episode(s), skipped {result.skipped} already in {result.results}")
     print(f"figure {result.figure}; tables {result.table_md}, {result.table_csv}; TensorBoard {result.tensorboard_log}")
+    if result.failed:
+        print(f"prunegym compare: {len(result.failed)} episode(s) failed (listed under the table); run the same "
+              "command again to retry them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -228,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    except RayUnavailable as exc:  # --workers / --ray-address / --vec-env ray without Ray
+        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     except (ValueError, FileNotFoundError) as exc:
         if os.environ.get("PRUNEGYM_DEBUG"):
             raise

@@ -20,11 +20,12 @@ import gymnasium as gym
 import numpy as np
 
 __all__ = [
-    "ENV_MODULE", "EVAL_SEED_START", "TRAIN_SEED_MIN", "TrainingSeeds", "canonical_env_id", "env_label",
+    "ENV_MODULE", "EVAL_SEED_START", "TRAIN_SEED_MIN", "VEC_ENVS", "TrainingSeeds", "canonical_env_id", "env_label",
     "eval_seeds", "known_env_ids", "make_env", "make_vec_env", "module_env_id",
 ]
 
 ENV_MODULE = "prunegym.envs"
+VEC_ENVS = ("auto", "dummy", "subproc", "ray")
 TRAIN_SEED_MIN = 1_000_000
 EVAL_SEED_START = 10_000
 _SEED_MAX = 2**31 - 1
@@ -113,13 +114,27 @@ def _env_fn(env_id: str, env_kwargs: dict, wrapper: Callable | None, entropy: li
 
 
 def make_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None,
-                 wrapper: Callable | None = None, start_timestep: int = 0):
-    """Training envs: ``SubprocVecEnv`` (start method ``forkserver``) when ``n_envs > 1``, else
-    ``DummyVecEnv``; env ``rank`` seeded with ``[seed, rank, start_timestep]`` (see the module docstring)."""
+                 wrapper: Callable | None = None, start_timestep: int = 0, vec_env: str = "auto", *,
+                 ray_address: str | None = None, cpus_per_env: float = 1.0, gpus_per_env: float = 0.0):
+    """Training envs, env ``rank`` seeded with ``[seed, rank, start_timestep]`` (see the module docstring).
+
+    ``vec_env``: ``"dummy"`` (SB3's ``DummyVecEnv``, in this process), ``"subproc"`` (``SubprocVecEnv``,
+    start method ``forkserver``), ``"ray"`` (:class:`~prunegym.agents.ray_vec_env.RayVecEnv`: one Ray actor
+    per env with ``cpus_per_env`` CPUs and ``gpus_per_env`` GPUs, on a local Ray or the cluster at
+    ``ray_address``) or ``"auto"`` (``subproc`` when ``n_envs > 1``, else ``dummy``). The same seeds give the
+    same episodes whichever is used."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+    if vec_env not in VEC_ENVS:
+        raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
+    if vec_env != "ray" and (ray_address or cpus_per_env != 1.0 or gpus_per_env != 0.0):
+        raise ValueError("ray_address, cpus_per_env and gpus_per_env apply to vec_env='ray' only")
     full_id = module_env_id(env_id)
     fns = [_env_fn(full_id, dict(env_kwargs or {}), wrapper, [seed, rank, start_timestep]) for rank in range(n_envs)]
-    if n_envs > 1:
+    if vec_env == "ray":
+        from .ray_vec_env import RayVecEnv
+
+        return RayVecEnv(fns, cpus_per_env=cpus_per_env, gpus_per_env=gpus_per_env, address=ray_address)
+    if vec_env == "subproc" or (vec_env == "auto" and n_envs > 1):
         return SubprocVecEnv(fns, start_method="forkserver")
     return DummyVecEnv(fns)

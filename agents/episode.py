@@ -16,7 +16,8 @@ from .env_factory import canonical_env_id, make_env
 from .results import EpisodeRow, to_jsonable
 from .tensorboard_log import epoch_records
 
-__all__ = ["EpisodeOutcome", "PolicySpec", "check_episode", "play_episode", "policy_spec", "run_episode"]
+__all__ = ["EpisodeOutcome", "PolicySpec", "check_episode", "failed_outcome", "play_episode", "policy_spec",
+           "run_episode"]
 
 
 @dataclass
@@ -77,10 +78,15 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
 
 @dataclass
 class EpisodeOutcome:
-    """A finished episode: its result row and one record per env step (see ``epoch_records``)."""
+    """A finished episode: its result row and one record per env step (see ``epoch_records``); a failed
+    episode (:func:`failed_outcome`) has no records."""
 
     row: EpisodeRow
     epochs: list[dict[str, float]]
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.row.error) and not self.row.steps
 
 
 def _required_env_kwargs(spec: PolicySpec, policy: Any) -> dict[str, Any]:
@@ -226,3 +232,23 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
         wall_clock_s=wall,
     )
     return EpisodeOutcome(row, epoch_records(infos))
+
+
+def failed_outcome(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None, seed: int, error: str,
+                   wall_clock_s: float = float("nan")) -> EpisodeOutcome:
+    """The outcome of an episode that could not finish (it raised, or its worker died): a row with the
+    episode's identity, ``error``, no steps and NaN metrics (see ``EpisodeRow``)."""
+    env_kwargs = dict(env_kwargs or {})
+    try:
+        config = _env_kwargs_for(spec, spec.obj, env_kwargs)
+    except Exception:  # the pruner an unloaded agent needs is unknown here; the caller's kwargs will do
+        config = env_kwargs
+    nan = float("nan")
+    row = EpisodeRow(
+        env_id=canonical_env_id(env_id), env_kwargs=to_jsonable(env_kwargs), env_config=to_jsonable(config),
+        policy=spec.name, policy_type=spec.kind, policy_hparams=to_jsonable(spec.hparams),
+        agent_path=str(spec.path) if spec.path else None, seed=int(seed), test_accuracy=nan, test_loss=nan,
+        val_accuracy=nan, compute_fraction=nan, kept_fraction=nan, prune_ratios=[], kept_fractions=[],
+        episode_return=nan, epochs=0, steps=0, actions=[], error=str(error) or "failed",
+        wall_clock_s=float(wall_clock_s))
+    return EpisodeOutcome(row, [])

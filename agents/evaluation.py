@@ -1,13 +1,16 @@
 """The evaluation harness: ``evaluate`` (one policy, some seeds) and ``compare`` (many policies, same seeds).
 
-Three layers, kept apart so that a later scheduler (Ray) can replace the middle one:
+Three layers:
 
 1. :func:`prunegym.agents.episode.run_episode` plays one (policy spec, env id, env kwargs, seed) episode
    and returns an ``EpisodeOutcome`` (row + per-epoch records), with no side effects;
-2. :func:`run_all` schedules a list of :class:`EpisodeTask` (here: one after the other in this process)
-   and hands each outcome to a callback as soon as it is done;
+2. a scheduler runs a list of :class:`EpisodeTask` and hands each outcome to a callback as soon as it is
+   done: :func:`run_all` one after the other in this process, or, with ``workers=`` / ``ray_address=``,
+   :func:`prunegym.agents.parallel.run_all_ray`, one Ray task per episode (failures become failed rows);
 3. :class:`ResultSink` records an outcome (``results.jsonl`` row, TensorBoard run), and ``compare`` turns
    the rows into tables and the figure once everything has run.
+
+Either scheduler gives the same rows (up to ``wall_clock_s`` and the order of the lines).
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ from typing import Any, Callable, Iterable, Sequence
 from .agent import load_agent
 from .env_factory import canonical_env_id, env_label
 from .episode import EpisodeOutcome, PolicySpec, check_episode, policy_spec, run_episode
-from .results import append_rows, canonical_json, read_rows, row_key
+from .parallel import RayOptions, run_all_ray, torch_threads
+from .results import append_rows, canonical_json, completed_keys, is_failed, read_rows, row_key
 from .tensorboard_log import run_dir, write_episode
 
 __all__ = ["Comparison", "EpisodeTask", "ResultSink", "compare", "evaluate", "run_all"]
@@ -50,10 +54,18 @@ def run_all(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], 
     return outcomes
 
 
+def _schedule(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], progress: bool,
+              ray: RayOptions) -> list[EpisodeOutcome]:
+    if ray.enabled:
+        return run_all_ray(tasks, on_result, ray, progress=progress)
+    with torch_threads(None if ray.cpus_per_run is None else ray.threads):
+        return run_all(tasks, on_result, progress=progress)
+
+
 @dataclass
 class ResultSink:
     """Records outcomes: appends the row to ``results`` (if set) and writes the TensorBoard run
-    ``<tensorboard_log>/<env>/<policy>/seed<k>`` (if set)."""
+    ``<tensorboard_log>/<env>/<policy>/seed<k>`` (if set; not for a failed episode, which has no epochs)."""
 
     results: str | Path | None = None
     tensorboard_log: str | Path | None = None
@@ -63,7 +75,7 @@ class ResultSink:
         row = outcome.row.to_dict()
         if self.results is not None:
             append_rows(self.results, [row])
-        if self.tensorboard_log is not None:
+        if self.tensorboard_log is not None and not outcome.failed:
             write_episode(run_dir(self.tensorboard_log, row["env_id"], row["policy"], row["seed"]),
                           outcome.epochs, row, index=0)
         self.rows.append(row)
@@ -83,7 +95,9 @@ def _seeds(seeds: Iterable[int]) -> list[int]:
 def evaluate(policy: Any, env_id: str, seeds: Iterable[int], *, results: str | Path | None = "results.jsonl",
              tensorboard_log: str | Path | None = None, name: str | None = None,
              hparams: dict[str, Any] | None = None, env_kwargs: dict[str, Any] | None = None,
-             progress: bool = False, **more_env_kwargs: Any) -> list[dict[str, Any]]:
+             progress: bool = False, workers: int | None = None, ray_address: str | None = None,
+             cpus_per_run: float | None = None, gpus_per_run: float = 0.0,
+             **more_env_kwargs: Any) -> list[dict[str, Any]]:
     """Run one deterministic episode of ``policy`` per seed on ``env_id`` and return the rows (dicts of
     the :class:`~prunegym.agents.results.EpisodeRow` schema), appending each to ``results`` as it finishes
     (``None``: no file) and writing its TensorBoard run under ``tensorboard_log`` (``None``: none).
@@ -91,14 +105,22 @@ def evaluate(policy: Any, env_id: str, seeds: Iterable[int], *, results: str | P
     ``policy``: a name in ``POLICIES`` (the env is made with ``pruner=policy_pruner(name)``; ``hparams``
     override its defaults), a path to a saved agent, an :class:`Agent`, an SB3 model or any object with
     ``predict``. ``name`` overrides the label. Env kwargs come from ``env_kwargs`` and/or keywords.
+
+    Parallel: ``workers=N`` runs the seeds as Ray tasks on a local Ray with N workers, ``ray_address``
+    on a running cluster; each task takes ``cpus_per_run`` CPUs (default 1) and ``gpus_per_run`` GPUs (see
+    :mod:`prunegym.agents.parallel`). There an episode that fails after its retry gives a failed row
+    (``results.is_failed``) instead of raising. The rows come back in the order of ``seeds``.
+    ``cpus_per_run`` is also each episode's torch thread count, on Ray and, when given, here: CPU results
+    can depend on it, and a sequential and a Ray run with the same value give the same rows.
     """
+    ray = RayOptions(workers, ray_address, cpus_per_run, gpus_per_run).validate()
     env_id = canonical_env_id(env_id)
     spec = policy_spec(policy, name=name, hparams=hparams)
     kwargs = {**(env_kwargs or {}), **more_env_kwargs}
     check_episode(spec, env_id, kwargs)
     sink = ResultSink(results, tensorboard_log)
-    run_all([EpisodeTask(spec, env_id, kwargs, s) for s in _seeds(seeds)], sink, progress=progress)
-    return sink.rows
+    outcomes = _schedule([EpisodeTask(spec, env_id, kwargs, s) for s in _seeds(seeds)], sink, progress, ray)
+    return [o.row.to_dict() for o in outcomes]
 
 
 @dataclass
@@ -119,6 +141,11 @@ class Comparison:
     def markdown(self) -> str:
         return self.table_md.read_text()
 
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        """The failed episodes among ``rows`` (left out of ``summary``; a rerun runs them again)."""
+        return [r for r in self.rows if is_failed(r)]
+
 
 def _unique_labels(specs: list[PolicySpec]) -> list[PolicySpec]:
     seen: dict[str, int] = {}
@@ -134,7 +161,8 @@ def _unique_labels(specs: list[PolicySpec]) -> list[PolicySpec]:
 
 def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = None, agents: Iterable[Any] = (),
             out: str | Path = "compare", *, env_kwargs: dict[str, Any] | None = None, progress: bool = False,
-            skip_done: bool = True, **more_env_kwargs: Any) -> Comparison:
+            skip_done: bool = True, workers: int | None = None, ray_address: str | None = None,
+            cpus_per_run: float | None = None, gpus_per_run: float = 0.0, **more_env_kwargs: Any) -> Comparison:
     """Every policy of ``policies`` (default: every name in ``POLICIES``) and every agent of ``agents``
     (paths, :class:`Agent` objects or SB3 models) on the same ``seeds``, into ``out``:
 
@@ -142,10 +170,16 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
     ``runs/<env>/comparison`` with the figure and the table), ``accuracy_vs_compute.png``, ``summary.md``
     and ``summary.csv`` (mean ± std over seeds per policy). With ``skip_done``, (policy, seed) pairs already
     in ``out/results.jsonl`` for the same env id and env kwargs are not run again, so an interrupted
-    comparison resumes where it stopped.
+    comparison resumes where it stopped (failed episodes are run again).
+
+    Parallel: ``workers``, ``ray_address``, ``cpus_per_run``, ``gpus_per_run`` as in :func:`evaluate`; one Ray
+    task per (policy, seed), each row, TensorBoard run and the figure as in the sequential run. Episodes that
+    fail after their retry are in ``rows`` and ``results.jsonl`` as failed rows (``Comparison.failed``), out
+    of the summary, and listed under the table.
     """
     from prunegym.baselines import POLICIES
 
+    ray = RayOptions(workers, ray_address, cpus_per_run, gpus_per_run).validate()
     env_id = canonical_env_id(env_id)
     seeds = _seeds(seeds)
     kwargs = {**(env_kwargs or {}), **more_env_kwargs}
@@ -159,11 +193,11 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
         check_episode(spec, env_id, kwargs)
     out = Path(out)
     results, tb_root = out / "results.jsonl", out / "runs"
-    done = {row_key(r) for r in read_rows(results)} if skip_done else set()
+    done = completed_keys(read_rows(results)) if skip_done else set()
     key_kwargs = canonical_json(kwargs)
     tasks = [EpisodeTask(spec, env_id, kwargs, s) for spec in specs for s in seeds
              if (env_id, key_kwargs, spec.name, s) not in done]
-    run_all(tasks, ResultSink(results, tb_root), progress=progress)
+    _schedule(tasks, ResultSink(results, tb_root), progress, ray)
     return _report(env_id, kwargs, [s.name for s in specs], seeds, out, ran=len(tasks),
                    skipped=len(specs) * len(seeds) - len(tasks))
 
@@ -171,7 +205,7 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
 def _report(env_id: str, env_kwargs: dict[str, Any], labels: list[str], seeds: list[int], out: Path,
             ran: int, skipped: int) -> Comparison:
     """Tables, figure and TensorBoard summary of the rows of ``out/results.jsonl`` that match."""
-    from .plots import accuracy_compute_figure, markdown_table, summarize, write_csv
+    from .plots import accuracy_compute_figure, failures_table, markdown_table, summarize, write_csv
     from .tensorboard_log import EpisodeWriter
 
     results, tb_root = out / "results.jsonl", out / "runs"
@@ -184,7 +218,7 @@ def _report(env_id: str, env_kwargs: dict[str, Any], labels: list[str], seeds: l
     rows = sorted(latest.values(), key=lambda r: (labels.index(r["policy"]), r["seed"]))
     summary = summarize(rows, order=labels)
     title = f"{env_id} {canonical_json(env_kwargs)}" if env_kwargs else env_id
-    md = markdown_table(summary, title=title)
+    md = markdown_table(summary, title=title) + failures_table(rows)
     (out / "summary.md").write_text(md)
     csv_path = write_csv(summary, out / "summary.csv")
     fig = accuracy_compute_figure(summary, title=env_id)

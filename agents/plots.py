@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["METRICS", "accuracy_compute_figure", "markdown_table", "pareto_front", "summarize", "write_csv"]
+__all__ = ["METRICS", "accuracy_compute_figure", "failures_table", "markdown_table", "pareto_front", "summarize",
+           "write_csv"]
 
 # row key -> column title
 METRICS: dict[str, str] = {
@@ -36,12 +37,16 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 def summarize(rows: Iterable[dict[str, Any]], order: list[str] | None = None) -> list[dict[str, Any]]:
     """One dict per policy: ``policy``, ``n`` (seeds), ``<metric>_mean`` and ``<metric>_std`` (sample std,
     0 for one seed) for every metric of :data:`METRICS`, and ``pareto`` (bool). Policies in ``order``
-    first, then in order of appearance."""
+    first, then in order of appearance. Failed episodes (``results.is_failed``) are left out (see
+    :func:`failures_table`)."""
+    from .results import is_failed
+
     groups: dict[str, list[dict[str, Any]]] = {}
     for name in order or []:
         groups.setdefault(name, [])
     for row in rows:
-        groups.setdefault(row["policy"], []).append(row)
+        if not is_failed(row):
+            groups.setdefault(row["policy"], []).append(row)
     out = []
     for name, rs in groups.items():
         if not rs:
@@ -82,6 +87,21 @@ def markdown_table(summary: list[dict[str, Any]], title: str | None = None) -> s
             cells.append(_fmt(e[f"{key}_mean"], e[f"{key}_std"], 2 if key == "wall_clock_s" else 4))
         cells.append("yes" if e["pareto"] else "")
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def failures_table(rows: Iterable[dict[str, Any]]) -> str:
+    """The failed episodes among ``rows`` as a Markdown section (policy, seed, error); ``""`` if none."""
+    from .results import is_failed
+
+    failed = [r for r in rows if is_failed(r)]
+    if not failed:
+        return ""
+    lines = ["", f"**Failed episodes ({len(failed)})**, left out of the table above; a rerun of the same "
+             "comparison runs them again:", "", "| policy | seed | error |", "|---|---|---|"]
+    for r in failed:
+        error = str(r.get("error")).replace("|", "\\|")
+        lines.append(f"| {r['policy']} | {r['seed']} | {error} |")
     return "\n".join(lines) + "\n"
 
 

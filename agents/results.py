@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["ROW_FIELDS", "SCHEMA", "EpisodeRow", "append_rows", "canonical_json", "read_rows", "row_key", "to_jsonable"]
+__all__ = ["ROW_FIELDS", "SCHEMA", "EpisodeRow", "append_rows", "canonical_json", "completed_keys", "is_failed",
+           "read_rows", "row_key", "to_jsonable"]
 
 SCHEMA = "prunegym.results/1"
 
@@ -39,6 +40,11 @@ class EpisodeRow:
     ``actions``: the raw actions given to the env (after any discrete wrapper); ``error``: why the episode
     ended early (non-finite loss), else ``None``; ``wall_clock_s``: seconds from reset to the last step (the
     only field that differs between two runs of the same policy and seed).
+
+    A *failed* episode (one that raised, or whose Ray worker died, after its retry; see
+    :mod:`prunegym.agents.parallel`) has a row too: ``error`` holds ``"<ExceptionType>: <message>"``,
+    ``steps`` and ``epochs`` are 0, the metrics NaN and the lists empty (:func:`is_failed`). An episode that
+    diverged is not failed: it ran, and its row has ``steps >= 1`` and the env's ``error``.
     """
 
     env_id: str
@@ -102,6 +108,20 @@ def canonical_json(x: Any) -> str:
 def row_key(row: dict[str, Any]) -> tuple:
     """What makes two rows the same experiment: env id, env kwargs, policy label and seed."""
     return (row.get("env_id"), canonical_json(row.get("env_kwargs", {})), row.get("policy"), int(row.get("seed", -1)))
+
+
+def is_failed(row: dict[str, Any]) -> bool:
+    """Whether ``row`` records a failed episode (an error and no step), not a result."""
+    return bool(row.get("error")) and not row.get("steps")
+
+
+def completed_keys(rows: Iterable[dict[str, Any]]) -> set[tuple]:
+    """The :func:`row_key` of every experiment whose latest row in ``rows`` is a result (not failed): what a
+    resumed comparison skips. A failed episode is run again."""
+    latest: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        latest[row_key(row)] = row
+    return {key for key, row in latest.items() if not is_failed(row)}
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .agent import ALGOS, Agent, ObsNormalizer, algo_class, save_agent
-from .env_factory import canonical_env_id, env_label, eval_seeds, make_env, make_vec_env
+from .env_factory import VEC_ENVS, canonical_env_id, env_label, eval_seeds, make_env, make_vec_env
 from .hyperparams import load_hyperparams, make_action_noise, make_wrapper, resolve_hyperparams
 from .results import to_jsonable
 
@@ -69,7 +69,8 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
                 out: str | Path | None = None, tensorboard_log: str | Path | None = None,
                 eval_freq: int | None = None, n_eval_episodes: int = 5, checkpoint_freq: int | None = None,
                 resume: bool = False, overwrite: bool = False, device: str = "cpu", verbose: int = 0,
-                progress: bool = False, callbacks: Iterable[Any] = ()) -> Agent:
+                progress: bool = False, callbacks: Iterable[Any] = (), vec_env: str = "auto",
+                ray_address: str | None = None, cpus_per_run: float | None = None, gpus_per_run: float = 0.0) -> Agent:
     """Train ``algo`` on ``env_id`` for ``total_timesteps`` env steps (default: the file's ``n_timesteps``)
     and save it to ``out``; returns the trained :class:`Agent` (``agent.path`` is ``out/model.zip``).
 
@@ -81,6 +82,14 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
     ``total_timesteps``; 0 turns them off; a final checkpoint is always written). ``resume``: continue
     from the newest checkpoint in ``out`` (a fresh start if there is none). Starting afresh in a folder
     that has checkpoints needs ``overwrite=True`` (which deletes them). ``callbacks``: extra SB3 callbacks.
+
+    ``vec_env``: how the ``n_envs`` training envs run (``"auto"``, ``"dummy"``, ``"subproc"`` or ``"ray"``,
+    see :func:`~prunegym.agents.env_factory.make_vec_env`); with ``"ray"`` each env is a Ray actor with
+    ``cpus_per_run`` CPUs (default 1; also its torch threads) and ``gpus_per_run`` GPUs, on a local Ray
+    started for the training (or the cluster at ``ray_address``), so that the envs' training runs spread
+    over a cluster's GPUs (pass ``device="cuda"`` in ``env_kwargs`` for them to use it; ``device`` here is
+    the agent's networks'). The envs' torch threads can change their CPU results (see
+    :mod:`prunegym.agents.parallel`): ``subproc`` workers use torch's default.
     """
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
@@ -92,6 +101,14 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
         raise ValueError(f"unknown algo {algo!r}; allowed: {', '.join(ALGOS)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed={seed!r} must be a non-negative int")
+    if vec_env not in VEC_ENVS:
+        raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
+    if vec_env == "ray":
+        from .parallel import RayOptions
+
+        RayOptions(1, ray_address, cpus_per_run, gpus_per_run).validate()  # before anything is written
+    elif ray_address or cpus_per_run is not None or gpus_per_run != 0.0:
+        raise ValueError("ray_address, cpus_per_run and gpus_per_run apply to vec_env='ray' only")
     env_id = canonical_env_id(env_id)
     env_kwargs = dict(env_kwargs or {})
     env_kwargs.setdefault("pruner", DEFAULT_PRUNER)
@@ -119,7 +136,9 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
     # validate env kwargs in this process before any worker starts
     make_env(env_id, env_kwargs).close()
 
-    venv = make_vec_env(env_id, n_envs, seed, env_kwargs, wrapper, start_timestep=start)
+    ray_kw = dict(ray_address=ray_address, cpus_per_env=cpus_per_run or 1.0, gpus_per_env=gpus_per_run) \
+        if vec_env == "ray" else {}
+    venv = make_vec_env(env_id, n_envs, seed, env_kwargs, wrapper, start_timestep=start, vec_env=vec_env, **ray_kw)
     cls = algo_class(algo)
     model = None
     try:

@@ -1,0 +1,289 @@
+"""Many evaluation episodes on Ray: one Ray task per (policy, seed), results streamed back as they finish.
+
+:func:`run_all_ray` is the Ray counterpart of :func:`prunegym.agents.evaluation.run_all`: it takes the same
+:class:`~prunegym.agents.evaluation.EpisodeTask` list and calls the same ``on_result`` (the ``ResultSink``
+that appends to ``results.jsonl`` and writes the TensorBoard run) in this process, for each episode as soon
+as ``ray.wait`` returns it, so rows, runs and the figure are those of the sequential path; only the order
+of the rows in the file and ``wall_clock_s`` differ.
+
+Torch threads: on CPU an episode's row does not depend on the process it runs in, but it can depend on
+torch's thread count (float sums are split differently: Fashion-MNIST-MLP accuracies move in the third
+decimal between one and two threads; the tiny synthetic runs of the tests do not). A Ray episode runs with
+``int(cpus_per_run)`` threads (default 1); the sequential path runs with this process's threads unless
+``cpus_per_run`` is given, when it uses that many for its episodes and then restores the setting. So a
+sequential run and a Ray run with the same ``cpus_per_run`` give the same rows, and Ray runs agree with
+each other whatever the number of workers. One thread per episode also avoids oversubscribing the cores.
+
+Where the episodes run (:class:`RayOptions`):
+
+* ``workers=N``: a local Ray instance with ``N * cpus_per_run`` CPUs (and this machine's GPUs when
+  ``gpus_per_run > 0``), started here and shut down at the end; at most ``N`` episodes run at once;
+* ``address=ADDR``: join a running cluster (``"auto"`` for one started with ``ray start`` on this
+  machine, or ``host:port``; a ``ray://`` client address needs ``ray[client]``); at the end this driver
+  disconnects, the cluster keeps running. The nodes
+  need prunegym installed and their own data (``PRUNEGYM_DATA`` on the nodes, or ``data_root=`` in the env
+  kwargs); ``workers`` then only caps the number of episodes in flight;
+* a Ray already initialised in this process (``ray.init`` by the caller) is used as it is and left running.
+
+Each task declares ``num_cpus=cpus_per_run`` (default 1) and ``num_gpus=gpus_per_run`` (``0.25`` lets four
+episodes share a GPU; the env needs ``device="cuda"`` in its kwargs to use it) and sets torch's thread
+count to its whole CPUs. A saved agent travels as its path (on a multi-node cluster the nodes must see it,
+e.g. on a shared filesystem); a custom policy object travels pickled.
+
+Failures: an episode that raises is run once more (application-level retry); a worker that dies (a crash,
+the OOM killer, a lost node) is retried once by Ray (``max_retries=1``). An episode that still fails becomes
+a failed row (:func:`prunegym.agents.episode.failed_outcome`: ``error`` = ``"<Type>: <message>"``, no steps,
+NaN metrics) in ``results.jsonl`` and the tables, its traceback is logged, and the other episodes go on.
+``compare`` skips finished episodes on a rerun and runs failed ones again.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+if TYPE_CHECKING:  # imported where used: the CLI imports this module before anything heavy
+    from .episode import EpisodeOutcome
+    from .evaluation import EpisodeTask
+
+__all__ = ["EXCEPTION_RETRIES", "RAY_INSTALL_HINT", "RAY_MAX_RETRIES", "RayOptions", "RayUnavailable", "import_ray",
+           "ray_session", "run_all_ray", "torch_threads"]
+
+log = logging.getLogger(__name__)
+
+RAY_INSTALL_HINT = 'pip install -e ".[ray]"'
+RAY_MAX_RETRIES = 1  # Ray re-runs a task whose worker died this many times
+EXCEPTION_RETRIES = 1  # run_all_ray re-runs an episode that raised this many times
+
+
+class RayUnavailable(ImportError):
+    """Parallel runs were asked for but Ray is not installed."""
+
+
+def import_ray():
+    """``import ray``, or :class:`RayUnavailable` with the install command."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise RayUnavailable(f"parallel runs need Ray, which is not installed; install it with "
+                             f"{RAY_INSTALL_HINT}") from exc
+    return ray
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and with what resources episodes run (see the module docstring). ``enabled``: ``workers`` or
+    ``address`` is set (otherwise the sequential path runs). ``cpus_per_run``: ``None`` is 1 on Ray and
+    "leave torch's thread count alone" in the sequential path."""
+
+    workers: int | None = None
+    address: str | None = None
+    cpus_per_run: float | None = None
+    gpus_per_run: float = 0.0
+
+    @property
+    def enabled(self) -> bool:
+        return self.workers is not None or bool(self.address)
+
+    @property
+    def cpus(self) -> float:
+        """CPUs a Ray episode reserves."""
+        return 1.0 if self.cpus_per_run is None else float(self.cpus_per_run)
+
+    @property
+    def threads(self) -> int:
+        """torch threads of one episode: its whole CPUs, at least one."""
+        return max(1, int(self.cpus))
+
+    def validate(self) -> "RayOptions":
+        """Check the values (``ValueError``) and, when enabled, that Ray imports (:class:`RayUnavailable`)."""
+        w = self.workers
+        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+            raise ValueError(f"workers={w!r} must be a positive int")
+        if self.address is not None and (not isinstance(self.address, str) or not self.address):
+            raise ValueError(f"ray_address={self.address!r} must be a non-empty string such as 'auto' or 'host:6379'")
+        cpus = 1.0 if self.cpus_per_run is None else self.cpus_per_run
+        for name, value, positive in (("cpus_per_run", cpus, True), ("gpus_per_run", self.gpus_per_run, False)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or (value <= 0 if positive else value < 0):
+                raise ValueError(f"{name}={value!r} must be a number {'> 0' if positive else '>= 0'}")
+        if not self.enabled and self.gpus_per_run != 0.0:
+            raise ValueError("gpus_per_run applies to Ray runs only: pass workers=N or ray_address=ADDR")
+        if self.enabled:
+            import_ray()
+        return self
+
+
+@contextmanager
+def ray_session(options: RayOptions) -> Iterator[Any]:
+    """The ``ray`` module, initialised as ``options`` say for the duration of the block (see the module
+    docstring: a local instance is shut down at the end, a joined cluster only disconnected from, a Ray the
+    caller initialised left alone)."""
+    ray = import_ray()
+    if ray.is_initialized():
+        _check_resources(ray, options, local=False)
+        yield ray
+        return
+    if options.address:
+        ray.init(address=options.address, logging_level=logging.WARNING)
+    else:
+        workers = options.workers or 1
+        ray.init(num_cpus=max(1, math.ceil(workers * options.cpus)),
+                 num_gpus=None if options.gpus_per_run > 0 else 0,  # None: Ray counts this machine's GPUs
+                 include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        _check_resources(ray, options, local=not options.address)
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def _check_resources(ray, options: RayOptions, local: bool) -> None:
+    """A task that asks for more than the cluster has waits forever: say so instead."""
+    have = ray.cluster_resources()
+    for key, need in (("CPU", options.cpus), ("GPU", options.gpus_per_run)):
+        if need > have.get(key, 0.0):
+            msg = (f"each run asks for {need:g} {key}(s) but the Ray cluster has {have.get(key, 0.0):g}"
+                   + ("" if key == "CPU" else "; use --gpus-per-run 0 on a machine without GPU"))
+            if local:
+                raise ValueError(msg)
+            log.warning("%s; the runs wait until the cluster grows", msg)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to ``n`` for the block and restored after (``None``: untouched)."""
+    if n is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class _Failure:
+    """What a task returns when its episode raised (exceptions stay in the worker: some do not pickle)."""
+
+    error: str
+    traceback: str
+    wall_clock_s: float
+
+
+def _one_line(text: str, limit: int = 500) -> str:
+    line = " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _error_text(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {_one_line(exc)}" if str(exc) else type(exc).__name__
+
+
+def _episode_task(spec, env_id: str, env_kwargs: dict[str, Any], seed: int, threads: int) -> EpisodeOutcome | _Failure:
+    """Body of the Ray task: one episode with ``threads`` torch threads."""
+    import torch
+
+    from .episode import run_episode
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    start = time.perf_counter()
+    try:
+        return run_episode(spec, env_id, env_kwargs, seed)
+    except Exception as exc:
+        return _Failure(_error_text(exc), traceback.format_exc(), time.perf_counter() - start)
+
+
+def _ship(ray, spec) -> Any:
+    """The spec in Ray's object store, once per spec (a saved agent travels as its path)."""
+    try:
+        return ray.put(spec.portable())
+    except Exception as exc:
+        raise ValueError(f"policy {spec.name!r} cannot be sent to Ray workers ({_error_text(exc)}); save it and "
+                         "pass its path, or run without workers") from exc
+
+
+def run_all_ray(tasks: Sequence["EpisodeTask"], on_result: Callable[[EpisodeOutcome], None],
+                options: RayOptions, *, progress: bool = False) -> list[EpisodeOutcome]:
+    """Run ``tasks`` as Ray tasks (see the module docstring); ``on_result`` gets each outcome (failed ones
+    included) in this process as it arrives. Returns the outcomes in the order of ``tasks``."""
+    from tqdm.auto import tqdm
+
+    from .episode import failed_outcome
+
+    options.validate()
+    if not options.enabled:
+        raise ValueError("run_all_ray needs workers=N or address=ADDR")
+    outcomes: list[EpisodeOutcome | None] = [None] * len(tasks)
+    if not tasks:
+        return []
+    with ray_session(options) as ray:
+        refs: dict[int, Any] = {}
+        specs = []
+        for task in tasks:
+            if id(task.spec) not in refs:
+                refs[id(task.spec)] = _ship(ray, task.spec)
+            specs.append(refs[id(task.spec)])
+        remote = ray.remote(num_cpus=options.cpus, num_gpus=options.gpus_per_run,
+                            max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(_episode_task)
+        cap = options.workers or len(tasks)
+        queue = list(range(len(tasks)))[::-1]  # pop() takes the first task
+        pending: dict[Any, tuple[int, int]] = {}  # ref -> (task index, attempt)
+
+        def submit(i: int, attempt: int) -> None:
+            t = tasks[i]
+            ref = remote.options(name=f"episode {t.spec.name} seed {t.seed}").remote(
+                specs[i], t.env_id, t.env_kwargs, t.seed, options.threads)
+            pending[ref] = (i, attempt)
+
+        bar = tqdm(total=len(tasks), desc="episodes", unit="ep", disable=not progress)
+        try:
+            while queue or pending:
+                while queue and len(pending) < cap:
+                    submit(queue.pop(), 1)
+                ready, _ = ray.wait(list(pending), num_returns=1)
+                for ref in ready:
+                    i, attempt = pending.pop(ref)
+                    t = tasks[i]
+                    what = f"{t.spec.name} seed {t.seed}"
+                    retry = attempt <= EXCEPTION_RETRIES
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:  # the task itself failed (e.g. unpickling its args)
+                        result = _Failure(_error_text(exc.cause if exc.cause is not None else exc), str(exc),
+                                          float("nan"))
+                    except ray.exceptions.RayError as exc:  # worker or node died, and again on Ray's retry
+                        result = _Failure(_error_text(exc), f"(Ray retried it {RAY_MAX_RETRIES} time(s))",
+                                          float("nan"))
+                        retry = False
+                    if isinstance(result, _Failure):
+                        log.warning("episode %s failed (attempt %d)%s: %s\n%s", what, attempt,
+                                    ", running it again" if retry else "", result.error, result.traceback)
+                        if retry:
+                            submit(i, attempt + 1)
+                            continue
+                        result = failed_outcome(t.spec, t.env_id, t.env_kwargs, t.seed, result.error,
+                                                result.wall_clock_s)
+                    outcomes[i] = result
+                    on_result(result)
+                    bar.set_postfix_str(f"{what} {'FAILED' if result.failed else 'done'}")
+                    bar.update()
+        except BaseException:
+            for ref in pending:  # Ctrl-C or a failing sink: stop what still runs on a joined cluster
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:
+                    pass
+            raise
+        finally:
+            bar.close()
+    return [o for o in outcomes if o is not None]
