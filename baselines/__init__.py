@@ -16,6 +16,7 @@ from .epsilon_greedy import EpsilonGreedyPruner
 from .full import FullPruner
 from .infobatch import InfoBatchPruner
 from .infobatch_policy import InfoBatchPolicy
+from .learned import LearnedPruner
 from .pfb import PFBPruner
 from .pfb_policy import PFBPolicy
 from .policy import FixedPolicy
@@ -34,6 +35,7 @@ PRUNERS: dict[str, type[Pruner]] = {
     "pfb": PFBPruner,
     "epsilon_greedy": EpsilonGreedyPruner,
     "ucb": UCBPruner,
+    "learned": LearnedPruner,
 }
 
 POLICIES: dict[str, type[FixedPolicy]] = {
@@ -75,7 +77,7 @@ def make_policy(name: str, env: Any, **hparams: Any) -> FixedPolicy:
 
 __all__ = [
     "POLICIES", "PRUNERS", "ActionCodec", "EpsilonGreedyPolicy", "EpsilonGreedyPruner", "FixedPolicy", "FullPolicy",
-    "FullPruner", "InfoBatchPolicy", "InfoBatchPruner", "Knob", "PFBPolicy", "PFBPruner", "Pruner", "SwDPPPolicy",
+    "FullPruner", "InfoBatchPolicy", "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy", "PFBPruner", "Pruner", "SwDPPPolicy",
     "SwDPPPruner", "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count",
     "make_policy", "make_pruner", "policy_pruner", "prune_ratio_of",
 ]

@@ -237,6 +237,7 @@ class PruningEnv(gym.Env):
         st = self._stats
         st.prev_val_loss, st.prev_val_accuracy = st.val_loss, st.val_accuracy
         st.val_loss, st.val_accuracy = val.loss, val.accuracy
+        st.record_val(run.epoch)
         st.kept_fraction = trained / (run.num_train * len(results))
         st.train_loss = last.train_loss if last.indices.numel() else st.train_loss
         st.last_trained = last.indices

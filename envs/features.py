@@ -42,6 +42,16 @@ FEATURE_DOCS: dict[str, str] = {
     "log_train_size": "ln(training-set size) / 10",
     "log_num_classes": "ln(number of classes) / ln(1000)",
     "log_param_count": "ln(parameter count) / 20",
+    "val_accuracy_rel": "validation accuracy / best validation accuracy so far (initial evaluation included), in "
+                        "[0, 1]; 1 at a new best",
+    "val_accuracy_trend": "least-squares slope of validation accuracy over the last 3 evaluations (the initial one "
+                          "included), in accuracy per tenth of the epoch budget; 0 before the first step",
+    "train_val_gap": "latest correctness of the training samples trained at least once, averaged (stale for "
+                     "pruned ones), minus validation accuracy, in [-1, 1]; 0 before training",
+    "score_age": "mean over samples of the epochs since each was last trained / epochs completed, in [0, 1] "
+                 "(0 after a full-data epoch; a never-trained sample counts 1; 0 before training)",
+    "loss_noise": "mean sqrt(ema_var) / (mean ema + mean sqrt(ema_var)) over samples with a recorded loss, in "
+                  "[0, 1): how noisy the per-sample scores are (Raju's UCB spread relative to mu)",
 }
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DOCS)
 
@@ -57,6 +67,24 @@ class StepStats:
     prev_val_loss: float = 0.0
     prev_val_accuracy: float = 0.0
     last_trained: torch.Tensor | None = None  # [M] int64 indices trained in the last epoch
+    best_val_accuracy: float | None = None  # best validation accuracy so far (None: the current one)
+    # (epochs completed, validation accuracy) of the last (up to) 3 evaluations, the initial one included
+    val_history: tuple[tuple[int, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        # Made at reset (0 epochs completed): the initial evaluation starts the history and is the best so far.
+        if self.best_val_accuracy is None:
+            self.best_val_accuracy = self.val_accuracy
+        if not self.val_history:
+            self.val_history = ((0, float(self.val_accuracy)),)
+
+    def record_val(self, epoch: int) -> None:
+        """Record the current ``val_accuracy`` (after ``epoch`` epochs completed) in the history of the last 3
+        evaluations and the best so far; the env calls it once per step, after setting ``val_accuracy``."""
+        acc = float(self.val_accuracy)
+        self.val_history = (self.val_history + ((int(epoch), acc),))[-3:]
+        if math.isfinite(acc):
+            self.best_val_accuracy = max(float(self.best_val_accuracy), acc)
 
 
 def _finite(v: float, default: float = 0.0) -> float:
@@ -66,6 +94,16 @@ def _finite(v: float, default: float = 0.0) -> float:
 def _log_loss(v: float) -> float:
     """ln of a mean loss, in [ln 1e-8, ...]; a non-finite (diverged) loss maps to +OBS_BOUND, not to 0 loss."""
     return math.log(max(v, 1e-8)) if math.isfinite(v) else OBS_BOUND
+
+
+def _slope(points: tuple[tuple[int, float], ...]) -> float:
+    """Least-squares slope of ``(x, y)`` points (0 with fewer than 2 distinct x)."""
+    if len(points) < 2:
+        return 0.0
+    xm = sum(x for x, _ in points) / len(points)
+    ym = sum(y for _, y in points) / len(points)
+    sxx = sum((x - xm) ** 2 for x, _ in points)
+    return sum((x - xm) * (y - ym) for x, y in points) / sxx if sxx > 0 else 0.0
 
 
 def observe(run: TrainingRun, stats: StepStats) -> np.ndarray:
@@ -83,12 +121,20 @@ def observe(run: TrainingRun, stats: StepStats) -> np.ndarray:
         pruned_mean = (loss * ~kept_mask).sum() / (n - n_kept).clamp(min=1)
     else:
         kept_mean = pruned_mean = torch.zeros((), device=loss.device)
+    observed = s.observed.float()
+    n_observed = observed.sum()
+    spread = s.ema_var.clamp_min(0.0).sqrt()
     on_device = torch.stack([
         q[0], q[1], q[2], loss.std(correction=0), (loss < mean).float().mean(), kept_mean, pruned_mean,
         (s.forgetting > 0).float().mean(),
+        n_observed, (s.last_correct.float() * observed).sum(), (s.ema * observed).sum(), (spread * observed).sum(),
+        s.last_epoch.float().mean(),
     ]).tolist()  # the one host sync
+    n_obs, n_correct, ema_sum, spread_sum, mean_last_epoch = on_device[8:13]
     used = run.meter.total_fraction
     cfg = run.config
+    best = max(float(stats.best_val_accuracy if stats.best_val_accuracy is not None else 0.0), stats.val_accuracy)
+    noise_den = ema_sum + spread_sum
     values = [
         run.epoch / run.epochs,
         used,
@@ -105,6 +151,11 @@ def observe(run: TrainingRun, stats: StepStats) -> np.ndarray:
         math.log(run.num_train) / 10.0,
         math.log(run.data.num_classes) / math.log(1000.0),
         math.log(run.param_count) / 20.0,
+        stats.val_accuracy / best if best > 0 else 1.0,
+        _slope(stats.val_history) * run.epochs / 10.0,
+        n_correct / n_obs - stats.val_accuracy if n_obs > 0 else 0.0,
+        (run.epoch - 1 - mean_last_epoch) / run.epoch if run.epoch > 0 else 0.0,
+        spread_sum / noise_den if noise_den > 0 else 0.0,
     ]
     obs = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=OBS_BOUND, neginf=-OBS_BOUND)
     return np.clip(obs, -OBS_BOUND, OBS_BOUND)

@@ -11,7 +11,7 @@ from prunegym.agents import ROW_FIELDS, EpisodeRow, append_rows, evaluate, load_
 from prunegym.agents.env_factory import (EVAL_SEED_START, TRAIN_SEED_MIN, canonical_env_id, env_label,
                                          module_env_id)
 from prunegym.agents.hyperparams import HYPERPARAMS_DIR, load_hyperparams, make_wrapper, resolve_hyperparams
-from prunegym.envs import ENV_IDS, TASKS, DiscreteRatio
+from prunegym.envs import ENV_IDS, FEATURE_NAMES, TASKS, DiscreteRatio
 
 ENV = "prunegym/Synthetic-MLP-v0"
 KW = dict(epochs=4, train_size=500, val_size=200, test_size=200)
@@ -79,7 +79,7 @@ def test_ppo_trains_saves_and_evaluates_from_the_saved_file(ppo_run, tmp_path):
         assert (out / name).is_file(), name
     meta = json.loads((out / "model.json").read_text())
     assert meta["algo"] == "ppo" and meta["num_timesteps"] == 8 and meta["env_kwargs"]["pruner"] == "uniform"
-    assert meta["obs_normalizer"] is not None and len(meta["obs_normalizer"]["mean"]) == 21
+    assert meta["obs_normalizer"] is not None and len(meta["obs_normalizer"]["mean"]) == len(FEATURE_NAMES)
     assert meta["eval_seeds"] == [EVAL_SEED_START]
     loaded = load_agent(out / "model.zip")
     assert loaded.algo == "ppo" and loaded.env_interface() == {"pruner": "uniform"}

@@ -70,7 +70,7 @@ def run_episode(name: str, seed: int = 0, record_plans: bool = False, **env_kwar
 
 # -- registries and policies -----------------------------------------------------------------------------------
 def test_registries_list_every_method():
-    assert set(PRUNERS) == {"full", "uniform", "infobatch", "swdpp", "pfb", "epsilon_greedy", "ucb"}
+    assert set(PRUNERS) == {"full", "uniform", "infobatch", "swdpp", "pfb", "epsilon_greedy", "ucb", "learned"}
     assert set(POLICIES) == set(PAPER_DEFAULTS)
     assert {n: policy_pruner(n) for n in POLICIES} == {
         "full": "full", "uniform": "uniform", "uniform_rescaled": "uniform", "infobatch": "infobatch",
