@@ -1,8 +1,7 @@
 """Fixed policies for ``full``, Raju et al.'s ``uniform``, and the ``uniform_rescaled`` control."""
 from __future__ import annotations
 
-import math
-
+from .infobatch_policy import InfoBatchPolicy
 from .policy import FixedPolicy
 
 __all__ = ["FullPolicy", "UniformPolicy", "UniformRescaledPolicy"]
@@ -31,21 +30,15 @@ class UniformPolicy(FixedPolicy):
         return {"prune_ratio": self.hparams["prune_ratio"], "rescale": 0.0}
 
 
-class UniformRescaledPolicy(FixedPolicy):
+class UniformRescaledPolicy(InfoBatchPolicy):
     """Uniform random pruning with InfoBatch's 1/(1 - r) loss rescaling and its annealing (full data with
     weight 1 from epoch floor(delta * E)): the control InfoBatch's reviewers asked for. Defaults are
-    InfoBatch's r = 0.5, delta = 0.875."""
+    InfoBatch's r = 0.5, delta = 0.875; only the keep rule differs from InfoBatch's."""
 
     name = "uniform_rescaled"
     pruner = "uniform"
-    defaults = {"prune_ratio": 0.5, "delta": 0.875}
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0.0 <= self.hparams["delta"] <= 1.0:
-            raise ValueError(f"delta={self.hparams['delta']!r} must be in [0, 1]")
 
     def schedule(self, epoch: int) -> dict[str, float]:
-        if epoch >= math.floor(self.hparams["delta"] * self.epochs):
-            return {"prune_ratio": 0.0, "rescale": 0.0}
-        return {"prune_ratio": self.hparams["prune_ratio"], "rescale": 1.0}
+        out = super().schedule(epoch)
+        out["rescale"] = 1.0 if out["prune_ratio"] > 0 else 0.0
+        return out

@@ -35,3 +35,15 @@ def data_root(tmp_path_factory) -> Path:
         "to a writable folder holding FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz"
     )
 
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread for a module (restored after): small tensors run fastest so, above all on a
+    loaded 2-core machine. Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

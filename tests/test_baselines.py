@@ -15,13 +15,7 @@ from prunegym.baselines import POLICIES, PRUNERS, make_policy, make_pruner, poli
 from prunegym.baselines.pfb_policy import pfb_window
 from prunegym.envs import PruningEnv
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these small tensors run fastest so, above all on a loaded shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 SYNTHETIC_ID = "prunegym.envs:prunegym/Synthetic-MLP-v0"

@@ -13,13 +13,7 @@ import torch
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plain_loop.py"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these small tensors run fastest so, above all on a loaded shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def load_example():

@@ -14,13 +14,7 @@ from prunegym.baselines.pfb import descriptor
 from prunegym.training import DataSplits, EpochPlan, RunConfig, ScoreTable, TrainingRun
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these small tensors run fastest so, above all on a loaded shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def pfb(seed: int = 0, n: int = 10_000, **kwargs) -> PFBPruner:

@@ -26,13 +26,7 @@ from prunegym.training import ScoreTable
 NEW_FEATURES = ("val_accuracy_rel", "val_accuracy_trend", "train_val_gap", "score_age", "loss_noise")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: these small tensors run fastest so, above all on a loaded shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gen(seed: int = 0) -> torch.Generator:
