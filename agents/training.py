@@ -165,7 +165,7 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
 
         episodes_cb = EpisodeTagsCallback(log_dir, start=state.get("episodes", 0))
         base_meta = {
-            "name": algo, "algo": algo, "env_id": env_id, "env_kwargs": to_jsonable(env_kwargs),
+            "name": f"{algo}_{env_kwargs.get('pruner', 'full')}", "algo": algo, "env_id": env_id, "env_kwargs": to_jsonable(env_kwargs),
             "pruner": env_kwargs.get("pruner", "full"), "env_wrapper": hp.env_wrapper, "hyperparams": to_jsonable(raw),
             "seed": seed, "n_envs": n_envs, "total_timesteps": total, "eval_seeds": eval_seeds(n_eval_episodes),
             "seed_convention": SEED_CONVENTION, "resumed_from": start if ckpt is not None else None,

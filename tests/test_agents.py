@@ -89,7 +89,7 @@ def test_ppo_trains_saves_and_evaluates_from_the_saved_file(ppo_run, tmp_path):
     assert read_rows(results) == rows
     for row in rows:
         assert tuple(row) == ROW_FIELDS
-        assert row["policy"] == "ppo" and row["policy_type"] == "agent" and row["env_config"]["pruner"] == "uniform"
+        assert row["policy"] == "ppo_uniform" and row["policy_type"] == "agent" and row["env_config"]["pruner"] == "uniform"
         assert row["policy_hparams"]["n_steps"] == 4 and row["agent_path"].endswith("model.zip")
         assert len(row["prune_ratios"]) == len(row["kept_fractions"]) == row["epochs"] == 4
         assert 0 < row["compute_fraction"] <= 1 and 0 <= row["test_accuracy"] <= 1
@@ -157,7 +157,7 @@ def test_dqn_runs_through_the_discrete_wrapper(tmp_path):
                           hyperparams=dict(learning_starts=2, batch_size=4, buffer_size=100, target_update_interval=4))
     assert resumed.meta["resumed_from"] == 8 and resumed.model.replay_buffer.size() == 10  # buffer restored
     row = evaluate(tmp_path / "dqn" / "model.zip", ENV, [0], results=None, **KW)[0]
-    assert row["policy"] == "dqn"
+    assert row["policy"] == "dqn_uniform"
     for r in row["prune_ratios"]:
         assert r == pytest.approx(round(r, 1), abs=1e-6)  # one of 0, 0.1, ..., 0.9
 

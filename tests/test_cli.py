@@ -73,21 +73,21 @@ def test_train_evaluate_compare(tmp_path, capsys):
     assert main(["evaluate", "--policy", str(model), "--env", "prunegym.envs:" + ENV, "--seeds", "0", "--quiet",
                  "--results", str(results), "--env-kwargs", *KW]) == 0
     assert "test_acc" in capsys.readouterr().out
-    assert [r["policy"] for r in read_rows(results)] == ["ppo"]
+    assert [r["policy"] for r in read_rows(results)] == ["ppo_uniform"]
 
     out = tmp_path / "cmp"
     argv = ["compare", "--env", ENV, "--seeds", "0", "1", "--policies", "full", "uniform", "--agent", str(model),
             "--out", str(out), "--quiet", "--env-kwargs", *KW]
     assert main(argv) == 0
     text = capsys.readouterr().out
-    assert "| full | 2 |" in text and "| ppo | 2 |" in text and "ran 6 episode(s)" in text
+    assert "| full | 2 |" in text and "| ppo_uniform | 2 |" in text and "ran 6 episode(s)" in text
     rows = read_rows(out / "results.jsonl")
     assert sorted((r["policy"], r["seed"]) for r in rows) == sorted(
-        (p, s) for p in ("full", "uniform", "ppo") for s in (0, 1))
+        (p, s) for p in ("full", "uniform", "ppo_uniform") for s in (0, 1))
     png = out / "accuracy_vs_compute.png"
     assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (out / "summary.csv").read_text().startswith("policy,n,test_accuracy_mean")
-    for policy in ("full", "uniform", "ppo"):
+    for policy in ("full", "uniform", "ppo_uniform"):
         for seed in (0, 1):
             acc = EventAccumulator(str(out / "runs" / "prunegym_Synthetic-MLP-v0" / policy / f"seed{seed}"))
             acc.Reload()
