@@ -134,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="One deterministic episode per seed; prints a table and appends the rows "
                        "to --results.")
     e.add_argument("--policy", required=True, metavar="NAME|PATH.zip",
-                   help="a baseline policy name (see `prunegym list`) or a saved agent .zip")
+                   help="a baseline policy name (see `prunegym list`), a saved agent .zip or pretrained:<name>")
     _add_common(e)
     e.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
     e.add_argument("--hparams", nargs="+", default=[], metavar="K=V",
@@ -179,6 +179,9 @@ def _cmd_list(args) -> int:
         defaults = ", ".join(f"{k}={v!r}" for k, v in getattr(cls, "defaults", {}).items())
         print(f"  {name}  (pruner {cls.pruner}{'; ' + defaults if defaults else ''})")
     print("algos: " + ", ".join(ALGOS))
+    from .pretrained import pretrained_names
+
+    print("pretrained agents: " + (", ".join(f"pretrained:{n}" for n in pretrained_names()) or "none"))
     return 0
 
 

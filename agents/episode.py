@@ -39,10 +39,12 @@ class PolicySpec:
 
 def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | None = None) -> PolicySpec:
     """A :class:`PolicySpec` for ``policy``: a name in ``POLICIES``, a path to a saved agent (``.zip``, its
-    stem or its folder), an :class:`Agent`, an SB3 model, anything with ``predict``, or a spec."""
+    stem or its folder), ``pretrained:<name>`` (a shipped agent), an :class:`Agent`, an SB3 model, anything
+    with ``predict``, or a spec."""
     from prunegym.baselines import POLICIES
 
     from .agent import Agent
+    from .pretrained import PREFIX, pretrained_path
 
     if isinstance(policy, PolicySpec):
         return replace(policy, name=name or policy.name, hparams={**policy.hparams, **(hparams or {})})
@@ -50,6 +52,8 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
         text = str(policy)
         if text in POLICIES:
             return PolicySpec("baseline", name or text, dict(hparams or {}))
+        if text.startswith(PREFIX):
+            text = str(pretrained_path(text))
         p = Path(text)
         if text.endswith(".zip") or p.exists() or Path(text + ".zip").exists():
             if not (p.is_file() or (p / "model.zip").is_file() or Path(text + ".zip").is_file()):
@@ -59,7 +63,8 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
             from .agent import agent_label
 
             return PolicySpec("agent", name or agent_label(p), {}, path=str(p))
-        raise ValueError(f"unknown policy {text!r}; allowed: {', '.join(POLICIES)} or a path to a saved agent .zip")
+        raise ValueError(f"unknown policy {text!r}; allowed: {', '.join(POLICIES)}, a path to a saved agent .zip "
+                         f"or pretrained:<name>")
     if hparams:
         raise ValueError("hyperparameters apply to baseline names only, not to policy objects")
     if isinstance(policy, Agent):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -207,3 +208,41 @@ def test_custom_policy_objects_run_through_the_same_harness():
     row = evaluate(policy, ENV, [0], results=None, pruner="uniform", **KW)[0]
     assert row["policy"] == "half" and row["policy_type"] == "custom" and row["policy_hparams"] == {"r": 0.5}
     assert row["prune_ratios"] == pytest.approx([0.5] * 4)
+
+
+# -- shipped agents ---------------------------------------------------------------------------------------------
+def test_pretrained_prefix_resolves_shipped_agents(ppo_run, tmp_path, monkeypatch):
+    import shutil
+
+    from prunegym.agents import pretrained
+
+    _, agent = ppo_run
+    src = Path(agent.path)
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    shutil.copy(src, tmp_path / "tiny.zip")
+    shutil.copy(src.with_suffix(".json"), tmp_path / "tiny.json")
+    assert pretrained.pretrained_names() == ["tiny"]
+    rows = evaluate("pretrained:tiny", ENV, [0], results=None, **KW)
+    direct = evaluate(str(src), ENV, [0], results=None, **KW)
+    assert rows[0]["test_accuracy"] == direct[0]["test_accuracy"] and rows[0]["actions"] == direct[0]["actions"]
+    with pytest.raises(ValueError, match="allowed: tiny"):
+        evaluate("pretrained:nope", ENV, [0], results=None, **KW)
+
+
+@pytest.mark.parametrize("name", __import__("prunegym.agents.pretrained", fromlist=["x"]).pretrained_names())
+def test_shipped_agents_fit_their_env(name):
+    """A shipped agent must still fit the env it was trained on (observation features, action knobs)."""
+    import gymnasium as gym
+
+    from prunegym.agents import load_agent
+    from prunegym.agents.pretrained import pretrained_path
+
+    agent = load_agent(pretrained_path(name))
+    kwargs = {k: v for k, v in agent.meta["env_kwargs"].items()}
+    env = gym.make("prunegym.envs:prunegym/Synthetic-MLP-v0", **{"pruner": kwargs.get("pruner", "full"), "epochs": 2,
+                                                                  "train_size": 500})
+    assert agent.model.observation_space.shape == env.observation_space.shape
+    assert agent.model.action_space.shape == env.action_space.shape
+    obs, _ = env.reset(seed=0)
+    action, _ = agent.predict(obs, deterministic=True)
+    env.step(action)

@@ -1,0 +1,81 @@
+"""Summarise a ``prunegym compare`` folder with 95% intervals (issue 7's report).
+
+    python benchmarks/agent_report.py compare/heldout [--out report.md]
+
+Reads ``OUT/results.jsonl`` and prints, per policy, the mean and a 95% Student-t interval over seeds of the
+episode return, the test accuracy (%) and the compute fraction, plus the mean kept fraction. Failed episodes
+are left out and counted.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+from prunegym.agents import read_rows
+
+# Two-sided 95% Student-t quantiles for n - 1 degrees of freedom (n up to 30; beyond, 1.96).
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
+        15: 2.131, 20: 2.086, 29: 2.045}
+
+
+def t95(dof: int) -> float:
+    if dof <= 0:
+        return float("nan")
+    keys = [k for k in sorted(_T95) if k <= dof]
+    return _T95[keys[-1]] if dof < 30 else 1.96
+
+
+def interval(values: list[float], scale: float = 1.0) -> str:
+    """``mean ± half-width`` of the 95% t interval, values multiplied by ``scale``."""
+    vals = [v * scale for v in values]
+    mean = statistics.fmean(vals)
+    if len(vals) < 2:
+        return f"{mean:.3f}"
+    half = t95(len(vals) - 1) * statistics.stdev(vals) / math.sqrt(len(vals))
+    return f"{mean:.3f} ± {half:.3f}"
+
+
+def report(folder: Path) -> str:
+    rows = read_rows(folder / "results.jsonl")
+    by_policy: dict[str, list[dict]] = {}
+    failed = 0
+    for r in rows:
+        if r.get("steps", 0) == 0:
+            failed += 1
+            continue
+        by_policy.setdefault(r["policy"], []).append(r)
+    if not by_policy:
+        raise SystemExit(f"no completed episodes in {folder / 'results.jsonl'}")
+    order = sorted(by_policy, key=lambda p: -statistics.fmean(r["episode_return"] for r in by_policy[p]))
+    lines = [
+        "| policy | seeds | return (95% CI) | test accuracy % (95% CI) | compute fraction (95% CI) | kept fraction |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in order:
+        rs = by_policy[p]
+        lines.append(
+            f"| {p} | {len(rs)} | {interval([r['episode_return'] for r in rs])} | "
+            f"{interval([r['test_accuracy'] for r in rs], 100.0)} | {interval([r['compute_fraction'] for r in rs])} | "
+            f"{statistics.fmean(r['kept_fraction'] for r in rs):.3f} |")
+    if failed:
+        lines.append(f"\n{failed} failed episode(s) left out.")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path, help="a prunegym compare --out folder")
+    ap.add_argument("--out", type=Path, help="also write the table here")
+    args = ap.parse_args(argv)
+    text = report(args.folder)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
