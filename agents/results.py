@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
+
+from prunegym.training.atomic import write_text_atomic
 
 __all__ = ["ROW_FIELDS", "SCHEMA", "EpisodeRow", "append_rows", "canonical_json", "completed_keys", "is_failed",
            "read_rows", "row_key", "to_jsonable"]
@@ -168,15 +169,5 @@ def append_rows(path: str | os.PathLike, rows: Iterable[EpisodeRow | dict[str, A
         old = p.read_text() if p.exists() else ""
         if old and not old.endswith("\n"):
             old += "\n"
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name + ".", suffix=".tmp")
-        try:
-            os.chmod(tmp, (p.stat().st_mode & 0o777) if p.exists() else 0o644)
-            with os.fdopen(fd, "w") as f:
-                f.write(old + "".join(line + "\n" for line in lines))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_text_atomic(p, old + "".join(line + "\n" for line in lines))
     return p

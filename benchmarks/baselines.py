@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,6 +26,7 @@ import torch
 
 import prunegym.envs  # noqa: F401  (registers the prunegym/ ids)
 from prunegym.baselines import POLICIES, make_policy, policy_pruner
+from prunegym.training.atomic import write_text_atomic
 
 ENV_ID = "prunegym/FashionMNIST-CNN-v0"
 DEFAULT_POLICIES = ("full", "uniform", "uniform_rescaled", "infobatch", "swdpp", "pfb", "epsilon_greedy", "ucb")
@@ -53,19 +52,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     if bad:
         ap.error(f"unknown policies {bad}; allowed: {', '.join(POLICIES)}")
     return args
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:
@@ -153,13 +139,13 @@ def main(argv=None) -> dict:
                 continue
             r = run_one(name, seed, args)
             results["runs"].append(r)
-            write_atomic(args.out, json.dumps(results, indent=1, sort_keys=True))
-            write_atomic(md_path, markdown(results, args.policies))
+            write_text_atomic(args.out, json.dumps(results, indent=1, sort_keys=True))
+            write_text_atomic(md_path, markdown(results, args.policies))
             print(f"{name:16s} seed {seed}: test {r['test_accuracy']:.4f} compute {r['compute_fraction']:.3f} "
                   f"kept {r['mean_kept_fraction']:.3f} train {r['train_wall_s']:.0f}s episode "
                   f"{r['episode_wall_s']:.0f}s", flush=True)
     table = markdown(results, args.policies)
-    write_atomic(md_path, table)
+    write_text_atomic(md_path, table)
     print(table)
     return results
 

@@ -211,7 +211,7 @@ class PruningEnv(gym.Env):
         if self.run is None or self._done:
             raise RuntimeError("call reset() before step() (the episode is over or has not started)")
         a = self._check_action(action)
-        decoded = self.decode_action(a)
+        decoded = self.codec.decode(a)
         run = self.run
         n_epochs = min(self.decision_interval, run.epochs - run.epoch)
         flops = 0.0

@@ -4,11 +4,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from prunegym.baselines import make_pruner
 from prunegym.training import RunConfig, TrainingRun, resolve_device
+from prunegym.training.atomic import write_text_atomic
 
 __all__ = ["cache_dir", "reference_accuracy", "write_json_atomic"]
 
@@ -22,15 +22,7 @@ def cache_dir() -> Path:
 
 def write_json_atomic(path: Path, obj) -> None:
     """Write ``obj`` as JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def reference_accuracy(config: RunConfig) -> float:
