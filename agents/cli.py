@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import re
 import sys
 from typing import Any, Sequence
 
@@ -154,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
     c.add_argument("--policies", nargs="+", default=None, metavar="NAME",
                    help="baseline names (default: all of them; see `prunegym list`)")
-    c.add_argument("--agent", nargs="+", action="extend", default=[], metavar="PATH.zip",
-                   help="saved agents to include")
+    c.add_argument("--agent", nargs="+", action="extend", default=[], metavar="[LABEL=]PATH.zip",
+                   help="saved agents to include (or pretrained:<name>); LABEL= names one in the tables (default: "
+                        "its recorded <algo>_<pruner>), e.g. to compare two agents of one algo and pruner")
     c.add_argument("--out", default="compare", metavar="DIR", help="output folder (default compare)")
     c.add_argument("--rerun", action="store_true", help="run every pair even if already in OUT/results.jsonl")
     _add_ray(c, "episode")
@@ -240,6 +242,28 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+_LABEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
+
+
+def _agent_arg(text: str):
+    """``--agent`` item: ``PATH`` or ``LABEL=PATH`` (a label is letters, digits, ``_ . -``; no ``/``)."""
+    from .episode import policy_spec
+
+    m = _LABEL.match(text)
+    if m is None:
+        return text
+    label, path = m.groups()
+    if label in _baseline_names():
+        raise CLIError(f"--agent label {label!r} is a baseline's name; choose another")
+    return policy_spec(path, name=label)
+
+
+def _baseline_names() -> tuple[str, ...]:
+    from prunegym.baselines import POLICIES
+
+    return tuple(POLICIES)
+
+
 def _cmd_compare(args) -> int:
     from prunegym.baselines import POLICIES
 
@@ -249,7 +273,8 @@ def _cmd_compare(args) -> int:
         bad = [p for p in args.policies if p not in POLICIES]
         if bad:
             raise CLIError(f"unknown policy {bad[0]!r}; allowed: {', '.join(POLICIES)}")
-    result = compare(args.env, args.seeds, policies=args.policies, agents=args.agent, out=args.out,
+    result = compare(args.env, args.seeds, policies=args.policies, agents=[_agent_arg(a) for a in args.agent],
+                     out=args.out,
                      env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet, skip_done=not args.rerun,
                      **_ray_kwargs(args))
     print(result.markdown, end="")

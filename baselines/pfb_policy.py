@@ -30,7 +30,7 @@ class PFBPolicy(FixedPolicy):
         super().validate()
         s, e = self.hparams["start_fraction"], self.hparams["end_fraction"]
         if not 0.0 <= s <= e <= 1.0:
-            raise ValueError(f"need 0 <= start_fraction ({s!r}) <= end_fraction ({e!r}) <= 1")
+            raise ValueError(f"start_fraction={s!r}, end_fraction={e!r}: need 0 <= start_fraction <= end_fraction <= 1")
 
     def schedule(self, epoch: int) -> dict[str, float]:
         start, end = pfb_window(self.hparams["start_fraction"], self.hparams["end_fraction"], self.epochs)

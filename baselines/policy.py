@@ -50,10 +50,16 @@ class FixedPolicy:
         self.validate()
 
     def validate(self) -> None:
-        """Check hyperparameter values (subclasses extend)."""
+        """Check hyperparameter values: ``prune_ratio`` against the env's range and every hyperparameter named
+        like one of the pruner's knobs against that knob's range (subclasses check the others)."""
         r = self.hparams.get("prune_ratio")
         if r is not None and not 0.0 <= r <= self.codec.max_prune_ratio:
             raise ValueError(f"prune_ratio={r!r} is out of range [0, {self.codec.max_prune_ratio}]")
+        for knob in self.codec.knobs:
+            v = self.hparams.get(knob.name)
+            if v is not None and not knob.low <= v <= knob.high:
+                raise ValueError(f"{knob.name}={v!r} is out of range [{knob.low}, {knob.high}] "
+                                 f"(the {self.pruner!r} pruner's knob)")
 
     def schedule(self, epoch: int) -> dict[str, float]:
         """``{"prune_ratio": r, knob: value}`` for the epoch about to be trained (0-based)."""

@@ -14,11 +14,6 @@ class EpsilonGreedyPolicy(FixedPolicy):
     pruner = "epsilon_greedy"
     defaults = {"prune_ratio": 0.5, "epsilon": 0.1}
 
-    def validate(self) -> None:
-        super().validate()
-        if not 0.0 <= self.hparams["epsilon"] <= 1.0:
-            raise ValueError(f"epsilon={self.hparams['epsilon']!r} must be in [0, 1]")
-
     def schedule(self, epoch: int) -> dict[str, float]:
         return {"prune_ratio": self.hparams["prune_ratio"], "epsilon": self.hparams["epsilon"]}
 
@@ -27,11 +22,6 @@ class UCBPolicy(FixedPolicy):
     name = "ucb"
     pruner = "ucb"
     defaults = {"prune_ratio": 0.5, "c": 1.0}
-
-    def validate(self) -> None:
-        super().validate()
-        if not 0.0 <= self.hparams["c"] <= 4.0:
-            raise ValueError(f"c={self.hparams['c']!r} must be in [0, 4] (the pruner's knob range)")
 
     def schedule(self, epoch: int) -> dict[str, float]:
         return {"prune_ratio": self.hparams["prune_ratio"], "c": self.hparams["c"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 
 import gymnasium
 import numpy as np
@@ -91,8 +92,20 @@ def test_policy_defaults_are_the_papers_and_overridable(name):
                                       ("epsilon_greedy", {"epsilon": 1.2}), ("ucb", {"c": -1.0}),
                                       ("infobatch", {"prune_ratio": 0.95})])
 def test_policy_rejects_bad_values(name, bad):
-    with pytest.raises(ValueError):
+    (key, value), = bad.items()
+    with pytest.raises(ValueError, match=f"{key}={value!r}"):
         make_policy(name, env_for(name), **bad)
+
+
+@pytest.mark.parametrize("name,key,value,bounds", [("epsilon_greedy", "epsilon", 1.2, "[0.0, 1.0]"),
+                                                    ("ucb", "c", 4.5, "[0.0, 4.0]")])
+def test_policy_checks_knob_hyperparameters_against_the_knob_range(name, key, value, bounds):
+    env = env_for(name)
+    knob = next(k for k in env.unwrapped.knobs if k.name == key)
+    assert f"[{knob.low}, {knob.high}]" == bounds
+    with pytest.raises(ValueError, match=re.escape(f"{key}={value!r} is out of range {bounds}")):
+        make_policy(name, env, **{key: value})
+    make_policy(name, env, **{key: knob.high})  # the range is closed
 
 
 def test_policy_needs_its_pruner():

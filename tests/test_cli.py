@@ -46,6 +46,8 @@ def test_list_names_envs_pruners_policies_and_algos(capsys):
     (["evaluate", "--policy", "missing/agent.zip", "--env", ENV], "no saved agent"),
     (["compare", "--env", ENV, "--policies", "full", "nope"], "allowed: full, uniform"),
     (["compare", "--env", ENV, "--agent", "missing.zip"], "no saved agent"),
+    (["compare", "--env", ENV, "--agent", "mine=missing.zip"], "no saved agent"),
+    (["compare", "--env", ENV, "--agent", "uniform=missing.zip"], "label 'uniform' is a baseline's name"),
     (["evaluate", "--policy", "full", "--env", ENV, "--seeds", "x"], "invalid int value"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(argv, expected, capsys, tmp_path, monkeypatch):
@@ -107,3 +109,13 @@ def test_train_evaluate_compare(tmp_path, capsys):
                  "--env-kwargs", *other]) == 0
     assert "ran 1 episode(s), skipped 0" in capsys.readouterr().out
     assert len(read_rows(out / "results.jsonl")) == 7
+
+    # LABEL=PATH names an agent: the same file under a second label runs again, the first label is skipped
+    assert main(["compare", "--env", ENV, "--seeds", "0", "1", "--policies", "full", "--agent", str(model),
+                 f"ppo_again={model}", "--out", str(out), "--quiet", "--env-kwargs", *KW]) == 0
+    text = capsys.readouterr().out
+    assert "| ppo_again | 2 |" in text and "ran 2 episode(s), skipped 4" in text
+    again = {r["seed"]: r for r in read_rows(out / "results.jsonl") if r["policy"] == "ppo_again"}
+    first = {r["seed"]: r for r in read_rows(out / "results.jsonl") if r["policy"] == "ppo_uniform"}
+    assert sorted(again) == [0, 1]
+    assert all(again[s]["episode_return"] == first[s]["episode_return"] for s in (0, 1))

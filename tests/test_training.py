@@ -509,6 +509,8 @@ def test_invalid_choices_raise_naming_value_and_allowed(name, value, allowed):
 
 
 @pytest.mark.parametrize("changes", [dict(epochs=0), dict(epochs=-1), dict(batch_size=0), dict(lr=0.0),
+                                     dict(lr=float("inf")), dict(lr=float("nan")), dict(momentum=-0.1),
+                                     dict(weight_decay=float("inf")), dict(ema_rate=1.5),
                                      dict(pct_start=1.0), dict(label_smoothing=1.0)])
 def test_invalid_numbers_raise(changes):
     (name, value), = changes.items()

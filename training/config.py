@@ -1,6 +1,7 @@
 """The configuration of one training run."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from .data import DATASETS
@@ -63,8 +64,14 @@ class RunConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}={v!r} must be a positive int")
-        if not self.lr > 0:
-            raise ValueError(f"lr={self.lr!r} must be > 0")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr={self.lr!r} must be a finite number > 0")
+        for name in ("momentum", "weight_decay"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name}={v!r} must be a finite number >= 0")
+        if not 0.0 < self.ema_rate <= 1.0:
+            raise ValueError(f"ema_rate={self.ema_rate!r} must be in (0, 1]")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing={self.label_smoothing!r} must be in [0, 1)")
         if not 0.0 < self.pct_start < 1.0:
