@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -175,27 +176,76 @@ def _zoo_obs_normalizer(zip_path: Path) -> ObsNormalizer | None:
     return None
 
 
-def agent_label(path: str | Path) -> str:
-    """The label of a saved agent without loading it: its recorded name, else its algo."""
-    stem = _stem(path)
+_CHECKPOINT = re.compile(r"^(?P<prefix>[A-Za-z0-9]+)_(?P<steps>\d+)_steps$")
+_RUN_ONLY = ("obs_normalizer", "num_timesteps", "episodes", "format")
+
+
+def _checkpoint_meta(stem: Path, state: dict[str, Any]) -> tuple[dict[str, Any], ObsNormalizer | None] | None:
+    """Meta and observation statistics of a trainer checkpoint ``<algo>_<N>_steps`` (whose ``.json`` is the
+    resume state, not agent meta): the meta the trainer stored in the state (``agent``), else that of the run's
+    ``model.json`` / ``best_model.json`` one folder up; the statistics from ``<algo>_vecnormalize_<N>_steps.pkl``.
+    ``None`` if ``stem`` is not a checkpoint or its run's meta cannot be found."""
+    m = _CHECKPOINT.match(stem.name)
+    if m is None:
+        return None
+    meta = state.get("agent")
+    if meta is None:
+        for cand in (stem.parent.parent / "model.json", stem.parent.parent / "best_model.json"):
+            if cand.is_file():
+                meta = json.loads(cand.read_text())
+                break
+    if meta is None:
+        return None
+    steps = int(m.group("steps"))
+    meta = {k: v for k, v in meta.items() if k not in _RUN_ONLY}
+    meta.update(algo=meta.get("algo") or m.group("prefix"), num_timesteps=steps, episodes=state.get("episodes"),
+                name=f"{meta.get('name') or m.group('prefix')}@{steps}", checkpoint=str(stem) + ".zip")
+    pkl = stem.with_name(f"{m.group('prefix')}_vecnormalize_{steps}_steps.pkl")
+    norm = None
+    if pkl.is_file():
+        with open(pkl, "rb") as f:
+            norm = ObsNormalizer.from_vecnormalize(pickle.load(f))
+    return meta, norm
+
+
+def _read_meta(stem: Path) -> tuple[dict[str, Any], ObsNormalizer | None] | None:
+    """``(meta, normalizer)`` from ``<stem>.json`` (an agent's meta or a trainer checkpoint's state), or
+    ``None`` without a ``.json``. A ``.json`` that is neither raises ``ValueError``."""
     meta_path = Path(str(stem) + ".json")
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        return str(meta.get("name") or meta["algo"])
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text())
+    if "algo" in meta:
+        return meta, (ObsNormalizer(**meta["obs_normalizer"]) if meta.get("obs_normalizer") else None)
+    found = _checkpoint_meta(stem, meta)
+    if found is None:
+        raise ValueError(f"{str(meta_path)!r} is neither a saved agent's meta (no 'algo') nor a trainer checkpoint "
+                         "with its run's model.json or best_model.json one folder up")
+    return found
+
+
+def agent_label(path: str | Path) -> str:
+    """The label of a saved agent without loading it: its recorded name (``<name>@<N>`` for the trainer's
+    checkpoint at ``N`` steps), else its algo."""
+    stem = _stem(path)
+    found = _read_meta(stem)
+    if found is not None:
+        return str(found[0].get("name") or found[0]["algo"])
     return _infer_algo(Path(str(stem) + ".zip"))
 
 
 def load_agent(path: str | Path, algo: str | None = None, device: str = "cpu") -> Agent:
     """Load an agent saved by :func:`save_agent` / ``train_agent`` (a ``.zip``, its stem or its folder), or
-    a bare SB3 / RL Zoo zip. ``FileNotFoundError`` if there is no such file."""
+    a bare SB3 / RL Zoo zip, or one of the trainer's checkpoints (``<out>/checkpoints/<algo>_<N>_steps.zip``,
+    labelled ``<name>@<N>``, with the observation statistics saved with it). ``FileNotFoundError`` if there is
+    no such file."""
     stem = _stem(path)
     zip_path = Path(str(stem) + ".zip")
     if not zip_path.is_file():
         raise FileNotFoundError(f"no saved agent at {str(path)!r} (looked for {str(zip_path)!r})")
-    meta_path = Path(str(stem) + ".json")
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        norm = ObsNormalizer(**meta["obs_normalizer"]) if meta.get("obs_normalizer") else None
+    found = _read_meta(stem)
+    if found is not None:
+        meta, norm = found
     else:
         meta = {"algo": algo or _infer_algo(zip_path)}
         norm = _zoo_obs_normalizer(zip_path)

@@ -187,7 +187,7 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
 
         def ckpt_state() -> dict[str, Any]:
             best = eval_cb.best_mean if eval_cb is not None and eval_cb.best_mean > float("-inf") else None
-            return {"episodes": episodes_cb.episodes, "best_mean_reward": best}
+            return {"episodes": episodes_cb.episodes, "best_mean_reward": best, "agent": meta()}
 
         save_every = every(total // 10 if checkpoint_freq is None else checkpoint_freq)
         ckpt_cb = ResumableCheckpoint(ckpt_dir, algo, save_every, state=ckpt_state)

@@ -97,6 +97,43 @@ def test_ppo_trains_saves_and_evaluates_from_the_saved_file(ppo_run, tmp_path):
         assert row["kept_fraction"] == pytest.approx(np.mean(row["kept_fractions"]))
 
 
+def test_checkpoints_load_as_agents_with_their_own_statistics(ppo_run, tmp_path):
+    """A trainer checkpoint evaluates like a saved agent: meta from its state (or the run's model.json for
+    checkpoints without it), observation statistics from its own vecnormalize file, label ``<name>@<N>``."""
+    import pickle
+    import shutil
+
+    from prunegym.agents.agent import agent_label
+
+    root, _ = ppo_run
+    ckpt = root / "agent" / "checkpoints" / "ppo_4_steps.zip"
+    assert agent_label(ckpt) == "ppo_uniform@4"
+    agent = load_agent(ckpt)
+    assert agent.algo == "ppo" and agent.name == "ppo_uniform@4" and agent.meta["num_timesteps"] == 4
+    assert agent.env_interface() == {"pruner": "uniform"}
+    with open(root / "agent" / "checkpoints" / "ppo_vecnormalize_4_steps.pkl", "rb") as f:
+        vn = pickle.load(f)
+    final = load_agent(root / "agent" / "model.zip")
+    assert np.allclose(agent.obs_normalizer.mean, vn.obs_rms.mean)
+    assert not np.allclose(agent.obs_normalizer.mean, final.obs_normalizer.mean)  # 4 steps, not 8
+    row = evaluate(str(ckpt), ENV, [0], results=tmp_path / "r.jsonl", **KW)[0]
+    assert row["policy"] == "ppo_uniform@4" and row["policy_type"] == "agent" and row["epochs"] == 4
+
+    # a checkpoint whose state has no agent meta falls back to the run's model.json one folder up
+    copy = tmp_path / "run"
+    shutil.copytree(root / "agent", copy)
+    state_path = copy / "checkpoints" / "ppo_4_steps.json"
+    state = json.loads(state_path.read_text())
+    assert state["agent"]["name"] == "ppo_uniform"
+    state.pop("agent")
+    state_path.write_text(json.dumps(state))
+    assert load_agent(copy / "checkpoints" / "ppo_4_steps.zip").name == "ppo_uniform@4"
+    for meta in ("model.json", "best_model.json"):
+        (copy / meta).unlink()
+    with pytest.raises(ValueError, match="neither a saved agent's meta"):
+        load_agent(copy / "checkpoints" / "ppo_4_steps.zip")
+
+
 def test_training_run_has_sb3_and_episode_tags(ppo_run):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
