@@ -247,21 +247,17 @@ _LABEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 
 def _agent_arg(text: str):
     """``--agent`` item: ``PATH`` or ``LABEL=PATH`` (a label is letters, digits, ``_ . -``; no ``/``)."""
+    from prunegym.baselines import POLICIES
+
     from .episode import policy_spec
 
     m = _LABEL.match(text)
     if m is None:
         return text
     label, path = m.groups()
-    if label in _baseline_names():
+    if label in POLICIES:
         raise CLIError(f"--agent label {label!r} is a baseline's name; choose another")
     return policy_spec(path, name=label)
-
-
-def _baseline_names() -> tuple[str, ...]:
-    from prunegym.baselines import POLICIES
-
-    return tuple(POLICIES)
 
 
 def _cmd_compare(args) -> int:
@@ -273,8 +269,8 @@ def _cmd_compare(args) -> int:
         bad = [p for p in args.policies if p not in POLICIES]
         if bad:
             raise CLIError(f"unknown policy {bad[0]!r}; allowed: {', '.join(POLICIES)}")
-    result = compare(args.env, args.seeds, policies=args.policies, agents=[_agent_arg(a) for a in args.agent],
-                     out=args.out,
+    agents = [_agent_arg(a) for a in args.agent]
+    result = compare(args.env, args.seeds, policies=args.policies, agents=agents, out=args.out,
                      env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet, skip_done=not args.rerun,
                      **_ray_kwargs(args))
     print(result.markdown, end="")

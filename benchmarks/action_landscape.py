@@ -30,6 +30,7 @@ import torch
 
 import prunegym.envs  # noqa: F401  (registers the prunegym/ ids)
 from prunegym.agents.cli import parse_kv  # K=V parsing shared with the CLI
+from prunegym.agents.episode import play_episode
 from prunegym.training.atomic import write_text_atomic
 
 # Knob settings of the learned pruner (see baselines/learned.py for the mapping of the baselines).
@@ -75,17 +76,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+class ConstantAction:
+    """A policy (SB3's ``predict``) that plays the same action at every step."""
+
+    def __init__(self, action):
+        self.action = action
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        return self.action, state
+
+
 def run_one(env, ratio: float, knobs: dict[str, float], seed: int) -> dict:
-    """One episode with the constant action (``ratio``, ``knobs``); returns its metrics."""
-    env.reset(seed=seed)
-    action = env.unwrapped.encode_action(prune_ratio=ratio, **knobs)
-    ret, done, info = 0.0, False, {}
-    while not done:
-        _, reward, terminated, truncated, info = env.step(action)
-        ret += float(reward)
-        done = terminated or truncated
-    return {"episode_return": ret, "val_accuracy": info["val_accuracy"], "test_accuracy": info["test_accuracy"],
-            "compute_fraction": info["compute_fraction_total"]}
+    """One episode with the constant action (``ratio``, ``knobs``), through the evaluation harness's episode
+    loop (:func:`prunegym.agents.episode.play_episode`); returns its metrics."""
+    policy = ConstantAction(env.unwrapped.encode_action(prune_ratio=ratio, **knobs))
+    infos, rewards = play_episode(env, policy, seed)
+    last = infos[-1]
+    return {"episode_return": sum(rewards), "val_accuracy": last["val_accuracy"],
+            "test_accuracy": last["test_accuracy"], "compute_fraction": last["compute_fraction_total"]}
 
 
 def table(rows: list[dict]) -> str:
@@ -99,7 +107,7 @@ def table(rows: list[dict]) -> str:
     for k in knobs:
         cells = []
         for ra in ratios:
-            eps = [by[(k, ra, s)] for s in sorted({s for (kk, rr, s) in by if (kk, rr) == (k, ra)})]
+            eps = [r for key, r in sorted(by.items()) if key[:2] == (k, ra)]
             if not eps:
                 cells.append("")
                 continue

@@ -31,14 +31,20 @@ def t95(dof: int) -> float:
     return _T95[keys[-1]] if dof < 30 else 1.96
 
 
+def half_width(values: list[float]) -> float:
+    """Half-width of the 95% Student-t interval of the mean of ``values`` (NaN for fewer than 2)."""
+    if len(values) < 2:
+        return math.nan
+    return t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+
+
 def interval(values: list[float], scale: float = 1.0) -> str:
     """``mean ± half-width`` of the 95% t interval, values multiplied by ``scale``."""
     vals = [v * scale for v in values]
     mean = statistics.fmean(vals)
     if len(vals) < 2:
         return f"{mean:.3f}"
-    half = t95(len(vals) - 1) * statistics.stdev(vals) / math.sqrt(len(vals))
-    return f"{mean:.3f} ± {half:.3f}"
+    return f"{mean:.3f} ± {half_width(vals):.3f}"
 
 
 def completed(folder: Path) -> tuple[dict[str, list[dict]], int]:
@@ -70,9 +76,8 @@ def paired(by_policy: dict[str, list[dict]], name: str) -> str:
         diffs = [mine[r["seed"]] - r["episode_return"] for r in by_policy[other] if r["seed"] in mine]
         if not diffs:
             continue
-        mean = statistics.fmean(diffs)
-        half = t95(len(diffs) - 1) * statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
-        lines.append(f"| {other} | {len(diffs)} | {mean:+.4f} ± {half:.4f} | {sum(d > 0 for d in diffs)}/{len(diffs)} |")
+        lines.append(f"| {other} | {len(diffs)} | {statistics.fmean(diffs):+.4f} ± {half_width(diffs):.4f} | "
+                     f"{sum(d > 0 for d in diffs)}/{len(diffs)} |")
     return "\n".join(lines)
 
 
