@@ -8,7 +8,7 @@ from .data import DATASETS, DataSplits, DatasetMissingError, data_root, load_spl
 from .flops import PassFlops, measure_flops
 from .meter import ComputeMeter
 from .models import MODELS, SplitModel, build_model, split_points
-from .plan import EpochPlan, EpochResult, MixupSpec, PassCounts, Selector
+from .plan import EpochPlan, EpochResult, MixupSpec, PassCounts, Selector, selector_flops
 from .run import EvalResult, TrainingRun, resolve_device
 from .schedule import SCHEDULES, lr_at
 from .scores import ScoreTable
@@ -19,5 +19,5 @@ __all__ = [
     "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult", "EvalResult",
     "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitModel", "TrainingRun",
     "build_model", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic", "measure_flops",
-    "numpy_generator", "resolve_device", "split_points", "torch_generator",
+    "numpy_generator", "resolve_device", "selector_flops", "split_points", "torch_generator",
 ]

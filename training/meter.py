@@ -12,7 +12,10 @@ class ComputeMeter:
 
     ``full_epoch_flops``: one epoch over all ``num_samples`` (forward and backward through both parts).
     ``full_run_flops``: ``epochs`` such epochs; fractions of it are what rewards and reports use.
-    Validation and test evaluation are not training compute: every policy pays them alike.
+    An epoch's FLOPs are its sample passes times the measured FLOPs per sample, plus the scoring forward
+    passes a pruner asked for, plus the FLOPs of an in-batch selector's own arithmetic
+    (``PassCounts.selector_flops``, counted by the selector from its shapes). Validation and test
+    evaluation are not training compute: every policy pays them alike.
     """
 
     def __init__(self, flops: PassFlops, num_samples: int, epochs: int):
@@ -24,15 +27,25 @@ class ComputeMeter:
         self.total_flops = 0.0
         self.total_passes = PassCounts()
 
-    def flops_of(self, passes: PassCounts) -> float:
+    def flops_by_category(self, passes: PassCounts) -> dict[str, float]:
+        """FLOPs of ``passes`` per category: the four model passes, ``scoring_forward`` and ``selector``."""
         f = self.flops
-        return (
-            passes.shallow_forward * f.shallow_forward
-            + passes.deep_forward * f.deep_forward
-            + passes.shallow_backward * f.shallow_backward
-            + passes.deep_backward * f.deep_backward
-            + passes.scoring_forward * f.forward
-        )
+        return {
+            "shallow_forward": passes.shallow_forward * f.shallow_forward,
+            "deep_forward": passes.deep_forward * f.deep_forward,
+            "shallow_backward": passes.shallow_backward * f.shallow_backward,
+            "deep_backward": passes.deep_backward * f.deep_backward,
+            "scoring_forward": passes.scoring_forward * f.forward,
+            "selector": float(passes.selector_flops),
+        }
+
+    def flops_of(self, passes: PassCounts) -> float:
+        return sum(self.flops_by_category(passes).values())
+
+    @property
+    def total_by_category(self) -> dict[str, float]:
+        """The run's FLOPs so far per category (see :meth:`flops_by_category`)."""
+        return self.flops_by_category(self.total_passes)
 
     def charge(self, passes: PassCounts) -> float:
         """Add ``passes`` to the run's total; returns their FLOPs."""

@@ -15,7 +15,7 @@ from .distributed import DistContext
 from .flops import measure_flops
 from .meter import ComputeMeter
 from .models import build_model
-from .plan import EpochPlan, EpochResult, PassCounts
+from .plan import EpochPlan, EpochResult, PassCounts, selector_flops
 from .schedule import lr_at
 from .scores import ScoreTable
 from .seeding import torch_generator
@@ -108,14 +108,20 @@ class TrainingRun:
     def score(self, indices: torch.Tensor) -> torch.Tensor:
         """Per-sample loss ``[K]`` of ``indices`` under the current model (eval mode, no grad). The forward
         passes are charged to the next epoch as scoring compute."""
-        self.model.eval()
         idx = indices.to(self.device, torch.int64)
+        self._pending_scoring += int(idx.numel())
+        return self._eval_losses(idx)
+
+    @torch.no_grad()
+    def _eval_losses(self, idx: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Per-sample cross-entropy ``[K]`` of training samples ``idx`` (eval mode, no grad, batched)."""
+        self.model.eval()
         out = []
         for s in range(0, idx.numel(), self.config.eval_batch_size):
             bi = idx[s:s + self.config.eval_batch_size]
             logits = self.model(self.data.x_train[bi])
-            out.append(F.cross_entropy(logits, self.data.y_train[bi], reduction="none"))
-        self._pending_scoring += int(idx.numel())
+            out.append(F.cross_entropy(logits, self.data.y_train[bi], reduction="none",
+                                       label_smoothing=label_smoothing))
         return torch.cat(out) if out else torch.zeros(0, device=self.device)
 
     # -- one epoch -----------------------------------------------------------------------------------------
@@ -124,7 +130,9 @@ class TrainingRun:
 
         The loss of a batch is ``mean(weight_i * loss_i)`` over the rows that reach the loss. The learning
         rate follows progress ``(epoch + b / n_batches) / epochs``. Losses, correctness and indices stay on
-        the device; the host syncs once, at the end, for the epoch's means.
+        the device; the host syncs once, at the end, for the epoch's means. A plan's ``selector`` is charged
+        its own FLOPs (``PassCounts.selector_flops``); its ``score_after`` samples are scored after the
+        training (see :class:`EpochPlan`) and charged as ``scoring_forward`` in this epoch.
         """
         if self.done:
             raise RuntimeError(f"the run has completed its {self.epochs} epochs")
@@ -176,6 +184,7 @@ class TrainingRun:
             h = model.shallow(x)
             if plan.selector is not None:
                 rows = plan.selector(h.detach(), bi)
+                passes.selector_flops += selector_flops(plan.selector, rows_in, int(rows.numel()), tuple(h.shape))
                 h, y, bi = h[rows], y[rows], bi[rows]
                 bw = bw[rows] if bw is not None else None
                 if mix is not None:
@@ -216,11 +225,18 @@ class TrainingRun:
             losses, trained = ddp.all_gather_varlen(losses), ddp.all_gather_varlen(trained)
             correct = ddp.all_gather_varlen(correct.to(torch.uint8)).bool()
             mixed = ddp.all_gather_varlen(mixed.to(torch.uint8)).bool()
-            counts = torch.tensor([getattr(passes, f) for f in PassCounts.__dataclass_fields__], device=dev)
-            counts[-1] = 0  # scoring passes are replicated on every rank: count them once
+            # Sum every rank's passes and selector FLOPs; scoring passes are replicated on every rank: count once.
+            names = [f for f in PassCounts.__dataclass_fields__ if f != "scoring_forward"]
+            counts = torch.tensor([float(getattr(passes, f)) for f in names], dtype=torch.float64, device=dev)
             torch.distributed.all_reduce(counts, group=ddp.group)
-            passes = PassCounts(*[int(c) for c in counts.tolist()[:-1]], passes.scoring_forward)
+            summed = {f: (c if f == "selector_flops" else int(c)) for f, c in zip(names, counts.tolist())}
+            passes = PassCounts(**summed, scoring_forward=passes.scoring_forward)
             offset = int(trained.numel())
+        scored_idx = scored_losses = None
+        if plan.score_after is not None:  # every rank scores the same samples (replicated): counted once
+            scored_idx = plan.score_after.to(dev, torch.int64)
+            scored_losses = self._eval_losses(scored_idx, cfg.label_smoothing)
+            passes.scoring_forward += int(scored_idx.numel())
         self.lr = self._lr((self.epoch + 1) / self.epochs)
         if offset:
             stats = torch.stack([losses.mean(), correct.float().mean()]).tolist()  # the epoch's one host sync
@@ -236,7 +252,7 @@ class TrainingRun:
             flops=flops, flops_fraction=flops / self.meter.full_epoch_flops,
             kept_fraction=offset / self.num_train, planned_fraction=k / self.num_train,
             claimed_prune_ratio=float(plan.claimed_prune_ratio), train_loss=stats[0], train_accuracy=stats[1],
-            lr=self.lr, wall_time=wall,
+            lr=self.lr, wall_time=wall, scored_indices=scored_idx, scored_losses=scored_losses,
         )
         self.epoch += 1
         return result
