@@ -235,6 +235,8 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
         actions=to_jsonable(record.get("actions", [])),
         error=final.get("error"),
         wall_clock_s=wall,
+        claimed_prune_ratios=[float(i.get("claimed_prune_ratio", float("nan"))) for i in infos],
+        selector_compute_fraction=float(final.get("selector_compute_fraction_total", float("nan"))),
     )
     return EpisodeOutcome(row, epoch_records(infos))
 

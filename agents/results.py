@@ -36,8 +36,10 @@ class EpisodeRow:
 
     Outcome: ``test_accuracy``, ``test_loss``, ``val_accuracy`` (final, in [0, 1]); ``compute_fraction``:
     training FLOPs / FLOPs of the full-data run; ``kept_fraction``: mean realised kept fraction over the
-    epochs; ``prune_ratios`` and ``kept_fractions``: per step (one per epoch unless ``decision_interval`` >
-    1); ``episode_return``: the sum of rewards; ``epochs``: epochs trained; ``steps``: env steps;
+    epochs; ``prune_ratios`` (the actions'), ``claimed_prune_ratios`` (the pruner's plans' claims, 0 for an
+    epoch that prunes nothing) and ``kept_fractions``: per step (one per epoch unless ``decision_interval`` >
+    1); ``selector_compute_fraction``: the in-batch selector's own FLOPs / FLOPs of the full-data run (part of
+    ``compute_fraction``; NaN in rows written before it existed); ``episode_return``: the sum of rewards; ``epochs``: epochs trained; ``steps``: env steps;
     ``actions``: the raw actions given to the env (after any discrete wrapper); ``error``: why the episode
     ended early (non-finite loss), else ``None``; ``wall_clock_s``: seconds from reset to the last step (the
     only field that differs between two runs of the same policy and seed).
@@ -70,6 +72,8 @@ class EpisodeRow:
     error: str | None
     wall_clock_s: float
     schema: str = field(default=SCHEMA)
+    claimed_prune_ratios: list[float] = field(default_factory=list)
+    selector_compute_fraction: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))

@@ -1,17 +1,26 @@
-"""InfoBatch's published schedule (Qin et al., ICLR 2024): prune ratio ``r`` for epochs
-``e < floor(delta * E)``, then full data with weight 1 (annealing) [paper, code]."""
+"""InfoBatch's published schedule (Qin et al., ICLR 2024): prune ratio ``r`` for the epochs ``e`` (0-based)
+with ``e + 1 <= E * delta``, compared in floating point exactly as the official sampler does (no epsilon:
+``E = 100, delta = 0.29`` prunes 28 epochs, since ``100 * 0.29 = 28.999999999999996``), then full data with
+weight 1 (annealing) [paper, code]."""
 from __future__ import annotations
 
 import math
 
 from .policy import FixedPolicy
 
-__all__ = ["InfoBatchPolicy", "annealing_start"]
+__all__ = ["InfoBatchPolicy", "annealing_start", "prunes_at"]
+
+
+def prunes_at(epoch: int, delta: float, epochs: int) -> bool:
+    """Whether epoch ``epoch`` (0-based) prunes: the official ``iterations <= num_epochs * delta`` with
+    ``iterations = epoch + 1``."""
+    return epoch + 1 <= epochs * delta
 
 
 def annealing_start(delta: float, epochs: int) -> int:
-    """The first full-data epoch (0-based), ``floor(delta * E)``; e.g. ``E = 10, delta = 0.875`` -> 8."""
-    return math.floor(delta * epochs + 1e-9)
+    """The first full-data epoch (0-based), ``floor(E * delta)`` of the float product (the first ``e`` with
+    ``e + 1 > E * delta``); e.g. ``E = 10, delta = 0.875`` -> 8, ``E = 100, delta = 0.29`` -> 28."""
+    return math.floor(epochs * delta)
 
 
 class InfoBatchPolicy(FixedPolicy):
@@ -27,6 +36,6 @@ class InfoBatchPolicy(FixedPolicy):
             raise ValueError(f"delta={self.hparams['delta']!r} must be in [0, 1]")
 
     def schedule(self, epoch: int) -> dict[str, float]:
-        if epoch >= annealing_start(self.hparams["delta"], self.epochs):
+        if not prunes_at(epoch, self.hparams["delta"], self.epochs):
             return {"prune_ratio": 0.0}
         return {"prune_ratio": self.hparams["prune_ratio"]}

@@ -65,9 +65,10 @@ them on hand-made score tables):
 * **InfoBatch** (Qin et al., ICLR 2024 [paper, code]; needs ``score="loss"`` to protect exactly InfoBatch's
   ``D2``, with the default ``ema`` it protects the top ``|D2|`` by ``mu``): with ``|D1|`` the number of samples
   below the mean latest loss (the ``frac_below_mean`` feature times ``N``) and InfoBatch's ratio ``r_ib``
-  (capped at 0.9): ``K = |D2| + floor((1 - r_ib) |D1|)`` (prune ratio ``~ r_ib |D1| / N``), ``greedy = |D2| / K``
+  (keep ratio ``keep = min(1, max(0.1, 1 - r_ib))``): ``K = |D2| + int(keep |D1|)``, InfoBatch's exact count
+  (prune ratio ``~ r_ib |D1| / N``), ``greedy = |D2| / K``
   (all of ``D2`` kept, weight 1), ``sharpness = 0`` (the rest drawn uniformly from ``D1``), ``rescale = 1``
-  (weight ``|D1| / floor((1 - r_ib) |D1|) ~ 1 / (1 - r_ib)`` on the ``D1`` part). The annealing epochs are
+  (weight ``|D1| / int(keep |D1|) ~ 1 / keep`` on the ``D1`` part). The annealing epochs are
   ``r = 0``. The policy, not the pruner, supplies the state-dependent ``K`` and ``greedy``.
 * **Keep the hardest / easiest** (the greedy ends): ``sharpness = +1 / -1``. **SwDPP-like** soft selection
   (METHODS.md [recon]): ``sharpness`` in (0, 1) draws hard samples more often while every sample keeps a
@@ -95,6 +96,7 @@ import torch
 from prunegym.training import EpochPlan, ScoreTable
 
 from .base import Knob, Pruner, kept_count, prune_ratio_of
+from .infobatch import kept_of_d1
 
 __all__ = ["BETA_SCALE", "LearnedPruner", "MAX_WEIGHT", "inclusion_probabilities", "mapped_action", "sharpness_beta"]
 
@@ -174,8 +176,7 @@ def mapped_action(method: str, prune_ratio: float, *, epsilon: float = 0.1, num_
             raise ValueError("infobatch needs num_samples and num_below_mean (|D1|, 0 <= |D1| <= N)")
         n, n1 = int(num_samples), int(num_below_mean)
         n2 = n - n1
-        r = min(r, 0.9)  # InfoBatch's cap [code]
-        k = n2 + math.floor((1.0 - r) * n1 + 1e-9)
+        k = n2 + kept_of_d1(r, n1)  # int(keep * |D1|), keep = min(1, max(0.1, 1 - r)) [code]
         if r <= 0.0 or k >= n:
             return {"prune_ratio": 0.0, "sharpness": 0.0, "rescale": 1.0, "greedy": 0.0}
         greedy = (n2 - 0.5) / k if n2 > 0 else 0.0  # G = ceil(greedy K) = |D2|, half a sample of slack

@@ -15,16 +15,32 @@ setting (``RunConfig.model_split``), not the pruner's.
   space (logsumexp) with the diagonal Silverman bandwidth ``h_d = sigma_d (4 / ((D + 2) N_C))^(1/(D + 4))``
   [recon]; ``sigma_d`` is the per-dimension std of the current batch's descriptors [recon: tracks the
   shallow features as they change in training];
-- noise: of METHODS.md's two options, the code default ``score = f + 0.1 N(0, 1) max|f|``, evaluated as
-  ``f / max f + 0.1 N(0, 1)`` (same ranking, no underflow), normal draws from the pruner generator [code];
-  ``noise_scale = 0`` ranks by ``log f`` alone;
-- centres: the first selecting batch's descriptors (its first ``N_C`` rows, or all of them if fewer), counts
-  1 each [recon: so the first batch has a density]; after each selection every kept descriptor is assigned to
-  its nearest centre (bandwidth-scaled distance), the counts are added and each centre that got rows moves
-  toward their mean with EMA rate 0.01 [2nd, recon].
+- noise: rank by ``log f + noise_scale * N(0, 1) * std_B(log f)`` (population std of the batch's
+  log-densities; normal draws from the pruner generator; ``noise_scale = 0.1``) [recon]. The code default adds
+  ``0.1 N(0, 1) max|f|`` to densities on the authors' unpublished scale [code]; applied to log-densities whose
+  within-batch spread is tens of nats it ranked most rows by noise alone (near-random pruning), so the noise is
+  scaled to the batch's spread: the density decides, the noise breaks near-ties. ``noise_scale = 0`` ranks by
+  ``log f`` alone;
+- centres: the first batch the pruner ever sees initialises them (its first ``N_C`` rows, or all of them if
+  fewer; counts 1 each) [recon]; after every batch, the descriptors that went on (all rows on a full-data
+  epoch, the kept rows on a pruned one) are assigned to their nearest centre (bandwidth-scaled distance), the
+  counts are added and each centre that got rows moves toward their mean with EMA rate 0.01 [2nd, recon]. The
+  official forward accumulates the estimator on its no-prune path too [code], so on every epoch that does not
+  prune (prune ratio 0, and epoch 0 always) the plan still carries a selector: it keeps every row
+  (``torch.arange(B)``) and absorbs them. The first pruned batch meets an estimator warmed up on the full-data
+  epochs, not its own first rows.
+- epoch 0 is never pruned, whatever the action or the run length.
 
-The selector never syncs with the host: its output length ``floor((1 - p) B)`` comes from the batch shape
-and the rows from ``topk``. At ``p = 0`` the plan is the plain full data without a selector; the policy
+Compute: the selector's own arithmetic is charged as its own pass category (``PassCounts.selector_flops``),
+counted analytically from the shapes by :meth:`PFBSelector.flops` with ``FlopCounterMode``'s convention
+(matrix products only, 2 FLOPs per multiply-add): with ``B`` rows in, ``K`` kept, ``N_C`` centres and
+descriptor width ``D``, the density's distance matmul ``2 B N_C D`` (pruned epochs only), the centre
+assignment's distance matmul ``2 K N_C D`` and the centre-sum matmul ``2 K N_C D``. Elementwise work
+(pooling, norms, logsumexp, EMA) is not counted, as for the model's own passes, which ``FlopCounterMode``
+measures the same way.
+
+The selector never syncs with the host: its output length (``floor((1 - p) B)`` or ``B``) comes from the
+batch shape and the rows from ``topk`` (or ``arange``). The policy
 (:class:`~prunegym.baselines.pfb_policy.PFBPolicy`) schedules the window of pruned epochs.
 """
 from __future__ import annotations
@@ -39,7 +55,7 @@ from prunegym.training import EpochPlan, ScoreTable
 
 from .base import Pruner, prune_ratio_of
 
-__all__ = ["PFBPruner", "descriptor"]
+__all__ = ["PFBPruner", "PFBSelector", "descriptor"]
 
 
 def descriptor(features: torch.Tensor, dim: int = 128) -> torch.Tensor:
@@ -57,8 +73,32 @@ def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.square().sum(1, keepdim=True) + b.square().sum(1) - 2.0 * a @ b.t()).clamp_min(0.0)
 
 
+class PFBSelector:
+    """One epoch's in-batch selector (see :class:`~prunegym.training.Selector`): at ``prune_ratio > 0`` the
+    ``floor((1 - p) B)`` lowest-density rows, at 0 every row (the estimator's warm-up); both update the
+    pruner's centres."""
+
+    def __init__(self, pruner: "PFBPruner", prune_ratio: float):
+        self.pruner = pruner
+        self.prune_ratio = float(prune_ratio)
+
+    def __call__(self, features: torch.Tensor, batch_indices: torch.Tensor) -> torch.Tensor:
+        return self.pruner.select(features, batch_indices, self.prune_ratio)
+
+    def flops(self, rows_in: int, rows_kept: int, feature_shape: tuple) -> float:
+        """FLOPs of one call on ``rows_in`` rows of features ``feature_shape`` that kept ``rows_kept`` (see the
+        module docstring): ``2 N_C D (B [pruning] + 2 K)``; host-side ints only."""
+        p = self.pruner
+        n_c = p.centres.shape[0] if p.centres is not None else min(p.num_centres, rows_in)
+        d = min(int(feature_shape[1]), p.descriptor_dim)
+        density_rows = rows_in if self.prune_ratio > 0.0 else 0
+        return 2.0 * n_c * d * (density_rows + 2 * rows_kept)
+
+
 class PFBPruner(Pruner):
-    """Keeps the lowest-density ``floor((1 - p) B)`` rows of each batch (``p`` = the action's prune ratio)."""
+    """Keeps the lowest-density ``floor((1 - p) B)`` rows of each batch (``p`` = the action's prune ratio;
+    never at epoch 0); ``noise_scale`` (default 0.1) scales the tie-breaking noise to the batch's std of
+    log-densities."""
 
     name = "pfb"
 
@@ -81,11 +121,11 @@ class PFBPruner(Pruner):
         self.counts: torch.Tensor | None = None  # [N_C] retained samples assigned (float)
 
     def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
-        p = prune_ratio_of(action)
+        """Every sample, shuffled, with a :class:`PFBSelector` at the action's prune ratio (0 at epoch 0)."""
+        p = prune_ratio_of(action) if epoch > 0 else 0.0
         plan = self.full_plan()
-        if p > 0.0:
-            plan.selector = lambda features, batch_indices: self.select(features, batch_indices, p)
-            plan.claimed_prune_ratio = p
+        plan.selector = PFBSelector(self, p)
+        plan.claimed_prune_ratio = p
         return plan
 
     # -- the in-batch selection ----------------------------------------------------------------------------
@@ -104,20 +144,24 @@ class PFBPruner(Pruner):
 
     @torch.no_grad()
     def select(self, features: torch.Tensor, batch_indices: torch.Tensor, prune_ratio: float) -> torch.Tensor:
-        """Rows ``[floor((1 - p) B)]`` int64 of ``features`` ``[B, ...]`` to keep; updates the centres."""
+        """Rows int64 of ``features`` ``[B, ...]`` to keep: ``[floor((1 - p) B)]`` of lowest density at
+        ``p > 0``, all ``[B]`` at ``p = 0``; updates the centres with the rows kept."""
         desc = descriptor(features, self.descriptor_dim)
         b = desc.shape[0]
-        k = math.floor((1.0 - prune_ratio) * b + 1e-9)
-        if self.centres is None:
+        if self.centres is None:  # the first batch ever seen
             self.centres = desc[:self.num_centres].clone()
             self.counts = torch.ones(self.centres.shape[0], device=desc.device)
         h = self.bandwidth(desc)
+        if prune_ratio <= 0.0:  # full-data epoch: keep every row, warm the estimator up
+            self._absorb(desc, h)
+            return torch.arange(b, device=desc.device)
+        k = math.floor((1.0 - prune_ratio) * b + 1e-9)
         log_f = self.log_density(desc, h)
         score = log_f  # without noise: rank by log density (no ties from underflow)
         if self.noise_scale > 0.0:
             gen = self.generator
             noise = torch.randn(b, generator=gen, device=gen.device).to(desc.device)
-            score = (log_f - log_f.max()).exp() + self.noise_scale * noise  # f / max f + 0.1 N(0, 1)
+            score = log_f + self.noise_scale * noise * log_f.std(unbiased=False)
         rows = torch.topk(score, k, largest=False).indices
         self._absorb(desc[rows], h)
         return rows

@@ -1,11 +1,12 @@
 """PFB's schedule (Wu et al., ICCV 2025) [code]: full data outside a window of pruned epochs, prune ratio
 ``p`` inside it.
 
-Window (0-based epochs): ``start <= e < end`` with ``start = round(start_fraction * E)`` and
+Window (0-based epochs): ``start <= e < end`` with ``start = max(1, round(start_fraction * E))`` and
 ``end = round(end_fraction * E)`` (half up); the defaults 16/300 and 260/300 give exactly the authors'
 Swin-T example (full for epochs 0-15 and 260-299 of 300: the first ~5% and last ~13%); for ``E = 10``: full
-for epoch 0 and epoch 9. Default ``p = 0.4``, the ratio of the paper's headline ImageNet ResNet-50 result
-(40% pruned, 76.4 -> 76.9) [paper, 2nd].
+for epoch 0 and epoch 9. Epoch 0 is never pruned, whatever the run length (``start >= 1``; the pruner
+enforces it too): its full-data epochs warm the density estimator up. Default ``p = 0.4``, the ratio of the
+paper's headline ImageNet ResNet-50 result (40% pruned, 76.4 -> 76.9) [paper, 2nd].
 """
 from __future__ import annotations
 
@@ -17,8 +18,10 @@ __all__ = ["PFBPolicy", "pfb_window"]
 
 
 def pfb_window(start_fraction: float, end_fraction: float, epochs: int) -> tuple[int, int]:
-    """``(start, end)``: epochs ``start <= e < end`` are pruned; rounding half up."""
-    return math.floor(start_fraction * epochs + 0.5), math.floor(end_fraction * epochs + 0.5)
+    """``(start, end)``: epochs ``start <= e < end`` are pruned; rounding half up, ``start >= 1`` (epoch 0 is
+    never pruned) and ``end >= start``."""
+    start = max(1, math.floor(start_fraction * epochs + 0.5))
+    return start, max(start, math.floor(end_fraction * epochs + 0.5))
 
 
 class PFBPolicy(FixedPolicy):

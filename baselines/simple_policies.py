@@ -32,7 +32,7 @@ class UniformPolicy(FixedPolicy):
 
 class UniformRescaledPolicy(InfoBatchPolicy):
     """Uniform random pruning with InfoBatch's 1/(1 - r) loss rescaling and its annealing (full data with
-    weight 1 from epoch floor(delta * E)): the control InfoBatch's reviewers asked for. Defaults are
+    weight 1 from the first epoch e with e + 1 > E * delta): the control InfoBatch's reviewers asked for. Defaults are
     InfoBatch's r = 0.5, delta = 0.875; only the keep rule differs from InfoBatch's."""
 
     name = "uniform_rescaled"

@@ -50,9 +50,12 @@ class PruningEnv(gym.Env):
 
     Episode: ``terminated`` when the epoch budget is spent or the run diverges (non-finite training or
     validation loss: ``info["error"]``, reward see :data:`NONFINITE_PENALTY`); ``truncated`` only when
-    ``max_wall_time`` seconds (since ``reset``) have passed. ``info`` every step: ``epoch``, ``prune_ratio``,
-    ``action`` (decoded), ``kept_fraction`` (realised), ``planned_fraction``, ``compute_fraction_step``,
-    ``compute_fraction_total``, ``flops_step``, ``train_loss``, ``train_accuracy``, ``val_loss``,
+    ``max_wall_time`` seconds (since ``reset``) have passed. ``info`` every step: ``epoch``, ``prune_ratio``
+    (the action's), ``claimed_prune_ratio`` (the pruner's plan's claim, mean over the step's epochs; 0 for an
+    epoch that prunes nothing), ``action`` (decoded), ``kept_fraction`` (realised), ``planned_fraction``,
+    ``compute_fraction_step``, ``compute_fraction_total`` (every pass: model, scoring and selector),
+    ``selector_compute_fraction_step`` and ``selector_compute_fraction_total`` (an in-batch selector's own
+    FLOPs, same unit), ``flops_step``, ``train_loss``, ``train_accuracy``, ``val_loss``,
     ``val_accuracy``, ``lr``; at the end also ``test_loss``, ``test_accuracy``, ``episode_return`` and
     ``episode_record`` (for :func:`prunegym.envs.replay`). ``wall_time`` (seconds of training in the step)
     and ``wall_time_total`` (since ``reset``) only with ``record_wall_time=True``: everything else in
@@ -243,14 +246,18 @@ class PruningEnv(gym.Env):
         st.last_trained = last.indices
         terminated = run.done or error is not None
         frac_step = flops / run.meter.full_run_flops
+        selector_step = sum(r.passes.selector_flops for r in results) / run.meter.full_run_flops
         info: dict[str, Any] = {
             "epoch": run.epoch,
             "prune_ratio": decoded["prune_ratio"],
+            "claimed_prune_ratio": sum(r.claimed_prune_ratio for r in results) / len(results),
             "action": decoded,
             "kept_fraction": st.kept_fraction,
             "planned_fraction": sum(r.planned_fraction for r in results) / len(results),
             "compute_fraction_step": frac_step,
             "compute_fraction_total": run.meter.total_fraction,
+            "selector_compute_fraction_step": selector_step,
+            "selector_compute_fraction_total": run.meter.total_passes.selector_flops / run.meter.full_run_flops,
             "flops_step": flops,
             "train_loss": last.train_loss,
             "train_accuracy": last.train_accuracy,

@@ -11,6 +11,7 @@ gradients are summed, and per-sample losses are all-gathered into identical scor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 
@@ -24,7 +25,8 @@ from prunegym.training import TrainingRun
 
 def train(config, pruner_name: str, prune_ratio: float = 0.5, process_group=None) -> dict:
     """Run ``config`` to the end under ``pruner_name`` at a constant ``prune_ratio``; returns what the run
-    did: ``plans`` and ``trained`` (per epoch, int64 indices), the score table and the final weights."""
+    did: ``plans`` and ``trained`` (per epoch, int64 indices), the score table, the final weights, the FLOPs
+    and the pass counts (summed over ranks)."""
     run = TrainingRun(config, process_group=process_group)
     pruner = make_pruner(pruner_name)
     pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))
@@ -41,6 +43,7 @@ def train(config, pruner_name: str, prune_ratio: float = 0.5, process_group=None
         "scores": {k: v.cpu() for k, v in run.scores.state_dict().items()},
         "state": {k: v.cpu() for k, v in run.model.state_dict().items()},
         "flops": run.meter.total_flops,
+        "passes": dataclasses.asdict(run.meter.total_passes),
     }
 
 

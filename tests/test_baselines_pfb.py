@@ -1,6 +1,7 @@
 """PFB (Partial Forward Blocking): the in-batch selector's counts, descriptor, density ranking of a planted
-rare cluster, centre updates, absence of host syncs, the engine's compute meter with a selector, and the full
-plan at p = 0."""
+rare cluster, the noise scaled to the batch's spread, centre updates and their warm-up on unpruned epochs,
+absence of host syncs, the selector's FLOPs against ``FlopCounterMode``, the engine's compute meter with a
+selector; and on three real tasks, the overlap with the noise-free ranking and a whole epoch's FLOPs."""
 from __future__ import annotations
 
 import math
@@ -144,11 +145,15 @@ class _SyncSpy(TorchDispatchMode):
 def test_selector_has_no_host_sync(noise):
     p = pfb(noise_scale=noise)
     sel = selector(p, 0.4)
-    feats = [torch.randn(128, 32, 4, 4, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    warm = p.plan(0, ScoreTable(p.num_samples), {"prune_ratio": 0.4}).selector
+    feats = [torch.randn(128, 32, 4, 4, generator=torch.Generator().manual_seed(i)) for i in range(4)]
     sel(feats[0], torch.arange(128))  # centre initialisation may do anything once
     with _SyncSpy() as spy:
-        for f in feats[1:]:
-            sel(f, torch.arange(128))
+        for f in feats[1:3]:
+            rows = sel(f, torch.arange(128))
+            sel.flops(128, rows.numel(), tuple(f.shape))
+        rows = warm(feats[3], torch.arange(128))  # the warm-up path too
+        warm.flops(128, rows.numel(), tuple(feats[3].shape))
     assert spy.bad == []
     with _SyncSpy() as spy:  # the spy itself catches a sync
         torch.ones(3).sum().item()
@@ -160,43 +165,141 @@ def test_selector_no_sync_on_cuda():
     p = PFBPruner()
     p.reset(1000, 10, "cuda", torch.Generator(device="cuda").manual_seed(0))
     sel = p.plan(1, ScoreTable(1000, "cuda"), {"prune_ratio": 0.4}).selector
+    warm = p.plan(0, ScoreTable(1000, "cuda"), {"prune_ratio": 0.4}).selector
     feats = torch.randn(128, 64, 8, 8, device="cuda")
     sel(feats, torch.arange(128, device="cuda"))
     torch.cuda.set_sync_debug_mode("error")
     try:
         rows = sel(feats, torch.arange(128, device="cuda"))
+        flops = sel.flops(128, rows.numel(), tuple(feats.shape))
+        all_rows = warm(feats, torch.arange(128, device="cuda"))
+        warm.flops(128, all_rows.numel(), tuple(feats.shape))
     finally:
         torch.cuda.set_sync_debug_mode("default")
-    assert rows.shape == (76,)
+    assert rows.shape == (76,) and all_rows.shape == (128,) and flops > 0
 
 
-def test_ratio_zero_is_plain_full_plan():
-    plan = pfb(n=50).plan(0, ScoreTable(50), {"prune_ratio": 0.0})
-    assert plan.selector is None and plan.weights is None and plan.mixup is None
+@pytest.mark.parametrize("epoch,ratio", [(3, 0.0), (0, 0.0), (0, 0.4), (0, 0.9)])
+def test_unpruned_epochs_keep_every_row_and_warm_the_estimator(epoch, ratio):
+    """Prune ratio 0, and epoch 0 whatever the ratio: the full data, weight 1, claimed ratio 0, and a selector
+    that keeps every row (``arange(B)``) and absorbs them into the estimator (the official no-prune path).
+    (Before issue 11 these plans carried no selector; the estimator then first met the data at the first
+    pruned batch.)"""
+    p = pfb(n=50)
+    plan = p.plan(epoch, ScoreTable(50), {"prune_ratio": ratio})
+    assert plan.weights is None and plan.mixup is None and plan.claimed_prune_ratio == 0.0
     assert sorted(plan.indices.tolist()) == list(range(50))
+    first = torch.randn(30, 6, generator=torch.Generator().manual_seed(0))
+    assert plan.selector(first, torch.arange(30)).tolist() == list(range(30))
+    torch.testing.assert_close(p.centres, first)  # the first batch ever seen gives the centres (N_C >= 30 rows)
+    assert float(p.counts.sum()) == 30 + 30  # one count each at creation, then every row absorbed
+    second = torch.randn(20, 6, generator=torch.Generator().manual_seed(1)) + 3.0
+    assert plan.selector(second, torch.arange(20)).tolist() == list(range(20))
+    assert float(p.counts.sum()) == 80 and not torch.allclose(p.centres, first)  # centres move toward new rows
+
+
+def test_first_pruned_batch_meets_a_warmed_up_estimator():
+    """Centres come from the full-data epochs' batches, not from the first pruned batch's own rows."""
+    p = pfb(noise_scale=0.0)
+    warm = p.plan(0, ScoreTable(p.num_samples), {"prune_ratio": 0.4}).selector
+    batches = list(rare_cluster_batches(5))
+    for x, _ in batches:
+        warm(x, torch.arange(x.shape[0]))
+    centres, counts = p.centres.clone(), p.counts.clone()
+    assert float(counts.sum()) == 100 + 5 * 128
+    x, _ = next(rare_cluster_batches(1, seed=9))
+    desc = descriptor(x)
+    expected = torch.argsort(p.log_density(desc, p.bandwidth(desc)))[:math.floor(0.6 * 128)]
+    rows = selector(p, 0.4)(x, torch.arange(128))
+    assert set(rows.tolist()) == set(expected.tolist())  # ranked under the warmed-up centres
+    assert not torch.allclose(centres, x[:100])
+
+
+@pytest.mark.parametrize("noise", [0.1, 0.5])
+def test_noise_is_scaled_to_the_batchs_spread_of_log_densities(noise):
+    """Rank by ``log f + noise_scale * N(0, 1) * std(log f)`` (population std), normals from the pruner's
+    generator; before issue 11 the noise was ``0.1 N(0, 1)`` on ``f / max f`` and decided most of the ranking."""
+    p = pfb(noise_scale=noise)
+    sel = selector(p, 0.4)
+    x = torch.randn(128, 8, generator=torch.Generator().manual_seed(5))
+    sel(x, torch.arange(128))
+    desc = descriptor(x)
+    log_f = p.log_density(desc, p.bandwidth(desc))
+    twin = torch.Generator().set_state(p.generator.get_state())
+    score = log_f + noise * torch.randn(128, generator=twin) * log_f.std(unbiased=False)
+    rows = sel(x, torch.arange(128))
+    assert rows.tolist() == torch.topk(score, math.floor(0.6 * 128), largest=False).indices.tolist()
+
+
+def test_default_noise_leaves_the_density_in_charge():
+    """Over planted batches the kept set overlaps the noise-free lowest-density set by >= 0.9 (chance: 0.6)."""
+    p = pfb()
+    sel = selector(p, 0.4)
+    overlaps = []
+    for x, _ in rare_cluster_batches(20, dim=16):
+        desc = descriptor(x)
+        log_f = p.log_density(desc, p.bandwidth(desc)) if p.centres is not None else None
+        rows = sel(x, torch.arange(128))
+        if log_f is not None:
+            ref = set(torch.argsort(log_f)[:rows.numel()].tolist())
+            overlaps.append(len(ref & set(rows.tolist())) / rows.numel())
+    assert sum(overlaps) / len(overlaps) >= 0.9
+
+
+@pytest.mark.parametrize("ratio,first", [(0.4, True), (0.4, False), (0.0, True), (0.0, False), (0.7, False)])
+@pytest.mark.parametrize("shape", [(96, 8), (96, 200, 2, 2)])
+def test_selector_flops_match_flop_counter(ratio, first, shape):
+    """``PFBSelector.flops`` (from the shapes) equals ``FlopCounterMode``'s count of the call, both paths,
+    descriptor widths below and above 128, with and without the centres' creation in the call."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    p = pfb()
+    sel = p.plan(1, ScoreTable(p.num_samples), {"prune_ratio": ratio}).selector
+    g = torch.Generator().manual_seed(4)
+    if not first:
+        sel(torch.randn(*shape, generator=g), torch.arange(shape[0]))
+    x = torch.randn(*shape, generator=g)
+    with FlopCounterMode(display=False) as counter:
+        rows = sel(x, torch.arange(shape[0]))
+    expected = counter.get_total_flops()
+    assert expected > 0
+    assert sel.flops(shape[0], rows.numel(), shape) == expected
 
 
 def test_engine_charges_shallow_for_all_rows_and_deep_for_kept_rows():
+    """Pass counts and FLOPs of a pruned epoch (epoch 1: epoch 0 never prunes), selector FLOPs included, and of
+    a full-data epoch whose warm-up selector still costs its own FLOPs."""
     n, bs, ratio = 300, 64, 0.4
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n + 40, 10, generator=g)
     y = (x[:, 0] > 0).long()
     splits = DataSplits("tiny", x[:n], y[:n], x[n:n + 20], y[n:n + 20], x[n + 20:], y[n + 20:], 2)
-    cfg = RunConfig(dataset="synthetic", model="mlp", model_kwargs={"hidden": (16, 16)}, epochs=2, batch_size=bs,
+    # hidden 256 wide: the selector's FLOPs stay below what pruning saves (on a 16-wide MLP they would not)
+    cfg = RunConfig(dataset="synthetic", model="mlp", model_kwargs={"hidden": (256, 256)}, epochs=3, batch_size=bs,
                     device="cpu", seed=0)
     run = TrainingRun(cfg, splits=splits)
     p = PFBPruner()
-    p.reset(n, 2, "cpu", run.generator("pruner"))
-    res = run.run_epoch(p.plan(0, run.scores, {"prune_ratio": ratio}))
+    p.reset(n, 3, "cpu", run.generator("pruner"))
     batches = [bs] * (n // bs) + ([n % bs] if n % bs else [])
+    d, n_c = 128, 64  # shallow features [B, 256] pooled to 128; the first batch (64 rows) gives 64 centres
+    full = run.run_epoch(p.plan(0, run.scores, {"prune_ratio": ratio}))  # epoch 0: full data, warm-up
+    assert full.passes.deep_forward == n and full.claimed_prune_ratio == 0.0
+    assert p.centres.shape == (n_c, d)
+    warm_selector = sum(2.0 * n_c * d * 2 * b for b in batches)
+    assert full.passes.selector_flops == pytest.approx(warm_selector)
+    assert full.flops_fraction == pytest.approx(1.0 + warm_selector / run.meter.full_epoch_flops)
+    res = run.run_epoch(p.plan(1, run.scores, {"prune_ratio": ratio}))
     deep = sum(math.floor((1 - ratio) * b + 1e-9) for b in batches)
     ps = res.passes
     assert (ps.shallow_forward, ps.shallow_backward) == (n, n)
     assert (ps.deep_forward, ps.deep_backward) == (deep, deep)
     assert res.indices.numel() == deep and res.kept_fraction == pytest.approx(deep / n)
+    selector_flops = sum(2.0 * n_c * d * (b + 2 * math.floor((1 - ratio) * b + 1e-9)) for b in batches)
+    assert ps.selector_flops == pytest.approx(selector_flops)
     f = run.meter.flops
     expected = n * (f.shallow_forward + f.shallow_backward) + deep * (f.deep_forward + f.deep_backward)
-    assert res.flops == pytest.approx(expected)
+    assert res.flops == pytest.approx(expected + selector_flops)
     assert res.flops_fraction < 1.0
-    full = run.run_epoch(p.plan(1, run.scores, {"prune_ratio": 0.0}))
-    assert full.passes.deep_forward == n and full.flops_fraction == pytest.approx(1.0)
+    by_cat = run.meter.total_by_category
+    assert by_cat["selector"] == pytest.approx(warm_selector + selector_flops)
+    assert sum(by_cat.values()) == pytest.approx(run.meter.total_flops)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -61,6 +62,25 @@ def test_matches_single_process_run(ddp_outputs):
     torch.testing.assert_close(r0["scores"]["loss"], single["scores"]["loss"], rtol=1e-4, atol=1e-5)
     assert torch.equal(r0["scores"]["times_trained"], single["scores"]["times_trained"])
     assert r0["flops"] == single["flops"]  # the meter counts every rank's passes once
+
+
+def test_pfb_selector_flops_are_summed_over_ranks(tmp_path):
+    """Each rank's selector works on its shard ``rows[rank::2]`` of a global batch; the meter sums the ranks'
+    selector FLOPs (``PassCounts.selector_flops``) like the pass counts, and every rank reports the sum."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(EXAMPLE),
+           "--pruner", "pfb", "--prune-ratio", "0.4", "--epochs", "2", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    assert r0["passes"] == r1["passes"] and r0["flops"] == r1["flops"]
+    n = r0["plans"][0].numel()
+    batch = task_config("synthetic-mlp").batch_size
+    shards = [len(range(rank, min(batch, n - s), 2)) for s in range(0, n, batch) for rank in (0, 1)]
+    n_c, d = min(100, shards[0]), 64  # centres from each rank's first shard; the MLP's 64 hidden units
+    warm = sum(2.0 * n_c * d * 2 * b for b in shards)  # epoch 0: every row absorbed
+    pruned = sum(2.0 * n_c * d * (b + 2 * math.floor(0.6 * b + 1e-9)) for b in shards)
+    assert r0["passes"]["selector_flops"] == pytest.approx(warm + pruned)
+    assert r0["passes"]["shallow_forward"] == 2 * n
 
 
 def test_process_group_without_init_is_a_clear_error():

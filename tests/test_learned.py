@@ -198,6 +198,7 @@ def test_infobatch_mapping_reproduces_infobatchs_counts_and_weights():
     n1 = int(d1.sum())
     d2 = set(torch.nonzero(~d1).view(-1).tolist())
     for r in (0.3, 0.5, 0.8):
+        k1 = int(min(1.0, max(0.1, 1.0 - r)) * n1)  # the official count (issue 11: was floor((1 - r) |D1| + 1e-9))
         ib = InfoBatchPruner()
         ib.reset(n, 10, "cpu", gen(0))
         ref = ib.plan(1, s, {"prune_ratio": r})
@@ -207,21 +208,33 @@ def test_infobatch_mapping_reproduces_infobatchs_counts_and_weights():
         for _ in range(draws):
             plan = p.plan(1, s, action)
             kept = plan.indices.tolist()
-            assert len(kept) == ref.indices.numel()  # InfoBatch's exact count |D2| + floor((1 - r) |D1|)
+            assert len(kept) == ref.indices.numel()  # InfoBatch's exact count |D2| + int(keep |D1|)
             assert d2 <= set(kept)  # all of D2
             in_d1 = d1[plan.indices]
-            assert int(in_d1.sum()) == math.floor((1 - r) * n1 + 1e-9)
+            assert int(in_d1.sum()) == k1
             assert torch.all(plan.weights[~in_d1] == 1.0)
             w1 = plan.weights[in_d1]
-            assert torch.allclose(w1, torch.full_like(w1, n1 / math.floor((1 - r) * n1 + 1e-9)))
+            assert torch.allclose(w1, torch.full_like(w1, n1 / k1))
             assert float(w1[0]) == pytest.approx(1 / (1 - r), rel=0.02)  # InfoBatch's 1 / (1 - r)
             counts[plan.indices] += 1
         freq = counts[d1] / draws  # D1 drawn uniformly, as InfoBatch does
-        expected = math.floor((1 - r) * n1 + 1e-9) / n1
+        expected = k1 / n1
         assert float((freq - expected).abs().max()) < 4.5 * math.sqrt(expected * (1 - expected) / draws) + 0.01
     # with the default ema score the protected set is the top |D2| by mu instead
     plan = learned(n).plan(1, s, via_float32(mapped_action("infobatch", 0.5, num_samples=n, num_below_mean=n1)))
     assert set(torch.topk(s.ema, n - n1).indices.tolist()) <= set(plan.indices.tolist())
+
+
+def test_infobatch_mapping_uses_the_official_truncation():
+    """``int(keep * |D1|)`` without epsilon: at r = 0.8 and |D1| = 5 InfoBatch keeps none of D1."""
+    n, n1 = 10, 5
+    loss = torch.tensor([0.0] * n1 + [1.0] * (n - n1))
+    action = via_float32(mapped_action("infobatch", 0.8, num_samples=n, num_below_mean=n1))
+    plan = learned(n, 0, score="loss").plan(1, table(loss, ema=loss), action)
+    assert sorted(plan.indices.tolist()) == list(range(n1, n))
+    ib = InfoBatchPruner()
+    ib.reset(n, 10, "cpu", gen(0))
+    assert sorted(ib.plan(1, table(loss, ema=loss), {"prune_ratio": 0.8}).indices.tolist()) == list(range(n1, n))
 
 
 # -- inclusion probabilities and importance weights -------------------------------------------------------------

@@ -79,7 +79,8 @@ class EpochPlan:
             if sa.ndim != 1 or sa.dtype != torch.int64:
                 raise ValueError(f"plan score_after must be a 1-D int64 tensor, got shape {tuple(sa.shape)} {sa.dtype}")
             if sa.numel() and (int(sa.min()) < 0 or int(sa.max()) >= num_samples):
-                raise ValueError(f"plan score_after must lie in [0, {num_samples}); got [{int(sa.min())}, {int(sa.max())}]")
+                raise ValueError(f"plan score_after must lie in [0, {num_samples}); "
+                                 f"got [{int(sa.min())}, {int(sa.max())}]")
 
 
 @dataclass
