@@ -4,8 +4,11 @@
 ``POLICIES`` maps a name to its fixed-policy class and ``make_policy(name, env, **hparams)`` builds one for
 an env made with that policy's pruner (``POLICIES[name].pruner``). Nothing here imports gymnasium or
 stable-baselines3: pruners run in any PyTorch loop (``examples/plain_loop.py``); their ``update(result,
-scores)`` reads only ``result.indices``, ``.losses``, ``.correct`` and ``.mixed``, so a plain namespace with
-those fields can stand in for an :class:`~prunegym.training.EpochResult`.
+scores)`` reads only ``result.indices``, ``.losses``, ``.correct`` and ``.mixed`` (and IES, when present,
+``.scored_indices`` and ``.scored_losses``: the losses of its plan's ``score_after`` samples), so a plain
+namespace with those fields can stand in for an :class:`~prunegym.training.EpochResult`.
+
+SeTa and IES hold their pruner and fixed policy in one file each (``seta.py``, ``ies.py``).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Any
 from .base import ActionCodec, Knob, Pruner, kept_count, prune_ratio_of
 from .epsilon_greedy import EpsilonGreedyPruner
 from .full import FullPruner
+from .ies import IESPolicy, IESPruner
 from .infobatch import InfoBatchPruner
 from .infobatch_policy import InfoBatchPolicy
 from .learned import LearnedPruner
@@ -21,6 +25,7 @@ from .pfb import PFBPruner
 from .pfb_policy import PFBPolicy
 from .policy import FixedPolicy
 from .raju_policies import EpsilonGreedyPolicy, UCBPolicy
+from .seta import SeTaPolicy, SeTaPruner
 from .simple_policies import FullPolicy, UniformPolicy, UniformRescaledPolicy
 from .swdpp import SwDPPPruner
 from .swdpp_policy import SwDPPPolicy
@@ -35,6 +40,8 @@ PRUNERS: dict[str, type[Pruner]] = {
     "pfb": PFBPruner,
     "epsilon_greedy": EpsilonGreedyPruner,
     "ucb": UCBPruner,
+    "seta": SeTaPruner,
+    "ies": IESPruner,
     "learned": LearnedPruner,
 }
 
@@ -47,6 +54,8 @@ POLICIES: dict[str, type[FixedPolicy]] = {
     "pfb": PFBPolicy,
     "epsilon_greedy": EpsilonGreedyPolicy,
     "ucb": UCBPolicy,
+    "seta": SeTaPolicy,
+    "ies": IESPolicy,
 }
 
 
@@ -77,7 +86,8 @@ def make_policy(name: str, env: Any, **hparams: Any) -> FixedPolicy:
 
 __all__ = [
     "POLICIES", "PRUNERS", "ActionCodec", "EpsilonGreedyPolicy", "EpsilonGreedyPruner", "FixedPolicy", "FullPolicy",
-    "FullPruner", "InfoBatchPolicy", "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy", "PFBPruner", "Pruner", "SwDPPPolicy",
-    "SwDPPPruner", "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count",
+    "FullPruner", "IESPolicy", "IESPruner", "InfoBatchPolicy", "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy",
+    "PFBPruner", "Pruner", "SeTaPolicy", "SeTaPruner", "SwDPPPolicy", "SwDPPPruner", "UCBPolicy", "UCBPruner",
+    "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count",
     "make_policy", "make_pruner", "policy_pruner", "prune_ratio_of",
 ]

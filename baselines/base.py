@@ -20,23 +20,48 @@ __all__ = ["ActionCodec", "Knob", "Pruner", "kept_count", "prune_ratio_of"]
 
 @dataclass(frozen=True)
 class Knob:
-    """One action component beyond the prune ratio: action value -1 maps to ``low``, +1 to ``high``."""
+    """One action component beyond the prune ratio: action value -1 maps to ``low``, +1 to ``high``.
+
+    ``log=False``: linearly. ``log=True`` (needs ``0 < low``): linearly in ``log(value)``, i.e. ``a`` in
+    [-1, 1] maps to ``exp(log(low) + (a + 1) / 2 * (log(high) - log(low)))`` (for a threshold spanning
+    decades); :meth:`encode` is the inverse.
+    """
 
     name: str
     low: float
     high: float
     default: float
     doc: str = ""
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.log and not 0.0 < self.low <= self.high:
+            raise ValueError(f"log-scale knob {self.name!r} needs 0 < low <= high; got low={self.low!r}, "
+                             f"high={self.high!r}")
 
     def decode(self, a: float) -> float:
-        return self.low + (float(a) + 1.0) * 0.5 * (self.high - self.low)
+        t = (float(a) + 1.0) * 0.5
+        if self.log:
+            lo, hi = math.log(self.low), math.log(self.high)
+            return math.exp(lo + t * (hi - lo))
+        return self.low + t * (self.high - self.low)
 
     def encode(self, value: float) -> float:
         if not self.low <= value <= self.high:
             raise ValueError(f"{self.name}={value!r} is out of range [{self.low}, {self.high}]")
         if self.high == self.low:
             return 0.0
+        if self.log:
+            lo, hi = math.log(self.low), math.log(self.high)
+            return 2.0 * (math.log(value) - lo) / (hi - lo) - 1.0
         return 2.0 * (value - self.low) / (self.high - self.low) - 1.0
+
+    def rounded(self, value: float, decimals: int = 6) -> float:
+        """``value`` rounded so that float32 round-off in an action never shows: to ``decimals`` places, or
+        to ``decimals`` significant digits on a log scale (where values span decades)."""
+        if self.log:
+            return float(f"{value:.{decimals}g}")
+        return round(value, decimals)
 
 
 def kept_count(num_samples: int, prune_ratio: float) -> int:
@@ -106,12 +131,13 @@ class ActionCodec:
         return [min(1.0, max(-1.0, v)) for v in out]
 
     def decode(self, action, decimals: int = 6) -> dict[str, float]:
-        """Decoded values rounded to ``decimals`` places, so that float32 round-off in an action (about
-        6e-8) never moves a count: ``encode(prune_ratio=0.1)`` decodes to exactly 0.1."""
+        """Decoded values rounded to ``decimals`` places (significant digits for a log-scale knob), so that
+        float32 round-off in an action (about 6e-8) never moves a count: ``encode(prune_ratio=0.1)`` decodes to
+        exactly 0.1."""
         vals = [float(v) for v in action]
         out = {"prune_ratio": round((vals[0] + 1.0) * 0.5 * self.max_prune_ratio, decimals)}
         for k, v in zip(self.knobs, vals[1:]):
-            out[k.name] = round(k.decode(v), decimals)
+            out[k.name] = k.rounded(k.decode(v), decimals)
         return out
 
 
