@@ -8,7 +8,9 @@ Two loops over the same small synthetic task (16 features, 4 classes, tensors in
    be any object with the fields ``indices`` ``[M]`` int64, ``losses`` ``[M]`` float, ``correct`` ``[M]`` bool
    and ``mixed`` ``[M]`` bool (here a ``SimpleNamespace``): no pruner reads more of an ``EpochResult``.
 2. **PFB** (in-batch): ``plan.selector`` is called inside the forward pass with the shallow features of the
-   whole batch and returns the rows ``[floor((1 - p) B)]`` that go on through the deep part and the loss.
+   whole batch and returns the rows ``[floor((1 - p) B)]`` that go on through the deep part and the loss (on
+   an unpruned epoch, ``p = 0`` or epoch 0, all ``B`` rows: the selector then only warms its density
+   estimator up). ``plan.selector.flops(B, K, features.shape)`` is its own arithmetic in FLOPs.
 
 All randomness comes from explicit generators (data, initialisation, the pruners' ``generator``); the global
 RNGs are never used. Run: ``python examples/plain_loop.py``.
