@@ -35,7 +35,7 @@ a step's assignment is the intervals between the midpoints of the sorted centres
 on a midpoint goes to the lower centre, as scikit-learn's ``argmin`` does) and its update the interval means
 from a prefix sum. An empty group keeps its centre and stays in the count ``G = num_group`` (the official
 code also keeps ``num_group`` groups then). On well-separated scores the partition is scikit-learn's
-(checked in ``tests/test_seta_ies.py``). The plan syncs with the host a few times per epoch (the all-equal
+(checked in ``tests/test_baselines_seta.py``). The plan syncs with the host a few times per epoch (the all-equal
 test and the window's two group boundaries), never per batch.
 
 Where the official code fails (``int(N * keep) <= num_group`` asserts; ``round(G * w) = 0`` asserts) this
