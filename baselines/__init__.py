@@ -19,7 +19,7 @@ from .infobatch_policy import InfoBatchPolicy
 from .learned import LearnedPruner
 from .pfb import PFBPruner
 from .pfb_policy import PFBPolicy
-from .policy import FixedPolicy
+from .policy import FixedPolicy, PolicyContext, policy_context_of
 from .raju_policies import EpsilonGreedyPolicy, UCBPolicy
 from .simple_policies import FullPolicy, UniformPolicy, UniformRescaledPolicy
 from .swdpp import SwDPPPruner
@@ -79,5 +79,5 @@ __all__ = [
     "POLICIES", "PRUNERS", "ActionCodec", "EpsilonGreedyPolicy", "EpsilonGreedyPruner", "FixedPolicy", "FullPolicy",
     "FullPruner", "InfoBatchPolicy", "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy", "PFBPruner", "Pruner", "SwDPPPolicy",
     "SwDPPPruner", "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count",
-    "make_policy", "make_pruner", "policy_pruner", "prune_ratio_of",
+    "make_policy", "make_pruner", "policy_pruner", "prune_ratio_of", "PolicyContext", "policy_context_of",
 ]

@@ -26,7 +26,7 @@ import torch
 
 import prunegym.envs  # noqa: F401  (registers the prunegym/ ids)
 from prunegym.baselines import POLICIES, make_policy, policy_pruner
-from prunegym.training.atomic import write_text_atomic
+from prunegym.training.io import write_text_atomic
 
 ENV_ID = "prunegym/FashionMNIST-CNN-v0"
 DEFAULT_POLICIES = ("full", "uniform", "uniform_rescaled", "infobatch", "swdpp", "pfb", "epsilon_greedy", "ucb")
