@@ -21,6 +21,7 @@ from .pfb import PFBPruner
 from .pfb_policy import PFBPolicy
 from .policy import FixedPolicy, PolicyContext, policy_context_of
 from .raju_policies import EpsilonGreedyPolicy, UCBPolicy
+from .static import StaticConstPolicy, StaticSchedulePolicy
 from .simple_policies import FullPolicy, UniformPolicy, UniformRescaledPolicy
 from .swdpp import SwDPPPruner
 from .swdpp_policy import SwDPPPolicy
@@ -47,6 +48,8 @@ POLICIES: dict[str, type[FixedPolicy]] = {
     "pfb": PFBPolicy,
     "epsilon_greedy": EpsilonGreedyPolicy,
     "ucb": UCBPolicy,
+    "static_const": StaticConstPolicy,
+    "static_schedule": StaticSchedulePolicy,
 }
 
 
@@ -79,5 +82,5 @@ __all__ = [
     "POLICIES", "PRUNERS", "ActionCodec", "EpsilonGreedyPolicy", "EpsilonGreedyPruner", "FixedPolicy", "FullPolicy",
     "FullPruner", "InfoBatchPolicy", "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy", "PFBPruner", "Pruner", "SwDPPPolicy",
     "SwDPPPruner", "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count",
-    "make_policy", "make_pruner", "policy_pruner", "prune_ratio_of", "PolicyContext", "policy_context_of",
+    "StaticConstPolicy", "StaticSchedulePolicy", "make_policy", "make_pruner", "policy_pruner", "prune_ratio_of", "PolicyContext", "policy_context_of",
 ]
