@@ -25,7 +25,7 @@ from prunegym.training.io import write_json_atomic
 
 __all__ = ["TUNING_SEEDS", "TuneResult", "load_tuned", "search_space", "tune", "tuned_path"]
 
-TUNING_SEEDS = (30000, 30001, 30002)
+TUNING_SEEDS = (30000, 30001)
 FORMAT = "prunegym-tuned/1"
 
 
