@@ -26,12 +26,13 @@ from .rewards import (
     RewardInput, TradeoffReward, make_reward,
 )
 from .tasks import ENV_IDS, TASKS, task_config
-from .wrappers import DiscreteRatio
+from .wrappers import DiscreteRatio, ResidualAction
 
 __all__ = [
     "BUDGET_FEATURES", "DEFAULT_COMPUTE_WEIGHT", "ENV_IDS", "FEATURES", "FEATURE_DOCS", "FEATURE_NAMES",
     "NONFINITE_PENALTY", "REWARDS", "TASKS", "AccuracyReward", "ActionCodec", "CallableReward", "DiscreteRatio",
-    "EnvOptions", "EpisodeRecord", "Feature", "LosslessReward", "PruningEnv", "ReplayResult", "ResetInfo", "Reward",
+    "EnvOptions", "EpisodeRecord", "Feature", "LosslessReward", "PruningEnv", "ReplayResult", "ResetInfo", "ResidualAction",
+    "Reward",
     "RewardInput", "StepInfo", "TradeoffReward", "make_reward", "register_envs", "replay", "task_config",
 ]
 
