@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from prunegym.training.atomic import write_text_atomic
+from prunegym.training.io import write_text_atomic
 
 __all__ = ["ROW_FIELDS", "SCHEMA", "EpisodeRow", "append_rows", "canonical_json", "completed_keys", "is_failed",
            "read_rows", "row_key", "to_jsonable"]

@@ -23,9 +23,10 @@ from .infobatch_policy import InfoBatchPolicy
 from .learned import LearnedPruner
 from .pfb import PFBPruner
 from .pfb_policy import PFBPolicy
-from .policy import FixedPolicy
+from .policy import FixedPolicy, PolicyContext, policy_context_of
 from .raju_policies import EpsilonGreedyPolicy, UCBPolicy
 from .seta import SeTaPolicy, SeTaPruner
+from .static import StaticConstPolicy, StaticSchedulePolicy
 from .simple_policies import FullPolicy, UniformPolicy, UniformRescaledPolicy
 from .swdpp import SwDPPPruner
 from .swdpp_policy import SwDPPPolicy
@@ -56,6 +57,8 @@ POLICIES: dict[str, type[FixedPolicy]] = {
     "ucb": UCBPolicy,
     "seta": SeTaPolicy,
     "ies": IESPolicy,
+    "static_const": StaticConstPolicy,
+    "static_schedule": StaticSchedulePolicy,
 }
 
 
@@ -87,7 +90,7 @@ def make_policy(name: str, env: Any, **hparams: Any) -> FixedPolicy:
 __all__ = [
     "POLICIES", "PRUNERS", "ActionCodec", "EpsilonGreedyPolicy", "EpsilonGreedyPruner", "FixedPolicy", "FullPolicy",
     "FullPruner", "IESPolicy", "IESPruner", "InfoBatchPolicy", "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy",
-    "PFBPruner", "Pruner", "SeTaPolicy", "SeTaPruner", "SwDPPPolicy", "SwDPPPruner", "UCBPolicy", "UCBPruner",
-    "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count",
-    "make_policy", "make_pruner", "policy_pruner", "prune_ratio_of",
+    "PFBPruner", "PolicyContext", "Pruner", "SeTaPolicy", "SeTaPruner", "StaticConstPolicy", "StaticSchedulePolicy",
+    "SwDPPPolicy", "SwDPPPruner", "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy",
+    "kept_count", "make_policy", "make_pruner", "policy_context_of", "policy_pruner", "prune_ratio_of",
 ]

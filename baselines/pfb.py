@@ -73,6 +73,11 @@ def _sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.square().sum(1, keepdim=True) + b.square().sum(1) - 2.0 * a @ b.t()).clamp_min(0.0)
 
 
+def kept_in_batch(rows: int, prune_ratio: float) -> int:
+    """``floor((1 - p) B)``: the rows of a batch of ``B`` that PFB keeps at prune ratio ``p > 0``."""
+    return math.floor((1.0 - prune_ratio) * rows + 1e-9)
+
+
 class PFBSelector:
     """One epoch's in-batch selector (see :class:`~prunegym.training.Selector`): at ``prune_ratio > 0`` the
     ``floor((1 - p) B)`` lowest-density rows, at 0 every row (the estimator's warm-up); both update the
@@ -85,11 +90,17 @@ class PFBSelector:
     def __call__(self, features: torch.Tensor, batch_indices: torch.Tensor) -> torch.Tensor:
         return self.pruner.select(features, batch_indices, self.prune_ratio)
 
+    def kept_rows(self, rows_in: int) -> int:
+        """Rows of a batch of ``rows_in`` that go on to the deep part (what :meth:`PFBPruner.select` keeps)."""
+        return rows_in if self.prune_ratio <= 0.0 else kept_in_batch(rows_in, self.prune_ratio)
+
     def flops(self, rows_in: int, rows_kept: int, feature_shape: tuple) -> float:
         """FLOPs of one call on ``rows_in`` rows of features ``feature_shape`` that kept ``rows_kept`` (see the
         module docstring): ``2 N_C D (B [pruning] + 2 K)``; host-side ints only."""
         p = self.pruner
-        n_c = p.centres.shape[0] if p.centres is not None else min(p.num_centres, rows_in)
+        # Before the first batch the centres do not exist yet: price them at their number (an upper bound;
+        # the first batch creates min(num_centres, its rows) of them).
+        n_c = p.centres.shape[0] if p.centres is not None else p.num_centres
         d = min(int(feature_shape[1]), p.descriptor_dim)
         density_rows = rows_in if self.prune_ratio > 0.0 else 0
         return 2.0 * n_c * d * (density_rows + 2 * rows_kept)
@@ -155,7 +166,7 @@ class PFBPruner(Pruner):
         if prune_ratio <= 0.0:  # full-data epoch: keep every row, warm the estimator up
             self._absorb(desc, h)
             return torch.arange(b, device=desc.device)
-        k = math.floor((1.0 - prune_ratio) * b + 1e-9)
+        k = kept_in_batch(b, prune_ratio)
         log_f = self.log_density(desc, h)
         score = log_f  # without noise: rank by log density (no ties from underflow)
         if self.noise_scale > 0.0:

@@ -1,33 +1,64 @@
 """Fixed policies: a method's published schedule of its knobs, computed from the observation alone.
 
 Each policy has SB3's ``predict(observation, state=None, episode_start=None, deterministic=True)`` signature,
-so one evaluation harness runs SB3 agents and baselines alike. The epoch index is read from the
+so one evaluation harness runs SB3 agents and baselines alike. What a policy needs of its env (the pruner it
+drives, the epoch budget, the action convention, the feature layout) comes as one typed
+:class:`PolicyContext` that the env provides (``PruningEnv.policy_context``). The epoch index is read from the
 ``epoch_fraction`` feature (``round(epoch_fraction * epochs)``); the rest of the schedule is constants.
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from .base import ActionCodec
+from .base import Knob
 
-__all__ = ["FixedPolicy", "env_attr"]
+__all__ = ["ActionEncoder", "FixedPolicy", "PolicyContext", "policy_context_of"]
 
 
-def env_attr(env: Any, name: str):
-    """Attribute ``name`` of a gymnasium env (through ``unwrapped``) or of the first env of an SB3 VecEnv."""
-    if hasattr(env, "get_attr") and not hasattr(env, "unwrapped"):
-        return env.get_attr(name)[0]
-    return getattr(env.unwrapped, name)
+class ActionEncoder(Protocol):
+    """The part of the env's action codec a policy uses (``prunegym.envs.ActionCodec`` is one)."""
+
+    max_prune_ratio: float
+    knobs: tuple[Knob, ...]
+
+    def encode(self, prune_ratio: float = 0.0, **knobs: float) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a fixed policy needs of its env: the ``pruner`` name the env was made with, the run's ``epochs``,
+    the action ``codec``, the observation's ``feature_names`` and the env's ``decision_interval``."""
+
+    pruner: str
+    epochs: int
+    codec: ActionEncoder
+    feature_names: tuple[str, ...]
+    decision_interval: int = 1
+
+
+def policy_context_of(env: Any) -> PolicyContext:
+    """The :class:`PolicyContext` of a gymnasium env (any wrapper), of the first env of an SB3 VecEnv, or
+    ``env`` itself if it is one."""
+    if isinstance(env, PolicyContext):
+        return env
+    ctx = getattr(getattr(env, "unwrapped", None), "policy_context", None)
+    if ctx is None and hasattr(env, "get_attr"):
+        ctx = env.get_attr("policy_context")[0]
+    if not isinstance(ctx, PolicyContext):
+        raise ValueError(f"{type(env).__name__} provides no policy_context: pass a PruningEnv (or a wrapper or "
+                         "VecEnv of one) or a PolicyContext")
+    return ctx
 
 
 class FixedPolicy:
     """Base class. Subclasses set ``name``, ``pruner`` (the env pruner the schedule is written for),
     ``defaults`` (hyperparameters, the paper's values) and implement :meth:`schedule`.
 
-    ``env`` supplies the epoch budget, the feature layout and the action convention; its pruner must be
-    ``pruner``. ``hparams`` override ``defaults``; unknown names raise ``ValueError``.
+    ``env``: a :class:`PolicyContext`, or an env that provides one (:func:`policy_context_of`); its pruner
+    must be ``pruner``. ``hparams`` override ``defaults``; unknown names raise ``ValueError``.
     """
 
     name: ClassVar[str] = "base"
@@ -39,14 +70,15 @@ class FixedPolicy:
         if unknown:
             raise ValueError(f"policy {self.name!r} has no hyperparameter(s) {', '.join(unknown)}; "
                              f"allowed: {', '.join(self.defaults) or 'none'}")
-        env_pruner = env_attr(env, "pruner_name")
-        if env_pruner != self.pruner:
+        ctx = policy_context_of(env)
+        if ctx.pruner != self.pruner:
             raise ValueError(f"policy {self.name!r} drives the {self.pruner!r} pruner, but the env was made with "
-                             f"pruner={env_pruner!r}; make it with pruner={self.pruner!r}")
+                             f"pruner={ctx.pruner!r}; make it with pruner={self.pruner!r}")
+        self.context = ctx
         self.hparams = {**self.defaults, **hparams}
-        self.epochs = int(env_attr(env, "epochs"))
-        self.codec = ActionCodec(env_attr(env, "max_prune_ratio"), env_attr(env, "knobs"))
-        self._epoch_feature = list(env_attr(env, "feature_names")).index("epoch_fraction")
+        self.epochs = int(ctx.epochs)
+        self.codec = ctx.codec
+        self._epoch_feature = list(ctx.feature_names).index("epoch_fraction")
         self.validate()
 
     def validate(self) -> None:

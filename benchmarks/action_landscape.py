@@ -31,7 +31,7 @@ import torch
 import prunegym.envs  # noqa: F401  (registers the prunegym/ ids)
 from prunegym.agents.cli import parse_kv  # K=V parsing shared with the CLI
 from prunegym.agents.episode import play_episode
-from prunegym.training.atomic import write_text_atomic
+from prunegym.training.io import write_text_atomic
 
 # Knob settings of the learned pruner (see baselines/learned.py for the mapping of the baselines).
 KNOBS: dict[str, dict[str, float]] = {

@@ -33,10 +33,10 @@ import torch
 import prunegym.envs  # noqa: F401  (registers the prunegym/ ids)
 from prunegym.baselines import POLICIES, make_policy, policy_pruner
 from prunegym.envs import ENV_IDS
-from prunegym.training.atomic import write_text_atomic
+from prunegym.training.io import write_text_atomic
 
 DEFAULT_ENV = "prunegym/FashionMNIST-CNN-v0"
-DEFAULT_POLICIES = tuple(POLICIES)  # all ten
+DEFAULT_POLICIES = tuple(n for n, c in POLICIES.items() if not getattr(c, "requires_budget", False))  # all ten
 SCHEMA = 2  # results of schema 1 (before claimed ratios and selector shares) are not resumed
 
 

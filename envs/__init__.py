@@ -4,21 +4,36 @@ Importing this module registers the ids in the ``prunegym`` namespace (``prunegy
 ``prunegym/FashionMNIST-MLP-v0``, ``prunegym/FashionMNIST-CNN-v0``, ``prunegym/MNIST-CNN-v0``,
 ``prunegym/CIFAR10-ResNet18-v0``, ``prunegym/CIFAR100-ResNet18-v0``). Without a prior import, use
 ``gymnasium.make("prunegym.envs:prunegym/Synthetic-MLP-v0")``.
+
+Modules: :mod:`.env` (the thin ``PruningEnv``), :mod:`.options` (its arguments), :mod:`.action` (the action
+contract), :mod:`.features` (observation features, a table), :mod:`.rewards` (reward objects), :mod:`.info`
+(the typed ``info``), :mod:`.record` and :mod:`.replay` (typed episode records, replay), :mod:`.reference`
+(the lossless reward's full-data reference), :mod:`.tasks` (presets and ids), :mod:`.wrappers`.
 """
 from __future__ import annotations
 
 import gymnasium
 
-from .env import NONFINITE_PENALTY, PruningEnv
-from .features import FEATURE_DOCS, FEATURE_NAMES
+from .action import ActionCodec
+from .env import PruningEnv
+from .features import BUDGET_FEATURES, FEATURE_DOCS, FEATURE_NAMES, FEATURES, Feature
+from .info import ResetInfo, StepInfo
+from .options import EnvOptions
+from .record import EpisodeRecord
 from .replay import ReplayResult, replay
-from .rewards import DEFAULT_COMPUTE_WEIGHT, REWARDS, RewardInput
+from .rewards import (
+    DEFAULT_COMPUTE_WEIGHT, NONFINITE_PENALTY, REWARDS, AccuracyReward, CallableReward, LosslessReward, Reward,
+    RewardInput, TradeoffReward, make_reward,
+)
 from .tasks import ENV_IDS, TASKS, task_config
-from .wrappers import DiscreteRatio
+from .wrappers import DiscreteRatio, ResidualAction
 
 __all__ = [
-    "DEFAULT_COMPUTE_WEIGHT", "DiscreteRatio", "ENV_IDS", "FEATURE_DOCS", "FEATURE_NAMES", "NONFINITE_PENALTY", "REWARDS", "TASKS",
-    "PruningEnv", "ReplayResult", "RewardInput", "register_envs", "replay", "task_config",
+    "BUDGET_FEATURES", "DEFAULT_COMPUTE_WEIGHT", "ENV_IDS", "FEATURES", "FEATURE_DOCS", "FEATURE_NAMES",
+    "NONFINITE_PENALTY", "REWARDS", "TASKS", "AccuracyReward", "ActionCodec", "CallableReward", "DiscreteRatio",
+    "EnvOptions", "EpisodeRecord", "Feature", "LosslessReward", "PruningEnv", "ReplayResult", "ResetInfo", "ResidualAction",
+    "Reward",
+    "RewardInput", "StepInfo", "TradeoffReward", "make_reward", "register_envs", "replay", "task_config",
 ]
 
 

@@ -3,151 +3,118 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 import time
-from dataclasses import fields
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from prunegym.baselines import PRUNERS, ActionCodec, Pruner, make_pruner
-from prunegym.training import RunConfig, TrainingRun
+from prunegym.baselines import Pruner, PolicyContext, make_pruner
+from prunegym.training import EpochResult, EvalResult, TrainingRun, step_run
 
-from .features import FEATURE_NAMES, OBS_BOUND, StepStats, observe
+from .action import ActionCodec
+from .features import OBS_BOUND, FeatureContext, StepStats, device_stats, features_for, observe
+from .info import ResetInfo, StepInfo
+from .options import split_kwargs
+from .record import EpisodeRecord
 from .reference import reference_accuracy
-from .rewards import DEFAULT_COMPUTE_WEIGHT, REWARDS, RewardInput, lossless_reward, tradeoff_reward
+from .rewards import NONFINITE_PENALTY, RewardInput, make_reward
 from .tasks import task_config
 
-__all__ = ["PruningEnv", "NONFINITE_PENALTY"]
+__all__ = ["NONFINITE_PENALTY", "PruningEnv"]
 
-# Extra cost of a diverged run. The step whose training (or validation) loss becomes non-finite ends the
-# episode; its reward is what the reward function gives a run ending there at zero validation accuracy,
-# minus ``nonfinite_penalty``. So a diverged ``tradeoff`` episode returns
-# ``-initial val acc - compute_weight * compute used - 1`` and a diverged ``lossless`` one
-# ``-compute used - penalty * max(0, reference - tolerance) - 1``: worse than finishing at any accuracy,
-# diverging never pays (a model with NaN weights still "predicts" class 0, so its measured accuracy is not 0).
-NONFINITE_PENALTY = 1.0
 
-_RUN_FIELDS = tuple(f.name for f in fields(RunConfig))
+@dataclass
+class _Advance:
+    """What the epochs of one step did (host-side numbers; ``last`` is the last epoch's result)."""
+
+    results: list[EpochResult]
+    flops: float
+    trained: int
+    wall: float
+    trimmed: int
+    error: str | None
+
+    @property
+    def last(self) -> EpochResult:
+        return self.results[-1]
 
 
 class PruningEnv(gym.Env):
     """A training run of ``task`` under a keep policy, one epoch (``decision_interval`` epochs) per step.
 
     Action: ``Box(-1, 1, (1 + len(pruner.knobs),))``; component 0 maps linearly to a prune ratio in
-    ``[0, max_prune_ratio]``, the rest to the pruner's knobs (``encode_action`` / ``decode_action``).
-    Actions outside [-1, 1] are clipped; a wrong shape or NaN/inf raises ``ValueError``.
-    Observation: ``feature_names`` (see ``prunegym.envs.features.FEATURE_DOCS``), float32 in [-10, 10].
-    Reward: ``"tradeoff"`` (default), ``"lossless"`` or a callable on :class:`RewardInput` (see
-    ``prunegym.envs.rewards``). ``compute_weight``: price of the whole full-data run's training FLOPs in
-    validation accuracy (``tradeoff``; default 0.1).
-    Any :class:`RunConfig` field (``epochs``, ``train_size``, ``batch_size``, ``device``, ``lr``,
-    ``data_root``, ...) may be passed to override the task's preset.
+    ``[0, max_prune_ratio]``, the rest to the pruner's knobs (``encode_action`` / ``decode_action``,
+    :class:`~prunegym.envs.action.ActionCodec`). Actions outside [-1, 1] are clipped; a wrong shape or NaN/inf
+    raises ``ValueError``.
+    Observation: ``feature_names`` (see :mod:`prunegym.envs.features`), float32 in [-10, 10].
+    Reward: ``"tradeoff"`` (default), ``"lossless"``, ``"accuracy"``, a callable on :class:`RewardInput` or a
+    :class:`~prunegym.envs.rewards.Reward` (see :mod:`prunegym.envs.rewards`). ``compute_weight``: price of
+    the whole full-data run's training FLOPs in validation accuracy (``tradeoff``; default 0.1).
+    ``compute_budget``: ``b`` in (0, 1] caps the episode's training FLOPs at ``b`` times the full-data run's
+    (every pass included): a plan that would spend more than what is left is cut to fit
+    (``info["budget_trimmed"]``), and the observation gains ``compute_budget`` and ``budget_left``; a range
+    ``(lo, hi)`` draws each episode's budget uniformly from the env's generator at ``reset`` (recorded and
+    replayed); ``reset(options={"compute_budget": b})`` sets one episode's budget.
+    ``features``: names of the observation features (default: all of ``FEATURE_NAMES``, plus the budget
+    features when there is a budget).
+    Any :class:`~prunegym.training.RunConfig` field (``epochs``, ``train_size``, ``batch_size``, ``device``,
+    ``lr``, ``data_root``, ...) may be passed to override the task's preset; the other keyword arguments are
+    :class:`~prunegym.envs.options.EnvOptions`.
     ``seed``: the run seed of the first ``reset()`` without a seed (later unseeded resets draw new ones from
     the env's generator, seeded by it); without it, unseeded resets start runs from fresh entropy.
 
     Episode: ``terminated`` when the epoch budget is spent or the run diverges (non-finite training or
     validation loss: ``info["error"]``, reward see :data:`NONFINITE_PENALTY`); ``truncated`` only when
-    ``max_wall_time`` seconds (since ``reset``) have passed. ``info`` every step: ``epoch``, ``prune_ratio``
-    (the action's), ``claimed_prune_ratio`` (the pruner's plan's claim, mean over the step's epochs; 0 for an
-    epoch that prunes nothing), ``action`` (decoded), ``kept_fraction`` (realised), ``planned_fraction``,
-    ``compute_fraction_step``, ``compute_fraction_total`` (every pass: model, scoring and selector),
-    ``selector_compute_fraction_step`` and ``selector_compute_fraction_total`` (an in-batch selector's own
-    FLOPs, same unit), ``flops_step``, ``train_loss``, ``train_accuracy``, ``val_loss``,
-    ``val_accuracy``, ``lr``; at the end also ``test_loss``, ``test_accuracy``, ``episode_return`` and
-    ``episode_record`` (for :func:`prunegym.envs.replay`). ``wall_time`` (seconds of training in the step)
-    and ``wall_time_total`` (since ``reset``) only with ``record_wall_time=True``: everything else in
-    ``info`` is a deterministic function of the seed and the actions.
+    ``max_wall_time`` seconds (since ``reset``) have passed. ``info``: see :class:`~prunegym.envs.info.StepInfo`;
+    everything in it is a deterministic function of the seed and the actions, except the wall-clock fields
+    that ``record_wall_time=True`` adds.
     """
 
     metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
 
-    def __init__(
-        self,
-        task: str = "synthetic-mlp",
-        pruner: str = "full",
-        pruner_kwargs: dict | None = None,
-        reward: str | Callable[[RewardInput], float] = "tradeoff",
-        compute_weight: float = DEFAULT_COMPUTE_WEIGHT,
-        max_prune_ratio: float = 0.9,
-        decision_interval: int = 1,
-        record_wall_time: bool = False,
-        max_wall_time: float | None = None,
-        lossless_penalty: float = 10.0,
-        lossless_tolerance: float = 0.005,
-        nonfinite_penalty: float = NONFINITE_PENALTY,
-        seed: int | None = None,
-        render_mode: str | None = None,
-        **run_overrides: Any,
-    ):
+    def __init__(self, task: str = "synthetic-mlp", *, seed: int | None = None, render_mode: str | None = None,
+                 **kwargs: Any):
         super().__init__()
-        bad = sorted(set(run_overrides) - set(_RUN_FIELDS) - {"seed"})
-        if bad:
-            allowed = sorted(set(_RUN_FIELDS) - {"seed"}) + [
-                "pruner", "pruner_kwargs", "reward", "compute_weight", "max_prune_ratio", "decision_interval",
-                "record_wall_time", "max_wall_time", "lossless_penalty", "lossless_tolerance",
-                "nonfinite_penalty", "seed", "render_mode"]
-            raise ValueError(f"unknown PruningEnv argument(s) {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}")
+        options, run_overrides = split_kwargs(kwargs)
         if render_mode not in (None, *self.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r}; allowed: None, 'ansi', 'rgb_array'")
-        if not 0.0 <= max_prune_ratio < 1.0:
-            raise ValueError(f"max_prune_ratio={max_prune_ratio!r} must be in [0, 1)")
-        if not isinstance(decision_interval, int) or isinstance(decision_interval, bool) or decision_interval < 1:
-            raise ValueError(f"decision_interval={decision_interval!r} must be a positive int")
-        if isinstance(reward, str):
-            if reward not in REWARDS:
-                raise ValueError(f"unknown reward {reward!r}; allowed: {', '.join(REWARDS)} or a callable")
-        elif not callable(reward):
-            raise ValueError(f"reward={reward!r} must be one of {', '.join(REWARDS)} or a callable on RewardInput")
-        for name, value in (("compute_weight", compute_weight), ("nonfinite_penalty", nonfinite_penalty),
-                            ("lossless_penalty", lossless_penalty), ("lossless_tolerance", lossless_tolerance)):
-            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name}={value!r} must be a finite number >= 0")
-        if max_wall_time is not None and not (isinstance(max_wall_time, numbers.Real) and max_wall_time >= 0):
-            raise ValueError(f"max_wall_time={max_wall_time!r} must be None or a number of seconds >= 0")
-        if pruner not in PRUNERS:
-            raise ValueError(f"unknown pruner {pruner!r}; allowed: {', '.join(PRUNERS)}")
         self.task = task
+        self.options = options
         self.base_config = task_config(task).replace(**run_overrides)
-        self.pruner_name = pruner
-        self.pruner_kwargs = dict(pruner_kwargs or {})
-        self.pruner: Pruner = make_pruner(pruner, **self.pruner_kwargs)
-        self.reward_name = reward if isinstance(reward, str) else getattr(reward, "__name__", "callable")
-        self._needs_reference = isinstance(reward, str) and reward == "lossless"
-        if reward == "tradeoff":
-            self.reward_fn = tradeoff_reward
-        elif reward == "lossless":
-            self.reward_fn = lossless_reward(lossless_penalty, lossless_tolerance)
-        else:
-            self.reward_fn = reward
-        self.compute_weight = float(compute_weight)
-        self.max_prune_ratio = float(max_prune_ratio)
-        self.decision_interval = decision_interval
-        self.record_wall_time = record_wall_time
-        self.max_wall_time = max_wall_time
-        self.nonfinite_penalty = float(nonfinite_penalty)
+        self.pruner_name = options.pruner
+        self.pruner_kwargs = options.pruner_kwargs
+        self.pruner: Pruner = make_pruner(options.pruner, **options.pruner_kwargs)
+        self.reward = make_reward(options.reward, lossless_penalty=options.lossless_penalty,
+                                  lossless_tolerance=options.lossless_tolerance,
+                                  nonfinite_penalty=options.nonfinite_penalty)
+        self.reward_name = options.reward if isinstance(options.reward, str) else self.reward.name
+        self.compute_weight = float(options.compute_weight)
+        self.max_prune_ratio = float(options.max_prune_ratio)
+        self.decision_interval = options.decision_interval
+        self.record_wall_time = options.record_wall_time
+        self.max_wall_time = options.max_wall_time
+        self.nonfinite_penalty = float(options.nonfinite_penalty)
         self.render_mode = render_mode
+        self._budget_range = options.budget_range()
         self._default_seed = seed
         self._first_reset = True
-        # Everything needed to rebuild this env (for episode records and replay); JSON-able unless
-        # ``reward`` is a callable.
-        self.env_kwargs = dict(
-            task=task, pruner=pruner, pruner_kwargs=self.pruner_kwargs, reward=reward,
-            compute_weight=self.compute_weight, max_prune_ratio=self.max_prune_ratio,
-            decision_interval=decision_interval, lossless_penalty=lossless_penalty,
-            lossless_tolerance=lossless_tolerance, nonfinite_penalty=self.nonfinite_penalty, **run_overrides,
-        )
+        # Everything needed to rebuild this env (for episode records and replay); JSON-able unless ``reward``
+        # is a callable or an object.
+        self.env_kwargs = {"task": task, **options.record_kwargs(), **run_overrides}
         self.knobs = self.pruner.knobs
         self.codec = ActionCodec(self.max_prune_ratio, self.knobs)
         self.action_space = spaces.Box(-1.0, 1.0, (1 + len(self.knobs),), np.float32)
-        self.feature_names = FEATURE_NAMES
-        self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(FEATURE_NAMES),), np.float32)
+        self.features = features_for(options.features, budget=self._budget_range is not None)
+        self.feature_names = tuple(f.name for f in self.features)
+        self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(self.features),), np.float32)
         self.epochs = self.base_config.epochs
         self.run: TrainingRun | None = None
+        self.compute_budget: float | None = None
         self._done = True
-        self._last_info: dict = {}
+        self._last_info: dict[str, Any] = {}
         self._val_accuracies: list[float] = []
         self._kept_fractions: list[float] = []
 
@@ -155,6 +122,12 @@ class PruningEnv(gym.Env):
     @property
     def action_names(self) -> tuple[str, ...]:
         return self.codec.names
+
+    @property
+    def policy_context(self) -> PolicyContext:
+        """What a fixed policy needs of this env: pruner, epochs, action codec and feature layout."""
+        return PolicyContext(pruner=self.pruner_name, epochs=self.epochs, codec=self.codec,
+                             feature_names=self.feature_names, decision_interval=self.decision_interval)
 
     def encode_action(self, prune_ratio: float = 0.0, **knobs: float) -> np.ndarray:
         """The action vector for ``prune_ratio`` in ``[0, max_prune_ratio]`` and the pruner's knob values
@@ -187,122 +160,159 @@ class PruningEnv(gym.Env):
             seed = int(self._default_seed)
         self._first_reset = False
         super().reset(seed=seed)
-        if seed is not None:
-            run_seed = int(seed)
-        else:
-            run_seed = int(self.np_random.integers(0, 2**31 - 1))
+        run_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
+        self.compute_budget = self._episode_budget(options or {})
         self.run_seed = run_seed
-        self.run = TrainingRun(self.base_config.replace(seed=run_seed))
-        run = self.run
+        self.run = run = TrainingRun(self.base_config.replace(seed=run_seed))
         self.pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))
         val = run.evaluate("val")
         self._initial_val_accuracy = val.accuracy
+        self.reward.reset(val.accuracy)
         self._stats = StepStats(val_loss=val.loss, val_accuracy=val.accuracy, prev_val_loss=val.loss,
                                 prev_val_accuracy=val.accuracy)
         self._actions: list[list[float]] = []
-        self._prune_ratios: list[float] = []
         self._kept_fractions = []
         self._val_accuracies = []
         self._return = 0.0
         self._start = time.perf_counter()
         self._done = False
-        info = {"epoch": 0, "val_loss": val.loss, "val_accuracy": val.accuracy, "seed": run_seed}
+        info = ResetInfo(epoch=0, val_loss=val.loss, val_accuracy=val.accuracy, seed=run_seed,
+                         compute_budget=self.compute_budget).to_dict()
         self._last_info = info
-        return observe(run, self._stats), dict(info)
+        return self._observe(), dict(info)
+
+    def _episode_budget(self, options: dict) -> float | None:
+        """This episode's budget: ``options["compute_budget"]``, else the env's (drawn from its range)."""
+        unknown = sorted(set(options) - {"compute_budget"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {', '.join(unknown)}; allowed: compute_budget")
+        if "compute_budget" in options:
+            b = options["compute_budget"]
+            if b is None:
+                if self._budget_range is not None:
+                    raise ValueError("compute_budget=None at reset, but this env has a budget; make an env "
+                                     "without compute_budget for unbudgeted episodes")
+                return None
+            if self._budget_range is None:
+                raise ValueError("reset(options={'compute_budget': ...}) needs an env made with compute_budget "
+                                 "(its observation has the budget features)")
+            if not (isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 < float(b) <= 1.0):
+                raise ValueError(f"compute_budget={b!r} must be a fraction in (0, 1]")
+            return float(b)
+        if self._budget_range is None:
+            return None
+        lo, hi = self._budget_range
+        return lo if lo == hi else float(lo + (hi - lo) * self.np_random.random())
 
     def step(self, action):
         if self.run is None or self._done:
             raise RuntimeError("call reset() before step() (the episode is over or has not started)")
         a = self._check_action(action)
-        decoded = self.codec.decode(a)
+        decision = self.codec.decode(a)
         run = self.run
-        n_epochs = min(self.decision_interval, run.epochs - run.epoch)
-        flops = 0.0
-        trained = 0
-        wall = 0.0
-        error = None
-        results = []
-        for _ in range(n_epochs):
-            plan = self.pruner.plan(run.epoch, run.scores, decoded)
-            res = run.run_epoch(plan)
-            self.pruner.update(res, run.scores)
-            results.append(res)
-            flops += res.flops
-            trained += res.indices.numel()
-            wall += res.wall_time
-            if not math.isfinite(res.train_loss) and res.indices.numel() > 0:
-                error = f"non-finite training loss ({res.train_loss}) at epoch {res.epoch}"
-                break
-        last = results[-1]
+        adv = self._advance(decision)
         val = run.evaluate("val")
+        error = adv.error
         if error is None and not math.isfinite(val.loss):
-            error = f"non-finite validation loss ({val.loss}) after epoch {last.epoch}"
-        st = self._stats
-        st.prev_val_loss, st.prev_val_accuracy = st.val_loss, st.val_accuracy
-        st.val_loss, st.val_accuracy = val.loss, val.accuracy
-        st.record_val(run.epoch)
-        st.kept_fraction = trained / (run.num_train * len(results))
-        st.train_loss = last.train_loss if last.indices.numel() else st.train_loss
-        st.last_trained = last.indices
+            error = f"non-finite validation loss ({val.loss}) after epoch {adv.last.epoch}"
+        self._remember(val, adv)
         terminated = run.done or error is not None
-        frac_step = flops / run.meter.full_run_flops
-        selector_step = sum(r.passes.selector_flops for r in results) / run.meter.full_run_flops
-        info: dict[str, Any] = {
-            "epoch": run.epoch,
-            "prune_ratio": decoded["prune_ratio"],
-            "claimed_prune_ratio": sum(r.claimed_prune_ratio for r in results) / len(results),
-            "action": decoded,
-            "kept_fraction": st.kept_fraction,
-            "planned_fraction": sum(r.planned_fraction for r in results) / len(results),
-            "compute_fraction_step": frac_step,
-            "compute_fraction_total": run.meter.total_fraction,
-            "selector_compute_fraction_step": selector_step,
-            "selector_compute_fraction_total": run.meter.total_passes.selector_flops / run.meter.full_run_flops,
-            "flops_step": flops,
-            "train_loss": last.train_loss,
-            "train_accuracy": last.train_accuracy,
-            "val_loss": val.loss,
-            "val_accuracy": val.accuracy,
-            "lr": last.lr,
-        }
-        ref = None
-        if terminated and self._needs_reference:
-            ref = reference_accuracy(run.config)
-            info["reference_accuracy"] = ref
-        # A diverged run is scored as a run ending here at zero accuracy, minus the penalty (NONFINITE_PENALTY).
-        reward = float(self.reward_fn(RewardInput(
-            val_accuracy=val.accuracy if error is None else 0.0, prev_val_accuracy=st.prev_val_accuracy,
-            initial_val_accuracy=self._initial_val_accuracy, compute_fraction_step=frac_step,
-            compute_fraction_total=run.meter.total_fraction, terminated=terminated,
-            compute_weight=self.compute_weight, reference_accuracy=ref)))
-        if error is not None:
-            reward -= self.nonfinite_penalty
-            info["error"] = error
+        info = self._step_info(decision, adv, val, error)
+        reward = self._reward(val, adv, terminated, error, info)
         self._return += reward
         self._actions.append(a.tolist())  # validated and clipped, float64: replays bit-for-bit
-        self._prune_ratios.append(decoded["prune_ratio"])
-        self._kept_fractions.append(st.kept_fraction)
+        self._kept_fractions.append(self._stats.kept_fraction)
         self._val_accuracies.append(val.accuracy)
         elapsed = time.perf_counter() - self._start
         if self.record_wall_time:
-            info["wall_time"] = wall
-            info["wall_time_total"] = elapsed
-        truncated = (not terminated and self.max_wall_time is not None and elapsed > self.max_wall_time)
+            info.wall_time, info.wall_time_total = adv.wall, elapsed
+        truncated = not terminated and self.max_wall_time is not None and elapsed > self.max_wall_time
         if terminated or truncated:
-            test = run.evaluate("test")
-            info["test_loss"] = test.loss
-            info["test_accuracy"] = test.accuracy
-            info["episode_return"] = self._return
-            info["episode_record"] = {
-                "task": self.task,
-                "env_id": self.spec.id if self.spec is not None else None,
-                "env_kwargs": self._record_kwargs(),
-                "seed": self.run_seed,
-                "actions": [list(x) for x in self._actions],
-            }
-            self._done = True
-        self._last_info = info
-        return observe(run, st), reward, terminated, truncated, info
+            self._finish(info)
+        out = info.to_dict()
+        self._last_info = out
+        return self._observe(), reward, terminated, truncated, out
+
+    def _advance(self, decision: dict[str, float]) -> _Advance:
+        """Train the step's epochs under ``decision`` (within the budget); stop at a non-finite loss."""
+        run = self.run
+        assert run is not None
+        results: list[EpochResult] = []
+        flops, trained, wall, trimmed, error = 0.0, 0, 0.0, 0, None
+        for _ in range(min(self.decision_interval, run.epochs - run.epoch)):
+            res = step_run(run, self.pruner, decision, max_flops=self._flops_left())
+            results.append(res)
+            flops += res.flops
+            trained += int(res.indices.numel())
+            wall += res.wall_time
+            trimmed += int(res.extra.get("budget_trimmed", 0))
+            if not math.isfinite(res.train_loss) and res.indices.numel() > 0:
+                error = f"non-finite training loss ({res.train_loss}) at epoch {res.epoch}"
+                break
+        return _Advance(results, flops, trained, wall, trimmed, error)
+
+    def _flops_left(self) -> float | None:
+        if self.compute_budget is None:
+            return None
+        m = self.run.meter
+        return self.compute_budget * m.full_run_flops - m.total_flops
+
+    def _remember(self, val: EvalResult, adv: _Advance) -> None:
+        """Update the step memory the observation reads."""
+        st, run = self._stats, self.run
+        st.prev_val_loss, st.prev_val_accuracy = st.val_loss, st.val_accuracy
+        st.val_loss, st.val_accuracy = val.loss, val.accuracy
+        st.record_val(run.epoch)
+        st.kept_fraction = adv.trained / (run.num_train * len(adv.results))
+        st.train_loss = adv.last.train_loss if adv.last.indices.numel() else st.train_loss
+        st.last_trained = adv.last.indices
+
+    def _step_info(self, decision: dict[str, float], adv: _Advance, val: EvalResult, error: str | None) -> StepInfo:
+        run = self.run
+        last = adv.last
+        info = StepInfo(
+            epoch=run.epoch, prune_ratio=decision["prune_ratio"],
+            claimed_prune_ratio=sum(r.claimed_prune_ratio for r in adv.results) / len(adv.results), action=decision,
+            kept_fraction=self._stats.kept_fraction,
+            planned_fraction=sum(r.planned_fraction for r in adv.results) / len(adv.results),
+            compute_fraction_step=adv.flops / run.meter.full_run_flops,
+            compute_fraction_total=run.meter.total_fraction,
+            selector_compute_fraction_step=sum(r.passes.selector_flops for r in adv.results) / run.meter.full_run_flops,
+            selector_compute_fraction_total=run.meter.total_passes.selector_flops / run.meter.full_run_flops,
+            flops_step=adv.flops, train_loss=last.train_loss,
+            train_accuracy=last.train_accuracy, val_loss=val.loss, val_accuracy=val.accuracy, lr=last.lr,
+            error=error)
+        if self.compute_budget is not None:
+            info.compute_budget = self.compute_budget
+            left = max(0.0, self.compute_budget - run.meter.total_fraction)
+            info.budget_left, info.budget_trimmed = left / self.compute_budget, adv.trimmed
+        return info
+
+    def _reward(self, val: EvalResult, adv: _Advance, terminated: bool, error: str | None, info: StepInfo) -> float:
+        ref = None
+        if terminated and self.reward.needs_reference:
+            ref = info.reference_accuracy = reference_accuracy(self.run.config)
+        r = RewardInput(
+            val_accuracy=val.accuracy, prev_val_accuracy=self._stats.prev_val_accuracy,
+            initial_val_accuracy=self._initial_val_accuracy, compute_fraction_step=info.compute_fraction_step,
+            compute_fraction_total=info.compute_fraction_total, terminated=terminated,
+            compute_weight=self.compute_weight, reference_accuracy=ref, compute_budget=self.compute_budget)
+        return float(self.reward.on_error(r) if error is not None else self.reward.step(r))
+
+    def _finish(self, info: StepInfo) -> None:
+        """End of the episode: test metrics, the return and the episode record."""
+        test = self.run.evaluate("test")
+        info.test_loss, info.test_accuracy, info.episode_return = test.loss, test.accuracy, self._return
+        info.episode_record = EpisodeRecord(
+            env_kwargs=self._record_kwargs(), seed=self.run_seed, actions=[list(x) for x in self._actions],
+            task=self.task, env_id=self.spec.id if self.spec is not None else None,
+            compute_budget=self.compute_budget if self._budget_range is not None else None).to_dict()
+        self._done = True
+
+    def _observe(self) -> np.ndarray:
+        run = self.run
+        ctx = FeatureContext(run, self._stats, device_stats(run, self._stats), self.compute_budget)
+        return observe(ctx, self.features)
 
     def _record_kwargs(self) -> dict:
         """A copy of ``env_kwargs`` the caller may mutate (a callable reward is shared, not copied)."""
@@ -310,6 +320,7 @@ class PruningEnv(gym.Env):
         kwargs["reward"] = self.env_kwargs["reward"]
         return kwargs
 
+    # -- rendering -----------------------------------------------------------------------------------------
     def render(self):
         """``"ansi"``: one line of text; ``"rgb_array"``: a ``[64, 128, 3]`` uint8 chart with one column per
         step, validation accuracy (green, top half) and kept fraction (blue, bottom half); ``None``: nothing."""

@@ -1,14 +1,20 @@
-"""Observation features: a flat float32 vector with named, finite, O(1)-scaled entries.
+"""Observation features as a table of objects: each :class:`Feature` has a name, a doc, a documented range and
+a function of the step's :class:`FeatureContext`.
 
 Everything is computed from the training run's state (score table, compute meter, last epoch, validation
-metrics) with one host sync. Fixed policies read ``epoch_fraction`` to follow their schedules.
-Scales: fractions in [0, 1], losses in nats (a few units: ln(num_classes) at chance), log-sizes divided to
-about [0, 1.2]; every entry is finite and clipped to [-OBS_BOUND, OBS_BOUND] (NaN -> 0, +-inf -> +-OBS_BOUND),
-so the observation always lies in the env's observation space, also after a diverged epoch.
+metrics) with one host sync (:func:`device_stats`). Fixed policies read ``epoch_fraction`` to follow their
+schedules. Scales: fractions in [0, 1], losses in nats (a few units: ln(num_classes) at chance), log-sizes
+divided to about [0, 1.2]; every entry is finite and clipped to [-OBS_BOUND, OBS_BOUND] (NaN -> 0,
++-inf -> +-OBS_BOUND), so the observation always lies in the env's observation space, also after a diverged
+epoch.
+
+:data:`FEATURES` is the default table (its names are :data:`FEATURE_NAMES`); an env with a compute budget
+appends :data:`BUDGET_FEATURES`. Adding a feature is one entry in a table here.
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,44 +22,12 @@ import torch
 
 from prunegym.training import TrainingRun
 
-__all__ = ["FEATURE_NAMES", "FEATURE_DOCS", "OBS_BOUND", "StepStats", "observe"]
+__all__ = [
+    "BUDGET_FEATURES", "FEATURES", "FEATURE_DOCS", "FEATURE_NAMES", "OBS_BOUND", "DeviceStats", "Feature",
+    "FeatureContext", "StepStats", "device_stats", "features_for", "observe",
+]
 
 OBS_BOUND = 10.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND]; NaN -> 0, +-inf -> +-OBS_BOUND
-
-FEATURE_DOCS: dict[str, str] = {
-    "epoch_fraction": "epochs completed / epoch budget, in [0, 1]",
-    "compute_used": "training FLOPs so far / FLOPs of the full-data run",
-    "compute_remaining": "1 - compute_used",
-    "last_kept_fraction": "samples that reached the loss last step / (training-set size x epochs in the step)",
-    "log_train_loss": "ln of last step's mean unweighted train loss (0 before training, 10 if non-finite)",
-    "loss_q10": "10% quantile of the score table's latest per-sample losses",
-    "loss_q50": "median of the latest per-sample losses",
-    "loss_q90": "90% quantile of the latest per-sample losses",
-    "loss_std": "standard deviation of the latest per-sample losses",
-    "frac_below_mean": "fraction of samples whose latest loss is below the mean (InfoBatch's |D1| / N)",
-    "kept_loss_mean": "mean latest loss of the samples trained in the last epoch",
-    "pruned_loss_mean": "mean latest (stale) loss of the samples not trained in the last epoch (0 if none)",
-    "forgetting_fraction": "fraction of samples with at least one forgetting event (correct -> incorrect)",
-    "val_loss": "validation cross-entropy (10 if non-finite)",
-    "val_accuracy": "validation accuracy in [0, 1]",
-    "val_loss_delta": "change of validation loss since the last step",
-    "val_accuracy_delta": "change of validation accuracy since the last step",
-    "lr_fraction": "current learning rate / peak learning rate",
-    "log_train_size": "ln(training-set size) / 10",
-    "log_num_classes": "ln(number of classes) / ln(1000)",
-    "log_param_count": "ln(parameter count) / 20",
-    "val_accuracy_rel": "validation accuracy / best validation accuracy so far (initial evaluation included), in "
-                        "[0, 1]; 1 at a new best",
-    "val_accuracy_trend": "least-squares slope of validation accuracy over the last 3 evaluations (the initial one "
-                          "included), in accuracy per tenth of the epoch budget; 0 before the first step",
-    "train_val_gap": "latest correctness of the training samples trained at least once, averaged (stale for "
-                     "pruned ones), minus validation accuracy, in [-1, 1]; 0 before training",
-    "score_age": "mean over samples of the epochs since each was last trained / epochs completed, in [0, 1] "
-                 "(0 after a full-data epoch; a never-trained sample counts 1; 0 before training)",
-    "loss_noise": "mean sqrt(ema_var) / (mean ema + mean sqrt(ema_var)) over samples with a recorded loss, in "
-                  "[0, 1): how noisy the per-sample scores are (Raju's UCB spread relative to mu)",
-}
-FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DOCS)
 
 
 @dataclass
@@ -84,7 +58,74 @@ class StepStats:
         acc = float(self.val_accuracy)
         self.val_history = (self.val_history + ((int(epoch), acc),))[-3:]
         if math.isfinite(acc):
-            self.best_val_accuracy = max(float(self.best_val_accuracy), acc)
+            self.best_val_accuracy = max(float(self.best_val_accuracy or 0.0), acc)
+
+
+@dataclass(frozen=True)
+class DeviceStats:
+    """The score-table statistics of one step, computed on the device and read with one host sync."""
+
+    loss_q10: float
+    loss_q50: float
+    loss_q90: float
+    loss_std: float
+    frac_below_mean: float
+    kept_loss_mean: float
+    pruned_loss_mean: float
+    forgetting_fraction: float
+    n_observed: float
+    n_correct: float
+    ema_sum: float
+    spread_sum: float
+    mean_last_epoch: float
+
+
+def device_stats(run: TrainingRun, stats: StepStats) -> DeviceStats:
+    """:class:`DeviceStats` of ``run``'s score table (``stats.last_trained`` marks the kept samples)."""
+    s = run.scores
+    loss = s.loss
+    n = loss.numel()
+    q = torch.quantile(loss, torch.tensor([0.1, 0.5, 0.9], device=loss.device))
+    mean = loss.mean()
+    if stats.last_trained is not None and stats.last_trained.numel() > 0:
+        kept_mask = torch.zeros(n, dtype=torch.bool, device=loss.device)
+        kept_mask[stats.last_trained] = True
+        n_kept = kept_mask.sum()
+        kept_mean = (loss * kept_mask).sum() / n_kept.clamp(min=1)
+        pruned_mean = (loss * ~kept_mask).sum() / (n - n_kept).clamp(min=1)
+    else:
+        kept_mean = pruned_mean = torch.zeros((), device=loss.device)
+    observed = s.observed.float()
+    spread = s.ema_var.clamp_min(0.0).sqrt()
+    values = torch.stack([
+        q[0], q[1], q[2], loss.std(correction=0), (loss < mean).float().mean(), kept_mean, pruned_mean,
+        (s.forgetting > 0).float().mean(),
+        observed.sum(), (s.last_correct.float() * observed).sum(), (s.ema * observed).sum(), (spread * observed).sum(),
+        s.last_epoch.float().mean(),
+    ]).tolist()  # the one host sync
+    return DeviceStats(*values)
+
+
+@dataclass(frozen=True)
+class FeatureContext:
+    """What a feature function reads: the run, the env's step memory, the device statistics and the episode's
+    compute budget (a fraction of the full-data run's FLOPs, ``None`` without one)."""
+
+    run: TrainingRun
+    stats: StepStats
+    dev: DeviceStats
+    compute_budget: float | None = None
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One observation entry: ``fn(ctx)`` in the documented range ``[low, high]`` (before the clip)."""
+
+    name: str
+    doc: str
+    low: float
+    high: float
+    fn: Callable[[FeatureContext], float]
 
 
 def _finite(v: float, default: float = 0.0) -> float:
@@ -106,56 +147,100 @@ def _slope(points: tuple[tuple[int, float], ...]) -> float:
     return sum((x - xm) * (y - ym) for x, y in points) / sxx if sxx > 0 else 0.0
 
 
-def observe(run: TrainingRun, stats: StepStats) -> np.ndarray:
-    """The observation vector ``[len(FEATURE_NAMES)]`` float32 for the run's current state."""
-    s = run.scores
-    loss = s.loss
-    n = loss.numel()
-    q = torch.quantile(loss, torch.tensor([0.1, 0.5, 0.9], device=loss.device))
-    mean = loss.mean()
-    if stats.last_trained is not None and stats.last_trained.numel() > 0:
-        kept_mask = torch.zeros(n, dtype=torch.bool, device=loss.device)
-        kept_mask[stats.last_trained] = True
-        n_kept = kept_mask.sum()
-        kept_mean = (loss * kept_mask).sum() / n_kept.clamp(min=1)
-        pruned_mean = (loss * ~kept_mask).sum() / (n - n_kept).clamp(min=1)
-    else:
-        kept_mean = pruned_mean = torch.zeros((), device=loss.device)
-    observed = s.observed.float()
-    n_observed = observed.sum()
-    spread = s.ema_var.clamp_min(0.0).sqrt()
-    on_device = torch.stack([
-        q[0], q[1], q[2], loss.std(correction=0), (loss < mean).float().mean(), kept_mean, pruned_mean,
-        (s.forgetting > 0).float().mean(),
-        n_observed, (s.last_correct.float() * observed).sum(), (s.ema * observed).sum(), (spread * observed).sum(),
-        s.last_epoch.float().mean(),
-    ]).tolist()  # the one host sync
-    n_obs, n_correct, ema_sum, spread_sum, mean_last_epoch = on_device[8:13]
-    used = run.meter.total_fraction
-    cfg = run.config
-    best = max(float(stats.best_val_accuracy if stats.best_val_accuracy is not None else 0.0), stats.val_accuracy)
-    noise_den = ema_sum + spread_sum
-    values = [
-        run.epoch / run.epochs,
-        used,
-        1.0 - used,
-        stats.kept_fraction,
-        _log_loss(stats.train_loss) if run.epoch > 0 else 0.0,
-        *on_device[:7],
-        on_device[7],
-        _finite(stats.val_loss, OBS_BOUND),
-        stats.val_accuracy,
-        _finite(stats.val_loss - stats.prev_val_loss),
-        stats.val_accuracy - stats.prev_val_accuracy,
-        run.lr / cfg.lr,
-        math.log(run.num_train) / 10.0,
-        math.log(run.data.num_classes) / math.log(1000.0),
-        math.log(run.param_count) / 20.0,
-        stats.val_accuracy / best if best > 0 else 1.0,
-        _slope(stats.val_history) * run.epochs / 10.0,
-        n_correct / n_obs - stats.val_accuracy if n_obs > 0 else 0.0,
-        (run.epoch - 1 - mean_last_epoch) / run.epoch if run.epoch > 0 else 0.0,
-        spread_sum / noise_den if noise_den > 0 else 0.0,
-    ]
-    obs = np.nan_to_num(np.asarray(values, dtype=np.float32), nan=0.0, posinf=OBS_BOUND, neginf=-OBS_BOUND)
+def _val_accuracy_rel(c: FeatureContext) -> float:
+    st = c.stats
+    best = max(float(st.best_val_accuracy if st.best_val_accuracy is not None else 0.0), st.val_accuracy)
+    return st.val_accuracy / best if best > 0 else 1.0
+
+
+def _loss_noise(c: FeatureContext) -> float:
+    den = c.dev.ema_sum + c.dev.spread_sum
+    return c.dev.spread_sum / den if den > 0 else 0.0
+
+
+def _budget_left(c: FeatureContext) -> float:
+    if c.compute_budget is None:
+        return 1.0
+    return max(0.0, c.compute_budget - c.run.meter.total_fraction) / c.compute_budget
+
+
+_INF = math.inf
+FEATURES: tuple[Feature, ...] = (
+    Feature("epoch_fraction", "epochs completed / epoch budget, in [0, 1]", 0, 1,
+            lambda c: c.run.epoch / c.run.epochs),
+    Feature("compute_used", "training FLOPs so far / FLOPs of the full-data run", 0, _INF,
+            lambda c: c.run.meter.total_fraction),
+    Feature("compute_remaining", "1 - compute_used", -_INF, 1, lambda c: 1.0 - c.run.meter.total_fraction),
+    Feature("last_kept_fraction",
+            "samples that reached the loss last step / (training-set size x epochs in the step)", 0, 1,
+            lambda c: c.stats.kept_fraction),
+    Feature("log_train_loss", "ln of last step's mean unweighted train loss (0 before training, 10 if non-finite)",
+            math.log(1e-8), OBS_BOUND, lambda c: _log_loss(c.stats.train_loss) if c.run.epoch > 0 else 0.0),
+    Feature("loss_q10", "10% quantile of the score table's latest per-sample losses", 0, _INF, lambda c: c.dev.loss_q10),
+    Feature("loss_q50", "median of the latest per-sample losses", 0, _INF, lambda c: c.dev.loss_q50),
+    Feature("loss_q90", "90% quantile of the latest per-sample losses", 0, _INF, lambda c: c.dev.loss_q90),
+    Feature("loss_std", "standard deviation of the latest per-sample losses", 0, _INF, lambda c: c.dev.loss_std),
+    Feature("frac_below_mean", "fraction of samples whose latest loss is below the mean (InfoBatch's |D1| / N)", 0, 1,
+            lambda c: c.dev.frac_below_mean),
+    Feature("kept_loss_mean", "mean latest loss of the samples trained in the last epoch", 0, _INF,
+            lambda c: c.dev.kept_loss_mean),
+    Feature("pruned_loss_mean", "mean latest (stale) loss of the samples not trained in the last epoch (0 if none)",
+            0, _INF, lambda c: c.dev.pruned_loss_mean),
+    Feature("forgetting_fraction", "fraction of samples with at least one forgetting event (correct -> incorrect)",
+            0, 1, lambda c: c.dev.forgetting_fraction),
+    Feature("val_loss", "validation cross-entropy (10 if non-finite)", 0, OBS_BOUND,
+            lambda c: _finite(c.stats.val_loss, OBS_BOUND)),
+    Feature("val_accuracy", "validation accuracy in [0, 1]", 0, 1, lambda c: c.stats.val_accuracy),
+    Feature("val_loss_delta", "change of validation loss since the last step", -_INF, _INF,
+            lambda c: _finite(c.stats.val_loss - c.stats.prev_val_loss)),
+    Feature("val_accuracy_delta", "change of validation accuracy since the last step", -1, 1,
+            lambda c: c.stats.val_accuracy - c.stats.prev_val_accuracy),
+    Feature("lr_fraction", "current learning rate / peak learning rate", 0, 1, lambda c: c.run.lr / c.run.config.lr),
+    Feature("log_train_size", "ln(training-set size) / 10", 0, _INF, lambda c: math.log(c.run.num_train) / 10.0),
+    Feature("log_num_classes", "ln(number of classes) / ln(1000)", 0, _INF,
+            lambda c: math.log(c.run.data.num_classes) / math.log(1000.0)),
+    Feature("log_param_count", "ln(parameter count) / 20", 0, _INF, lambda c: math.log(c.run.param_count) / 20.0),
+    Feature("val_accuracy_rel", "validation accuracy / best validation accuracy so far (initial evaluation "
+            "included), in [0, 1]; 1 at a new best", 0, 1, _val_accuracy_rel),
+    Feature("val_accuracy_trend", "least-squares slope of validation accuracy over the last 3 evaluations (the "
+            "initial one included), in accuracy per tenth of the epoch budget; 0 before the first step", -_INF, _INF,
+            lambda c: _slope(c.stats.val_history) * c.run.epochs / 10.0),
+    Feature("train_val_gap", "latest correctness of the training samples trained at least once, averaged (stale for "
+            "pruned ones), minus validation accuracy, in [-1, 1]; 0 before training", -1, 1,
+            lambda c: c.dev.n_correct / c.dev.n_observed - c.stats.val_accuracy if c.dev.n_observed > 0 else 0.0),
+    Feature("score_age", "mean over samples of the epochs since each was last trained / epochs completed, in [0, 1] "
+            "(0 after a full-data epoch; a never-trained sample counts 1; 0 before training)", 0, 1,
+            lambda c: (c.run.epoch - 1 - c.dev.mean_last_epoch) / c.run.epoch if c.run.epoch > 0 else 0.0),
+    Feature("loss_noise", "mean sqrt(ema_var) / (mean ema + mean sqrt(ema_var)) over samples with a recorded loss, in "
+            "[0, 1): how noisy the per-sample scores are (Raju's UCB spread relative to mu)", 0, 1, _loss_noise),
+)
+BUDGET_FEATURES: tuple[Feature, ...] = (
+    Feature("compute_budget", "the episode's compute budget: a fraction in (0, 1] of the full-data run's training "
+            "FLOPs (1 without a budget)", 0, 1, lambda c: c.compute_budget if c.compute_budget is not None else 1.0),
+    Feature("budget_left", "share of the budget not yet spent, in [0, 1] (1 at reset, 0 when spent)", 0, 1,
+            _budget_left),
+)
+FEATURE_DOCS: dict[str, str] = {f.name: f.doc for f in FEATURES}
+FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DOCS)
+_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES + BUDGET_FEATURES}
+
+
+def features_for(names: Sequence[str] | None = None, budget: bool = False) -> tuple[Feature, ...]:
+    """The feature table of an env: ``names`` (any of :data:`FEATURES` and :data:`BUDGET_FEATURES`, in that
+    order), or by default :data:`FEATURES`, followed by :data:`BUDGET_FEATURES` when ``budget``."""
+    if names is None:
+        return FEATURES + (BUDGET_FEATURES if budget else ())
+    unknown = [n for n in names if n not in _BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown feature(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(_BY_NAME)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"features={list(names)!r} names a feature twice")
+    return tuple(_BY_NAME[n] for n in names)
+
+
+def observe(ctx: FeatureContext, features: Sequence[Feature] = FEATURES) -> np.ndarray:
+    """The observation ``[len(features)]`` float32: each feature's value, finite and clipped to
+    [-OBS_BOUND, OBS_BOUND]."""
+    obs = np.nan_to_num(np.asarray([f.fn(ctx) for f in features], dtype=np.float32), nan=0.0, posinf=OBS_BOUND,
+                        neginf=-OBS_BOUND)
     return np.clip(obs, -OBS_BOUND, OBS_BOUND)

@@ -7,10 +7,10 @@ import os
 from pathlib import Path
 
 from prunegym.baselines import make_pruner
-from prunegym.training import RunConfig, TrainingRun, resolve_device
-from prunegym.training.atomic import write_text_atomic
+from prunegym.training import RunConfig, TrainingRun, resolve_device, step_run
+from prunegym.training.io import write_json_atomic
 
-__all__ = ["cache_dir", "reference_accuracy", "write_json_atomic"]
+__all__ = ["cache_dir", "reference_accuracy"]
 
 _MEMORY: dict[str, float] = {}  # cache file path -> accuracy (a new PRUNEGYM_CACHE gets its own file)
 
@@ -18,11 +18,6 @@ _MEMORY: dict[str, float] = {}  # cache file path -> accuracy (a new PRUNEGYM_CA
 def cache_dir() -> Path:
     """``$PRUNEGYM_CACHE`` or ``~/.cache/prunegym``."""
     return Path(os.environ.get("PRUNEGYM_CACHE", Path.home() / ".cache" / "prunegym")).expanduser()
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and ``os.replace`` (never half-written)."""
-    write_text_atomic(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def reference_accuracy(config: RunConfig) -> float:
@@ -50,8 +45,7 @@ def reference_accuracy(config: RunConfig) -> float:
     pruner = make_pruner("full")
     pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))  # as PruningEnv.reset
     while not run.done:
-        result = run.run_epoch(pruner.plan(run.epoch, run.scores, {"prune_ratio": 0.0}))
-        pruner.update(result, run.scores)
+        step_run(run, pruner, {"prune_ratio": 0.0})
     acc = run.evaluate("val").accuracy
     write_json_atomic(path, {"config": cfg, "val_accuracy": acc})
     _MEMORY[mem_key] = acc

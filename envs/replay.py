@@ -1,9 +1,14 @@
-"""Replay an episode from its ``episode_record``: same task, kwargs, seed and actions -> same metrics on CPU."""
+"""Replay an episode from its :class:`~prunegym.envs.record.EpisodeRecord`: same task, kwargs, seed, budget and
+actions -> same metrics on CPU."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from .env import PruningEnv
+from .record import EpisodeRecord
 
 __all__ = ["ReplayResult", "replay"]
 
@@ -24,31 +29,24 @@ class ReplayResult:
         return self.infos[-1]
 
 
-def replay(record: dict, **overrides) -> ReplayResult:
-    """Rebuild the env of ``record`` (from ``info["episode_record"]``, also after a JSON round trip), reset
-    with its seed and step its actions. ``overrides`` replace env kwargs (e.g. ``device="cpu"`` to replay a
-    GPU episode on the CPU, ``data_root=...``). The wall-clock limit is not replayed: an episode that was
-    truncated by ``max_wall_time`` replays up to its last action, and its final info gets the test metrics
-    (``test_loss``, ``test_accuracy``) that the truncated step reported. Raises ``ValueError`` if the record
-    is malformed or the replayed episode ends before its last action."""
-    from .env import PruningEnv
-
-    if not isinstance(record, dict):
-        raise ValueError(f"an episode record is a dict (info['episode_record']), got {type(record).__name__}")
-    for key in ("env_kwargs", "seed", "actions"):
-        if key not in record:
-            raise ValueError(f"episode record lacks {key!r}; it needs env_kwargs, seed and actions")
-    if not record["actions"]:
-        raise ValueError("episode record has no actions")
-    env = PruningEnv(**{**record["env_kwargs"], **overrides})
-    env.reset(seed=int(record["seed"]))
+def replay(record: EpisodeRecord | dict[str, Any], **overrides: Any) -> ReplayResult:
+    """Rebuild the env of ``record`` (an :class:`EpisodeRecord`, or ``info["episode_record"]``, also after a
+    JSON round trip), reset with its seed (and budget) and step its actions. ``overrides`` replace env kwargs
+    (e.g. ``device="cpu"`` to replay a GPU episode on the CPU, ``data_root=...``). The wall-clock limit is not
+    replayed: an episode that was truncated by ``max_wall_time`` replays up to its last action, and its final
+    info gets the test metrics (``test_loss``, ``test_accuracy``) that the truncated step reported. Raises
+    ``ValueError`` if the record is malformed or the replayed episode ends before its last action."""
+    rec = EpisodeRecord.from_dict(record)
+    env = PruningEnv(**{**rec.env_kwargs, **overrides})
+    options = {"compute_budget": rec.compute_budget} if rec.compute_budget is not None else None
+    env.reset(seed=rec.seed, options=options)
     infos, rewards = [], []
-    for i, a in enumerate(record["actions"]):
+    for i, a in enumerate(rec.actions):
         _, r, term, trunc, info = env.step(np.asarray(a, dtype=np.float64))
         infos.append(info)
         rewards.append(r)
-        if (term or trunc) and i != len(record["actions"]) - 1:
-            raise ValueError(f"the replayed episode ended at step {i + 1} of {len(record['actions'])}")
+        if (term or trunc) and i != len(rec.actions) - 1:
+            raise ValueError(f"the replayed episode ended at step {i + 1} of {len(rec.actions)}")
     if "test_accuracy" not in infos[-1]:
         test = env.run.evaluate("test")
         infos[-1]["test_loss"], infos[-1]["test_accuracy"] = test.loss, test.accuracy

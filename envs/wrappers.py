@@ -1,13 +1,16 @@
-"""Wrappers around :class:`PruningEnv` for agents that need another action space."""
+"""Wrappers around :class:`PruningEnv` for agents that need another action space: ``DiscreteRatio`` (value-based
+agents) and ``ResidualAction`` (an agent that corrects a fixed policy's action)."""
 from __future__ import annotations
 
-from typing import Sequence
+import bisect
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["DiscreteRatio"]
+__all__ = ["DiscreteRatio", "ResidualAction", "interpolate_settings"]
 
 
 class DiscreteRatio(gym.ActionWrapper):
@@ -38,3 +41,88 @@ class DiscreteRatio(gym.ActionWrapper):
         if not 0 <= i < len(self.ratios):
             raise ValueError(f"action {i} is outside Discrete({len(self.ratios)}) (ratios {self.ratios})")
         return self._table[i]
+
+
+def interpolate_settings(table: Mapping[float, Mapping[str, float]], budget: float) -> dict[str, float]:
+    """Hyperparameters at ``budget``, linearly interpolated between the budgets of ``table``
+    (``{budget: {name: value}}``, e.g. tuned settings at 0.3, 0.5 and 0.7) and held constant beyond them."""
+    if not table:
+        raise ValueError("interpolate_settings needs at least one budget's settings")
+    points = sorted((float(b), dict(p)) for b, p in table.items())
+    xs = [b for b, _ in points]
+    i = bisect.bisect_left(xs, budget)
+    if i == 0:
+        return dict(points[0][1])
+    if i == len(points):
+        return dict(points[-1][1])
+    (b0, p0), (b1, p1) = points[i - 1], points[i]
+    t = (budget - b0) / (b1 - b0)
+    return {k: (1 - t) * float(p0[k]) + t * float(p1[k]) for k in p0}
+
+
+class ResidualAction(gym.ActionWrapper):
+    """The agent's action ``a`` in ``[-1, 1]^A`` corrects a fixed policy's: the env gets
+    ``clip(base(obs) + scale * a, -1, 1)``, so an agent whose actions start near 0 starts where the fixed
+    policy is (issue 16: a residual on a tuned ``static_schedule``).
+
+    ``base``: a fixed-policy name of :data:`prunegym.baselines.POLICIES` whose pruner is the env's;
+    ``settings``: its hyperparameters, either one dict or a table ``{budget: {name: value}}`` interpolated at
+    each episode's budget (:func:`interpolate_settings`; the env must have a compute budget);
+    ``scale``: the largest correction, in action units (default 0.5, a quarter of the range).
+    JSON-able arguments, so an agent's ``.json`` can name it (``{"prunegym.envs.ResidualAction": {...}}``).
+    """
+
+    def __init__(self, env: gym.Env, base: str, settings: Mapping[str, Any] | None = None, scale: float = 0.5):
+        super().__init__(env)
+        from prunegym.baselines import POLICIES
+
+        if base not in POLICIES:
+            raise ValueError(f"unknown base policy {base!r}; allowed: {', '.join(POLICIES)}")
+        if not 0.0 < float(scale) <= 2.0:
+            raise ValueError(f"scale={scale!r} must be in (0, 2]")
+        self.base = base
+        self.scale = float(scale)
+        settings = dict(settings or {})
+        self._table = None
+        if settings and all(_is_number(k) for k in settings):
+            self._table = {float(k): dict(v) for k, v in settings.items()}
+        self._settings = settings
+        self._policy = None
+        self.action_space = spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        from prunegym.baselines import make_policy
+
+        params = self._settings
+        if self._table is not None:
+            budget = info.get("compute_budget")
+            if budget is None:
+                raise ValueError("ResidualAction with settings per budget needs an env with a compute budget")
+            params = interpolate_settings(self._table, float(budget))
+        self._policy = make_policy(self.base, self.env, **params)
+        self._obs = obs
+        return obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        self._obs = obs
+        return obs, reward, terminated, truncated, info
+
+    def base_action(self) -> np.ndarray:
+        """The fixed policy's action for the current observation."""
+        if self._policy is None:
+            raise RuntimeError("call reset() before step()")
+        return np.asarray(self._policy.predict(self._obs)[0], dtype=np.float64)
+
+    def action(self, action) -> np.ndarray:
+        a = np.clip(np.asarray(action, dtype=np.float64).reshape(self.action_space.shape), -1.0, 1.0)
+        return np.clip(self.base_action() + self.scale * a, -1.0, 1.0)
+
+
+def _is_number(text: Any) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -33,11 +33,20 @@ PAPER_DEFAULTS = {
     "ucb": {"prune_ratio": 0.5, "c": 1.0},
     "seta": {"prune_ratio": 0.1, "window_scale": 0.9, "delta": 0.875},
     "ies": {"threshold": 1e-3},
+    # the budget-matched static baselines of the learned pruner (issue 16): neutral defaults, made to be tuned
+    "static_const": {"sharpness": 0.0, "rescale": 0.0, "greedy": 0.0, "budget": None, "warmup_epochs": 1},
+    "static_schedule": {"tilt": 0.0, "sharpness": 0.0, "rescale": 0.0, "greedy": 0.0, "budget": None,
+                        "warmup_epochs": 1},
 }
 
 
+def budget_kwargs(name: str) -> dict:
+    """A compute budget for the policies that only run under one."""
+    return {"compute_budget": 0.5} if getattr(POLICIES[name], "requires_budget", False) else {}
+
+
 def env_for(name: str, **kwargs) -> PruningEnv:
-    return PruningEnv(task="synthetic-mlp", pruner=policy_pruner(name), **kwargs)
+    return PruningEnv(task="synthetic-mlp", pruner=policy_pruner(name), **budget_kwargs(name), **kwargs)
 
 
 def schedule_of(name: str, epochs: int, **hparams) -> list[dict]:
@@ -47,7 +56,7 @@ def schedule_of(name: str, epochs: int, **hparams) -> list[dict]:
 
 def run_episode(name: str, seed: int = 0, record_plans: bool = False, **env_kwargs):
     """One episode of policy ``name`` on the synthetic task; returns (infos, plans)."""
-    env = gymnasium.make(SYNTHETIC_ID, pruner=policy_pruner(name), **env_kwargs)
+    env = gymnasium.make(SYNTHETIC_ID, pruner=policy_pruner(name), **budget_kwargs(name), **env_kwargs)
     policy = make_policy(name, env)
     plans = []
     if record_plans:
@@ -72,7 +81,8 @@ def test_registries_list_every_method():
     assert set(POLICIES) == set(PAPER_DEFAULTS)
     assert {n: policy_pruner(n) for n in POLICIES} == {
         "full": "full", "uniform": "uniform", "uniform_rescaled": "uniform", "infobatch": "infobatch",
-        "swdpp": "swdpp", "pfb": "pfb", "epsilon_greedy": "epsilon_greedy", "ucb": "ucb", "seta": "seta", "ies": "ies"}
+        "swdpp": "swdpp", "pfb": "pfb", "epsilon_greedy": "epsilon_greedy", "ucb": "ucb", "seta": "seta", "ies": "ies",
+        "static_const": "learned", "static_schedule": "learned"}
     for name in PRUNERS:
         assert make_pruner(name).name == name
     with pytest.raises(ValueError, match="bad hyperparameters"):

@@ -3,6 +3,7 @@
 This package knows nothing of gymnasium or of any pruning method: a caller passes an :class:`EpochPlan`
 to :meth:`TrainingRun.run_epoch` and gets an :class:`EpochResult` back.
 """
+from .budget import plan_flops, trim_plan
 from .config import OPTIMIZERS, RunConfig
 from .data import DATASETS, DataSplits, DatasetMissingError, data_root, load_splits, make_synthetic
 from .flops import PassFlops, measure_flops
@@ -13,11 +14,13 @@ from .run import EvalResult, TrainingRun, resolve_device
 from .schedule import SCHEDULES, lr_at
 from .scores import ScoreTable
 from .seeding import derive_seed, numpy_generator, torch_generator
+from .step import step_run
 
 __all__ = [
     "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES",
     "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult", "EvalResult",
     "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitModel", "TrainingRun",
     "build_model", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic", "measure_flops",
-    "numpy_generator", "resolve_device", "selector_flops", "split_points", "torch_generator",
+    "numpy_generator", "plan_flops", "resolve_device", "selector_flops", "split_points", "step_run", "torch_generator",
+    "trim_plan",
 ]

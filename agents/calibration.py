@@ -1,0 +1,199 @@
+"""Calibration: solve a fixed policy's main knob so that its realised compute meets a budget (issue 16).
+
+For a (task, policy, budget ``b``), :func:`calibrate` finds the value of the policy's main knob (its prune
+ratio; IES's threshold, on a log scale) at which the mean realised compute fraction over the calibration
+seeds is ``b`` within ``tol`` (relative, default 1%): bisection on a bracket, each step placed by
+regula falsi (the Illinois variant) and falling back to the midpoint, so a knob whose compute is an exact
+function of it lands in two or three steps and a noisy one still converges. Episodes run without the env's
+budget cap (the cap would hide an overshoot). A policy whose cheapest setting still spends more than
+``b (1 + tol)`` cannot reach the budget and is reported as such (``reachable=False``, with the cheapest
+compute it got), never forced.
+
+Results are cached as JSON per (env id, env kwargs, policy, budget, seeds) under
+``<cache>/calibration/`` with the command that made them; a cached result is reused only if everything
+that defines it matches.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from prunegym.training.io import canonical_json, write_json_atomic
+
+__all__ = ["CALIBRATION_SEEDS", "Calibration", "calibrate", "calibration_cache", "main_knob"]
+
+CALIBRATION_SEEDS = (20000, 20001)  # disjoint from evaluation (< 10000), tuning (30000+) and training (>= 1e6)
+FORMAT = "prunegym-calibration/1"
+
+
+@dataclass
+class Calibration:
+    """The solved main knob of ``policy`` at ``budget`` (``value``; ``None`` if unreachable), the mean
+    compute it realised on ``seeds`` (``compute``), every evaluated point ``(knob, compute)`` and the command
+    that made it."""
+
+    env_id: str
+    env_kwargs: dict[str, Any]
+    policy: str
+    budget: float
+    knob: str
+    value: float | None
+    compute: float
+    reachable: bool
+    seeds: list[int]
+    tol: float
+    points: list[list[float]] = field(default_factory=list)
+    command: str = ""
+    format: str = FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def hparams(self) -> dict[str, Any]:
+        """The policy hyperparameters that reach the budget (``{}`` if unreachable)."""
+        return {self.knob: self.value} if self.reachable and self.value is not None else {}
+
+
+def main_knob(policy: str) -> tuple[str, float, float, bool]:
+    """``(name, cheapest, dearest, log_scale)`` of ``policy``'s main knob: the value that saves most compute,
+    the one that saves none, and whether to bisect on a log scale."""
+    from prunegym.baselines import POLICIES, PRUNERS
+
+    cls = POLICIES[policy]
+    name = getattr(cls, "main_knob", "prune_ratio")
+    if name == "prune_ratio":
+        return name, 0.9, 0.0, False
+    for k in PRUNERS[cls.pruner].knobs:
+        if k.name == name:
+            log = bool(getattr(k, "log", False))
+            return name, float(k.high), float(k.low), log  # a larger threshold excludes more (IES)
+    raise ValueError(f"policy {policy!r}: main knob {name!r} is not a knob of its pruner")
+
+
+def calibration_cache() -> Path:
+    """``$PRUNEGYM_CACHE/calibration`` (default ``~/.cache/prunegym/calibration``)."""
+    from prunegym.envs.reference import cache_dir
+
+    return cache_dir() / "calibration"
+
+
+def _key(env_id: str, env_kwargs: dict[str, Any], policy: str, budget: float, seeds: Sequence[int], tol: float) -> str:
+    text = canonical_json({"env_id": env_id, "env_kwargs": env_kwargs, "policy": policy, "budget": budget,
+                           "seeds": list(seeds), "tol": tol, "format": FORMAT})
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _command(env_id: str, policy: str, budget: float, env_kwargs: dict[str, Any]) -> str:
+    kv = " ".join(f"{k}={v!r}" for k, v in sorted(env_kwargs.items()))
+    return (f"prunegym compare --env {env_id} --budgets {budget:g} --policies {policy}"
+            + (f" --env-kwargs {shlex.quote(kv)}" if kv else "") + f"  # (python: {shlex.join(sys.argv)})")
+
+
+def calibrate(env_id: str, policy: str, budget: float, *, env_kwargs: dict[str, Any] | None = None,
+              seeds: Sequence[int] = CALIBRATION_SEEDS, tol: float = 0.01, max_steps: int = 14,
+              cache: str | Path | None = None, progress: bool = False,
+              runner: Callable[..., Any] | None = None) -> Calibration:
+    """Solve ``policy``'s main knob for ``budget`` on ``env_id`` (see the module docstring)."""
+    from prunegym.baselines import POLICIES
+
+    from .episode import policy_spec, run_episode
+
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; allowed: {', '.join(POLICIES)}")
+    if not 0.0 < float(budget) <= 1.0:
+        raise ValueError(f"budget={budget!r} must be a fraction in (0, 1]")
+    env_kwargs = {k: v for k, v in dict(env_kwargs or {}).items() if k != "compute_budget"}
+    knob, cheap, dear, log = main_knob(policy)
+    folder = Path(cache) if cache is not None else calibration_cache()
+    path = folder / f"{_key(env_id, env_kwargs, policy, float(budget), seeds, tol)}.json"
+    if path.is_file():
+        try:
+            return Calibration(**json.loads(path.read_text()))
+        except (TypeError, ValueError):
+            pass  # a corrupt or old entry is recomputed
+    run = runner or run_episode
+    points: list[list[float]] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_steps + 2, desc=f"calibrate {policy} @ {budget:g}", unit="step", leave=False)
+
+    def compute_at(value: float) -> float:
+        spec = policy_spec(policy, hparams={knob: value})
+        comps = [float(run(spec, env_id, env_kwargs, int(s)).row.compute_fraction) for s in seeds]
+        c = sum(comps) / len(comps)
+        points.append([value, c])
+        if bar is not None:
+            bar.update()
+        return c
+
+    def to_x(v: float) -> float:
+        return math.log(v) if log else v
+
+    def from_x(x: float) -> float:
+        return math.exp(x) if log else x
+
+    b = float(budget)
+    try:
+        c_cheap = compute_at(cheap)
+        if c_cheap > b * (1.0 + tol):
+            result = (None, c_cheap, False)
+        elif abs(c_cheap / b - 1.0) <= tol:
+            result = (cheap, c_cheap, True)
+        else:
+            c_dear = compute_at(dear)
+            if c_dear < b * (1.0 - tol):  # spends less than the budget even at its dearest setting
+                result = (dear, c_dear, True)
+            else:
+                x, c, ok = _solve(lambda x: compute_at(from_x(x)), b, tol, (to_x(cheap), c_cheap),
+                                  (to_x(dear), c_dear), max_steps)
+                result = (from_x(x), c, ok)
+    finally:
+        if bar is not None:
+            bar.close()
+    value, comp, ok = result
+    cal = Calibration(env_id=env_id, env_kwargs=env_kwargs, policy=policy, budget=b, knob=knob,
+                      value=None if value is None else round(float(value), 10), compute=comp, reachable=ok,
+                      seeds=[int(s) for s in seeds], tol=tol, points=points,
+                      command=_command(env_id, policy, b, env_kwargs))
+    write_json_atomic(path, cal.to_dict())
+    return cal
+
+
+def _solve(f: Callable[[float], float], b: float, tol: float, low: tuple[float, float],
+           high: tuple[float, float], max_steps: int) -> tuple[float, float, bool]:
+    """``(x, f(x), ok)`` with ``|f(x) / b - 1| <= tol`` (``ok``), else the closest point seen, by the Illinois
+    regula falsi between ``low = (x, f(x) < b)`` and ``high = (x, f(x) > b)``, falling back to the midpoint
+    when the secant step leaves the bracket."""
+    (x_lo, c_lo), (x_hi, c_hi) = low, high
+    g_lo, g_hi = c_lo - b, c_hi - b  # < 0, > 0
+    best = min((low, high), key=lambda p: abs(p[1] - b))
+    last = 0  # which end the previous step replaced: -1 low, +1 high
+    for _ in range(max_steps):
+        x = x_hi - g_hi * (x_hi - x_lo) / (g_hi - g_lo) if g_hi != g_lo else 0.5 * (x_lo + x_hi)
+        if not min(x_lo, x_hi) < x < max(x_lo, x_hi):
+            x = 0.5 * (x_lo + x_hi)
+        c = f(x)
+        if abs(c - b) < abs(best[1] - b):
+            best = (x, c)
+        if abs(c / b - 1.0) <= tol:
+            return x, c, True
+        if c < b:
+            x_lo, g_lo = x, c - b
+            if last == -1:
+                g_hi *= 0.5  # Illinois: the retained end's value is halved
+            last = -1
+        else:
+            x_hi, g_hi = x, c - b
+            if last == 1:
+                g_lo *= 0.5
+            last = 1
+    return best[0], best[1], False

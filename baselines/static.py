@@ -1,0 +1,113 @@
+"""The strongest static baselines of the ``learned`` pruner under a compute budget: ``static_const`` and
+``static_schedule`` (issue 16). They are what an RL agent has to beat: tuned once per task and budget
+(``prunegym tune``), fixed for the whole run, no state.
+
+Both spend exactly the episode's compute budget ``b`` (a fraction of the full-data run's training FLOPs;
+read from the observation's ``compute_budget`` feature, or the ``budget`` hyperparameter). With ``E`` epochs
+and the ``learned`` pruner's full-data warm-up epoch (epoch 0), the ``E - 1`` pruned epochs keep, on average,
+the fraction ``m = (b E - 1) / (E - 1)`` of the training set, so that ``1 + (E - 1) m = b E`` epochs of
+compute are spent (the pruner's ``ceil`` can ask for a few samples more; the env's budget cap trims them).
+The keep fraction of pruned epoch ``e`` (``u = (e - 1) / (E - 2)`` in [0, 1]) is
+``k_e = m + tilt * s_max * (u - 1/2)``, linear in the epoch, with ``s_max = 2 min(m - k_min, 1 - m)`` the
+steepest slope that keeps every ``k_e`` in ``[k_min, 1]`` (``k_min = 1 - max_prune_ratio``): ``tilt = 0``
+is a constant ratio (``static_const``), ``tilt > 0`` prunes hard early and eases off late, ``tilt < 0`` the
+reverse. The prune ratio of an epoch is ``1 - k_e``; the knobs ``sharpness``, ``rescale`` and ``greedy`` of
+the ``learned`` pruner (see :mod:`prunegym.baselines.learned`) are constants. A budget below what the
+pruner can reach (``m < k_min``) is met by the env's cap, which then trims the last epochs.
+
+Defaults are the pruner's neutral settings (uniform, no reweighting); the point of these policies is to be
+tuned (``prunegym tune --policy static_schedule --budget b``), and ``compare`` picks up the tuned settings.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .policy import FixedPolicy
+
+__all__ = ["StaticConstPolicy", "StaticSchedulePolicy", "keep_schedule"]
+
+
+def keep_schedule(budget: float, epochs: int, tilt: float = 0.0, max_prune_ratio: float = 0.9,
+                  warmup_epochs: int = 1) -> list[float]:
+    """Keep fractions ``[E]`` in [0, 1] per epoch that spend ``budget`` of the full-data run (see the module
+    docstring): 1 for the ``warmup_epochs`` full-data epochs, then linear with slope set by ``tilt`` in [-1, 1]."""
+    if not 0.0 < budget <= 1.0:
+        raise ValueError(f"budget={budget!r} must be a fraction in (0, 1]")
+    if not -1.0 <= tilt <= 1.0:
+        raise ValueError(f"tilt={tilt!r} must be in [-1, 1]")
+    w = min(int(warmup_epochs), epochs)
+    n = epochs - w
+    if n <= 0:
+        return [1.0] * epochs
+    k_min = 1.0 - float(max_prune_ratio)
+    m = (budget * epochs - w) / n
+    if m >= 1.0:
+        return [1.0] * epochs
+    m = max(m, k_min)
+    s = tilt * 2.0 * min(m - k_min, 1.0 - m)
+    us = [0.5] if n == 1 else [i / (n - 1) for i in range(n)]
+    return [1.0] * w + [min(1.0, max(k_min, m + s * (u - 0.5))) for u in us]
+
+
+class StaticSchedulePolicy(FixedPolicy):
+    """A linear prune-ratio schedule that spends the budget exactly, plus constant knobs (module docstring).
+
+    Hyperparameters: ``tilt`` in [-1, 1], ``sharpness``, ``rescale``, ``greedy`` (the ``learned`` pruner's
+    knobs), ``budget`` (None: read from the observation's ``compute_budget``; needed for an env without a
+    budget feature), ``warmup_epochs`` (the ``learned`` pruner's, default 1)."""
+
+    name = "static_schedule"
+    pruner = "learned"
+    defaults: dict[str, Any] = {"tilt": 0.0, "sharpness": 0.0, "rescale": 0.0, "greedy": 0.0, "budget": None,
+                                "warmup_epochs": 1}
+    tuned = ("tilt", "sharpness", "rescale", "greedy")  # what ``prunegym tune`` searches
+    requires_budget = True  # runs only in an env with a compute budget (or with ``budget=`` given)
+
+    def validate(self) -> None:
+        super().validate()
+        if not -1.0 <= float(self.hparams.get("tilt", 0.0)) <= 1.0:
+            raise ValueError(f"tilt={self.hparams['tilt']!r} is out of range [-1, 1]")
+        b = self.hparams["budget"]
+        if b is None and "compute_budget" not in self.context.feature_names:
+            raise ValueError(f"policy {self.name!r} needs a budget: make the env with compute_budget=b or pass "
+                             "budget=b")
+        if b is not None and not 0.0 < float(b) <= 1.0:
+            raise ValueError(f"budget={b!r} must be a fraction in (0, 1]")
+        self._budget_feature = (self.context.feature_names.index("compute_budget")
+                                if "compute_budget" in self.context.feature_names else None)
+
+    def budget_of(self, observation: np.ndarray) -> float:
+        b = self.hparams["budget"]
+        if b is not None:
+            return float(b)
+        return round(float(observation[self._budget_feature]), 6)  # float32 round-off of the feature
+
+    def keep_fractions(self, budget: float) -> list[float]:
+        return keep_schedule(budget, self.epochs, float(self.hparams.get("tilt", 0.0)), self.codec.max_prune_ratio,
+                             int(self.hparams["warmup_epochs"]))
+
+    def action_for(self, observation: np.ndarray) -> np.ndarray:
+        epoch = min(self.epoch_of(observation), self.epochs - 1)
+        keep = self.keep_fractions(self.budget_of(observation))[epoch]
+        ratio = min(self.codec.max_prune_ratio, max(0.0, 1.0 - keep))
+        knobs = {k: float(self.hparams[k]) for k in ("sharpness", "rescale", "greedy")}
+        return np.asarray(self.codec.encode(prune_ratio=ratio, **knobs), dtype=np.float32)
+
+    def schedule(self, epoch: int) -> dict[str, float]:
+        b = self.hparams["budget"]
+        if b is None:
+            raise ValueError(f"policy {self.name!r} reads its budget from the observation; use predict()")
+        ratio = 1.0 - self.keep_fractions(float(b))[min(epoch, self.epochs - 1)]
+        return {"prune_ratio": min(self.codec.max_prune_ratio, max(0.0, ratio)),
+                **{k: float(self.hparams[k]) for k in ("sharpness", "rescale", "greedy")}}
+
+
+class StaticConstPolicy(StaticSchedulePolicy):
+    """One constant action of the ``learned`` pruner for the whole run (after its warm-up epoch): the prune
+    ratio that spends the budget, constant knobs (``static_schedule`` at ``tilt = 0``)."""
+
+    name = "static_const"
+    defaults = {"sharpness": 0.0, "rescale": 0.0, "greedy": 0.0, "budget": None, "warmup_epochs": 1}
+    tuned = ("sharpness", "rescale", "greedy")
