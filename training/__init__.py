@@ -4,20 +4,23 @@ This package knows nothing of gymnasium or of any pruning method: a caller passe
 to :meth:`TrainingRun.run_epoch` and gets an :class:`EpochResult` back.
 """
 from .config import OPTIMIZERS, RunConfig
-from .data import DATASETS, DataSplits, DatasetMissingError, data_root, load_splits, make_synthetic
+from .data import (DATASETS, DataSplits, DatasetMissingError, SplitIndices, data_root, load_splits, make_synthetic,
+                   split_indices)
 from .flops import PassFlops, measure_flops
 from .meter import ComputeMeter
-from .models import MODELS, SplitModel, build_model, split_points
+from .models import MODELS, SplitModel, build_model, register_model, split_points
 from .plan import EpochPlan, EpochResult, MixupSpec, PassCounts, Selector
 from .run import EvalResult, TrainingRun, resolve_device
 from .schedule import SCHEDULES, lr_at
 from .scores import ScoreTable
 from .seeding import derive_seed, numpy_generator, torch_generator
+from .sources import register_dataset
 
 __all__ = [
     "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES",
     "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult", "EvalResult",
-    "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitModel", "TrainingRun",
-    "build_model", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic", "measure_flops",
-    "numpy_generator", "resolve_device", "split_points", "torch_generator",
+    "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitIndices", "SplitModel",
+    "TrainingRun", "build_model", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic",
+    "measure_flops", "numpy_generator", "register_dataset", "register_model", "resolve_device", "split_indices",
+    "split_points", "torch_generator",
 ]
