@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import fields
 from typing import Any, Callable
 
 import gymnasium
-from prunegym.training import (
-    RunConfig,
-    build_model,
-    register_dataset,
-    register_model,
-    torch_generator,
-)
+
+from prunegym.training import RunConfig, build_model, register_dataset, register_model, torch_generator
 from prunegym.training.sources import dataset_source, registered_datasets
 
 __all__ = ["TASKS", "ENV_IDS", "register_task", "task_config", "task_module"]
@@ -90,6 +86,10 @@ def register_task(env_id: str, dataset: Any, model: str | Callable = "mlp", mode
     """
     if env_id in ENV_IDS:
         raise ValueError(f"env id {env_id!r} is a preset; choose another id (e.g. 'my/Task-v0')")
+    names = {f.name for f in fields(RunConfig)} - {"dataset", "model", "model_split"}
+    bad = sorted(set(run_config) - names)
+    if bad:
+        raise ValueError(f"unknown RunConfig field(s) {', '.join(bad)}; allowed: {', '.join(sorted(names))}")
     data_name = dataset if isinstance(dataset, str) else register_dataset(env_id, dataset, num_classes=num_classes)
     model_name = model if isinstance(model, str) else register_model(env_id, model, split=model_split)
     cfg = RunConfig(dataset=data_name, model=model_name, model_split=model_split, **run_config)

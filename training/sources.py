@@ -146,6 +146,9 @@ def register_dataset(name: str, source: Any, *, num_classes: int | None = None) 
                          f"({', '.join(f'{k}: {v}' for k, v in shapes.items())}); they must all be the same")
     if {"uint8", "float"} <= kinds:
         raise ValueError(f"dataset {name!r}: some splits hold uint8 images and others floats; use one kind")
+    for split, y in labels.items():
+        if int(y.min()) < 0:
+            _label_range(split, y, num_classes if num_classes is not None else int(y.max()) + 1, name)
     if num_classes is None:
         classes = next((getattr(s, "classes", None) for s in splits.values() if hasattr(s, "classes")), None)
         if classes:

@@ -98,7 +98,8 @@ def _check_archives(cls, root: Path, name: str) -> None:
                     f"{str(path)!r} failed its check: md5 {got}, expected {md5} (torchvision.datasets."
                     f"{cls.__name__}'s published checksum); the file is truncated or not the official one. "
                     f"Delete it (it is then downloaded again with download=True) or replace it with the "
-                    f"official archive; expected layout under the data root: {expected_layout(cls, root)}")
+                    f"official archive; expected layout under the data root (PRUNEGYM_DATA or data_root=): "
+                    f"{expected_layout(cls, root)}")
 
 
 def _writable(path: Path) -> bool:
