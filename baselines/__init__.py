@@ -5,7 +5,8 @@
 an env made with that policy's pruner (``POLICIES[name].pruner``). Nothing here imports gymnasium or
 stable-baselines3: pruners run in any PyTorch loop (``examples/plain_loop.py``); their ``update(result,
 scores)`` reads only ``result.indices``, ``.losses``, ``.correct`` and ``.mixed``, so a plain namespace with
-those fields can stand in for an :class:`~prunegym.training.EpochResult`.
+those fields can stand in for an :class:`~prunegym.training.EpochResult`. :class:`PruningSampler` wraps a
+method (pruner and schedule) as a ``torch.utils.data.Sampler`` for any ``DataLoader`` loop.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .pfb import PFBPruner
 from .pfb_policy import PFBPolicy
 from .policy import FixedPolicy
 from .raju_policies import EpsilonGreedyPolicy, UCBPolicy
+from .sampler import SAMPLER_PRUNERS, IndexedDataset, PruningSampler
 from .simple_policies import FullPolicy, UniformPolicy, UniformRescaledPolicy
 from .swdpp import SwDPPPruner
 from .swdpp_policy import SwDPPPolicy
@@ -76,8 +78,9 @@ def make_policy(name: str, env: Any, **hparams: Any) -> FixedPolicy:
 
 
 __all__ = [
-    "POLICIES", "PRUNERS", "ActionCodec", "EpsilonGreedyPolicy", "EpsilonGreedyPruner", "FixedPolicy", "FullPolicy",
-    "FullPruner", "InfoBatchPolicy", "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy", "PFBPruner", "Pruner", "SwDPPPolicy",
-    "SwDPPPruner", "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count",
-    "make_policy", "make_pruner", "policy_pruner", "prune_ratio_of",
+    "POLICIES", "PRUNERS", "SAMPLER_PRUNERS", "ActionCodec", "IndexedDataset", "PruningSampler",
+    "EpsilonGreedyPolicy", "EpsilonGreedyPruner", "FixedPolicy", "FullPolicy", "FullPruner", "InfoBatchPolicy",
+    "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy", "PFBPruner", "Pruner", "SwDPPPolicy", "SwDPPPruner",
+    "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count", "make_policy",
+    "make_pruner", "policy_pruner", "prune_ratio_of",
 ]

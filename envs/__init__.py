@@ -18,8 +18,9 @@ from .tasks import ENV_IDS, TASKS, register_task, task_config
 from .wrappers import DiscreteRatio
 
 __all__ = [
-    "DEFAULT_COMPUTE_WEIGHT", "DiscreteRatio", "ENV_IDS", "FEATURE_DOCS", "FEATURE_NAMES", "NONFINITE_PENALTY", "REWARDS", "TASKS",
-    "PruningEnv", "ReplayResult", "RewardInput", "register_envs", "register_task", "replay", "task_config",
+    "DEFAULT_COMPUTE_WEIGHT", "DiscreteRatio", "ENV_IDS", "FEATURE_DOCS", "FEATURE_NAMES", "NONFINITE_PENALTY",
+    "REWARDS", "TASKS", "PruningEnv", "ReplayResult", "RewardInput", "register_envs", "register_task", "replay",
+    "task_config",
 ]
 
 

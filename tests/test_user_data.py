@@ -162,8 +162,8 @@ def test_uint8_images_are_standardised_with_the_seeds_training_split():
     ({"train": (torch.randn(10, 3), torch.zeros(10))}, {}, "expected integer class labels"),
     ({"train": (torch.randn(10, 3), torch.arange(10) % 2), "valid": (torch.randn(2, 3), torch.zeros(2))}, {},
      "allowed: 'train' (required), 'val', 'test'"),
-    ({"train": (torch.randn(10, 3), torch.arange(10) % 2), "test": (torch.randn(4, 5), torch.zeros(4, dtype=torch.long))},
-     {}, "different shapes (train: (3,), test: (5,))"),
+    ({"train": (torch.randn(10, 3), torch.arange(10) % 2),
+      "test": (torch.randn(4, 5), torch.zeros(4, dtype=torch.long))}, {}, "different shapes (train: (3,), test: (5,))"),
     ({"train": (torch.randn(10, 3).int(), torch.arange(10) % 2)}, {}, "dtype torch.int32"),
 ])
 def test_bad_user_data_is_a_one_line_error_naming_the_problem(source, kw, expected):
@@ -219,7 +219,8 @@ class _FlattenInForward(nn.Module):
 
 @pytest.mark.parametrize("factory, split, expected", [
     (lambda s, n, g: nn.Sequential(nn.Flatten(), nn.Linear(16, n)), "bogus", "split 'bogus' is not a split point"),
-    (lambda s, n, g: nn.Sequential(nn.Linear(16, n)), None, "has 1 named child(ren) (0); a split model needs at least two"),
+    (lambda s, n, g: nn.Sequential(nn.Linear(16, n)), None,
+     "has 1 named child(ren) (0); a split model needs at least two"),
     (lambda s, n, g: _FlattenInForward(n), None, "do not reproduce its forward"),
     (lambda s, n, g: nn.Sequential(nn.Flatten(), nn.Linear(99, n)), None, "cannot take samples of shape (4, 4)"),
     (lambda s, n, g: nn.Sequential(nn.Flatten(), nn.Linear(16, n + 1)), None, "expected logits [batch, num_classes]"),
@@ -302,7 +303,8 @@ def test_register_task_checks_data_against_the_model_now():
 # -- torchvision:KMNIST from a tiny fixture in the real file format (the test patches KMNIST.resources) ----------
 def _idx(data: np.ndarray) -> bytes:
     magic = 0x0803 if data.ndim == 3 else 0x0801
-    return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in data.shape) + data.astype(np.uint8).tobytes()
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in data.shape)
+    return header + data.astype(np.uint8).tobytes()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""prunegym.training: datasets, split models, the pruned epoch engine, the score table and the compute meter.
+"""prunegym.training: datasets, split models, the pruned epoch engine, the score table and the compute meter
+(and :func:`progress_lr`, which drives any PyTorch LR scheduler by training progress).
 
 This package knows nothing of gymnasium or of any pruning method: a caller passes an :class:`EpochPlan`
 to :meth:`TrainingRun.run_epoch` and gets an :class:`EpochResult` back.
@@ -7,6 +8,7 @@ from .config import OPTIMIZERS, RunConfig
 from .data import (DATASETS, DataSplits, DatasetMissingError, SplitIndices, data_root, load_splits, make_synthetic,
                    split_indices)
 from .flops import PassFlops, measure_flops
+from .lr_progress import ProgressLR, progress_lr
 from .meter import ComputeMeter
 from .models import MODELS, SplitModel, build_model, register_model, split_points
 from .plan import EpochPlan, EpochResult, MixupSpec, PassCounts, Selector
@@ -19,8 +21,8 @@ from .sources import register_dataset
 __all__ = [
     "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES",
     "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult", "EvalResult",
-    "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitIndices", "SplitModel",
-    "TrainingRun", "build_model", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic",
-    "measure_flops", "numpy_generator", "register_dataset", "register_model", "resolve_device", "split_indices",
-    "split_points", "torch_generator",
+    "MixupSpec", "PassCounts", "PassFlops", "ProgressLR", "RunConfig", "ScoreTable", "Selector", "SplitIndices",
+    "SplitModel", "TrainingRun", "build_model", "data_root", "derive_seed", "load_splits", "lr_at",
+    "make_synthetic", "measure_flops", "numpy_generator", "progress_lr", "register_dataset", "register_model",
+    "resolve_device", "split_indices", "split_points", "torch_generator",
 ]
