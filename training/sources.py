@@ -175,7 +175,7 @@ def _materialise(ds: Dataset, batch_size: int = 512) -> tuple[torch.Tensor, torc
     from torch.utils.data import DataLoader
 
     xs, ys = [], []
-    for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
+    for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0)):
         xs.append(torch.as_tensor(x).float())
         ys.append(torch.as_tensor(y).to(torch.int64))
     return torch.cat(xs), torch.cat(ys)

@@ -81,7 +81,8 @@ class StreamSplits:
         if self._loader is None:
             w = self.num_workers
             self._loader = DataLoader(self.source, batch_sampler=self._sampler, num_workers=w,
-                                      pin_memory=self.device.type == "cuda", persistent_workers=w > 0)
+                                      pin_memory=self.device.type == "cuda", persistent_workers=w > 0,
+                                      generator=torch.Generator().manual_seed(0))  # workers' seeds: not global
         self._sampler.batches = [b.tolist() for b in batches if b.numel()]
         it = iter(self._loader) if self._sampler.batches else iter(())
         for b in batches:
