@@ -442,3 +442,90 @@ def test_cli_prints_one_line_and_exits_2_for_a_missing_data_root(tmp_path, monke
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and str(root) in err
     assert "PRUNEGYM_DATA" in err and not root.exists()
+
+
+_USER_MODULE = '''
+import torch
+from torch import nn
+from prunegym.envs import register_task
+
+def factory(input_shape, num_classes, generator):
+    return nn.Sequential(nn.Flatten(), nn.Linear(input_shape[0], 16), nn.ReLU(), nn.Linear(16, num_classes))
+
+g = torch.Generator().manual_seed(0)
+x, y = torch.randn(400, 6, generator=g), torch.randint(0, 3, (400,), generator=g)
+register_task("test14/Mod-v0", {"train": (x, y)}, factory, model_split="2", epochs=2, val_size=50, test_size=50)
+'''
+
+
+def test_a_task_registered_in_a_module_replays_in_a_fresh_process_that_imports_it(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from prunegym.agents.env_factory import module_env_id
+    from prunegym.envs import replay
+
+    (tmp_path / "mytask14.py").write_text(_USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import mytask14  # noqa: F401  (registers the task)
+
+    assert module_env_id("test14/Mod-v0") == "mytask14:test14/Mod-v0"  # what worker processes get
+    env = gymnasium.make("test14/Mod-v0", pruner="uniform")
+    env.reset(seed=5)
+    for _ in range(2):
+        *_, info = env.step(env.unwrapped.encode_action(0.5))
+    record = json.dumps(info["episode_record"])
+    code = ("import json, sys, gymnasium; from prunegym.envs import replay\n"
+            "try:\n    replay(json.loads(sys.argv[1]))\nexcept ValueError as e:\n    print('ERR', e)\n"
+            "import mytask14\nprint(json.dumps(replay(json.loads(sys.argv[1])).final_info['test_accuracy']))\n"
+            "env = gymnasium.make('mytask14:test14/Mod-v0'); print(env.reset(seed=5)[1]['seed'])\n")
+    proc = subprocess.run([sys.executable, "-c", code, record], capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, acc, seed = proc.stdout.strip().splitlines()
+    assert first.startswith("ERR unknown task 'test14/Mod-v0'") and "--gym-packages" in first
+    assert json.loads(acc) == info["test_accuracy"] and seed == "5"
+    assert replay(json.loads(record)).final_info["test_accuracy"] == info["test_accuracy"]
+
+
+# -- other torchvision layouts: EMNIST (split= variant, train= via **kwargs; extracted idx files, no archive) and
+# -- STL10 (split="train"/"test", .labels, [N, C, H, W]; the test patches its file md5 lists) ----------------------
+def test_torchvision_emnist_from_extracted_idx_files_needs_its_split(tmp_path):
+    raw = tmp_path / "EMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 94), ("test", 47)):
+        labels = np.arange(n) % 47
+        (raw / f"emnist-balanced-{split}-images-idx3-ubyte").write_bytes(_idx(rng.integers(0, 256, (n, 28, 28))))
+        (raw / f"emnist-balanced-{split}-labels-idx1-ubyte").write_bytes(_idx(labels))
+    with pytest.raises(ValueError, match=r"'torchvision:EMNIST'.*split.*allowed: byclass, bymerge, balanced"):
+        load_splits("torchvision:EMNIST", 0, root=tmp_path, download=False, val_size=10)
+    s = load_splits("torchvision:EMNIST", 0, root=tmp_path, download=False, val_size=10,
+                    dataset_kwargs={"split": "balanced"})
+    assert (s.num_train, s.y_test.numel(), s.num_classes, s.input_shape) == (84, 47, 47, (1, 28, 28))
+    assert torch.equal(torch.sort(s.y_test).values, torch.arange(47))
+
+
+def test_torchvision_stl10_split_argument_labels_and_channels_first(tmp_path, monkeypatch):
+    import torchvision
+
+    base = tmp_path / "stl10_binary"
+    base.mkdir()
+    rng = np.random.default_rng(2)
+    files = {}
+    for name, n in (("train", 30), ("test", 20)):
+        images = rng.integers(0, 256, (n, 3, 96, 96), dtype=np.uint8)
+        images[:, 0] = 255  # the red channel is saturated: per-channel statistics must see it
+        files[f"{name}_X.bin"] = images.tobytes()
+        files[f"{name}_y.bin"] = (np.arange(n) % 10 + 1).astype(np.uint8).tobytes()  # 1-based on disk
+    files["unlabeled_X.bin"] = rng.integers(0, 256, (1, 3, 96, 96), dtype=np.uint8).tobytes()
+    for f, blob in files.items():
+        (base / f).write_bytes(blob)
+    md5 = {f: hashlib.md5(b).hexdigest() for f, b in files.items()}
+    cls = torchvision.datasets.STL10
+    monkeypatch.setattr(cls, "train_list", [[f, md5[f]] for f, _ in cls.train_list])
+    monkeypatch.setattr(cls, "test_list", [[f, md5[f]] for f, _ in cls.test_list])
+    s = load_splits("torchvision:STL10", 0, root=tmp_path, download=False, val_size=5)
+    assert (s.num_train, s.y_test.numel(), s.num_classes, s.input_shape) == (25, 20, 10, (3, 96, 96))
+    assert torch.equal(s.y_test, torch.arange(20) % 10)  # 0-based, the test split in file order
+    assert float(s.x_train[:, 0].std()) == 0.0 and abs(float(s.x_train[:, 1].std()) - 1) < 0.05

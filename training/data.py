@@ -267,7 +267,8 @@ def _standardizer(x_train: torch.Tensor):
         h = torch.bincount(row, minlength=256).double()
         mean = float((h * values).sum() / h.sum())
         means.append(mean)
-        stds.append(max(math.sqrt(float((h * (values - mean) ** 2).sum() / h.sum())), 1e-12))
+        std = math.sqrt(float((h * (values - mean) ** 2).sum() / h.sum()))
+        stds.append(std if std > 0 else 1.0)  # a constant channel is only centred
     shape = (1, -1, 1, 1) if x_train.ndim == 4 else (1,)
     mean_t, std_t = torch.tensor(means).view(shape), torch.tensor(stds).view(shape)
     return lambda t: (t.float().div_(255.0) - mean_t) / std_t

@@ -130,7 +130,9 @@ def _extract_idx_archives(cls, root: Path) -> None:
 def _split_kwargs(cls, kwargs: dict, name: str) -> tuple[dict, dict | None]:
     """Constructor arguments of the training and test splits (test None: the class has no test split)."""
     params = inspect.signature(cls.__init__).parameters
-    if "train" in params:
+    inherited = any("train" in inspect.signature(c.__init__).parameters for c in cls.__mro__
+                    if "__init__" in vars(c))  # EMNIST passes train= on to MNIST through **kwargs
+    if "train" in params or inherited:
         return {**kwargs, "train": True}, {**kwargs, "train": False}
     if "split" in params:
         if "split" in kwargs:
@@ -143,6 +145,9 @@ def _split_kwargs(cls, kwargs: dict, name: str) -> tuple[dict, dict | None]:
 def _build(cls, root: Path, kw: dict, download: bool, name: str):
     try:
         return cls(str(root), download=download, **kw)
+    except ImportError as exc:
+        raise ValueError(f"dataset {name!r}: torchvision.datasets.{cls.__name__} needs the package "
+                         f"{exc.name or exc}; install it (pip install {exc.name or '...'})") from None
     except TypeError as exc:
         need = getattr(cls, "splits", None)
         hint = f" (EMNIST-like: dataset_kwargs={{'split': ...}}, allowed: {', '.join(need)})" if need else ""
