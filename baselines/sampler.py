@@ -256,7 +256,8 @@ class PruningSampler(Sampler[int]):
 
     def set_epoch(self, epoch: int) -> None:
         """Move to ``epoch``: the current one (nothing changes) or the next (the current one's losses enter
-        the score table and the next plan is made). Other values raise ``ValueError``."""
+        the score table and the next plan is made). Other values raise ``ValueError``. Under
+        ``torch.distributed`` every rank calls it (the losses are gathered then)."""
         self._explicit = True
         if epoch == self.epoch:
             return

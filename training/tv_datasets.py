@@ -164,12 +164,16 @@ def _snapshot(cls, root: Path) -> dict[Path, set[str] | None]:
     return {d: set(os.listdir(d)) if d.is_dir() else None for d in dirs}
 
 
-def _remove_created(before: dict[Path, set[str] | None]) -> None:
-    """Delete what appeared since :func:`_snapshot` in the folders that existed then (new folders whole)."""
+def _remove_created(cls, root: Path, before: dict[Path, set[str] | None]) -> None:
+    """Delete what appeared since :func:`_snapshot` in the folders that existed then (new folders whole); in
+    the root itself only the entries ``cls`` writes (a concurrent writer's other files stay)."""
+    owned = {cls.__name__, str(getattr(cls, "base_folder", ""))}
+    owned |= {p.relative_to(root).parts[0] for p, _ in archives(cls, root)}
     for d, entries in before.items():
         if entries is None or not d.is_dir():
             continue
-        for entry in set(os.listdir(d)) - entries:
+        new = set(os.listdir(d)) - entries
+        for entry in new & owned if d == root else new:
             p = d / entry
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
@@ -229,7 +233,7 @@ def _open_splits(cls, root: Path, download: bool, kwargs: dict, name: str):
         if top is not None:
             shutil.rmtree(top, ignore_errors=True)  # the root did not exist: remove all that was made
         elif before is not None:
-            _remove_created(before)
+            _remove_created(cls, root, before)
         state = "does not exist" if top is not None else "does not hold it"
         raise DatasetMissingError(
             f"dataset {name!r}: data root {str(root)!r} {state} and downloading it failed "
