@@ -59,11 +59,17 @@ def canonical_env_id(env_id: str) -> str:
 
 def module_env_id(env_id: str) -> str:
     """The id with its registering module, usable in fresh interpreters (``SubprocVecEnv`` with forkserver):
-    ``prunegym.envs:prunegym/Synthetic-MLP-v0``. Ids registered elsewhere keep the caller's prefix."""
+    ``prunegym.envs:prunegym/Synthetic-MLP-v0``; a task of ``register_task`` gets the module that called it
+    (none when that was ``__main__``). Ids registered elsewhere keep the caller's prefix."""
     if ":" in env_id:
         return env_id
     bare = canonical_env_id(env_id)
-    return f"{ENV_MODULE}:{bare}" if bare.startswith("prunegym/") else bare
+    if bare.startswith("prunegym/"):
+        return f"{ENV_MODULE}:{bare}"
+    from prunegym.envs.tasks import task_module
+
+    module = task_module(bare)  # a task of register_task: the module that registers it
+    return f"{module}:{bare}" if module else bare
 
 
 def env_label(env_id: str) -> str:

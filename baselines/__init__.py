@@ -9,6 +9,8 @@ scores)`` reads only ``result.indices``, ``.losses``, ``.correct`` and ``.mixed`
 namespace with those fields can stand in for an :class:`~prunegym.training.EpochResult`.
 
 SeTa and IES hold their pruner and fixed policy in one file each (``seta.py``, ``ies.py``).
+:class:`PruningSampler` wraps a method (pruner and schedule) as a ``torch.utils.data.Sampler`` for any
+``DataLoader`` loop.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from .policy import FixedPolicy, PolicyContext, policy_context_of
 from .raju_policies import EpsilonGreedyPolicy, UCBPolicy
 from .seta import SeTaPolicy, SeTaPruner
 from .static import StaticConstPolicy, StaticSchedulePolicy
+from .sampler import SAMPLER_PRUNERS, IndexedDataset, PruningSampler
 from .simple_policies import FullPolicy, UniformPolicy, UniformRescaledPolicy
 from .swdpp import SwDPPPruner
 from .swdpp_policy import SwDPPPolicy
@@ -88,9 +91,10 @@ def make_policy(name: str, env: Any, **hparams: Any) -> FixedPolicy:
 
 
 __all__ = [
-    "POLICIES", "PRUNERS", "ActionCodec", "EpsilonGreedyPolicy", "EpsilonGreedyPruner", "FixedPolicy", "FullPolicy",
-    "FullPruner", "IESPolicy", "IESPruner", "InfoBatchPolicy", "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy",
-    "PFBPruner", "PolicyContext", "Pruner", "SeTaPolicy", "SeTaPruner", "StaticConstPolicy", "StaticSchedulePolicy",
-    "SwDPPPolicy", "SwDPPPruner", "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy",
-    "kept_count", "make_policy", "make_pruner", "policy_context_of", "policy_pruner", "prune_ratio_of",
+    "POLICIES", "PRUNERS", "SAMPLER_PRUNERS", "ActionCodec", "EpsilonGreedyPolicy", "EpsilonGreedyPruner",
+    "FixedPolicy", "FullPolicy", "FullPruner", "IESPolicy", "IESPruner", "IndexedDataset", "InfoBatchPolicy",
+    "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy", "PFBPruner", "PolicyContext", "Pruner", "PruningSampler",
+    "SeTaPolicy", "SeTaPruner", "StaticConstPolicy", "StaticSchedulePolicy", "SwDPPPolicy", "SwDPPPruner",
+    "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count", "make_policy",
+    "make_pruner", "policy_context_of", "policy_pruner", "prune_ratio_of",
 ]

@@ -9,6 +9,7 @@ Modules: :mod:`.env` (the thin ``PruningEnv``), :mod:`.options` (its arguments),
 contract), :mod:`.features` (observation features, a table), :mod:`.rewards` (reward objects), :mod:`.info`
 (the typed ``info``), :mod:`.record` and :mod:`.replay` (typed episode records, replay), :mod:`.reference`
 (the lossless reward's full-data reference), :mod:`.tasks` (presets and ids), :mod:`.wrappers`.
+:func:`register_task` adds an id for the user's own data and model.
 """
 from __future__ import annotations
 
@@ -25,15 +26,15 @@ from .rewards import (
     DEFAULT_COMPUTE_WEIGHT, NONFINITE_PENALTY, REWARDS, AccuracyReward, CallableReward, LosslessReward, Reward,
     RewardInput, TradeoffReward, make_reward,
 )
-from .tasks import ENV_IDS, TASKS, task_config
+from .tasks import ENV_IDS, TASKS, register_task, task_config
 from .wrappers import DiscreteRatio, ResidualAction
 
 __all__ = [
     "BUDGET_FEATURES", "DEFAULT_COMPUTE_WEIGHT", "ENV_IDS", "FEATURES", "FEATURE_DOCS", "FEATURE_NAMES",
     "NONFINITE_PENALTY", "REWARDS", "TASKS", "AccuracyReward", "ActionCodec", "CallableReward", "DiscreteRatio",
-    "EnvOptions", "EpisodeRecord", "Feature", "LosslessReward", "PruningEnv", "ReplayResult", "ResetInfo", "ResidualAction",
-    "Reward",
-    "RewardInput", "StepInfo", "TradeoffReward", "make_reward", "register_envs", "replay", "task_config",
+    "EnvOptions", "EpisodeRecord", "Feature", "LosslessReward", "PruningEnv", "ReplayResult", "ResetInfo",
+    "ResidualAction", "Reward", "RewardInput", "StepInfo", "TradeoffReward", "make_reward", "register_envs",
+    "register_task", "replay", "task_config",
 ]
 
 

@@ -9,8 +9,10 @@ from pathlib import Path
 from prunegym.baselines import make_pruner
 from prunegym.training import RunConfig, TrainingRun, resolve_device, step_run
 from prunegym.training.io import write_json_atomic
+from prunegym.training.model_sources import registration_version
+from prunegym.training.sources import dataset_source, registered_datasets
 
-__all__ = ["cache_dir", "reference_accuracy"]
+__all__ = ["cache_dir", "reference_accuracy", "registration_token"]
 
 _MEMORY: dict[str, float] = {}  # cache file path -> accuracy (a new PRUNEGYM_CACHE gets its own file)
 
@@ -20,22 +22,37 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PRUNEGYM_CACHE", Path.home() / ".cache" / "prunegym")).expanduser()
 
 
+def registration_token(config: RunConfig) -> str | None:
+    """None for a config of presets and torchvision names; otherwise the versions of its registered data
+    and model (a re-registration under the same name gets a new token)."""
+    data = dataset_source(config.dataset).version if config.dataset in registered_datasets() else None
+    model = registration_version(config.model)
+    return None if data is None and model is None else f"{data}/{model}"
+
+
 def reference_accuracy(config: RunConfig) -> float:
     """Final validation accuracy in [0, 1] of the full-data run of ``config`` (same task, recipe and seed).
 
     The run is exactly a ``PruningEnv`` episode with the ``full`` pruner (same pruner generator, same
     shuffles), so on CPU the reference equals that episode's final ``info["val_accuracy"]``. Cached in
-    memory and in ``cache_dir() / "reference" / <hash of the config>.json``.
+    memory and in ``cache_dir() / "reference" / <hash of the config>.json``. A run on data or a model
+    registered in this process (``register_dataset`` / ``register_model``) is cached in memory only, for
+    that registration: a name alone does not identify the data behind it.
     """
     cfg = config.to_dict()
     cfg.pop("data_root", None)  # where the files live does not change the run
+    cfg.pop("streaming", None)  # nor does the path the data take (the streaming path trains identically)
+    cfg.pop("num_workers", None)
+    if not cfg.get("dataset_kwargs"):
+        cfg.pop("dataset_kwargs", None)  # keeps the keys of configs written before the field existed
     cfg["device"] = str(resolve_device(config.device))  # "auto" resolves differently on different machines
     key = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = cache_dir() / "reference" / f"{key}.json"
-    mem_key = str(path)
+    token = registration_token(config)
+    mem_key = str(path) if token is None else f"{key}@{token}"
     if mem_key in _MEMORY:
         return _MEMORY[mem_key]
-    if path.exists():
+    if token is None and path.exists():
         try:
             _MEMORY[mem_key] = float(json.loads(path.read_text())["val_accuracy"])
             return _MEMORY[mem_key]
@@ -47,6 +64,7 @@ def reference_accuracy(config: RunConfig) -> float:
     while not run.done:
         step_run(run, pruner, {"prune_ratio": 0.0})
     acc = run.evaluate("val").accuracy
-    write_json_atomic(path, {"config": cfg, "val_accuracy": acc})
+    if token is None:
+        write_json_atomic(path, {"config": cfg, "val_accuracy": acc})
     _MEMORY[mem_key] = acc
     return acc

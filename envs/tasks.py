@@ -1,9 +1,17 @@
-"""Task presets behind the registered env ids: dataset, model and training recipe as a :class:`RunConfig`."""
+"""Task presets behind the registered env ids: dataset, model and training recipe as a :class:`RunConfig`;
+:func:`register_task` adds the user's own (their data, their model) under a Gymnasium id."""
 from __future__ import annotations
 
-from prunegym.training import RunConfig
+import sys
+from dataclasses import fields
+from typing import Any, Callable
 
-__all__ = ["TASKS", "ENV_IDS", "task_config"]
+import gymnasium
+
+from prunegym.training import RunConfig, build_model, register_dataset, register_model, torch_generator
+from prunegym.training.sources import dataset_source, registered_datasets
+
+__all__ = ["TASKS", "ENV_IDS", "register_task", "task_config", "task_module"]
 
 # id suffix -> (task name, RunConfig defaults, nondeterministic)
 TASKS: dict[str, RunConfig] = {
@@ -41,8 +49,59 @@ ENV_IDS: dict[str, tuple[str, bool]] = {
 }
 
 
+_USER_TASKS: dict[str, str | None] = {}  # env id of a registered task -> the module that registered it
+
+
 def task_config(task: str) -> RunConfig:
     """The preset :class:`RunConfig` of ``task`` (a copy)."""
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)}")
+        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)} (a task of register_task exists "
+                         "once the module that registers it is imported, e.g. with --gym-packages MODULE)")
     return TASKS[task].replace()
+
+
+def task_module(env_id: str) -> str | None:
+    """The importable module that registered the task ``env_id`` with :func:`register_task` (None for the
+    presets, for ids registered from ``__main__`` and for unknown ids)."""
+    return _USER_TASKS.get(env_id)
+
+
+def register_task(env_id: str, dataset: Any, model: str | Callable = "mlp", model_split: str | None = None, *,
+                  num_classes: int | None = None, nondeterministic: bool = False, **run_config: Any) -> str:
+    """Register a Gymnasium id (``gymnasium.make(env_id)``) for a training run of the user's data and model.
+
+    ``dataset``: a name (a preset such as ``"fashion_mnist"``, ``"torchvision:KMNIST"``, or one registered
+    with :func:`~prunegym.training.register_dataset`), or the data themselves (``{"train": (x, y), "val":
+    (x, y), "test": (x, y)}``, val and test optional; a map-style ``Dataset``), registered as dataset
+    ``env_id`` (``num_classes`` as there). ``model``: a name (a preset, ``"torchvision:resnet18"``, or one
+    registered with :func:`~prunegym.training.register_model`), or a factory ``(input_shape, num_classes,
+    generator) -> nn.Module`` whose named children are the stages, registered as model ``env_id``;
+    ``model_split``: the child after which the shallow part ends. ``run_config``: any other
+    :class:`RunConfig` field (``epochs``, ``batch_size``, ``lr``, ``val_size``, ``streaming``, ...).
+
+    Data the process holds (registered or given here) are checked against the model now: wrong shapes,
+    labels or split points raise a one-line ``ValueError``. The env keeps the presets' checks, seeding and
+    replay; a replay (or a worker process) needs the module that calls this imported (``--gym-packages``).
+    Returns ``env_id``. Registering the same id again replaces the task.
+    """
+    if env_id in ENV_IDS:
+        raise ValueError(f"env id {env_id!r} is a preset; choose another id (e.g. 'my/Task-v0')")
+    names = {f.name for f in fields(RunConfig)} - {"dataset", "model", "model_split"}
+    bad = sorted(set(run_config) - names)
+    if bad:
+        raise ValueError(f"unknown RunConfig field(s) {', '.join(bad)}; allowed: {', '.join(sorted(names))}")
+    data_name = dataset if isinstance(dataset, str) else register_dataset(env_id, dataset, num_classes=num_classes)
+    model_name = model if isinstance(model, str) else register_model(env_id, model, split=model_split)
+    cfg = RunConfig(dataset=data_name, model=model_name, model_split=model_split, **run_config)
+    if data_name in registered_datasets():  # check the model on the data the process holds
+        src = dataset_source(data_name)
+        build_model(model_name, src.input_shape, src.num_classes, torch_generator(cfg.seed, "init"),
+                    split=model_split, **cfg.model_kwargs)
+    module = sys._getframe(1).f_globals.get("__name__")
+    if env_id in gymnasium.registry and env_id in _USER_TASKS:
+        del gymnasium.registry[env_id]  # our own earlier registration: replace it without gymnasium's warning
+    gymnasium.register(id=env_id, entry_point="prunegym.envs.env:PruningEnv", kwargs={"task": env_id},
+                       nondeterministic=nondeterministic)
+    TASKS[env_id] = cfg
+    _USER_TASKS[env_id] = module if module not in (None, "__main__") else None
+    return env_id

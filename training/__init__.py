@@ -1,26 +1,31 @@
-"""prunegym.training: datasets, split models, the pruned epoch engine, the score table and the compute meter.
+"""prunegym.training: datasets, split models, the pruned epoch engine, the score table and the compute meter
+(and :func:`progress_lr`, which drives any PyTorch LR scheduler by training progress).
 
 This package knows nothing of gymnasium or of any pruning method: a caller passes an :class:`EpochPlan`
 to :meth:`TrainingRun.run_epoch` and gets an :class:`EpochResult` back.
 """
 from .budget import plan_flops, trim_plan
 from .config import OPTIMIZERS, RunConfig
-from .data import DATASETS, DataSplits, DatasetMissingError, data_root, load_splits, make_synthetic
+from .data import (DATASETS, DataSplits, DatasetMissingError, SplitIndices, data_root, load_splits, make_synthetic,
+                   split_indices)
 from .flops import PassFlops, measure_flops
+from .lr_progress import ProgressLR, progress_lr
 from .meter import ComputeMeter
-from .models import MODELS, SplitModel, build_model, split_points
+from .models import MODELS, SplitModel, build_model, register_model, split_points
 from .plan import EpochPlan, EpochResult, MixupSpec, PassCounts, Selector, selector_flops
 from .run import EvalResult, TrainingRun, resolve_device
 from .schedule import SCHEDULES, lr_at
 from .scores import ScoreTable
 from .seeding import derive_seed, numpy_generator, torch_generator
+from .sources import register_dataset
 from .step import step_run
 
 __all__ = [
     "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES",
     "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult", "EvalResult",
-    "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitModel", "TrainingRun",
-    "build_model", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic", "measure_flops",
-    "numpy_generator", "plan_flops", "resolve_device", "selector_flops", "split_points", "step_run", "torch_generator",
-    "trim_plan",
+    "MixupSpec", "PassCounts", "PassFlops", "ProgressLR", "RunConfig", "ScoreTable", "Selector", "SplitIndices",
+    "SplitModel", "TrainingRun", "build_model", "data_root", "derive_seed", "load_splits", "lr_at",
+    "make_synthetic", "measure_flops", "numpy_generator", "plan_flops", "progress_lr", "register_dataset",
+    "register_model", "resolve_device", "selector_flops", "split_indices", "split_points", "step_run",
+    "torch_generator", "trim_plan",
 ]

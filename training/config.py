@@ -4,8 +4,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
-from .data import DATASETS
-from .models import MODELS
+from .data import allowed_datasets, check_val_size, is_dataset_name
+from .models import allowed_models, is_model_name
 from .schedule import SCHEDULES
 
 __all__ = ["RunConfig", "OPTIMIZERS"]
@@ -17,12 +17,18 @@ OPTIMIZERS = ("sgd", "adamw")
 class RunConfig:
     """Everything that defines a training run; the same config and seed give the same run on CPU.
 
-    ``lr`` is the peak learning rate of ``lr_schedule``; ``pct_start`` the one-cycle warm-up share of
-    training progress. ``val_size`` samples (or a fraction < 1) are carved from the official training set;
-    ``train_size`` optionally subsamples what is left; ``test_size`` optionally subsamples the test set.
+    ``dataset``: a preset, ``"torchvision:NAME"`` or a name registered with ``register_dataset``
+    (``dataset_kwargs``: extra constructor arguments of a torchvision class, e.g. ``{"split": "balanced"}``);
+    ``model``: a preset, ``"torchvision:NAME"`` or a name registered with ``register_model`` (``model_kwargs``
+    go to its builder). ``lr`` is the peak learning rate of ``lr_schedule``; ``pct_start`` the one-cycle
+    warm-up share of training progress. ``val_size`` samples (an int, or a float fraction in (0, 1)) are
+    carved from the official training set; ``train_size`` optionally subsamples what is left; ``test_size``
+    optionally subsamples the test set (data without one: the size of the carved test set).
     ``model_split`` names the stage after which the model is split into shallow and deep parts (None: the
     model's default). ``ema_rate`` is the score table's EMA rate. ``device``: ``"cpu"``, ``"cuda"``,
-    ``"cuda:1"`` or ``"auto"`` (CUDA when available).
+    ``"cuda:1"`` or ``"auto"`` (CUDA when available). ``streaming``: feed the training data through a
+    ``DataLoader`` with ``num_workers`` workers instead of indexing device-resident tensors (None: only for
+    a registered ``Dataset`` that is not tensors; see :mod:`prunegym.training.streaming`).
     """
 
     dataset: str = "synthetic"
@@ -47,6 +53,9 @@ class RunConfig:
     model_kwargs: dict = field(default_factory=dict)
     ema_rate: float = 0.2
     eval_batch_size: int = 256  # faster than 1024 on CPU; no effect on training
+    dataset_kwargs: dict = field(default_factory=dict)
+    streaming: bool | None = None
+    num_workers: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -56,8 +65,10 @@ class RunConfig:
             if value not in allowed:
                 raise ValueError(f"{name}={value!r} is not allowed; allowed: {', '.join(allowed)}")
 
-        choice("dataset", self.dataset, DATASETS)
-        choice("model", self.model, MODELS)
+        if not is_dataset_name(self.dataset):
+            raise ValueError(f"dataset={self.dataset!r} is not allowed; allowed: {allowed_datasets()}")
+        if not is_model_name(self.model):
+            raise ValueError(f"model={self.model!r} is not allowed; allowed: {allowed_models()}")
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("lr_schedule", self.lr_schedule, SCHEDULES)
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -78,6 +89,14 @@ class RunConfig:
             raise ValueError(f"pct_start={self.pct_start!r} must be in (0, 1)")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ValueError(f"seed={self.seed!r} must be an int")
+        check_val_size(self.val_size)
+        for name in ("model_kwargs", "dataset_kwargs"):
+            if not isinstance(getattr(self, name), dict):
+                raise ValueError(f"{name}={getattr(self, name)!r} must be a dict")
+        if self.streaming not in (None, True, False):
+            raise ValueError(f"streaming={self.streaming!r}; allowed: None (automatic), True, False")
+        if not isinstance(self.num_workers, int) or isinstance(self.num_workers, bool) or self.num_workers < 0:
+            raise ValueError(f"num_workers={self.num_workers!r} must be an int >= 0")
 
     def replace(self, **changes) -> "RunConfig":
         """A copy with ``changes`` applied; unknown names raise ``ValueError`` listing the fields."""

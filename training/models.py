@@ -1,9 +1,11 @@
 """Classifiers split as ``deep(shallow(x))`` at a configurable point.
 
 Every model is a :class:`SplitModel` with two ``nn.Sequential`` parts built from named stages, so a pruner
-can run ``shallow`` on a whole batch and ``deep`` only on the rows it keeps (PFB). Parameters are
-initialised with PyTorch's default schemes but from an explicit generator: building a model never touches
-the global RNG.
+can run ``shallow`` on a whole batch and ``deep`` only on the rows it keeps (PFB). A model name is a preset
+(:data:`MODELS`), ``"torchvision:NAME"`` or a name given to :func:`register_model` (see
+:mod:`prunegym.training.model_sources`). Preset parameters are initialised with PyTorch's default schemes
+from an explicit generator (the model is built on the meta device); other models get their own scheme
+reproduced from the generator. Building a model never changes the global RNG state.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-__all__ = ["MODELS", "SplitModel", "build_model", "split_points"]
+from .model_sources import TORCHVISION_PREFIX, build_stages, register_model, registered_models
+
+__all__ = ["MODELS", "SplitModel", "allowed_models", "build_model", "is_model_name", "register_model", "split_points"]
 
 MODELS = ("mlp", "cnn", "resnet18")
 _DEFAULT_SPLIT = {"mlp": "hidden1", "cnn": "block1", "resnet18": "layer1"}
@@ -98,12 +102,29 @@ def _resnet18_stages(input_shape, num_classes):
 _BUILDERS = {"mlp": _mlp_stages, "cnn": _cnn_stages, "resnet18": _resnet18_stages}
 
 
-def split_points(arch: str) -> tuple[str, ...]:
-    """Names of the stages after which ``arch`` can be split."""
-    if arch not in _BUILDERS:
-        raise ValueError(f"unknown model {arch!r}; allowed: {', '.join(MODELS)}")
-    with torch.device("meta"):
-        stages = _BUILDERS[arch]((3, 32, 32) if arch != "mlp" else (8,), 10)
+def allowed_models() -> str:
+    """The allowed model names, for error messages."""
+    reg = registered_models()
+    return (", ".join(MODELS) + f", {TORCHVISION_PREFIX}<name> (e.g. torchvision:resnet18), or a name registered "
+            "with register_model" + (f" (registered: {', '.join(reg)})" if reg else ""))
+
+
+def is_model_name(name) -> bool:
+    """Whether ``name`` names a preset, a ``torchvision:`` model or a registered factory."""
+    return isinstance(name, str) and (name in MODELS or name in registered_models()
+                                      or (name.startswith(TORCHVISION_PREFIX) and len(name) > len(TORCHVISION_PREFIX)))
+
+
+def split_points(arch: str, input_shape: tuple[int, ...] | None = None, num_classes: int = 10) -> tuple[str, ...]:
+    """Names of the stages after which ``arch`` can be split (``input_shape``: one sample, needed for
+    registered and torchvision models; default ``(3, 32, 32)``)."""
+    if arch in _BUILDERS:
+        with torch.device("meta"):
+            stages = _BUILDERS[arch]((3, 32, 32) if arch != "mlp" else (8,), 10)
+        return tuple(stages)[:-1]
+    if not is_model_name(arch):
+        raise ValueError(f"unknown model {arch!r}; allowed: {allowed_models()}")
+    stages, _ = build_stages(arch, input_shape or (3, 32, 32), num_classes, torch.Generator().manual_seed(0))
     return tuple(stages)[:-1]
 
 
@@ -132,12 +153,16 @@ def build_model(
 ) -> SplitModel:
     """Build ``arch`` for inputs of ``input_shape`` (one sample) split after stage ``split``.
 
-    The model is created on the meta device (no RNG use), materialised on ``device`` and initialised from
+    A preset is created on the meta device (no RNG use), materialised on ``device`` and initialised from
     ``generator`` (a CPU generator; parameters are drawn on the CPU and copied, so CPU and GPU runs of the
-    same seed start from the same weights).
+    same seed start from the same weights). Registered and torchvision models: see
+    :mod:`prunegym.training.model_sources` (``kwargs`` go to the factory).
     """
     if arch not in _BUILDERS:
-        raise ValueError(f"unknown model {arch!r}; allowed: {', '.join(MODELS)}")
+        if not is_model_name(arch):
+            raise ValueError(f"unknown model {arch!r}; allowed: {allowed_models()}")
+        stages, default = build_stages(arch, tuple(input_shape), num_classes, generator, **kwargs)
+        return SplitModel(stages, split or default, arch).to(device)
     with torch.device("meta"):
         stages = _BUILDERS[arch](tuple(input_shape), num_classes, **kwargs)
         model = SplitModel(stages, split or _DEFAULT_SPLIT[arch], arch)

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .augment import random_crop_flip
 from .config import RunConfig
-from .data import DataSplits, load_splits
+from .data import DataSplits
 from .distributed import DistContext
 from .flops import measure_flops
 from .meter import ComputeMeter
@@ -19,6 +19,7 @@ from .plan import EpochPlan, EpochResult, PassCounts, selector_flops
 from .schedule import lr_at
 from .scores import ScoreTable
 from .seeding import torch_generator
+from .streaming import StreamSplits, load_run_data
 
 __all__ = ["EvalResult", "TrainingRun", "resolve_device"]
 
@@ -54,15 +55,12 @@ class TrainingRun:
     same score table and makes the same pruning decision (see :mod:`prunegym.training.distributed`).
     """
 
-    def __init__(self, config: RunConfig, splits: DataSplits | None = None, process_group=None):
+    def __init__(self, config: RunConfig, splits: DataSplits | StreamSplits | None = None, process_group=None):
         self.config = config
         self.dist = DistContext.from_group(process_group)
         self.device = resolve_device(config.device)
-        if splits is None:
-            splits = load_splits(
-                config.dataset, config.seed, self.device, val_size=config.val_size,
-                train_size=config.train_size, root=config.data_root, test_size=config.test_size,
-            )
+        if splits is None:  # resident tensors, or a stream through a DataLoader (prunegym.training.streaming)
+            splits = load_run_data(config, self.device)
         self.data = splits
         self.num_train = splits.num_train
         self.epochs = config.epochs
@@ -117,11 +115,8 @@ class TrainingRun:
         """Per-sample cross-entropy ``[K]`` of training samples ``idx`` (eval mode, no grad, batched)."""
         self.model.eval()
         out = []
-        for s in range(0, idx.numel(), self.config.eval_batch_size):
-            bi = idx[s:s + self.config.eval_batch_size]
-            logits = self.model(self.data.x_train[bi])
-            out.append(F.cross_entropy(logits, self.data.y_train[bi], reduction="none",
-                                       label_smoothing=label_smoothing))
+        for x, y in self.data.index_batches(idx, self.config.eval_batch_size):
+            out.append(F.cross_entropy(self.model(x), y, reduction="none", label_smoothing=label_smoothing))
         return torch.cat(out) if out else torch.zeros(0, device=self.device)
 
     # -- one epoch -----------------------------------------------------------------------------------------
@@ -138,7 +133,6 @@ class TrainingRun:
             raise RuntimeError(f"the run has completed its {self.epochs} epochs")
         plan.validate(self.num_train)
         cfg, dev, model = self.config, self.device, self.model
-        x_all, y_all = self.data.x_train, self.data.y_train
         idx = plan.indices.to(dev)
         k = int(idx.numel())
         weights = plan.weights.to(dev, torch.float32) if plan.weights is not None else None
@@ -159,6 +153,8 @@ class TrainingRun:
         model.train()
         offset = 0
         ddp = self.dist
+        batches = self.data.train_batches(idx, partner_all if mix is not None else None, bs,
+                                          ddp.shard if ddp is not None else None)
         for b in range(n_batches if k else 0):
             lr = self._lr((self.epoch + b / n_batches) / self.epochs)
             for group in self.optimizer.param_groups:
@@ -175,10 +171,9 @@ class TrainingRun:
                 if mix is not None:
                     partner, lam = ddp.shard(partner), ddp.shard(lam)
             rows_in = int(bi.numel())
-            x, y = x_all[bi], y_all[bi]
+            x, y, x_partner, y2 = next(batches)  # the rows bi (and their mix-up partners) of the training set
             if mix is not None:
-                x = lam.view(-1, *([1] * (x.ndim - 1))) * x + (1 - lam).view(-1, *([1] * (x.ndim - 1))) * x_all[partner]
-                y2 = y_all[partner]
+                x = lam.view(-1, *([1] * (x.ndim - 1))) * x + (1 - lam).view(-1, *([1] * (x.ndim - 1))) * x_partner
             if self.data.augment:
                 x = random_crop_flip(x, self._augment_gen)
             h = model.shallow(x)
@@ -263,15 +258,15 @@ class TrainingRun:
         """Mean loss and accuracy of the model on ``"val"``, ``"test"`` or ``"train"`` (batched, no grad)."""
         if split not in ("val", "test", "train"):
             raise ValueError(f"split={split!r}; allowed: val, test, train")
-        x, y = getattr(self.data, f"x_{split}"), getattr(self.data, f"y_{split}")
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         hits = torch.zeros((), device=self.device, dtype=torch.int64)
-        for s in range(0, int(y.shape[0]), self.config.eval_batch_size):
-            logits = self.model(x[s:s + self.config.eval_batch_size])
-            yy = y[s:s + self.config.eval_batch_size]
+        n = 0
+        for xx, yy in self.data.split_batches(split, self.config.eval_batch_size):
+            logits = self.model(xx)
             loss_sum += F.cross_entropy(logits, yy, reduction="sum")
             hits += (logits.argmax(1) == yy).sum()
-        n = max(int(y.shape[0]), 1)
+            n += int(yy.shape[0])
+        n = max(n, 1)
         loss, acc = torch.stack([loss_sum / n, hits.double().to(loss_sum.dtype) / n]).tolist()
         return EvalResult(loss, acc)

@@ -1,0 +1,179 @@
+"""The streaming path: training data that does not fit on the device, fed through a ``DataLoader``.
+
+:class:`StreamSplits` has the three batch methods of :class:`~prunegym.training.DataSplits`
+(``train_batches``, ``index_batches``, ``split_batches``), so :class:`~prunegym.training.TrainingRun` runs the
+same epoch loop, plans, weights, selectors, mix-up, score table and compute meter on it. Its ``DataLoader``
+(``num_workers`` persistent workers, pinned memory on CUDA) has one batch sampler whose batches are set for
+every pass: the plan's indices in the plan's order, ``batch_size`` rows per batch (the rank's share of each
+under ``torch.distributed``), mix-up partners fetched in the same batch. Samples are used as the dataset
+returns them (float32); labels are checked on the host, per batch, before they move; the per-sample losses
+stay on the device. The host syncs once per epoch for the plan's indices (the loader needs Python ints).
+
+:func:`load_run_data` picks the path: ``RunConfig.streaming`` True or False, or None for automatic (stream
+a registered source that holds a ``Dataset``; keep tensors resident).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, TensorDataset
+
+from .config import RunConfig
+from .data import DataSplits, carve_test, load_splits, split_indices
+from .sources import dataset_source, registered_datasets
+
+__all__ = ["PlanBatchSampler", "StreamSplits", "load_run_data", "uses_streaming"]
+
+
+class PlanBatchSampler(Sampler[list[int]]):
+    """A batch sampler whose batches (lists of dataset indices) are set before each pass."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(list(self.batches))
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+@dataclass
+class StreamSplits:
+    """Train / validation / test positions into one map-style ``source`` (items ``(x, y)``).
+
+    ``train``, ``val``, ``test``: int64 CPU indices into ``source``; training-set position ``i`` (what plans
+    index) is sample ``train[i]`` of ``source``.
+    """
+
+    name: str
+    source: Dataset
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    num_classes: int
+    input_shape: tuple[int, ...]
+    device: torch.device
+    num_workers: int = 0
+    augment: bool = False
+    _loader: DataLoader | None = field(default=None, repr=False)
+    _sampler: PlanBatchSampler = field(default_factory=PlanBatchSampler, repr=False)
+
+    @property
+    def num_train(self) -> int:
+        return int(self.train.numel())
+
+    @classmethod
+    def from_tensors(cls, splits: DataSplits, device: torch.device, num_workers: int = 0) -> "StreamSplits":
+        """The same tensors (on the CPU) streamed: the splits, order and values of the resident path."""
+        parts = [(splits.x_train, splits.y_train), (splits.x_val, splits.y_val), (splits.x_test, splits.y_test)]
+        source = ConcatDataset([TensorDataset(x.cpu(), y.cpu()) for x, y in parts])
+        n = [int(y.shape[0]) for _, y in parts]
+        pos = torch.arange(sum(n))
+        return cls(splits.name, source, pos[:n[0]], pos[n[0]:n[0] + n[1]], pos[n[0] + n[1]:], splits.num_classes,
+                   splits.input_shape, torch.device(device), num_workers, splits.augment)
+
+    # -- the loader ----------------------------------------------------------------------------------------
+    def _batches(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, y)`` on the device for each index tensor of ``batches`` (an empty one gives empty tensors)."""
+        if self._loader is None:
+            w = self.num_workers
+            self._loader = DataLoader(self.source, batch_sampler=self._sampler, num_workers=w,
+                                      pin_memory=self.device.type == "cuda", persistent_workers=w > 0,
+                                      generator=torch.Generator().manual_seed(0))  # workers' seeds: not global
+        self._sampler.batches = [b.tolist() for b in batches if b.numel()]
+        it = iter(self._loader) if self._sampler.batches else iter(())
+        for b in batches:
+            if not b.numel():
+                yield (torch.zeros((0, *self.input_shape), device=self.device),
+                       torch.zeros(0, dtype=torch.int64, device=self.device))
+                continue
+            x, y = next(it)
+            y = torch.as_tensor(y)
+            lo, hi = torch.aminmax(y)
+            if int(lo) < 0 or int(hi) >= self.num_classes:  # a host tensor: no device sync
+                raise ValueError(f"dataset {self.name!r}: a batch has labels in [{int(lo)}, {int(hi)}], outside "
+                                 f"[0, {self.num_classes}); labels must be integers in [0, num_classes)")
+            yield (torch.as_tensor(x).to(self.device, torch.float32, non_blocking=True),
+                   y.to(self.device, torch.int64, non_blocking=True))
+
+    def train_batches(self, indices: torch.Tensor, partners: torch.Tensor | None, batch_size: int,
+                      shard=None) -> Iterator[tuple]:
+        """As :meth:`DataSplits.train_batches`: ``(x, y, x_partner, y_partner)`` per batch of plan rows."""
+        idx = indices.cpu()  # the epoch's one host sync: the loader takes Python ints
+        part = partners.cpu() if partners is not None else None
+        rows, sizes = [], []
+        for s in range(0, int(idx.numel()), batch_size):
+            bi = idx[s:s + batch_size]
+            pi = part[s:s + batch_size] if part is not None else None
+            if shard is not None:
+                bi = shard(bi)
+                pi = shard(pi) if pi is not None else None
+            rows.append(self.train[bi] if pi is None else torch.cat([self.train[bi], self.train[pi]]))
+            sizes.append(int(bi.numel()))
+        for (x, y), m in zip(self._batches(rows), sizes):
+            if part is None:
+                yield x, y, None, None
+            else:
+                yield x[:m], y[:m], x[m:], y[m:]
+
+    def index_batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, y)`` of training-set positions ``indices`` in batches of ``batch_size`` (the scoring pass)."""
+        idx = self.train[indices.cpu()]
+        yield from self._batches([idx[s:s + batch_size] for s in range(0, int(idx.numel()), batch_size)])
+
+    def split_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(x, y)`` of ``split`` (``"train"``, ``"val"``, ``"test"``) in order, in batches of ``batch_size``."""
+        idx = getattr(self, split)
+        yield from self._batches([idx[s:s + batch_size] for s in range(0, int(idx.numel()), batch_size)])
+
+
+def _as_dataset(split) -> Dataset:
+    return TensorDataset(*split) if isinstance(split, tuple) else split
+
+
+def _from_source(config: RunConfig, device: torch.device) -> StreamSplits:
+    """Splits of a registered source streamed from its datasets (tensor splits wrapped as ``TensorDataset``)."""
+    src = dataset_source(config.dataset)
+    parts = {k: _as_dataset(v) for k, v in src.splits.items()}
+    names = [k for k in ("train", "val", "test") if k in parts]
+    offsets, start = {}, 0
+    for k in names:
+        offsets[k] = start
+        start += len(parts[k])
+    source = ConcatDataset([parts[k] for k in names])
+    pool = torch.arange(len(parts["train"]))
+    if "test" in parts:
+        test = offsets["test"] + torch.arange(len(parts["test"]))
+        test_size = config.test_size
+    else:
+        from .data import _val_count
+
+        n_carve = config.test_size or (len(parts["val"]) if "val" in parts else _val_count(config.val_size, len(pool)))
+        pool, test = carve_test(len(pool), n_carve, config.dataset)
+        test_size = None
+    idx = split_indices(int(pool.numel()), config.seed, config.val_size, config.train_size, n_test=int(test.numel()),
+                        test_size=test_size, has_val="val" in parts, name=config.dataset)
+    val = offsets["val"] + torch.arange(len(parts["val"])) if "val" in parts else pool[idx.val]
+    return StreamSplits(config.dataset, source, pool[idx.train], val, test[idx.test], src.num_classes,
+                        src.input_shape, device, config.num_workers)
+
+
+def uses_streaming(config: RunConfig) -> bool:
+    """Whether ``config`` trains on the streaming path (see the module docstring)."""
+    if config.streaming is not None:
+        return bool(config.streaming)
+    return config.dataset in registered_datasets() and not dataset_source(config.dataset).is_tensors
+
+
+def load_run_data(config: RunConfig, device: torch.device) -> DataSplits | StreamSplits:
+    """The data of ``config`` on ``device``: resident :class:`DataSplits`, or :class:`StreamSplits`."""
+    kw = dict(val_size=config.val_size, train_size=config.train_size, root=config.data_root,
+              test_size=config.test_size, dataset_kwargs=config.dataset_kwargs)
+    if not uses_streaming(config):
+        return load_splits(config.dataset, config.seed, device, **kw)
+    if config.dataset in registered_datasets() and not dataset_source(config.dataset).is_tensors:
+        return _from_source(config, device)
+    return StreamSplits.from_tensors(load_splits(config.dataset, config.seed, "cpu", **kw), device, config.num_workers)
