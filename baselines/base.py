@@ -1,21 +1,34 @@
-"""The pruner interface: the keep mechanism of a data-pruning method, free of gymnasium and SB3.
+"""The interfaces every method shares, free of gymnasium and SB3: :class:`Knob`, :class:`Pruner` (a method's keep
+mechanism), :class:`RankedPruner` (Raju et al.'s score-ranked protocol, shared by ``epsilon_greedy`` and
+``ucb``), and :class:`FixedPolicy` (a method's published schedule) with the :class:`PolicyContext` the env
+gives it.
 
-A pruner turns the score table, the epoch index and a decoded action (``{"prune_ratio": r, knob: value}``)
+A pruner turns the score table, the epoch index and a decoded decision (``{"prune_ratio": r, knob: value}``)
 into an :class:`~prunegym.training.EpochPlan`, then updates its own state from the
 :class:`~prunegym.training.EpochResult` the engine returns. Its random draws come from the generator handed
-to :meth:`Pruner.reset` (derived from the run seed), never from the global RNGs.
+to :meth:`Pruner.reset` (derived from the run seed), never from the global RNGs. Decisions arrive exactly as
+the caller wrote them: the env's action codec (``prunegym.envs.ActionCodec``) is the one place where the
+float32 round-off of an agent's action is removed.
+
+A fixed policy has SB3's ``predict(observation, state=None, episode_start=None, deterministic=True)``
+signature, so one evaluation harness runs SB3 agents and baselines alike. What it needs of its env (the
+pruner it drives, the epoch budget, the action convention, the feature layout) comes as one typed
+:class:`PolicyContext` that the env provides (``PruningEnv.policy_context``). The epoch index is read from
+the ``epoch_fraction`` feature (``round(epoch_fraction * epochs)``).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar, Mapping
+from typing import Any, ClassVar, Mapping, Protocol
 
+import numpy as np
 import torch
 
 from prunegym.training import EpochPlan, EpochResult, ScoreTable
 
-__all__ = ["ActionCodec", "Knob", "Pruner", "kept_count", "prune_ratio_of"]
+__all__ = ["ActionEncoder", "FixedPolicy", "Knob", "PolicyContext", "Pruner", "RankedPruner", "kept_count",
+           "policy_context_of", "rank_descending"]
 
 
 @dataclass(frozen=True)
@@ -108,41 +121,131 @@ class Pruner:
         return self.shuffled(torch.arange(self.num_samples, device=self.device))
 
 
-class ActionCodec:
-    """The env's action convention: component 0 in [-1, 1] <-> prune ratio in ``[0, max_prune_ratio]``,
-    then one component per knob (``Knob.decode``). Shared by ``PruningEnv`` and the fixed policies."""
+# -- Raju, Daruwalla & Lipasti 2021 (arXiv 2111.12621): the score-ranked protocol ---------------------------------
+# Score-ranked selection of ``K = ceil((1 - r) N)`` samples each epoch, no reweighting, after ``warmup_epochs``
+# full-data epochs ([recon] default 1); scores from the run's ScoreTable (``ema`` = mu, ``ema_var`` = v, updated
+# only for trained samples at the table's ``ema_rate``, default 0.2 = Raju's a [recon]); see METHODS.md.
+class RankedPruner(Pruner):
+    """Base class: full data for the first ``warmup_epochs`` epochs (and at ``r = 0``), then
+    :meth:`select` picks ``K = kept_count(N, r)`` indices; the plan shuffles them, weights 1."""
 
-    def __init__(self, max_prune_ratio: float, knobs: tuple[Knob, ...]):
-        self.max_prune_ratio = float(max_prune_ratio)
-        self.knobs = tuple(knobs)
+    def __init__(self, warmup_epochs: int = 1):
+        if warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs={warmup_epochs!r} must be >= 0")
+        self.warmup_epochs = int(warmup_epochs)
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return ("prune_ratio",) + tuple(k.name for k in self.knobs)
+    def select(self, scores: ScoreTable, k: int, action: Mapping[str, float]) -> torch.Tensor:
+        """``[k]`` int64 distinct indices to keep (subclasses)."""
+        raise NotImplementedError
 
-    def encode(self, prune_ratio: float = 0.0, **knobs: float) -> list[float]:
-        unknown = sorted(set(knobs) - {k.name for k in self.knobs})
+    def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
+        r = float(action["prune_ratio"])
+        if epoch < self.warmup_epochs or r <= 0.0:
+            return self.full_plan()
+        kept = self.select(scores, kept_count(self.num_samples, r), action).to(self.device)
+        plan = self.shuffled(kept)
+        plan.claimed_prune_ratio = r
+        return plan
+
+
+def rank_descending(score: torch.Tensor) -> torch.Tensor:
+    """Indices ``[N]`` of ``score`` ``[N]`` from highest to lowest (ties: lower index first)."""
+    return torch.argsort(score, descending=True, stable=True)
+
+
+# -- fixed policies ---------------------------------------------------------------------------------------------
+class ActionEncoder(Protocol):
+    """The part of the env's action codec a policy uses (``prunegym.envs.ActionCodec`` is one)."""
+
+    max_prune_ratio: float
+    knobs: tuple[Knob, ...]
+
+    def encode(self, prune_ratio: float = 0.0, **knobs: float) -> list[float]: ...
+
+
+@dataclass(frozen=True)
+class PolicyContext:
+    """What a fixed policy needs of its env: the ``pruner`` name the env was made with, the run's ``epochs``,
+    the action ``codec``, the observation's ``feature_names`` and the env's ``decision_interval``."""
+
+    pruner: str
+    epochs: int
+    codec: ActionEncoder
+    feature_names: tuple[str, ...]
+    decision_interval: int = 1
+
+
+def policy_context_of(env: Any) -> PolicyContext:
+    """The :class:`PolicyContext` of a gymnasium env (any wrapper), of the first env of an SB3 VecEnv, or
+    ``env`` itself if it is one."""
+    if isinstance(env, PolicyContext):
+        return env
+    ctx = getattr(getattr(env, "unwrapped", None), "policy_context", None)
+    if ctx is None and hasattr(env, "get_attr"):
+        ctx = env.get_attr("policy_context")[0]
+    if not isinstance(ctx, PolicyContext):
+        raise ValueError(f"{type(env).__name__} provides no policy_context: pass a PruningEnv (or a wrapper or "
+                         "VecEnv of one) or a PolicyContext")
+    return ctx
+
+
+class FixedPolicy:
+    """Base class. Subclasses set ``name``, ``pruner`` (the env pruner the schedule is written for),
+    ``defaults`` (hyperparameters, the paper's values) and implement :meth:`schedule`.
+
+    ``env``: a :class:`PolicyContext`, or an env that provides one (:func:`policy_context_of`); its pruner
+    must be ``pruner``. ``hparams`` override ``defaults``; unknown names raise ``ValueError``.
+    """
+
+    name: ClassVar[str] = "base"
+    pruner: ClassVar[str] = "full"
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, env: Any, **hparams: Any):
+        unknown = sorted(set(hparams) - set(self.defaults))
         if unknown:
-            raise ValueError(f"no knob(s) {', '.join(unknown)}; allowed: {', '.join(k.name for k in self.knobs) or 'none'}")
-        if not 0.0 <= prune_ratio <= self.max_prune_ratio + 1e-12:
-            raise ValueError(f"prune_ratio={prune_ratio!r} is out of range [0, {self.max_prune_ratio}]")
-        a0 = 2.0 * prune_ratio / self.max_prune_ratio - 1.0 if self.max_prune_ratio > 0 else -1.0
-        out = [a0] + [k.encode(float(knobs.get(k.name, k.default))) for k in self.knobs]
-        return [min(1.0, max(-1.0, v)) for v in out]
+            raise ValueError(f"policy {self.name!r} has no hyperparameter(s) {', '.join(unknown)}; "
+                             f"allowed: {', '.join(self.defaults) or 'none'}")
+        ctx = policy_context_of(env)
+        if ctx.pruner != self.pruner:
+            raise ValueError(f"policy {self.name!r} drives the {self.pruner!r} pruner, but the env was made with "
+                             f"pruner={ctx.pruner!r}; make it with pruner={self.pruner!r}")
+        self.context = ctx
+        self.hparams = {**self.defaults, **hparams}
+        self.epochs = int(ctx.epochs)
+        self.codec = ctx.codec
+        self._epoch_feature = list(ctx.feature_names).index("epoch_fraction")
+        self.validate()
 
-    def decode(self, action, decimals: int = 6) -> dict[str, float]:
-        """Decoded values rounded to ``decimals`` places (significant digits for a log-scale knob), so that
-        float32 round-off in an action (about 6e-8) never moves a count: ``encode(prune_ratio=0.1)`` decodes to
-        exactly 0.1."""
-        vals = [float(v) for v in action]
-        out = {"prune_ratio": round((vals[0] + 1.0) * 0.5 * self.max_prune_ratio, decimals)}
-        for k, v in zip(self.knobs, vals[1:]):
-            out[k.name] = k.rounded(k.decode(v), decimals)
-        return out
+    def validate(self) -> None:
+        """Check hyperparameter values: ``prune_ratio`` against the env's range and every hyperparameter named
+        like one of the pruner's knobs against that knob's range (subclasses check the others)."""
+        r = self.hparams.get("prune_ratio")
+        if r is not None and not 0.0 <= r <= self.codec.max_prune_ratio:
+            raise ValueError(f"prune_ratio={r!r} is out of range [0, {self.codec.max_prune_ratio}]")
+        for knob in self.codec.knobs:
+            v = self.hparams.get(knob.name)
+            if v is not None and not knob.low <= v <= knob.high:
+                raise ValueError(f"{knob.name}={v!r} is out of range [{knob.low}, {knob.high}] "
+                                 f"(the {self.pruner!r} pruner's knob)")
 
+    def schedule(self, epoch: int) -> dict[str, float]:
+        """``{"prune_ratio": r, knob: value}`` for the epoch about to be trained (0-based)."""
+        raise NotImplementedError
 
-def prune_ratio_of(action: Mapping[str, float], decimals: int = 6) -> float:
-    """The action's prune ratio rounded to ``decimals`` places: an env action passes through float32, whose
-    round-off (about 6e-8) would otherwise move ``ceil((1 - r) N)`` by one sample (e.g. r = 0.1 decodes to
-    0.09999999404, and ``kept_count(4000, .)`` gives 3601 instead of 3600)."""
-    return round(float(action["prune_ratio"]), decimals)
+    def epoch_of(self, observation: np.ndarray) -> int:
+        return int(round(float(observation[self._epoch_feature]) * self.epochs))
+
+    def action_for(self, observation: np.ndarray) -> np.ndarray:
+        return np.asarray(self.codec.encode(**self.schedule(self.epoch_of(observation))), dtype=np.float32)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        """The action for ``observation`` ``[F]`` (or a batch ``[n, F]`` from a VecEnv) and ``state``."""
+        obs = np.asarray(observation, dtype=np.float32)
+        if obs.ndim == 1:
+            return self.action_for(obs), state
+        return np.stack([self.action_for(o) for o in obs]), state
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hparams.items())
+        return f"{type(self).__name__}({args})"

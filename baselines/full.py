@@ -1,13 +1,14 @@
-"""``full``: no pruning; every sample every epoch with weight 1 (the reference every method is judged by)."""
+"""``full``: no pruning; every sample every epoch with weight 1 (the reference every method is judged by): pruner
+and policy."""
 from __future__ import annotations
 
 from typing import Mapping
 
 from prunegym.training import EpochPlan, ScoreTable
 
-from .base import Pruner
+from .base import FixedPolicy, Pruner
 
-__all__ = ["FullPruner"]
+__all__ = ["FullPolicy", "FullPruner"]
 
 
 class FullPruner(Pruner):
@@ -17,3 +18,14 @@ class FullPruner(Pruner):
 
     def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
         return self.full_plan()
+
+
+class FullPolicy(FixedPolicy):
+    """No pruning: prune ratio 0 every epoch."""
+
+    name = "full"
+    pruner = "full"
+    defaults: dict = {}
+
+    def schedule(self, epoch: int) -> dict[str, float]:
+        return {"prune_ratio": 0.0}

@@ -42,8 +42,7 @@ import torch
 
 from prunegym.training import EpochPlan, ScoreTable
 
-from .base import Knob, Pruner
-from .policy import FixedPolicy
+from .base import FixedPolicy, Knob, Pruner
 
 __all__ = ["IESPolicy", "IESPruner"]
 

@@ -8,7 +8,7 @@ before training, so the first epoch keeps everything) [code]. Per epoch at prune
 float product truncated as the official code does, no epsilon: at ``r = 0.8``, ``|D1| = 5`` that is 0) drawn
 uniformly without replacement with loss weight ``1 / keep``, and all of ``D2`` (the rest) with weight 1;
 shuffle [code; the paper's per-sample coin flip has the same expectation]. ``r = 0`` gives the full data with
-all weights 1 (the annealing epochs, scheduled by :class:`~prunegym.baselines.infobatch_policy.InfoBatchPolicy`),
+all weights 1 (the annealing epochs, scheduled by :class:`InfoBatchPolicy`),
 whatever ``delta * E`` is: the official code's failure to reset the weights there is not reproduced.
 The realised kept fraction ``1 - (|D1| - int(keep |D1|)) / N`` is what the engine reports;
 ``claimed_prune_ratio`` is ``min(r, 0.9)`` on an epoch that prunes something and 0 on one that prunes nothing
@@ -16,15 +16,17 @@ The realised kept fraction ``1 - (|D1| - int(keep |D1|)) / N`` is what the engin
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import torch
 
 from prunegym.training import EpochPlan, ScoreTable
 
-from .base import Pruner, prune_ratio_of
+from .base import FixedPolicy, Pruner
 
-__all__ = ["InfoBatchPruner", "MAX_PRUNE_RATIO", "keep_ratio", "kept_of_d1"]
+__all__ = ["InfoBatchPolicy", "InfoBatchPruner", "MAX_PRUNE_RATIO", "annealing_start", "keep_ratio", "kept_of_d1",
+           "prunes_at"]
 
 MAX_PRUNE_RATIO = 0.9  # keep ratio of D1 >= 0.1 [code]
 
@@ -45,7 +47,7 @@ class InfoBatchPruner(Pruner):
     name = "infobatch"
 
     def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
-        r = prune_ratio_of(action)
+        r = float(action["prune_ratio"])
         if r <= 0.0:
             return self.full_plan()
         keep = keep_ratio(r)
@@ -61,3 +63,39 @@ class InfoBatchPruner(Pruner):
         plan = self.shuffled(indices, weights)
         plan.claimed_prune_ratio = min(r, MAX_PRUNE_RATIO) if k1 < d1.numel() else 0.0
         return plan
+
+
+# -- the published schedule ------------------------------------------------------------------------------------
+# InfoBatch's published schedule (Qin et al., ICLR 2024): prune ratio ``r`` for the epochs ``e`` (0-based)
+# with ``e + 1 <= E * delta``, compared in floating point exactly as the official sampler does (no epsilon:
+# ``E = 100, delta = 0.29`` prunes 28 epochs, since ``100 * 0.29 = 28.999999999999996``), then full data with
+# weight 1 (annealing) [paper, code].
+
+def prunes_at(epoch: int, delta: float, epochs: int) -> bool:
+    """Whether epoch ``epoch`` (0-based) prunes: the official ``iterations <= num_epochs * delta`` with
+    ``iterations = epoch + 1``."""
+    return epoch + 1 <= epochs * delta
+
+
+def annealing_start(delta: float, epochs: int) -> int:
+    """The first full-data epoch (0-based), ``floor(E * delta)`` of the float product (the first ``e`` with
+    ``e + 1 > E * delta``); e.g. ``E = 10, delta = 0.875`` -> 8, ``E = 100, delta = 0.29`` -> 28."""
+    return math.floor(epochs * delta)
+
+
+class InfoBatchPolicy(FixedPolicy):
+    """Defaults ``r = 0.5``, ``delta = 0.875`` [paper, code]."""
+
+    name = "infobatch"
+    pruner = "infobatch"
+    defaults = {"prune_ratio": 0.5, "delta": 0.875}
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 <= self.hparams["delta"] <= 1.0:
+            raise ValueError(f"delta={self.hparams['delta']!r} must be in [0, 1]")
+
+    def schedule(self, epoch: int) -> dict[str, float]:
+        if not prunes_at(epoch, self.hparams["delta"], self.epochs):
+            return {"prune_ratio": 0.0}
+        return {"prune_ratio": self.hparams["prune_ratio"]}

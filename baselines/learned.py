@@ -95,7 +95,7 @@ import torch
 
 from prunegym.training import EpochPlan, ScoreTable
 
-from .base import Knob, Pruner, kept_count, prune_ratio_of
+from .base import Knob, Pruner, kept_count
 from .infobatch import kept_of_d1
 
 __all__ = ["BETA_SCALE", "LearnedPruner", "MAX_WEIGHT", "inclusion_probabilities", "mapped_action", "sharpness_beta"]
@@ -239,7 +239,7 @@ class LearnedPruner(Pruner):
         return perm[torch.argsort(score[perm], stable=True)]
 
     def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
-        r = prune_ratio_of(action)
+        r = float(action["prune_ratio"])
         if epoch < self.warmup_epochs or r <= 0.0:
             return self.full_plan()
         n = self.num_samples
@@ -248,10 +248,9 @@ class LearnedPruner(Pruner):
             plan = self.full_plan()
             plan.claimed_prune_ratio = r
             return plan
-        # Undo float32 action round-off (see prune_ratio_of): s = +-1 must reach the greedy rules exactly.
-        sharp = round(self.knob(action, "sharpness"), 6)
-        rescale = round(self.knob(action, "rescale"), 6)
-        eps = round(1.0 - self.knob(action, "greedy"), 6)
+        sharp = self.knob(action, "sharpness")  # exact: the env's codec removed the float32 round-off
+        rescale = self.knob(action, "rescale")
+        eps = 1.0 - self.knob(action, "greedy")
         g = k - min(k, max(0, math.floor(eps * k + 1e-9)))  # epsilon-greedy's ceil((1 - eps) K) at eps = 1 - greedy
         order = self.ascending_order(scores)
         protected, rest = order[n - g:], order[:n - g]

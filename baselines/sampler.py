@@ -46,8 +46,8 @@ from torch.utils.data import Dataset, Sampler
 from prunegym.training import ScoreTable, torch_generator
 from prunegym.training.distributed import DistContext
 
-from .base import ActionCodec
-from .policy import PolicyContext
+from .base import Knob, PolicyContext
+from .registry import POLICIES, PRUNERS, make_pruner
 
 __all__ = ["IndexedDataset", "PruningSampler", "SAMPLER_PRUNERS"]
 
@@ -72,6 +72,16 @@ class IndexedDataset(Dataset):
         return (*item, i) if isinstance(item, tuple) else (item, i)
 
 
+class _ScheduleOnly:
+    """The action convention of a run outside an env: the policy's ``schedule`` is used, never an action."""
+
+    def __init__(self, max_prune_ratio: float, knobs: tuple[Knob, ...]):
+        self.max_prune_ratio, self.knobs = float(max_prune_ratio), tuple(knobs)
+
+    def encode(self, prune_ratio: float = 0.0, **knobs: float) -> list[float]:
+        raise RuntimeError("a PruningSampler plays its policy's schedule, not actions")
+
+
 class PruningSampler(Sampler[int]):
     """The kept indices of ``pruner``'s plan, one epoch per pass (see the module docstring).
 
@@ -85,8 +95,6 @@ class PruningSampler(Sampler[int]):
     def __init__(self, pruner: str = "infobatch", num_samples: int | None = None, epochs: int | None = None,
                  seed: int = 0, budget: float | None = None, *, device: torch.device | str = "cpu",
                  ema_rate: float = 0.2, process_group: Any = "auto", **knobs: Any):
-        from . import POLICIES, PRUNERS, make_pruner  # the package imports this module
-
         if pruner in _NOT_SAMPLERS:
             raise ValueError(f"pruner {pruner!r} {_NOT_SAMPLERS[pruner]}, which a Sampler cannot do; allowed: "
                              f"{', '.join(SAMPLER_PRUNERS)} (PFB in a loop: examples/plain_loop.py)")
@@ -112,7 +120,7 @@ class PruningSampler(Sampler[int]):
         self.device = torch.device(device)
         self._pruner = make_pruner(policy_cls.pruner, **{k: v for k, v in knobs.items() if k in ctor})
         context = PolicyContext(pruner=policy_cls.pruner, epochs=epochs,
-                                codec=ActionCodec(MAX_PRUNE_RATIO, self._pruner.knobs), feature_names=("epoch_fraction",))
+                                codec=_ScheduleOnly(MAX_PRUNE_RATIO, self._pruner.knobs), feature_names=("epoch_fraction",))
         self.policy = policy_cls(context,
                                  **{k: v for k, v in knobs.items() if k not in ctor})
         self.scores = ScoreTable(num_samples, self.device, ema_rate)

@@ -52,10 +52,8 @@ import torch
 
 from prunegym.training import EpochPlan, ScoreTable
 
-from .base import Knob, Pruner, prune_ratio_of
-from .infobatch import MAX_PRUNE_RATIO, keep_ratio
-from .infobatch_policy import prunes_at
-from .policy import FixedPolicy
+from .base import FixedPolicy, Knob, Pruner
+from .infobatch import MAX_PRUNE_RATIO, keep_ratio, prunes_at
 
 __all__ = ["LLOYD_ITERATIONS", "SeTaPolicy", "SeTaPruner", "kmeans_1d", "window_groups"]
 
@@ -149,8 +147,8 @@ class SeTaPruner(Pruner):
         return candidates[order], bounds.tolist()
 
     def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
-        r = prune_ratio_of(action)
-        w = round(self.knob(action, "window_scale"), 6)
+        r = float(action["prune_ratio"])
+        w = self.knob(action, "window_scale")
         n = self.num_samples
         m = int(n * keep_ratio(r))
         kept = torch.randperm(n, generator=self.generator, device=self.device)[:m]

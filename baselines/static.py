@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from .policy import FixedPolicy
+from .base import FixedPolicy
 
 __all__ = ["StaticConstPolicy", "StaticSchedulePolicy", "keep_schedule"]
 

@@ -10,7 +10,7 @@ information diversity at high prune rates. Everything concrete below is [recon]:
   default 0.2), so every sample keeps inclusion probability at least about ``lam K / N``;
 - ``K = ceil((1 - r) N)`` drawn without replacement by Gumbel-top-k on ``log q`` (pruner generator);
 - probabilistic Mixup: each kept row, with probability ``m`` (knob ``mix_prob``, default 0.3 = the default
-  ``r``; the :class:`~prunegym.baselines.swdpp_policy.SwDPPPolicy` sets ``m = r``), is mixed with a partner
+  ``r``; the :class:`SwDPPPolicy` sets ``m = r``), is mixed with a partner
   drawn uniformly from the not-kept samples, own share ``lam_mix ~ Beta(1, 1) = U(0, 1)``; the engine mixes
   inputs and losses (:class:`~prunegym.training.MixupSpec`; unmixed rows: partner = own index, share 1);
 - optional importance weights ``1 / (K q_i)`` clipped to ``weight_clip`` (``importance_weights``, off by
@@ -26,9 +26,9 @@ import torch
 
 from prunegym.training import EpochPlan, MixupSpec, ScoreTable
 
-from .base import Knob, Pruner, kept_count, prune_ratio_of
+from .base import FixedPolicy, Knob, Pruner, kept_count
 
-__all__ = ["SwDPPPruner", "sampling_distribution"]
+__all__ = ["SwDPPPolicy", "SwDPPPruner", "sampling_distribution"]
 
 
 def sampling_distribution(score: torch.Tensor, floor: float) -> torch.Tensor:
@@ -77,7 +77,7 @@ class SwDPPPruner(Pruner):
         self.observed[idx] = True
 
     def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
-        r = prune_ratio_of(action)
+        r = float(action["prune_ratio"])
         n, dev, g = self.num_samples, self.device, self.generator
         k = kept_count(n, r)
         if epoch < self.warmup_epochs or k >= n:
@@ -99,3 +99,25 @@ class SwDPPPruner(Pruner):
             lam = torch.where(mix, share, torch.ones_like(share))
             plan.mixup = MixupSpec(torch.where(mix, partner, plan.indices), lam)
         return plan
+
+
+# SwDPP's schedule (Huang et al., IEEE SPL 2024) [recon, see :mod:`prunegym.baselines.swdpp`]: a constant
+# prune ratio ``r = 0.3`` (the abstract's "70% of the data per epoch"), uniform floor ``lam = 0.2`` and Mixup
+# probability ``m = r`` unless ``mix_prob`` is given; the pruner's one warm-up epoch is full data.
+class SwDPPPolicy(FixedPolicy):
+    name = "swdpp"
+    pruner = "swdpp"
+    defaults = {"prune_ratio": 0.3, "floor": 0.2, "mix_prob": None}
+
+    def validate(self) -> None:
+        super().validate()
+        if not 0.0 <= self.hparams["floor"] <= 1.0:
+            raise ValueError(f"floor={self.hparams['floor']!r} must be in [0, 1]")
+        m = self.hparams["mix_prob"]
+        if m is not None and not 0.0 <= m <= 1.0:
+            raise ValueError(f"mix_prob={m!r} must be in [0, 1] (or None: equal to prune_ratio)")
+
+    def schedule(self, epoch: int) -> dict[str, float]:
+        r = self.hparams["prune_ratio"]
+        m = self.hparams["mix_prob"]
+        return {"prune_ratio": r, "floor": self.hparams["floor"], "mix_prob": r if m is None else m}

@@ -1,5 +1,6 @@
 """``uniform``: Raju, Daruwalla & Lipasti 2021, "Accelerating Deep Learning with Dynamic Data Pruning"
-(arXiv 2111.12621), uniform random dynamic pruning; see ``shared/METHODS.md``.
+(arXiv 2111.12621), uniform random dynamic pruning, and the ``uniform_rescaled`` control; pruner and policies;
+see ``shared/METHODS.md``.
 
 Each epoch keeps ``K = ceil((1 - r) N)`` samples drawn uniformly without replacement [paper]; the schedule
 is unchanged, the saving is fewer iterations. [recon] The first ``warmup_epochs`` (default 1) keep all, as
@@ -16,9 +17,10 @@ import torch
 
 from prunegym.training import EpochPlan, ScoreTable
 
-from .base import Knob, Pruner, kept_count, prune_ratio_of
+from .base import FixedPolicy, Knob, Pruner, kept_count
+from .infobatch import InfoBatchPolicy
 
-__all__ = ["UniformPruner"]
+__all__ = ["UniformPolicy", "UniformPruner", "UniformRescaledPolicy"]
 
 
 class UniformPruner(Pruner):
@@ -31,7 +33,7 @@ class UniformPruner(Pruner):
         self.warmup_epochs = int(warmup_epochs)
 
     def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
-        r = prune_ratio_of(action)
+        r = float(action["prune_ratio"])
         if epoch < self.warmup_epochs or r <= 0.0:
             return self.full_plan()
         k = kept_count(self.num_samples, r)
@@ -42,3 +44,29 @@ class UniformPruner(Pruner):
             w = 1.0 + rescale * (1.0 / (1.0 - r) - 1.0)
             plan.weights = torch.full((k,), w, device=self.device)
         return plan
+
+
+class UniformPolicy(FixedPolicy):
+    """Raju et al. 2021 (arXiv 2111.12621): a constant prune ratio r every epoch, no reweighting, after the
+    pruner's one full warm-up epoch. [recon] r = 0.5 (the rate of the later CIFAR re-runs; the paper sweeps it)."""
+
+    name = "uniform"
+    pruner = "uniform"
+    defaults = {"prune_ratio": 0.5}
+
+    def schedule(self, epoch: int) -> dict[str, float]:
+        return {"prune_ratio": self.hparams["prune_ratio"], "rescale": 0.0}
+
+
+class UniformRescaledPolicy(InfoBatchPolicy):
+    """Uniform random pruning with InfoBatch's 1/(1 - r) loss rescaling and its annealing (full data with
+    weight 1 from the first epoch e with e + 1 > E * delta): the control InfoBatch's reviewers asked for. Defaults are
+    InfoBatch's r = 0.5, delta = 0.875; only the keep rule differs from InfoBatch's."""
+
+    name = "uniform_rescaled"
+    pruner = "uniform"
+
+    def schedule(self, epoch: int) -> dict[str, float]:
+        out = super().schedule(epoch)
+        out["rescale"] = 1.0 if out["prune_ratio"] > 0 else 0.0
+        return out

@@ -43,9 +43,9 @@ class ActionCodec:
 
     def decode(self, action: Sequence[float]) -> dict[str, float]:
         """``{"prune_ratio": r, knob: value}`` of ``action`` (components in [-1, 1]), each rounded to
-        :data:`DECIMALS` places (see the module docstring)."""
+        :data:`DECIMALS` places (significant digits for a log-scale knob; see the module docstring)."""
         vals = [float(v) for v in action]
         out = {"prune_ratio": round((vals[0] + 1.0) * 0.5 * self.max_prune_ratio, DECIMALS)}
         for k, v in zip(self.knobs, vals[1:]):
-            out[k.name] = round(k.decode(v), DECIMALS)
+            out[k.name] = k.rounded(k.decode(v), DECIMALS)  # significant digits on a log-scale knob
         return out

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from prunegym.baselines import POLICIES, PRUNERS, make_policy, make_pruner, policy_pruner
-from prunegym.baselines.pfb_policy import pfb_window
+from prunegym.baselines.pfb import pfb_window
 from prunegym.envs import PruningEnv
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from prunegym.baselines import ActionCodec, IESPruner, Knob, make_policy
+from prunegym.baselines import IESPruner, Knob, make_policy
+from prunegym.envs import ActionCodec
 from prunegym.envs import PruningEnv
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from prunegym.baselines import InfoBatchPruner, make_policy
-from prunegym.baselines.infobatch_policy import annealing_start
+from prunegym.baselines.infobatch import annealing_start
 from prunegym.envs import PruningEnv
 from prunegym.training import ScoreTable
 

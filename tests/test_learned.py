@@ -14,12 +14,12 @@ import torch
 
 import prunegym.envs  # noqa: F401  (registers the ids)
 from prunegym.baselines import (
-    PRUNERS, ActionCodec, EpsilonGreedyPruner, InfoBatchPruner, UCBPruner, kept_count, make_pruner,
+    PRUNERS, EpsilonGreedyPruner, InfoBatchPruner, UCBPruner, kept_count, make_pruner,
 )
 from prunegym.baselines.learned import (
     LearnedPruner, inclusion_probabilities, mapped_action, sharpness_beta,
 )
-from prunegym.envs import FEATURE_DOCS, FEATURE_NAMES, PruningEnv
+from prunegym.envs import FEATURE_DOCS, FEATURE_NAMES, ActionCodec, PruningEnv
 from prunegym.envs.features import StepStats, _slope
 from prunegym.training import ScoreTable
 
