@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from prunegym.baselines import PRUNERS, ActionCodec, Pruner, make_pruner
-from prunegym.training import RunConfig, TrainingRun
+from prunegym.training import RunConfig, TrainingRun, check_seed, versions
 
 from .features import FEATURE_NAMES, OBS_BOUND, StepStats, observe
 from .reference import reference_accuracy
@@ -126,7 +126,7 @@ class PruningEnv(gym.Env):
         self.max_wall_time = max_wall_time
         self.nonfinite_penalty = float(nonfinite_penalty)
         self.render_mode = render_mode
-        self._default_seed = seed
+        self._default_seed = None if seed is None else check_seed(seed)
         self._first_reset = True
         # Everything needed to rebuild this env (for episode records and replay); JSON-able unless
         # ``reward`` is a callable.
@@ -182,6 +182,8 @@ class PruningEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is None and self._first_reset and self._default_seed is not None:
             seed = int(self._default_seed)
+        if seed is not None:
+            seed = check_seed(seed)  # [0, 2**63): larger seeds would alias smaller ones
         self._first_reset = False
         super().reset(seed=seed)
         if seed is not None:
@@ -292,6 +294,7 @@ class PruningEnv(gym.Env):
                 "env_kwargs": self._record_kwargs(),
                 "seed": self.run_seed,
                 "actions": [list(x) for x in self._actions],
+                "versions": versions(),  # replay warns when it runs under others
             }
             self._done = True
         self._last_info = info

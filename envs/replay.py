@@ -1,6 +1,7 @@
 """Replay an episode from its ``episode_record``: same task, kwargs, seed and actions -> same metrics on CPU."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +31,13 @@ def replay(record: dict, **overrides) -> ReplayResult:
     GPU episode on the CPU, ``data_root=...``). The wall-clock limit is not replayed: an episode that was
     truncated by ``max_wall_time`` replays up to its last action, and its final info gets the test metrics
     (``test_loss``, ``test_accuracy``) that the truncated step reported. Raises ``ValueError`` if the record
-    is malformed or the replayed episode ends before its last action."""
+    is malformed or the replayed episode ends before its last action.
+
+    Bit-for-bit holds for the same library versions, torch thread count and device: when the record says
+    what it was made with (``versions`` of an ``episode_record``, or ``runtime`` of a results row) and this
+    process differs, a ``RuntimeWarning`` (one line) names the differences."""
+    from prunegym.training import runtime, runtime_differences
+
     from .env import PruningEnv
 
     if not isinstance(record, dict):
@@ -42,6 +49,12 @@ def replay(record: dict, **overrides) -> ReplayResult:
         raise ValueError("episode record has no actions")
     env = PruningEnv(**{**record["env_kwargs"], **overrides})
     env.reset(seed=int(record["seed"]))
+    recorded = record.get("runtime") or record.get("versions")
+    diffs = runtime_differences(recorded, runtime(device=env.run.device)) if isinstance(recorded, dict) else []
+    if diffs:
+        warnings.warn(f"replaying an episode recorded under other versions or settings ({'; '.join(diffs)}): the "
+                      "replay is bit-for-bit only under the same versions, torch thread count and device",
+                      RuntimeWarning, stacklevel=2)
     infos, rewards = [], []
     for i, a in enumerate(record["actions"]):
         _, r, term, trunc, info = env.step(np.asarray(a, dtype=np.float64))

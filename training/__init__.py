@@ -8,16 +8,18 @@ from .data import DATASETS, DataSplits, DatasetMissingError, data_root, load_spl
 from .flops import PassFlops, measure_flops
 from .meter import ComputeMeter
 from .models import MODELS, SplitModel, build_model, split_points
+from .provenance import runtime, runtime_differences, versions
 from .plan import EpochPlan, EpochResult, MixupSpec, PassCounts, Selector
 from .run import EvalResult, TrainingRun, resolve_device
 from .schedule import SCHEDULES, lr_at
 from .scores import ScoreTable
-from .seeding import derive_seed, numpy_generator, torch_generator
+from .seeding import SEED_LIMIT, check_seed, derive_seed, numpy_generator, torch_generator
 
 __all__ = [
-    "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES",
+    "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES", "SEED_LIMIT",
     "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult", "EvalResult",
     "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitModel", "TrainingRun",
-    "build_model", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic", "measure_flops",
-    "numpy_generator", "resolve_device", "split_points", "torch_generator",
+    "build_model", "check_seed", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic", "measure_flops",
+    "numpy_generator", "resolve_device", "runtime", "runtime_differences", "split_points", "torch_generator",
+    "versions",
 ]
