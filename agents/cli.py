@@ -370,8 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if hasattr(args, "env_kwargs"):
             parse_kv(args.env_kwargs)  # malformed pairs fail before anything heavy is imported
         return _COMMANDS[args.command](args)
-    except KeyboardInterrupt:  # before the episodes (loading, checks): nothing to resume
-        print(f"{prefix}: interrupted before any episode; run the same command again", file=sys.stderr)
+    except KeyboardInterrupt:  # while loading and checking, before any episode
+        print(f"{prefix}: interrupted; nothing was run yet; run the same command again", file=sys.stderr)
         return 130
     except CLIError as exc:
         msg = _one_line(exc)

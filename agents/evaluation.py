@@ -287,9 +287,13 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
         key_kwargs = canonical_json(kwargs)
         tasks = [EpisodeTask(spec, env_id, kwargs, s) for spec in specs for s in seeds
                  if (env_id, key_kwargs, spec.name, s) not in done]
-        _run(tasks, ResultSink(results, tb_root, replace=not skip_done), progress, ray)
-        return _report(env_id, kwargs, [s.name for s in specs], seeds, out, ran=len(tasks),
-                       skipped=len(specs) * len(seeds) - len(tasks))
+        sink = ResultSink(results, tb_root, replace=not skip_done)
+        _run(tasks, sink, progress, ray)
+        try:
+            return _report(env_id, kwargs, [s.name for s in specs], seeds, out, ran=len(tasks),
+                           skipped=len(specs) * len(seeds) - len(tasks))
+        except KeyboardInterrupt:
+            raise Interrupted(list(sink.rows)) from None
 
 
 def _report(env_id: str, env_kwargs: dict[str, Any], labels: list[str], seeds: list[int], out: Path,

@@ -182,6 +182,7 @@ def accuracy_compute_figure(summary: list[dict[str, Any]], title: str = ""):
     ax.set_ylabel("test accuracy")
     ax.set_title(title or "accuracy versus compute")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if summary:
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
