@@ -206,7 +206,7 @@ def test_policy_errors_name_the_allowed_values(tmp_path):
 
     with pytest.raises(ValueError, match=f"allowed: {', '.join(POLICIES)}"):
         evaluate("nope", ENV, [0], results=None, **KW)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no saved agent at .*missing.zip"):
         evaluate(str(tmp_path / "missing.zip"), ENV, [0], results=None, **KW)
     with pytest.raises(ValueError, match="needs pruner='uniform'"):
         evaluate("uniform", ENV, [0], results=None, pruner="full", **KW)
