@@ -26,6 +26,7 @@ import torch
 
 import prunegym.envs  # noqa: F401  (registers the prunegym/ ids)
 from prunegym.baselines import POLICIES, make_policy, policy_pruner
+from prunegym.training import resolve_device, runtime
 from prunegym.training.atomic import write_text_atomic
 
 ENV_ID = "prunegym/FashionMNIST-CNN-v0"
@@ -137,7 +138,7 @@ def main(argv=None) -> dict:
             if (name, seed) in done:
                 print(f"skip {name} seed {seed} (in {args.out})", flush=True)
                 continue
-            r = run_one(name, seed, args)
+            r = {**run_one(name, seed, args), "runtime": runtime(resolve_device(args.device))}
             results["runs"].append(r)
             write_text_atomic(args.out, json.dumps(results, indent=1, sort_keys=True))
             write_text_atomic(md_path, markdown(results, args.policies))
