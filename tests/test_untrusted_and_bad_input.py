@@ -355,11 +355,25 @@ def test_interrupted_evaluate_names_the_seeds_left_and_train_the_resume_flag(tmp
     assert "--resume" in err and "--overwrite" not in err
 
 
-@pytest.mark.parametrize("damage", ["truncated-zip", "not-a-zip", "json-garbage", "json-list", "json-bad-stats"])
+@pytest.mark.parametrize("damage", ["truncated-zip", "not-a-zip", "json-garbage", "json-list", "json-bad-stats",
+                                    "bare-zip-bad-data", "bare-zip-truncated-pkl"])
 def test_a_bad_agent_file_fails_in_one_line_naming_it(damage, tiny_agent, tmp_path, capsys):
+    import zipfile
+
     model = _copy_agent(tiny_agent, tmp_path / "bad")
     meta = model.with_suffix(".json")
-    if damage == "truncated-zip":
+    if damage.startswith("bare-zip"):  # an RL Zoo style agent: no .json, statistics in vecnormalize.pkl
+        meta.unlink()
+    if damage == "bare-zip-bad-data":
+        with zipfile.ZipFile(tiny_agent / "model.zip") as src, zipfile.ZipFile(model, "w") as dst:
+            for item in src.infolist():
+                dst.writestr(item, b"{not json" if item.filename == "data" else src.read(item.filename))
+        named = model
+    elif damage == "bare-zip-truncated-pkl":
+        pkl = model.with_name("vecnormalize.pkl")
+        pkl.write_bytes(pkl.read_bytes()[:40])
+        named = pkl
+    elif damage == "truncated-zip":
         model.write_bytes(model.read_bytes()[:200])
         named = model
     elif damage == "not-a-zip":
