@@ -19,10 +19,13 @@ import argparse
 import ast
 import os
 import re
-import shlex
 import sys
 from typing import Any, Sequence
 
+from .cli_text import command_line as _command
+from .cli_text import errors_line as _errors_line
+from .cli_text import replace_seeds as _replace_seeds
+from .cli_text import row_table as _row_table
 from .parallel import RayUnavailable
 
 __all__ = ["CLIError", "build_parser", "main", "parse_kv"]
@@ -230,54 +233,6 @@ def _cmd_train(args) -> int:
         return 130
     print(f"saved {agent.path} ({agent.meta['num_timesteps']} timesteps)")
     return 0
-
-
-def _command(argv: Sequence[str]) -> str:
-    return "prunegym " + shlex.join(list(argv))
-
-
-def _replace_seeds(argv: list[str], seeds: list[int]) -> list[str]:
-    """``argv`` with its ``--seeds`` values replaced by ``seeds``."""
-    out, skip = [], False
-    for a in argv:
-        if skip and not a.startswith("-"):
-            continue
-        skip = False
-        if a == "--seeds":
-            skip = True
-            continue
-        out.append(a)
-    return out + ["--seeds", *map(str, seeds)]
-
-
-def _errors_line(rows: list[dict[str, Any]]) -> str | None:
-    """One line naming the failed and diverged episodes of ``rows`` (``None`` if there are none)."""
-    from .results import is_diverged, is_failed
-
-    parts = []
-    for what, test, hint in (("failed", is_failed, "run the same command again to retry them"),
-                             ("diverged", is_diverged, "deterministic: their rows are kept, out of the means")):
-        bad = [r for r in rows if test(r)]
-        if bad:
-            names = ", ".join(f"{r['policy']} seed {r['seed']}" for r in bad[:8]) + (", ..." if len(bad) > 8 else "")
-            parts.append(f"{len(bad)} episode(s) {what} ({names}; {hint})")
-    return "; ".join(parts) or None
-
-
-def _row_table(rows: list[dict[str, Any]]) -> str:
-    from .results import is_diverged, is_failed
-
-    head = (f"{'policy':<18} {'seed':>6} {'test_acc':>9} {'val_acc':>8} {'compute':>8} {'kept':>6} "
-            f"{'return':>8} {'wall_s':>7}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        if is_failed(r):
-            lines.append(f"{r['policy']:<18} {r['seed']:>6} FAILED: {r['error']}")
-            continue
-        lines.append(f"{r['policy']:<18} {r['seed']:>6} {r['test_accuracy']:>9.4f} {r['val_accuracy']:>8.4f} "
-                     f"{r['compute_fraction']:>8.4f} {r['kept_fraction']:>6.3f} {r['episode_return']:>8.4f} "
-                     f"{r['wall_clock_s']:>7.2f}" + (f"  DIVERGED: {r['error']}" if is_diverged(r) else ""))
-    return "\n".join(lines)
 
 
 def _cmd_evaluate(args) -> int:

@@ -46,7 +46,8 @@ class PruningEnv(gym.Env):
     Any :class:`RunConfig` field (``epochs``, ``train_size``, ``batch_size``, ``device``, ``lr``,
     ``data_root``, ...) may be passed to override the task's preset.
     ``seed``: the run seed of the first ``reset()`` without a seed (later unseeded resets draw new ones from
-    the env's generator, seeded by it); without it, unseeded resets start runs from fresh entropy.
+    the env's generator, seeded by it); without it, unseeded resets start runs from fresh entropy. Seeds
+    (here and in ``reset(seed=...)``) are ints in ``[0, 2**63)``; others raise ``ValueError``.
 
     Episode: ``terminated`` when the epoch budget is spent or the run diverges (non-finite training or
     validation loss: ``info["error"]``, reward see :data:`NONFINITE_PENALTY`); ``truncated`` only when
@@ -54,7 +55,7 @@ class PruningEnv(gym.Env):
     ``action`` (decoded), ``kept_fraction`` (realised), ``planned_fraction``, ``compute_fraction_step``,
     ``compute_fraction_total``, ``flops_step``, ``train_loss``, ``train_accuracy``, ``val_loss``,
     ``val_accuracy``, ``lr``; at the end also ``test_loss``, ``test_accuracy``, ``episode_return`` and
-    ``episode_record`` (for :func:`prunegym.envs.replay`). ``wall_time`` (seconds of training in the step)
+    ``episode_record`` (for :func:`prunegym.envs.replay`; with the library ``versions`` it was made with). ``wall_time`` (seconds of training in the step)
     and ``wall_time_total`` (since ``reset``) only with ``record_wall_time=True``: everything else in
     ``info`` is a deterministic function of the seed and the actions.
     """

@@ -90,8 +90,9 @@ def _kill_at_random_points(out: Path, extra: list[str], kills: int, rng: random.
         delay = 0.0
         try:
             start = time.monotonic()
-            while proc.poll() is None and not _holds_lock(out, proc.pid) and time.monotonic() - start < 240:
-                time.sleep(0.005)  # the checks are done and the episodes start
+            while (proc.poll() is None and not _holds_lock(out, proc.pid) and _rows(results) == have
+                   and time.monotonic() - start < 240):
+                time.sleep(0.005)  # the checks are done and the episodes start (or have started)
             seen, arrivals = have, []
             while proc.poll() is None and seen < target and time.monotonic() - start < 240:
                 n = _rows(results)
