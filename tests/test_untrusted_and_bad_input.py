@@ -85,6 +85,29 @@ def test_an_unreachable_ray_address_fails_within_seconds_in_one_line(argv, addre
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_address_that_accepts_but_is_not_ray_fails_within_seconds():
+    """A port that accepts connections but never answers as gRPC (a silent service, a proxy) fails the HTTP/2
+    handshake after its timeout instead of Ray retrying for minutes."""
+    import socket
+    import threading
+
+    from prunegym.agents.ray_address import RayUnreachable, check_ray_address
+
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+    threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
+    port = server.getsockname()[1]
+    try:
+        start = time.perf_counter()
+        with pytest.raises(RayUnreachable, match=rf"no Ray cluster answers at 127.0.0.1:{port} .*does not speak gRPC"):
+            check_ray_address(f"127.0.0.1:{port}", timeout=2.0)
+        assert time.perf_counter() - start < 10
+    finally:
+        server.close()
+        for conn, _ in accepted:
+            conn.close()
+
+
 # -- 3: loading runs no code that was not asked for --------------------------------------------------------------
 def test_pretrained_names_resolve_only_inside_the_shipped_folder(tmp_path, capsys):
     from prunegym.agents.pretrained import PRETRAINED_DIR, pretrained_names, pretrained_path
