@@ -39,7 +39,8 @@ e.g. on a shared filesystem); a custom policy object travels pickled.
 Failures: an episode that raises is run once more (application-level retry); a worker that dies (a crash,
 the OOM killer, a lost node) is retried once by Ray (``max_retries=1``). An episode that still fails becomes
 a failed row (:func:`prunegym.agents.episode.failed_outcome`: ``error`` = ``"<Type>: <message>"``, no steps,
-NaN metrics, ``null`` in the file) in ``results.jsonl`` and the tables, its traceback is logged, and the other episodes go on.
+NaN metrics, ``null`` in the file) in ``results.jsonl`` and the tables, its traceback is logged, and the other
+episodes go on.
 ``compare`` skips finished episodes on a rerun and runs failed ones again.
 """
 from __future__ import annotations

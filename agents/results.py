@@ -57,8 +57,9 @@ class EpisodeRow:
 
     A *failed* episode (one that raised, or whose Ray worker died, after its retry; see
     :mod:`prunegym.agents.parallel`) has a row too: ``error`` holds ``"<ExceptionType>: <message>"``,
-    ``steps`` and ``epochs`` are 0, the metrics NaN (``null`` in the file) and the lists empty (:func:`is_failed`). An episode that
-    diverged is not failed: it ran, and its row has ``steps >= 1`` and the env's ``error``.
+    ``steps`` and ``epochs`` are 0, the metrics NaN (``null`` in the file) and the lists empty
+    (:func:`is_failed`). An episode that diverged is not failed: it ran, and its row has ``steps >= 1`` and the
+    env's ``error``.
     """
 
     env_id: str
