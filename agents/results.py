@@ -187,7 +187,7 @@ def completed_keys(rows: Iterable[dict[str, Any]], policy_hashes: dict[str, str 
     for key, row in latest_rows(rows).items():
         if is_failed(row):
             continue
-        if policy_hashes is not None and (key[2] not in policy_hashes or row.get("policy_hash") != policy_hashes[key[2]]):
+        if policy_hashes is not None and row.get("policy_hash") != policy_hashes.get(key[2], "not a policy here"):
             continue
         if version is not None and (row.get("runtime") or {}).get("prunegym") != version:
             continue

@@ -68,7 +68,7 @@ def reference_accuracy(config: RunConfig) -> float:
         folder = str(path.parent)
         if folder not in _WARNED:
             _WARNED.add(folder)
-            warnings.warn(f"reference cache {folder!r} cannot be written ({type(exc).__name__}: {exc.strerror or exc}); "
-                          "keeping the reference in memory only (set PRUNEGYM_CACHE to a writable folder)",
-                          RuntimeWarning, stacklevel=2)
+            why = f"{type(exc).__name__}: {exc.strerror or exc}"
+            warnings.warn(f"reference cache {folder!r} cannot be written ({why}); keeping the reference in memory "
+                          "only (set PRUNEGYM_CACHE to a writable folder)", RuntimeWarning, stacklevel=2)
     return acc

@@ -119,8 +119,8 @@ def test_pretrained_names_resolve_only_inside_the_shipped_folder(tmp_path, capsy
     shutil.copy(src.with_suffix(".json"), str(outside) + ".json")
     (tmp_path / "a").mkdir()
     shutil.copy(src, tmp_path / "a" / "b.zip")
-    names = [os.path.relpath(outside, PRETRAINED_DIR), str(outside), os.path.relpath(tmp_path / "a" / "b", PRETRAINED_DIR),
-             "a/b", "..", f"{shipped[0]}/../{shipped[0]}"]
+    names = [os.path.relpath(outside, PRETRAINED_DIR), str(outside),
+             os.path.relpath(tmp_path / "a" / "b", PRETRAINED_DIR), "a/b", "..", f"{shipped[0]}/../{shipped[0]}"]
     for name in names:
         with pytest.raises(ValueError, match=rf"unknown pretrained agent .*; allowed: {shipped[0]}"):
             pretrained_path("pretrained:" + name)
