@@ -9,9 +9,15 @@ SB3's ``vecnormalize.pkl`` beside the final model for SB3 / RL Zoo tools.
 ``load_agent`` also reads a bare SB3 zip (an RL Zoo run): the algo is inferred from the saved attributes,
 ``vecnormalize.pkl`` is looked for beside it or in the zoo's ``<stem>/`` folder, and a discrete action space
 gets ``DiscreteRatio``.
+
+Trust: an SB3 ``.zip`` and a ``vecnormalize.pkl`` are pickle-based, so loading one runs whatever code it
+carries, exactly as ``PPO.load`` does: load only agent files you trust (your own, or ``pretrained:<name>``,
+which resolves only inside the shipped folder). The ``.json`` is data: its ``env_wrapper`` may only name a
+wrapper of :data:`prunegym.agents.hyperparams.WRAPPERS`, and nothing in it is evaluated.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import re
@@ -25,7 +31,8 @@ import numpy as np
 from .hyperparams import make_wrapper
 
 __all__ = [
-    "AGENT_FORMAT", "ALGOS", "Agent", "ObsNormalizer", "agent_label", "algo_class", "load_agent", "save_agent",
+    "AGENT_FORMAT", "ALGOS", "Agent", "ObsNormalizer", "agent_fingerprint", "agent_label", "algo_class", "load_agent",
+    "save_agent",
 ]
 
 AGENT_FORMAT = "prunegym-agent/1"
@@ -126,6 +133,19 @@ class Agent:
         return self.model.predict(self.normalize(observation), state=state, episode_start=episode_start,
                                   deterministic=deterministic)
 
+    def fingerprint(self) -> str:
+        """What this agent *is*: :func:`agent_fingerprint` of its file when it was loaded from one, else a hash
+        of the policy's parameters, its observation statistics and its env interface."""
+        if self.path is not None and Path(self.path).is_file():
+            return agent_fingerprint(self.path)
+        h = hashlib.sha256(b"prunegym-agent-params/1")
+        for key, value in sorted(self.model.policy.state_dict().items()):
+            h.update(key.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        norm = self.obs_normalizer
+        stats = norm.to_dict() if isinstance(norm, ObsNormalizer) else (None if norm is None else repr(norm))
+        return _fingerprint(h.hexdigest(), stats, self.meta)
+
     def save(self, path: str | Path) -> Path:
         norm = self.obs_normalizer if isinstance(self.obs_normalizer, ObsNormalizer) else None
         return save_agent(self.model, path, self.meta, norm)
@@ -157,10 +177,22 @@ def save_agent(model, path: str | Path, meta: dict[str, Any], obs_normalizer: Ob
     return Path(str(stem) + ".zip")
 
 
+def _not_an_agent(path: Path, exc: BaseException) -> ValueError:
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    return ValueError(f"cannot load agent {str(path)!r}: {type(exc).__name__}: {reason} (not an intact SB3 .zip "
+                      "saved by prunegym train, RL Zoo or SB3's save)")
+
+
 def _infer_algo(zip_path: Path) -> str:
     """The algo of a bare SB3 zip, from the attributes each class saves."""
-    with zipfile.ZipFile(zip_path) as z:
-        keys = set(json.loads(z.read("data")))
+    try:
+        with zipfile.ZipFile(zip_path) as z:
+            data = json.loads(z.read("data"))
+        if not isinstance(data, dict):
+            raise ValueError("its 'data' entry is not a JSON object")
+        keys = set(data)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
+        raise _not_an_agent(zip_path, exc) from exc
     for algo, key in (("dqn", "exploration_fraction"), ("td3", "policy_delay"), ("sac", "target_entropy"),
                       ("ppo", "clip_range"), ("a2c", "gae_lambda")):
         if key in keys:
@@ -168,11 +200,20 @@ def _infer_algo(zip_path: Path) -> str:
     raise ValueError(f"cannot tell the algo of {str(zip_path)!r}; pass algo= (one of {', '.join(ALGOS)})")
 
 
+def _load_vecnormalize(path: Path) -> ObsNormalizer | None:
+    """The observation statistics of SB3's ``vecnormalize.pkl`` (a pickle: trusted, see the module docstring)."""
+    try:
+        with open(path, "rb") as f:
+            return ObsNormalizer.from_vecnormalize(pickle.load(f))
+    except Exception as exc:  # a truncated or foreign pickle
+        raise ValueError(f"cannot load observation statistics {str(path)!r}: {type(exc).__name__}: "
+                         f"{' '.join(str(exc).split())}") from exc
+
+
 def _zoo_obs_normalizer(zip_path: Path) -> ObsNormalizer | None:
     for cand in (zip_path.with_name("vecnormalize.pkl"), zip_path.with_suffix("") / "vecnormalize.pkl"):
         if cand.is_file():
-            with open(cand, "rb") as f:
-                return ObsNormalizer.from_vecnormalize(pickle.load(f))
+            return _load_vecnormalize(cand)
     return None
 
 
@@ -192,8 +233,10 @@ def _checkpoint_meta(stem: Path, state: dict[str, Any]) -> tuple[dict[str, Any],
     if meta is None:
         for cand in (stem.parent.parent / "model.json", stem.parent.parent / "best_model.json"):
             if cand.is_file():
-                meta = json.loads(cand.read_text())
+                meta = _read_json(cand)
                 break
+    if not isinstance(meta, dict):
+        return None
     if meta is None:
         return None
     steps = int(m.group("steps"))
@@ -201,22 +244,38 @@ def _checkpoint_meta(stem: Path, state: dict[str, Any]) -> tuple[dict[str, Any],
     meta.update(algo=meta.get("algo") or m.group("prefix"), num_timesteps=steps, episodes=state.get("episodes"),
                 name=f"{meta.get('name') or m.group('prefix')}@{steps}", checkpoint=str(stem) + ".zip")
     pkl = stem.with_name(f"{m.group('prefix')}_vecnormalize_{steps}_steps.pkl")
-    norm = None
-    if pkl.is_file():
-        with open(pkl, "rb") as f:
-            norm = ObsNormalizer.from_vecnormalize(pickle.load(f))
+    norm = _load_vecnormalize(pkl) if pkl.is_file() else None
     return meta, norm
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError) as exc:
+        raise ValueError(f"cannot read agent meta {str(path)!r}: {' '.join(str(exc).split())}") from exc
+    if not isinstance(doc, dict):
+        raise ValueError(f"agent meta {str(path)!r} must be a JSON object, got {type(doc).__name__}")
+    return doc
+
+
+def _normalizer(meta_path: Path, doc: Any) -> ObsNormalizer | None:
+    if not doc:
+        return None
+    try:
+        return ObsNormalizer(**doc)
+    except TypeError as exc:
+        raise ValueError(f"agent meta {str(meta_path)!r}: bad obs_normalizer ({exc})") from exc
 
 
 def _read_meta(stem: Path) -> tuple[dict[str, Any], ObsNormalizer | None] | None:
     """``(meta, normalizer)`` from ``<stem>.json`` (an agent's meta or a trainer checkpoint's state), or
-    ``None`` without a ``.json``. A ``.json`` that is neither raises ``ValueError``."""
+    ``None`` without a ``.json``. A ``.json`` that is neither (or not JSON) raises ``ValueError`` naming it."""
     meta_path = Path(str(stem) + ".json")
     if not meta_path.is_file():
         return None
-    meta = json.loads(meta_path.read_text())
+    meta = _read_json(meta_path)
     if "algo" in meta:
-        return meta, (ObsNormalizer(**meta["obs_normalizer"]) if meta.get("obs_normalizer") else None)
+        return meta, _normalizer(meta_path, meta.get("obs_normalizer"))
     found = _checkpoint_meta(stem, meta)
     if found is None:
         raise ValueError(f"{str(meta_path)!r} is neither a saved agent's meta (no 'algo') nor a trainer checkpoint "
@@ -234,11 +293,40 @@ def agent_label(path: str | Path) -> str:
     return _infer_algo(Path(str(stem) + ".zip"))
 
 
+def _fingerprint(model_digest: str, stats: Any, meta: dict[str, Any]) -> str:
+    from .results import canonical_json
+
+    interface = {k: meta.get(k) for k in ("algo", "env_wrapper", "pruner")}
+    interface["env_kwargs"] = {k: v for k, v in (meta.get("env_kwargs") or {}).items() if k in _INTERFACE_KWARGS}
+    h = hashlib.sha256(model_digest.encode())
+    h.update(canonical_json({"obs_normalizer": stats, "interface": interface}).encode())
+    return "sha256:" + h.hexdigest()[:16]
+
+
+def agent_fingerprint(path: str | Path) -> str:
+    """The content hash of the saved agent at ``path`` (``sha256:`` + 16 hex digits) over what decides its
+    actions: the bytes of its ``.zip``, the observation statistics it loads with (from its ``.json`` or the
+    ``vecnormalize.pkl`` used for it) and its env interface (algo, wrapper, pruner and its kwargs). Retraining
+    into the same path changes it; the label, timestamps and counters of the ``.json`` do not."""
+    stem = _stem(path)
+    zip_path = Path(str(stem) + ".zip")
+    if not zip_path.is_file():
+        raise FileNotFoundError(f"no saved agent at {str(path)!r} (looked for {str(zip_path)!r})")
+    h = hashlib.sha256()
+    with open(zip_path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    found = _read_meta(stem)
+    meta, norm = found if found is not None else ({}, _zoo_obs_normalizer(zip_path))
+    return _fingerprint(h.hexdigest(), norm.to_dict() if norm is not None else None, meta)
+
+
 def load_agent(path: str | Path, algo: str | None = None, device: str = "cpu") -> Agent:
     """Load an agent saved by :func:`save_agent` / ``train_agent`` (a ``.zip``, its stem or its folder), or
     a bare SB3 / RL Zoo zip, or one of the trainer's checkpoints (``<out>/checkpoints/<algo>_<N>_steps.zip``,
     labelled ``<name>@<N>``, with the observation statistics saved with it). ``FileNotFoundError`` if there is
-    no such file."""
+    no such file, ``ValueError`` naming the file if it is not an intact agent. The files are trusted (pickle:
+    see the module docstring)."""
     stem = _stem(path)
     zip_path = Path(str(stem) + ".zip")
     if not zip_path.is_file():
@@ -252,5 +340,8 @@ def load_agent(path: str | Path, algo: str | None = None, device: str = "cpu") -
     algo = algo or meta["algo"]
     # Schedules are only needed to continue training (the trainer loads checkpoints itself).
     custom = {"learning_rate": 0.0, "lr_schedule": lambda _: 0.0, "clip_range": lambda _: 0.0}
-    model = algo_class(algo).load(str(zip_path), device=device, custom_objects=custom)
+    try:
+        model = algo_class(algo).load(str(zip_path), device=device, custom_objects=custom)
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError, pickle.UnpicklingError, RuntimeError) as exc:
+        raise _not_an_agent(zip_path, exc) from exc
     return Agent(model, meta=meta, obs_normalizer=norm, path=zip_path)

@@ -7,9 +7,11 @@ Env kwargs are ``key=value`` pairs; values are Python literals (``5``, ``0.1``, 
 the traceback of a ``ValueError`` instead of the one-line message.
 
 ``evaluate`` and ``compare`` run their episodes on Ray with ``--workers N`` (a local Ray, started and shut
-down by the command) or ``--ray-address ADDR`` (a running cluster); ``train --vec-env ray`` makes each
-training env a Ray actor. Without Ray installed these exit with status 2 and the install command. When
-some episodes fail (Ray runs report them instead of stopping), the command exits with status 1.
+down by the command) or ``--ray-address ADDR`` (a running cluster, checked reachable within seconds); ``train
+--vec-env ray`` makes each training env a Ray actor. Without Ray installed these exit with status 2 and the
+install command. When some episodes fail (Ray runs report them instead of stopping) or diverge (non-finite
+loss), ``evaluate`` and ``compare`` exit with status 1 and name them. Ctrl-C prints one line with the command
+that resumes the work and exits with status 130.
 """
 from __future__ import annotations
 
@@ -20,11 +22,18 @@ import re
 import sys
 from typing import Any, Sequence
 
+from .cli_text import command_line as _command
+from .cli_text import errors_line as _errors_line
+from .cli_text import replace_seeds as _replace_seeds
+from .cli_text import row_table as _row_table
 from .parallel import RayUnavailable
 
 __all__ = ["CLIError", "build_parser", "main", "parse_kv"]
 
 _LOWER_LITERALS = {"true": True, "false": False, "none": None, "null": None}
+_TRUST = ("Agent files (SB3 .zip, vecnormalize.pkl) are pickle-based: loading one runs the code it carries, as "
+          "with SB3's own load; load only files you trust. pretrained:<name> loads only the agents shipped with "
+          "prunegym.")
 
 
 class CLIError(Exception):
@@ -34,6 +43,17 @@ class CLIError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse would print the usage and exit
         raise CLIError(f"{self.prog}: error: {message}")
+
+
+def _seed(text: str) -> int:
+    """argparse type of a seed: an int in [0, 2**63)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (a seed is an int in [0, 2**63))") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"seed {value} is outside the allowed range [0, 2**63)")
+    return value
 
 
 def parse_kv(items: Sequence[str] | None, what: str = "--env-kwargs") -> dict[str, Any]:
@@ -107,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(t)
     t.add_argument("--total-timesteps", type=int, default=None, metavar="N",
                    help="env steps (default: n_timesteps of the hyperparameter file)")
-    t.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    t.add_argument("--seed", type=_seed, default=0, help="training seed in [0, 2**63) (default 0)")
     t.add_argument("--tensorboard-log", default="runs", metavar="DIR",
                    help="TensorBoard root; the run is DIR/<env>/<algo>/seed<k> (default runs; '' for none)")
     t.add_argument("--n-envs", type=int, default=None, metavar="K", help="parallel envs (default: the file's)")
@@ -119,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hyperparams-file", default=None, metavar="YML", help="a zoo-format file instead of ours")
     t.add_argument("--out", default=None, metavar="DIR",
                    help="agent folder (default trained/<env>/<algo>/seed<k>)")
-    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out (your own "
+                   "files: checkpoints are pickle-based)")
     t.add_argument("--overwrite", action="store_true", help="start afresh even if --out has checkpoints")
     t.add_argument("--eval-freq", type=int, default=None, metavar="N",
                    help="held-out evaluation every N env steps (default total/10; 0: off)")
@@ -133,11 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="evaluate a baseline or a saved agent",
                        description="One deterministic episode per seed; prints a table and appends the rows "
-                       "to --results.")
+                       "to --results. Exits 1 if an episode failed or diverged. " + _TRUST)
     e.add_argument("--policy", required=True, metavar="NAME|PATH.zip",
                    help="a baseline policy name (see `prunegym list`), a saved agent .zip or pretrained:<name>")
     _add_common(e)
-    e.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
+    e.add_argument("--seeds", nargs="+", type=_seed, default=[0, 1, 2], metavar="S",
+                   help="seeds in [0, 2**63) (default 0 1 2)")
     e.add_argument("--hparams", nargs="+", default=[], metavar="K=V",
                    help="baseline hyperparameters, e.g. prune_ratio=0.3")
     e.add_argument("--name", default=None, help="label in results and TensorBoard (default: the policy's)")
@@ -150,16 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Every baseline (or --policies) and the --agent files on the same seeds: "
                        "OUT/results.jsonl, OUT/runs (TensorBoard), OUT/accuracy_vs_compute.png, "
                        "OUT/summary.md and OUT/summary.csv. (policy, seed) pairs already in "
-                       "OUT/results.jsonl with the same env kwargs are skipped.")
+                       "OUT/results.jsonl with the same env kwargs, the same policy (an agent file's content hash, "
+                       "a baseline's hyperparameters) and prunegym version, and with their TensorBoard run, are "
+                       "skipped. OUT is locked while the command runs. Exits 1 if an episode failed or diverged. "
+                       + _TRUST)
     _add_common(c)
-    c.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2], metavar="S", help="seeds (default 0 1 2)")
+    c.add_argument("--seeds", nargs="+", type=_seed, default=[0, 1, 2], metavar="S",
+                   help="seeds in [0, 2**63) (default 0 1 2)")
     c.add_argument("--policies", nargs="+", default=None, metavar="NAME",
                    help="baseline names (default: all of them; see `prunegym list`)")
     c.add_argument("--agent", nargs="+", action="extend", default=[], metavar="[LABEL=]PATH.zip",
                    help="saved agents to include (or pretrained:<name>); LABEL= names one in the tables (default: "
                         "its recorded <algo>_<pruner>), e.g. to compare two agents of one algo and pruner")
     c.add_argument("--out", default="compare", metavar="DIR", help="output folder (default compare)")
-    c.add_argument("--rerun", action="store_true", help="run every pair even if already in OUT/results.jsonl")
+    c.add_argument("--rerun", action="store_true", help="run every pair even if already in OUT/results.jsonl; "
+                   "its new row and TensorBoard run replace the earlier ones")
     _add_ray(c, "episode")
     return parser
 
@@ -201,43 +228,35 @@ def _cmd_train(args) -> int:
             resume=args.resume, overwrite=args.overwrite, device=args.device, verbose=args.verbose,
             progress=not args.quiet, vec_env=args.vec_env, **_ray_kwargs(args))
     except KeyboardInterrupt:
-        print("prunegym train: interrupted; a checkpoint was saved, continue with --resume", file=sys.stderr)
+        argv = [a for a in args.argv if a != "--overwrite"] + ([] if args.resume else ["--resume"])
+        print(f"prunegym train: interrupted; a checkpoint was saved; continue with: {_command(argv)}", file=sys.stderr)
         return 130
     print(f"saved {agent.path} ({agent.meta['num_timesteps']} timesteps)")
     return 0
 
 
-def _row_table(rows: list[dict[str, Any]]) -> str:
-    from .results import is_failed
-
-    head = (f"{'policy':<18} {'seed':>6} {'test_acc':>9} {'val_acc':>8} {'compute':>8} {'kept':>6} "
-            f"{'return':>8} {'wall_s':>7}")
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        if is_failed(r):
-            lines.append(f"{r['policy']:<18} {r['seed']:>6} FAILED: {r['error']}")
-            continue
-        lines.append(f"{r['policy']:<18} {r['seed']:>6} {r['test_accuracy']:>9.4f} {r['val_accuracy']:>8.4f} "
-                     f"{r['compute_fraction']:>8.4f} {r['kept_fraction']:>6.3f} {r['episode_return']:>8.4f} "
-                     f"{r['wall_clock_s']:>7.2f}")
-    return "\n".join(lines)
-
-
 def _cmd_evaluate(args) -> int:
-    from .evaluation import evaluate
+    from .evaluation import Interrupted, evaluate
     from .plots import markdown_table, summarize
-    from .results import is_failed
 
-    rows = evaluate(args.policy, args.env, args.seeds, results=args.results, tensorboard_log=args.tensorboard_log,
-                    name=args.name, hparams=parse_kv(args.hparams, "--hparams") or None,
-                    env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet, **_ray_kwargs(args))
+    try:
+        rows = evaluate(args.policy, args.env, args.seeds, results=args.results,
+                        tensorboard_log=args.tensorboard_log, name=args.name,
+                        hparams=parse_kv(args.hparams, "--hparams") or None, env_kwargs=parse_kv(args.env_kwargs),
+                        progress=not args.quiet, **_ray_kwargs(args))
+    except Interrupted as exc:
+        done = {int(r["seed"]) for r in exc.done}
+        left = [s for s in args.seeds if s not in done]
+        print(f"prunegym evaluate: interrupted; {len(done)} finished episode(s) are in {args.results}; evaluate the "
+              f"remaining seeds with: {_command(_replace_seeds(args.argv, left))}", file=sys.stderr)
+        return 130
     print(_row_table(rows))
     print()
     print(markdown_table(summarize(rows)), end="")
     print(f"appended {len(rows)} row(s) to {args.results}")
-    failed = sum(map(is_failed, rows))
-    if failed:
-        print(f"prunegym evaluate: {failed} episode(s) failed, see the error column above", file=sys.stderr)
+    errors = _errors_line(rows)
+    if errors:
+        print(f"prunegym evaluate: {errors}", file=sys.stderr)
         return 1
     return 0
 
@@ -263,22 +282,27 @@ def _agent_arg(text: str):
 def _cmd_compare(args) -> int:
     from prunegym.baselines import POLICIES
 
-    from .evaluation import compare
+    from .evaluation import Interrupted, compare
 
     if args.policies is not None:
         bad = [p for p in args.policies if p not in POLICIES]
         if bad:
             raise CLIError(f"unknown policy {bad[0]!r}; allowed: {', '.join(POLICIES)}")
     agents = [_agent_arg(a) for a in args.agent]
-    result = compare(args.env, args.seeds, policies=args.policies, agents=agents, out=args.out,
-                     env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet, skip_done=not args.rerun,
-                     **_ray_kwargs(args))
+    try:
+        result = compare(args.env, args.seeds, policies=args.policies, agents=agents, out=args.out,
+                         env_kwargs=parse_kv(args.env_kwargs), progress=not args.quiet, skip_done=not args.rerun,
+                         **_ray_kwargs(args))
+    except Interrupted as exc:
+        print(f"prunegym compare: interrupted; {len(exc.done)} episode(s) of this run are saved in {args.out}; "
+              f"resume with: {_command(args.argv)}", file=sys.stderr)
+        return 130
     print(result.markdown, end="")
     print(f"ran {result.ran} episode(s), skipped {result.skipped} already in {result.results}")
     print(f"figure {result.figure}; tables {result.table_md}, {result.table_csv}; TensorBoard {result.tensorboard_log}")
-    if result.failed:
-        print(f"prunegym compare: {len(result.failed)} episode(s) failed (listed under the table); run the same "
-              "command again to retry them", file=sys.stderr)
+    errors = _errors_line(result.rows)
+    if errors:
+        print(f"prunegym compare: {errors}", file=sys.stderr)
         return 1
     return 0
 
@@ -297,9 +321,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"prunegym {command}" if command else "prunegym"
     try:
         args = build_parser().parse_args(argv)
+        args.argv = argv
         if hasattr(args, "env_kwargs"):
             parse_kv(args.env_kwargs)  # malformed pairs fail before anything heavy is imported
         return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:  # while loading and checking, before any episode
+        print(f"{prefix}: interrupted; nothing was run yet; run the same command again", file=sys.stderr)
+        return 130
     except CLIError as exc:
         msg = _one_line(exc)
         print(msg if msg.startswith("prunegym") else f"{prefix}: error: {msg}", file=sys.stderr)
@@ -311,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (ValueError, FileNotFoundError) as exc:
         if os.environ.get("PRUNEGYM_DEBUG"):
+            raise
+        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:  # the dataset is missing (prunegym.training.DatasetMissingError)
+        if os.environ.get("PRUNEGYM_DEBUG") or type(exc).__name__ != "DatasetMissingError":
             raise
         print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -20,8 +20,8 @@ import gymnasium as gym
 import numpy as np
 
 __all__ = [
-    "ENV_MODULE", "EVAL_SEED_START", "TRAIN_SEED_MIN", "VEC_ENVS", "TrainingSeeds", "canonical_env_id", "env_label",
-    "eval_seeds", "known_env_ids", "make_env", "make_vec_env", "module_env_id",
+    "ENV_MODULE", "EVAL_SEED_START", "TRAIN_SEED_MIN", "VEC_ENVS", "TrainingSeeds", "canonical_env_id",
+    "check_env_data", "env_label", "eval_seeds", "known_env_ids", "make_env", "make_vec_env", "module_env_id",
 ]
 
 ENV_MODULE = "prunegym.envs"
@@ -94,6 +94,17 @@ class TrainingSeeds(gym.Wrapper):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         run_seed = int(self._rng.integers(TRAIN_SEED_MIN, _SEED_MAX))
         return self.env.reset(seed=run_seed, options=options)
+
+
+def check_env_data(env: gym.Env) -> None:
+    """Load the data splits of ``env``'s run config once (on the CPU, seed 0; the sizes do not depend on the
+    seed), so that missing data or a ``train_size`` / ``val_size`` / ``test_size`` the dataset cannot hold
+    fail here, in this process, with one error, not once per episode (or per Ray worker)."""
+    from prunegym.training import load_splits
+
+    cfg = env.unwrapped.base_config
+    load_splits(cfg.dataset, 0, "cpu", val_size=cfg.val_size, train_size=cfg.train_size, root=cfg.data_root,
+                test_size=cfg.test_size)
 
 
 def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, wrapper: Callable | None = None,

@@ -16,8 +16,8 @@ from .env_factory import canonical_env_id, make_env
 from .results import EpisodeRow, to_jsonable
 from .tensorboard_log import epoch_records
 
-__all__ = ["EpisodeOutcome", "PolicySpec", "check_episode", "failed_outcome", "play_episode", "policy_spec",
-           "run_episode"]
+__all__ = ["EpisodeOutcome", "PolicySpec", "check_episode", "failed_outcome", "play_episode", "policy_fingerprint",
+           "policy_spec", "run_episode"]
 
 
 @dataclass
@@ -31,6 +31,7 @@ class PolicySpec:
     hparams: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
     obj: Any = field(default=None, repr=False, compare=False)
+    fingerprint: str | None = field(default=None, compare=False)  # see policy_fingerprint
 
     def portable(self) -> "PolicySpec":
         """A copy without the in-memory object when it can be rebuilt from ``path`` (to ship to workers)."""
@@ -79,6 +80,39 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
         return PolicySpec("custom", str(label), dict(getattr(policy, "hparams", {}) or {}), obj=policy)
     raise ValueError(f"cannot evaluate {policy!r}: expected a policy name, a saved agent path, an SB3 model or "
                      "an object with predict()")
+
+
+def _digest(doc: Any) -> str:
+    import hashlib
+
+    from .results import canonical_json
+
+    return "sha256:" + hashlib.sha256(canonical_json(doc).encode()).hexdigest()[:16]
+
+
+def policy_fingerprint(spec: PolicySpec, policy: Any = None) -> str:
+    """What ``spec``'s policy *is*, as ``sha256:`` + 16 hex digits (the rows' ``policy_hash``): a baseline's
+    name and full hyperparameters (defaults included); a saved agent's file content, observation statistics
+    and env interface (:func:`prunegym.agents.agent.agent_fingerprint`); an in-memory agent's parameters; a
+    custom object's class and ``hparams``. ``policy``: the loaded object, if there is one already."""
+    from prunegym.baselines import POLICIES
+
+    from .agent import Agent, agent_fingerprint
+
+    if spec.fingerprint is not None:
+        return spec.fingerprint
+    if spec.kind == "baseline":
+        defaults = dict(getattr(POLICIES.get(spec.name), "defaults", {}) or {})
+        return _digest({"baseline": spec.name, "hparams": {**defaults, **spec.hparams}})
+    obj = policy if policy is not None else spec.obj
+    if spec.kind == "agent":
+        if spec.path:
+            return agent_fingerprint(spec.path)
+        if isinstance(obj, Agent):
+            return obj.fingerprint()
+    cls = type(obj)
+    return _digest({"custom": f"{cls.__module__}.{cls.__qualname__}", "name": spec.name,
+                    "hparams": dict(getattr(obj, "hparams", {}) or spec.hparams or {})})
 
 
 @dataclass
@@ -180,19 +214,30 @@ def _setup(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any]):
 
 
 def check_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None) -> None:
-    """Build the env and the policy of an episode without running it: bad env kwargs, a pruner conflict or
-    bad baseline hyperparameters raise ``ValueError`` before any episode starts."""
+    """Build the env and the policy of an episode without running it, and load its data splits once: bad
+    env kwargs, a pruner conflict, bad baseline hyperparameters, missing data or sizes the dataset cannot
+    hold (``train_size``, ``val_size``, ``test_size``) raise before any episode starts."""
+    from .env_factory import check_env_data
+
     env, _, _ = _setup(spec, canonical_env_id(env_id), dict(env_kwargs or {}))
-    env.close()
+    try:
+        check_env_data(env)
+    finally:
+        env.close()
 
 
 def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None, seed: int, *,
                 progress: bool = False) -> EpisodeOutcome:
     """Play one deterministic episode of ``spec`` on ``env_id`` with ``env_kwargs`` and ``seed``."""
+    import torch
+
+    from prunegym.training import runtime
+
     env_id = canonical_env_id(env_id)
     env_kwargs = dict(env_kwargs or {})
     env, policy, hparams = _setup(spec, env_id, env_kwargs)
     try:
+        fingerprint = policy_fingerprint(spec, policy)
         base = env.unwrapped
         bar = None
         if progress:
@@ -208,6 +253,8 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
                 bar.close()
         wall = time.perf_counter() - start
         kwargs = dict(base.env_kwargs)
+        device = str(base.run.device) if base.run is not None else None
+        threads = torch.get_num_threads()
     finally:
         env.close()
     final = infos[-1]
@@ -237,6 +284,8 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
         wall_clock_s=wall,
         claimed_prune_ratios=[float(i.get("claimed_prune_ratio", float("nan"))) for i in infos],
         selector_compute_fraction=float(final.get("selector_compute_fraction_total", float("nan"))),
+        policy_hash=fingerprint,
+        runtime=runtime(device=device, threads=threads),
     )
     return EpisodeOutcome(row, epoch_records(infos))
 
@@ -244,7 +293,10 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
 def failed_outcome(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None, seed: int, error: str,
                    wall_clock_s: float = float("nan")) -> EpisodeOutcome:
     """The outcome of an episode that could not finish (it raised, or its worker died): a row with the
-    episode's identity, ``error``, no steps and NaN metrics (see ``EpisodeRow``)."""
+    episode's identity, ``error``, no steps and NaN metrics (see ``EpisodeRow``); its ``runtime`` is this
+    process's (versions; the device it was asked for)."""
+    from prunegym.training import runtime
+
     env_kwargs = dict(env_kwargs or {})
     try:
         config = _env_kwargs_for(spec, spec.obj, env_kwargs)
@@ -257,5 +309,6 @@ def failed_outcome(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | N
         agent_path=str(spec.path) if spec.path else None, seed=int(seed), test_accuracy=nan, test_loss=nan,
         val_accuracy=nan, compute_fraction=nan, kept_fraction=nan, prune_ratios=[], kept_fractions=[],
         episode_return=nan, epochs=0, steps=0, actions=[], error=str(error) or "failed",
-        wall_clock_s=float(wall_clock_s))
+        wall_clock_s=float(wall_clock_s), policy_hash=spec.fingerprint,
+        runtime=runtime(device=config.get("device"), threads=None))
     return EpisodeOutcome(row, [])

@@ -7,25 +7,41 @@ Three layers:
 2. a scheduler runs a list of :class:`EpisodeTask` and hands each outcome to a callback as soon as it is
    done: :func:`run_all` one after the other in this process, or, with ``workers=`` / ``ray_address=``,
    :func:`prunegym.agents.parallel.run_all_ray`, one Ray task per episode (failures become failed rows);
-3. :class:`ResultSink` records an outcome (``results.jsonl`` row, TensorBoard run), and ``compare`` turns
-   the rows into tables and the figure once everything has run.
+3. :class:`ResultSink` records an outcome (TensorBoard run first, then the ``results.jsonl`` row), and
+   ``compare`` turns the rows into tables and the figure once everything has run.
 
 Either scheduler gives the same rows (up to ``wall_clock_s`` and the order of the lines).
+
+Before the first episode: every input is checked (env kwargs, policies, the data splits, seeds in
+``[0, 2**63)``), the output is checked writable and its existing results readable, and ``compare`` takes
+the lock of ``out`` (a second writer fails at once). A (policy, seed) pair counts as done only if its latest
+row is a result of the policy as it is now (same ``policy_hash``, same prunegym version) and its TensorBoard
+run exists; anything else runs again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from .agent import load_agent
 from .env_factory import canonical_env_id, env_label
-from .episode import EpisodeOutcome, PolicySpec, check_episode, policy_spec, run_episode
+from .episode import EpisodeOutcome, PolicySpec, check_episode, policy_fingerprint, policy_spec, run_episode
+from .output import new_staging_dir, output_lock, replace_folder, staging_folder, writable_file, writable_folder
 from .parallel import RayOptions, run_all_ray, torch_threads
-from .results import append_rows, canonical_json, completed_keys, is_failed, read_rows, row_key
-from .tensorboard_log import run_dir, write_episode
+from .results import append_rows, canonical_json, completed_keys, is_diverged, is_failed, read_rows, row_key
+from .tensorboard_log import has_events, run_dir, write_episode
 
-__all__ = ["Comparison", "EpisodeTask", "ResultSink", "compare", "evaluate", "run_all"]
+__all__ = ["Comparison", "EpisodeTask", "Interrupted", "ResultSink", "compare", "evaluate", "run_all"]
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during ``evaluate`` / ``compare``: ``done`` holds the rows recorded before it."""
+
+    def __init__(self, done: list[dict[str, Any]]):
+        super().__init__()
+        self.done = done
 
 
 @dataclass
@@ -64,32 +80,80 @@ def _schedule(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome]
 
 @dataclass
 class ResultSink:
-    """Records outcomes: appends the row to ``results`` (if set) and writes the TensorBoard run
-    ``<tensorboard_log>/<env>/<policy>/seed<k>`` (if set; not for a failed episode, which has no epochs)."""
+    """Records outcomes: writes the TensorBoard run ``<tensorboard_log>/<env>/<policy>/seed<k>`` (if set; not
+    for a failed episode, which has no epochs), replacing an earlier one, then appends the row to ``results``
+    (if set; ``replace``: replacing the earlier rows of the pair). In this order a kill between the two
+    leaves a run without a row, which a resumed ``compare`` runs again, never a row without its run."""
 
     results: str | Path | None = None
     tensorboard_log: str | Path | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
+    replace: bool = False
 
     def __call__(self, outcome: EpisodeOutcome) -> None:
         row = outcome.row.to_dict()
-        if self.results is not None:
-            append_rows(self.results, [row])
         if self.tensorboard_log is not None and not outcome.failed:
             write_episode(run_dir(self.tensorboard_log, row["env_id"], row["policy"], row["seed"]),
-                          outcome.epochs, row, index=0)
+                          outcome.epochs, row, index=0, staging=staging_folder(self.tensorboard_log))
+        if self.results is not None:
+            append_rows(self.results, [row], replace=self.replace)
         self.rows.append(row)
 
 
 def _seeds(seeds: Iterable[int]) -> list[int]:
+    from prunegym.training import SEED_LIMIT
+
     out = []
     for s in seeds:
-        if isinstance(s, bool) or int(s) != s or int(s) < 0:
-            raise ValueError(f"seed {s!r} must be a non-negative int")
+        if isinstance(s, bool) or not isinstance(s, int) and not (hasattr(s, "__index__") and int(s) == s):
+            raise ValueError(f"seed {s!r} must be an int in [0, 2**63)")
+        if not 0 <= int(s) < SEED_LIMIT:
+            raise ValueError(f"seed {int(s)} is outside the allowed range [0, 2**63)")
         out.append(int(s))
     if not out:
         raise ValueError("no seeds given")
     return out
+
+
+def _episode_threads(ray: RayOptions) -> int:
+    import torch
+
+    return ray.threads if ray.enabled or ray.cpus_per_run is not None else torch.get_num_threads()
+
+
+def _warn_shipped_runtime(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any], ray: RayOptions) -> None:
+    """One warning when a shipped agent runs under other versions, threads or device than it was measured."""
+    from prunegym.training import resolve_device, runtime
+
+    from .agent import Agent
+    from .pretrained import is_pretrained, runtime_warning
+
+    if spec.kind != "agent" or not is_pretrained(spec.path) or not isinstance(spec.obj, Agent):
+        return
+    from prunegym.envs import ENV_IDS, task_config
+
+    device = env_kwargs.get("device") or task_config(ENV_IDS[env_id][0]).device
+    current = runtime(device=resolve_device(device), threads=_episode_threads(ray))
+    msg = runtime_warning(f"pretrained:{Path(spec.path).stem}", spec.obj.meta.get("runtime"), current)
+    if msg:
+        warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
+def _prepare(spec: PolicySpec, env_id: str, kwargs: dict[str, Any], ray: RayOptions) -> PolicySpec:
+    """Load an agent once, check the episode (before any runs), fingerprint the policy, warn on runtime."""
+    if spec.kind == "agent" and spec.obj is None:
+        spec.obj = load_agent(spec.path)  # once, not once per episode
+    check_episode(spec, env_id, kwargs)
+    spec.fingerprint = policy_fingerprint(spec)
+    _warn_shipped_runtime(spec, env_id, kwargs, ray)
+    return spec
+
+
+def _run(tasks: list[EpisodeTask], sink: ResultSink, progress: bool, ray: RayOptions) -> list[EpisodeOutcome]:
+    try:
+        return _schedule(tasks, sink, progress, ray)
+    except KeyboardInterrupt:
+        raise Interrupted(list(sink.rows)) from None
 
 
 def evaluate(policy: Any, env_id: str, seeds: Iterable[int], *, results: str | Path | None = "results.jsonl",
@@ -115,11 +179,17 @@ def evaluate(policy: Any, env_id: str, seeds: Iterable[int], *, results: str | P
     """
     ray = RayOptions(workers, ray_address, cpus_per_run, gpus_per_run).validate()
     env_id = canonical_env_id(env_id)
+    seeds = _seeds(seeds)
     spec = policy_spec(policy, name=name, hparams=hparams)
     kwargs = {**(env_kwargs or {}), **more_env_kwargs}
-    check_episode(spec, env_id, kwargs)
+    _prepare(spec, env_id, kwargs, ray)
+    if results is not None:
+        writable_file(results, "results file")
+        read_rows(results)  # a corrupt file fails now, not after the episodes
+    if tensorboard_log is not None:
+        writable_folder(tensorboard_log, "TensorBoard folder")
     sink = ResultSink(results, tensorboard_log)
-    outcomes = _schedule([EpisodeTask(spec, env_id, kwargs, s) for s in _seeds(seeds)], sink, progress, ray)
+    outcomes = _run([EpisodeTask(spec, env_id, kwargs, s) for s in seeds], sink, progress, ray)
     return [o.row.to_dict() for o in outcomes]
 
 
@@ -146,6 +216,12 @@ class Comparison:
         """The failed episodes among ``rows`` (left out of ``summary``; a rerun runs them again)."""
         return [r for r in self.rows if is_failed(r)]
 
+    @property
+    def diverged(self) -> list[dict[str, Any]]:
+        """The episodes among ``rows`` that ran and diverged (``error`` set; left out of the means and the
+        Pareto front; deterministic, so a rerun gives them again)."""
+        return [r for r in self.rows if is_diverged(r)]
+
 
 def _unique_labels(specs: list[PolicySpec]) -> list[PolicySpec]:
     seen: dict[str, int] = {}
@@ -154,7 +230,7 @@ def _unique_labels(specs: list[PolicySpec]) -> list[PolicySpec]:
         n = seen.get(spec.name, 0) + 1
         seen[spec.name] = n
         if n > 1:
-            spec = PolicySpec(spec.kind, f"{spec.name}_{n}", spec.hparams, spec.path, spec.obj)
+            spec = replace(spec, name=f"{spec.name}_{n}")
         out.append(spec)
     return out
 
@@ -169,8 +245,11 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
     ``results.jsonl`` (rows), ``runs/`` (TensorBoard: one run per policy and seed, and
     ``runs/<env>/comparison`` with the figure and the table), ``accuracy_vs_compute.png``, ``summary.md``
     and ``summary.csv`` (mean ± std over seeds per policy). With ``skip_done``, (policy, seed) pairs already
-    in ``out/results.jsonl`` for the same env id and env kwargs are not run again, so an interrupted
-    comparison resumes where it stopped (failed episodes are run again).
+    in ``out/results.jsonl`` for the same env id and env kwargs, from the same policy (``policy_hash``: a
+    retrained agent file runs again) and prunegym version, and with their TensorBoard run, are not run
+    again, so an interrupted comparison resumes where it stopped (failed episodes are run again). Without
+    it (``--rerun``) every pair runs and its row and run replace the earlier ones. ``out`` is locked for the
+    duration (:func:`prunegym.agents.output.output_lock`).
 
     Parallel: ``workers``, ``ray_address``, ``cpus_per_run``, ``gpus_per_run`` as in :func:`evaluate`; one Ray
     task per (policy, seed), each row, TensorBoard run and the figure as in the sequential run. Episodes that
@@ -188,18 +267,33 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
     if not specs:
         raise ValueError("nothing to compare: no policies and no agents")
     for spec in specs:
-        if spec.kind == "agent" and spec.obj is None:
-            spec.obj = load_agent(spec.path)  # once, not once per episode
-        check_episode(spec, env_id, kwargs)
+        _prepare(spec, env_id, kwargs, ray)
     out = Path(out)
-    results, tb_root = out / "results.jsonl", out / "runs"
-    done = completed_keys(read_rows(results)) if skip_done else set()
-    key_kwargs = canonical_json(kwargs)
-    tasks = [EpisodeTask(spec, env_id, kwargs, s) for spec in specs for s in seeds
-             if (env_id, key_kwargs, spec.name, s) not in done]
-    _schedule(tasks, ResultSink(results, tb_root), progress, ray)
-    return _report(env_id, kwargs, [s.name for s in specs], seeds, out, ran=len(tasks),
-                   skipped=len(specs) * len(seeds) - len(tasks))
+    with output_lock(out, "prunegym compare"):
+        results, tb_root = out / "results.jsonl", out / "runs"
+        writable_file(results, "results file")
+        rows = read_rows(results)  # a corrupt file fails now, before any episode
+        staging = staging_folder(tb_root)
+        if staging.is_dir():
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed run (we hold the lock)
+        done = set()
+        if skip_done:
+            from prunegym.training import versions
+
+            done = completed_keys(rows, {s.name: s.fingerprint for s in specs}, versions()["prunegym"])
+            done = {k for k in done if has_events(run_dir(tb_root, env_id, k[2], k[3]))}
+        key_kwargs = canonical_json(kwargs)
+        tasks = [EpisodeTask(spec, env_id, kwargs, s) for spec in specs for s in seeds
+                 if (env_id, key_kwargs, spec.name, s) not in done]
+        sink = ResultSink(results, tb_root, replace=not skip_done)
+        _run(tasks, sink, progress, ray)
+        try:
+            return _report(env_id, kwargs, [s.name for s in specs], seeds, out, ran=len(tasks),
+                           skipped=len(specs) * len(seeds) - len(tasks))
+        except KeyboardInterrupt:
+            raise Interrupted(list(sink.rows)) from None
 
 
 def _report(env_id: str, env_kwargs: dict[str, Any], labels: list[str], seeds: list[int], out: Path,
@@ -207,6 +301,10 @@ def _report(env_id: str, env_kwargs: dict[str, Any], labels: list[str], seeds: l
     """Tables, figure and TensorBoard summary of the rows of ``out/results.jsonl`` that match."""
     from .plots import accuracy_compute_figure, failures_table, markdown_table, summarize, write_csv
     from .tensorboard_log import EpisodeWriter
+
+    import io
+
+    from prunegym.training.io import write_bytes_atomic, write_text_atomic
 
     results, tb_root = out / "results.jsonl", out / "runs"
     wanted = {(env_id, canonical_json(env_kwargs), name, s) for name in labels for s in seeds}
@@ -219,15 +317,20 @@ def _report(env_id: str, env_kwargs: dict[str, Any], labels: list[str], seeds: l
     summary = summarize(rows, order=labels)
     title = f"{env_id} {canonical_json(env_kwargs)}" if env_kwargs else env_id
     md = markdown_table(summary, title=title) + failures_table(rows)
-    (out / "summary.md").write_text(md)
+    write_text_atomic(out / "summary.md", md)
     csv_path = write_csv(summary, out / "summary.csv")
     fig = accuracy_compute_figure(summary, title=env_id)
     png = out / "accuracy_vs_compute.png"
-    fig.savefig(png)
-    writer = EpisodeWriter(tb_root / env_label(env_id) / "comparison")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_bytes_atomic(png, buf.getvalue())
+    staging = staging_folder(tb_root)
+    tmp = new_staging_dir(staging)
+    writer = EpisodeWriter(tmp)
     try:
         writer.writer.add_figure("comparison/accuracy_vs_compute", fig, global_step=0, close=False)
         writer.writer.add_text("comparison/summary", md, global_step=0)
     finally:
         writer.close()
+    replace_folder(tmp, tb_root / env_label(env_id) / "comparison", staging)
     return Comparison(rows, summary, results, png, out / "summary.md", csv_path, tb_root, ran, skipped)

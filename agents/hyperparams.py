@@ -3,10 +3,13 @@
 A file maps env ids to dicts. The keys the zoo's ``ExperimentManager`` interprets are handled the same way
 here: ``n_timesteps``, ``n_envs``, ``normalize`` (``true`` or a string such as
 ``"dict(norm_obs=True, norm_reward=False)"``; ``gamma`` is copied into the ``VecNormalize`` arguments),
-``env_wrapper`` (``"module.Class"``, ``{"module.Class": kwargs}`` or a list of those), ``policy_kwargs`` (a
-Python expression string; ``nn`` is ``torch.nn``), ``noise_type`` / ``noise_std`` (off-policy action noise),
+``env_wrapper`` (``"module.Class"``, ``{"module.Class": kwargs}`` or a list of those, from prunegym's own
+:data:`WRAPPERS` only), ``policy_kwargs`` (an expression string such as ``"dict(net_arch=[64, 64],
+activation_fn=nn.Tanh)"``, read by :mod:`.expressions` without ``eval``: literals, ``dict(...)`` and
+``nn.<activation>`` only), ``noise_type`` / ``noise_std`` (off-policy action noise),
 ``lin_<value>`` schedules for ``learning_rate`` / ``clip_range`` / ``clip_range_vf``, and ``train_freq``
-given as a list. Every other key goes to the algorithm's constructor. The same files therefore work with
+given as a list; ``policy`` is an SB3 policy name (``MlpPolicy``) or a class under ``stable_baselines3.`` /
+``sb3_contrib.``. Every other key goes to the algorithm's constructor. The same files therefore work with
 ``python -m rl_zoo3.train --algo ppo --env prunegym/Synthetic-MLP-v0 --gym-packages prunegym.envs
 --conf-file <path to ppo.yml>``.
 """
@@ -14,16 +17,29 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import yaml
 
+from .expressions import literal_expression
+
 __all__ = [
-    "HYPERPARAMS_DIR", "ZOO_KEYS", "HyperParams", "hyperparams_path", "load_hyperparams", "make_action_noise",
-    "make_wrapper", "resolve_hyperparams",
+    "HYPERPARAMS_DIR", "WRAPPERS", "ZOO_KEYS", "HyperParams", "hyperparams_path", "load_hyperparams",
+    "make_action_noise", "make_wrapper", "resolve_hyperparams",
 ]
+
+# The env wrappers an ``env_wrapper`` entry (a hyperparameter file, an agent's .json) may name: prunegym's own.
+# name -> (module, class)
+WRAPPERS: dict[str, tuple[str, str]] = {
+    "prunegym.envs.DiscreteRatio": ("prunegym.envs.wrappers", "DiscreteRatio"),
+    "prunegym.envs.wrappers.DiscreteRatio": ("prunegym.envs.wrappers", "DiscreteRatio"),
+    "prunegym.envs.ResidualAction": ("prunegym.envs.wrappers", "ResidualAction"),
+    "prunegym.envs.wrappers.ResidualAction": ("prunegym.envs.wrappers", "ResidualAction"),
+}
+_POLICY_MODULES = ("stable_baselines3.", "sb3_contrib.")
 
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 
@@ -57,14 +73,8 @@ def load_hyperparams(algo: str, env_id: str, overrides: dict[str, Any] | None = 
 
 
 def _eval_expr(text: str) -> Any:
-    """A zoo-style Python expression (``"dict(net_arch=[64, 64], activation_fn=nn.Tanh)"``)."""
-    import torch
-
-    try:
-        return eval(text, {"__builtins__": {}}, {"dict": dict, "list": list, "tuple": tuple, "nn": torch.nn,
-                                                 "th": torch, "True": True, "False": False, "None": None})
-    except Exception as exc:
-        raise ValueError(f"cannot evaluate hyperparameter expression {text!r}: {exc}") from exc
+    """A zoo-style expression (``"dict(net_arch=[64, 64], activation_fn=nn.Tanh)"``), see :mod:`.expressions`."""
+    return literal_expression(text)
 
 
 def _schedule(key: str, value: Any):
@@ -87,8 +97,17 @@ def _import(name: str):
         raise ValueError(f"cannot import {name!r}: {exc}") from exc
 
 
+def _wrapper_class(name: Any):
+    if not isinstance(name, str) or name not in WRAPPERS:
+        raise ValueError(f"env_wrapper {name!r} is not one of prunegym's wrappers; allowed: {', '.join(WRAPPERS)}")
+    module, attr = WRAPPERS[name]
+    return getattr(importlib.import_module(module), attr)
+
+
 def make_wrapper(spec: Any) -> Callable | None:
-    """A function ``env -> wrapped env`` for a zoo ``env_wrapper`` value (``None`` for none)."""
+    """A function ``env -> wrapped env`` for a zoo ``env_wrapper`` value (``None`` for none): a name of
+    :data:`WRAPPERS`, ``{name: kwargs}`` (JSON values) or a list of those; any other name raises
+    ``ValueError`` listing the allowed ones (an agent's ``.json`` cannot make prunegym import or call code)."""
     if spec is None:
         return None
     items = spec if isinstance(spec, list) else [spec]
@@ -100,7 +119,14 @@ def make_wrapper(spec: Any) -> Callable | None:
             (name, kwargs), = item.items()
         else:
             name, kwargs = item, {}
-        wrappers.append((_import(str(name)), dict(kwargs or {})))
+        kwargs = {} if kwargs is None else kwargs
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"env_wrapper {name!r}: its arguments must be a mapping, got {kwargs!r}")
+        try:
+            json.dumps(kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"env_wrapper {name!r}: its arguments must be plain values ({exc})") from exc
+        wrappers.append((_wrapper_class(name), dict(kwargs)))
 
     def wrap(env):
         for cls, kwargs in wrappers:
@@ -174,6 +200,10 @@ def resolve_hyperparams(raw: dict[str, Any]) -> HyperParams:
     if isinstance(hp.get("train_freq"), list):
         hp["train_freq"] = tuple(hp["train_freq"])
     if isinstance(hp.get("policy"), str) and "." in hp["policy"]:
+        if not hp["policy"].startswith(_POLICY_MODULES):
+            raise ValueError(f"policy {hp['policy']!r}: a dotted policy must be a class under "
+                             f"{' or '.join(m.rstrip('.') for m in _POLICY_MODULES)}; or use an SB3 name such as "
+                             "'MlpPolicy'")
         hp["policy"] = _import(hp["policy"])
     hp.setdefault("policy", "MlpPolicy")
     return HyperParams(raw=copy.deepcopy(raw), n_timesteps=int(float(n_timesteps)) if n_timesteps else None,

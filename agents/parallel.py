@@ -25,6 +25,12 @@ Where the episodes run (:class:`RayOptions`):
   kwargs); ``workers`` then only caps the number of episodes in flight;
 * a Ray already initialised in this process (``ray.init`` by the caller) is used as it is and left running.
 
+An ``address`` is checked before anything runs (:func:`check_ray_address`): ``auto`` must find a running
+cluster, and the port of ``host:port`` (or ``ray://host:port``) must accept a TCP connection and answer an
+HTTP/2 (gRPC, what Ray's GCS and client server speak) handshake, each within 5 s, and a GCS address must
+answer Ray's GCS client; otherwise :class:`RayUnreachable` (a ``ValueError``, one line: the address, ``ray start --head`` or dropping
+the option) is raised at once instead of Ray retrying its connection for minutes.
+
 Each task declares ``num_cpus=cpus_per_run`` (default 1) and ``num_gpus=gpus_per_run`` (``0.25`` lets four
 episodes share a GPU; the env needs ``device="cuda"`` in its kwargs to use it) and sets torch's thread
 count to its whole CPUs. A saved agent travels as its path (on a multi-node cluster the nodes must see it,
@@ -33,7 +39,8 @@ e.g. on a shared filesystem); a custom policy object travels pickled.
 Failures: an episode that raises is run once more (application-level retry); a worker that dies (a crash,
 the OOM killer, a lost node) is retried once by Ray (``max_retries=1``). An episode that still fails becomes
 a failed row (:func:`prunegym.agents.episode.failed_outcome`: ``error`` = ``"<Type>: <message>"``, no steps,
-NaN metrics) in ``results.jsonl`` and the tables, its traceback is logged, and the other episodes go on.
+NaN metrics, ``null`` in the file) in ``results.jsonl`` and the tables, its traceback is logged, and the other
+episodes go on.
 ``compare`` skips finished episodes on a rerun and runs failed ones again.
 """
 from __future__ import annotations
@@ -50,8 +57,11 @@ if TYPE_CHECKING:  # imported where used: the CLI imports this module before any
     from .episode import EpisodeOutcome
     from .evaluation import EpisodeTask
 
-__all__ = ["EXCEPTION_RETRIES", "RAY_INSTALL_HINT", "RAY_MAX_RETRIES", "RayOptions", "RayUnavailable", "import_ray",
-           "ray_session", "run_all_ray", "torch_threads"]
+__all__ = ["EXCEPTION_RETRIES", "RAY_INSTALL_HINT", "RAY_MAX_RETRIES", "RayOptions", "RayUnavailable",
+           "RayUnreachable", "check_ray_address", "connect_ray", "import_ray", "ray_session", "run_all_ray",
+           "torch_threads"]
+
+from .ray_address import RayUnreachable, check_ray_address, connect_ray
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +125,8 @@ class RayOptions:
             raise ValueError("gpus_per_run applies to Ray runs only: pass workers=N or ray_address=ADDR")
         if self.enabled:
             import_ray()
+        if self.address:
+            check_ray_address(self.address)
         return self
 
 
@@ -129,7 +141,7 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         yield ray
         return
     if options.address:
-        ray.init(address=options.address, logging_level=logging.WARNING)
+        connect_ray(ray, options.address)
     else:
         workers = options.workers or 1
         ray.init(num_cpus=max(1, math.ceil(workers * options.cpus)),

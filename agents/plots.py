@@ -3,6 +3,10 @@
 The figure (matplotlib's Agg canvas, no display, pyplot untouched) plots test accuracy against the compute
 fraction, one point per policy with std error bars; policies on the Pareto front (no other policy has at
 least its accuracy for at most its compute, one of the two strictly) are ringed and joined by a dashed line.
+
+Rows with ``error`` set (failed episodes, and episodes that diverged) are kept out of the means and the
+Pareto front; each policy's entry counts them (``n_failed``, ``n_diverged``), the table marks them next to
+the seed count and :func:`failures_table` lists them.
 """
 from __future__ import annotations
 
@@ -35,27 +39,37 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarize(rows: Iterable[dict[str, Any]], order: list[str] | None = None) -> list[dict[str, Any]]:
-    """One dict per policy: ``policy``, ``n`` (seeds), ``<metric>_mean`` and ``<metric>_std`` (sample std,
-    0 for one seed) for every metric of :data:`METRICS`, and ``pareto`` (bool). Policies in ``order``
-    first, then in order of appearance. Failed episodes (``results.is_failed``) are left out (see
-    :func:`failures_table`)."""
-    from .results import is_failed
+    """One dict per policy: ``policy``, ``n`` (seeds with a result), ``<metric>_mean`` and ``<metric>_std``
+    (sample std, 0 for one seed; NaN with no result) for every metric of :data:`METRICS`, ``pareto``
+    (bool), ``n_failed`` and ``n_diverged``. Policies in ``order`` first, then in order of appearance; a
+    policy with rows but no result is listed with ``n = 0``. Rows with an error (failed or diverged) are
+    left out of the means and the front (see :func:`failures_table`)."""
+    from .results import is_diverged, is_failed
 
     groups: dict[str, list[dict[str, Any]]] = {}
+    counts: dict[str, list[int]] = {}
     for name in order or []:
         groups.setdefault(name, [])
     for row in rows:
-        if not is_failed(row):
-            groups.setdefault(row["policy"], []).append(row)
+        rs = groups.setdefault(row["policy"], [])
+        c = counts.setdefault(row["policy"], [0, 0])
+        if is_failed(row):
+            c[0] += 1
+        elif is_diverged(row):
+            c[1] += 1
+        else:
+            rs.append(row)
     out = []
     for name, rs in groups.items():
-        if not rs:
+        failed, diverged = counts.get(name, [0, 0])
+        if not rs and not failed + diverged:
             continue
         entry: dict[str, Any] = {"policy": name, "n": len(rs)}
         for key in METRICS:
             entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([r[key] for r in rs])
+        entry["n_failed"], entry["n_diverged"] = failed, diverged
         out.append(entry)
-    front = set(pareto_front(out))
+    front = set(pareto_front([e for e in out if e["n"] > 0]))
     for entry in out:
         entry["pareto"] = entry["policy"] in front
     return out
@@ -73,16 +87,24 @@ def pareto_front(summary: list[dict[str, Any]]) -> list[str]:
 
 
 def _fmt(mean: float, std: float, digits: int) -> str:
+    if not math.isfinite(mean):
+        return "—"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _seeds_cell(e: dict[str, Any]) -> str:
+    marks = [f"{e[k]} {word}" for k, word in (("n_diverged", "diverged"), ("n_failed", "failed")) if e.get(k)]
+    return f"{e['n']} (+{', '.join(marks)})" if marks else str(e["n"])
+
+
 def markdown_table(summary: list[dict[str, Any]], title: str | None = None) -> str:
-    """A Markdown table, mean ± std per metric, Pareto-front policies marked."""
+    """A Markdown table, mean ± std per metric, Pareto-front policies marked; diverged and failed episodes
+    are counted next to the seeds (``2 (+1 diverged)``) and left out of the means."""
     head = ["policy", "seeds"] + list(METRICS.values()) + ["Pareto"]
     lines = [f"## {title}", ""] if title else []
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for e in summary:
-        cells = [e["policy"], str(e["n"])]
+        cells = [e["policy"], _seeds_cell(e)]
         for key in METRICS:
             cells.append(_fmt(e[f"{key}_mean"], e[f"{key}_std"], 2 if key == "wall_clock_s" else 4))
         cells.append("yes" if e["pareto"] else "")
@@ -90,32 +112,48 @@ def markdown_table(summary: list[dict[str, Any]], title: str | None = None) -> s
     return "\n".join(lines) + "\n"
 
 
-def failures_table(rows: Iterable[dict[str, Any]]) -> str:
-    """The failed episodes among ``rows`` as a Markdown section (policy, seed, error); ``""`` if none."""
-    from .results import is_failed
-
-    failed = [r for r in rows if is_failed(r)]
-    if not failed:
-        return ""
-    lines = ["", f"**Failed episodes ({len(failed)})**, left out of the table above; a rerun of the same "
-             "comparison runs them again:", "", "| policy | seed | error |", "|---|---|---|"]
-    for r in failed:
+def _error_section(rows: list[dict[str, Any]], heading: str) -> list[str]:
+    lines = ["", heading, "", "| policy | seed | error |", "|---|---|---|"]
+    for r in rows:
         error = str(r.get("error")).replace("|", "\\|")
         lines.append(f"| {r['policy']} | {r['seed']} | {error} |")
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def failures_table(rows: Iterable[dict[str, Any]]) -> str:
+    """The failed and the diverged episodes among ``rows`` as Markdown sections (policy, seed, error);
+    ``""`` if none."""
+    from .results import is_diverged, is_failed
+
+    rows = list(rows)
+    failed = [r for r in rows if is_failed(r)]
+    diverged = [r for r in rows if is_diverged(r)]
+    lines: list[str] = []
+    if failed:
+        lines += _error_section(failed, f"**Failed episodes ({len(failed)})**, left out of the table above; a rerun "
+                                        "of the same comparison runs them again:")
+    if diverged:
+        lines += _error_section(diverged, f"**Diverged episodes ({len(diverged)})** (non-finite loss), left out of "
+                                          "the means and the Pareto front above; deterministic, a rerun gives them "
+                                          "again:")
+    return "\n".join(lines) + "\n" if lines else ""
 
 
 def write_csv(summary: list[dict[str, Any]], path: str | Path) -> Path:
-    """The summary as CSV: policy, n, <metric>_mean, <metric>_std ..., pareto."""
-    cols = ["policy", "n"] + [f"{k}_{s}" for k in METRICS for s in ("mean", "std")] + ["pareto"]
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=cols)
-        w.writeheader()
-        for e in summary:
-            w.writerow({c: e[c] for c in cols})
-    return p
+    """The summary as CSV (written atomically): policy, n, <metric>_mean, <metric>_std ..., pareto,
+    n_failed, n_diverged."""
+    import io
+
+    from prunegym.training.io import write_text_atomic
+
+    cols = ["policy", "n"] + [f"{k}_{s}" for k in METRICS for s in ("mean", "std")] + ["pareto", "n_failed",
+                                                                                         "n_diverged"]
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    for e in summary:
+        w.writerow({c: e.get(c, 0) for c in cols})
+    return write_text_atomic(path, buf.getvalue())
 
 
 def accuracy_compute_figure(summary: list[dict[str, Any]], title: str = ""):
@@ -126,6 +164,7 @@ def accuracy_compute_figure(summary: list[dict[str, Any]], title: str = ""):
     fig = Figure(figsize=(6.4, 4.8), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
+    summary = [e for e in summary if e.get("n", 1) > 0]
     front = set(pareto_front(summary))
     for i, e in enumerate(summary):
         color = f"C{i % 10}"
@@ -143,6 +182,7 @@ def accuracy_compute_figure(summary: list[dict[str, Any]], title: str = ""):
     ax.set_ylabel("test accuracy")
     ax.set_title(title or "accuracy versus compute")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    if summary:
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig

@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from .parallel import RayOptions, import_ray
+from .parallel import RayOptions, connect_ray, import_ray
 
 __all__ = ["RayVecEnv"]
 
@@ -112,7 +112,7 @@ class RayVecEnv(VecEnv):
         self._owns_ray = False
         if not ray.is_initialized():
             if address:
-                ray.init(address=address, logging_level=logging.WARNING)
+                connect_ray(ray, address)
             else:
                 ray.init(num_cpus=max(1, math.ceil(len(env_fns) * cpus_per_env)),
                          num_gpus=None if gpus_per_env > 0 else 0, include_dashboard=False,

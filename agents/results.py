@@ -1,13 +1,18 @@
 """The results row schema and ``results.jsonl``: one JSON object per line, one line per episode.
 
-Appending is atomic: under an exclusive ``flock`` on the file's folder the existing lines are read, the new ones
-added, the whole written to a temporary file in the same folder, fsynced and moved over the original with
-``os.replace``. A reader never sees half a line, an interrupted writer leaves the old file intact, and two
-processes appending at once both keep their rows.
+Appending is atomic: under an exclusive ``flock`` on the file's folder the existing lines are read (and
+checked: a corrupt file raises before anything is written), the new ones added (``replace=True``: replacing
+the earlier rows of the same experiment), the whole written to a temporary file in the same folder, fsynced
+and moved over the original with ``os.replace``. A reader never sees half a line, an interrupted writer leaves
+the old file intact, and two processes appending at once both keep their rows.
+
+The file is strict JSON: non-finite floats (the NaN metrics of a failed episode) are written as ``null`` and
+read back by :func:`read_rows` as NaN in the float fields of the schema.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
@@ -16,15 +21,16 @@ from typing import Any, Iterable
 
 from prunegym.training.io import write_text_atomic
 
-__all__ = ["ROW_FIELDS", "SCHEMA", "EpisodeRow", "append_rows", "canonical_json", "completed_keys", "is_failed",
-           "read_rows", "row_key", "to_jsonable"]
+__all__ = ["FLOAT_FIELDS", "ROW_FIELDS", "SCHEMA", "EpisodeRow", "append_rows", "canonical_json", "completed_keys",
+           "has_error", "is_diverged", "is_failed", "latest_rows", "read_rows", "row_key", "strict_jsonable",
+           "to_jsonable"]
 
-SCHEMA = "prunegym.results/1"
+SCHEMA = "prunegym.results/2"  # /2 added policy_hash and runtime; /1 rows still read (without them)
 
 
 @dataclass
 class EpisodeRow:
-    """One evaluation episode of one policy on one seed (schema ``prunegym.results/1``).
+    """One evaluation episode of one policy on one seed (schema ``prunegym.results/2``).
 
     Identity: ``env_id`` (registered id, no module prefix); ``env_kwargs``: the env arguments the caller
     gave (shared by every policy of a comparison; the pruner is the policy's business, see ``env_config``);
@@ -44,10 +50,18 @@ class EpisodeRow:
     ended early (non-finite loss), else ``None``; ``wall_clock_s``: seconds from reset to the last step (the
     only field that differs between two runs of the same policy and seed).
 
+    Provenance: ``policy_hash``: what the policy *is* (``sha256:`` + 16 hex digits): for a saved agent the
+    content of its ``.zip``, its observation statistics and its env interface; for a baseline its name and
+    full hyperparameters; a resumed ``compare`` skips a pair only if its row has the current hash and
+    prunegym version. ``runtime``: the versions (prunegym, torch, numpy, stable_baselines3, gymnasium,
+    python), ``torch_threads`` and ``device`` of the episode (CPU results are bit-for-bit only under the same
+    ones). Rows of schema ``prunegym.results/1`` have neither (``None`` / ``{}``).
+
     A *failed* episode (one that raised, or whose Ray worker died, after its retry; see
     :mod:`prunegym.agents.parallel`) has a row too: ``error`` holds ``"<ExceptionType>: <message>"``,
-    ``steps`` and ``epochs`` are 0, the metrics NaN and the lists empty (:func:`is_failed`). An episode that
-    diverged is not failed: it ran, and its row has ``steps >= 1`` and the env's ``error``.
+    ``steps`` and ``epochs`` are 0, the metrics NaN (``null`` in the file) and the lists empty
+    (:func:`is_failed`). An episode that diverged is not failed: it ran, and its row has ``steps >= 1`` and the
+    env's ``error``.
     """
 
     env_id: str
@@ -71,6 +85,8 @@ class EpisodeRow:
     actions: list[list[float]]
     error: str | None
     wall_clock_s: float
+    policy_hash: str | None = None
+    runtime: dict[str, Any] = field(default_factory=dict)
     schema: str = field(default=SCHEMA)
     claimed_prune_ratios: list[float] = field(default_factory=list)
     selector_compute_fraction: float = float("nan")
@@ -85,11 +101,16 @@ class EpisodeRow:
 
 
 ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EpisodeRow))
+# fields read back as float (``null`` -> NaN); the list fields hold floats
+FLOAT_FIELDS = ("test_accuracy", "test_loss", "val_accuracy", "compute_fraction", "kept_fraction", "episode_return",
+                "wall_clock_s")
+_FLOAT_LIST_FIELDS = ("prune_ratios", "kept_fractions")
 
 
 def to_jsonable(x: Any) -> Any:
     """Plain JSON types: numpy scalars and arrays to Python, tuples to lists, non-finite floats kept as
-    float (``json`` writes NaN/Infinity), anything else that is not JSON (a callable reward) to ``str``."""
+    float (see :func:`strict_jsonable` for the file), anything else that is not JSON (a callable reward) to
+    ``str``."""
     if isinstance(x, dict):
         return {str(k): to_jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -103,6 +124,28 @@ def to_jsonable(x: Any) -> Any:
     if hasattr(x, "tolist"):  # numpy scalar / array, torch tensor
         return to_jsonable(x.tolist())
     return str(x)
+
+
+def strict_jsonable(x: Any) -> Any:
+    """:func:`to_jsonable` with every non-finite float as ``None``: what strict JSON parsers accept."""
+    x = to_jsonable(x)
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: strict_jsonable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [strict_jsonable(v) for v in x]
+    return x
+
+
+def _restore_floats(row: dict[str, Any]) -> dict[str, Any]:
+    for key in FLOAT_FIELDS:
+        if key in row and row[key] is None:
+            row[key] = float("nan")
+    for key in _FLOAT_LIST_FIELDS:
+        if isinstance(row.get(key), list):
+            row[key] = [float("nan") if v is None else v for v in row[key]]
+    return row
 
 
 def canonical_json(x: Any) -> str:
@@ -120,29 +163,73 @@ def is_failed(row: dict[str, Any]) -> bool:
     return bool(row.get("error")) and not row.get("steps")
 
 
-def completed_keys(rows: Iterable[dict[str, Any]]) -> set[tuple]:
-    """The :func:`row_key` of every experiment whose latest row in ``rows`` is a result (not failed): what a
-    resumed comparison skips. A failed episode is run again."""
+def is_diverged(row: dict[str, Any]) -> bool:
+    """Whether ``row`` records an episode that ran and diverged (non-finite loss: an error and steps)."""
+    return bool(row.get("error")) and bool(row.get("steps"))
+
+
+def has_error(row: dict[str, Any]) -> bool:
+    """Failed or diverged: a row kept out of means and Pareto fronts."""
+    return bool(row.get("error"))
+
+
+def latest_rows(rows: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
+    """:func:`row_key` -> the last row of that experiment in ``rows`` (a rerun replaces the earlier row)."""
     latest: dict[tuple, dict[str, Any]] = {}
     for row in rows:
         latest[row_key(row)] = row
-    return {key for key, row in latest.items() if not is_failed(row)}
+    return latest
+
+
+def completed_keys(rows: Iterable[dict[str, Any]], policy_hashes: dict[str, str | None] | None = None,
+                   version: str | None = None) -> set[tuple]:
+    """The :func:`row_key` of every experiment whose latest row in ``rows`` is a result (not failed): what a
+    resumed comparison skips. A failed episode is run again. With ``policy_hashes`` (policy label -> the
+    policy's current ``policy_hash``) a row only counts if it has that hash, and with ``version`` if it was
+    written by that prunegym version: a changed agent file or baseline, or another prunegym, runs again."""
+    out = set()
+    for key, row in latest_rows(rows).items():
+        if is_failed(row):
+            continue
+        if policy_hashes is not None and row.get("policy_hash") != policy_hashes.get(key[2], "not a policy here"):
+            continue
+        if version is not None and (row.get("runtime") or {}).get("prunegym") != version:
+            continue
+        out.add(key)
+    return out
+
+
+def _parse_line(p: Path, i: int, line: str) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{p}:{i}: not a JSON line ({exc}); fix or remove the line") from exc
+    if not isinstance(row, dict):
+        raise ValueError(f"{p}:{i}: a results line must be a JSON object (a row), got {type(row).__name__}")
+    seed = row.get("seed")
+    if "seed" in row and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ValueError(f"{p}:{i}: seed={seed!r} is not an int")
+    return _restore_floats(row)
+
+
+def _read_lines(p: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(line, row) for every non-blank line of ``p``; ``ValueError`` naming the line if one is not a row."""
+    try:
+        text = p.read_text()
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{p}: not a results file (not UTF-8 text: {exc})") from exc
+    except IsADirectoryError as exc:
+        raise ValueError(f"{p}: is a folder, not a results file") from exc
+    return [(line, _parse_line(p, i, line)) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
 
 
 def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All rows of ``path`` (``[]`` if it does not exist). A malformed line raises ``ValueError``."""
+    """All rows of ``path`` (``[]`` if it does not exist). A line that is not a JSON object raises
+    ``ValueError`` naming the file and line; ``null`` in a float field reads as NaN."""
     p = Path(path)
     if not p.exists():
         return []
-    rows = []
-    for i, line in enumerate(p.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{p}:{i}: not a JSON line ({exc})") from exc
-    return rows
+    return [row for _, row in _read_lines(p)]
 
 
 @contextmanager
@@ -162,16 +249,21 @@ def _locked(folder: Path):
         os.close(fd)  # releases the lock
 
 
-def append_rows(path: str | os.PathLike, rows: Iterable[EpisodeRow | dict[str, Any]]) -> Path:
-    """Append ``rows`` to ``path`` atomically (see the module docstring); returns the path."""
+def append_rows(path: str | os.PathLike, rows: Iterable[EpisodeRow | dict[str, Any]], *,
+                replace: bool = False) -> Path:
+    """Append ``rows`` to ``path`` atomically (see the module docstring); returns the path. ``replace``:
+    first drop the rows of the same experiments (:func:`row_key`), so that a rerun leaves one row per
+    experiment. A corrupt existing file raises ``ValueError`` (naming the line) and is left as it is."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    lines = [json.dumps(r.to_dict() if isinstance(r, EpisodeRow) else to_jsonable(r)) for r in rows]
+    new = [strict_jsonable(r.to_dict() if isinstance(r, EpisodeRow) else r) for r in rows]
+    lines = [json.dumps(r, allow_nan=False) for r in new]
     for line in lines:
-        json.loads(line)  # never write something read_rows cannot read back
+        _parse_line(p, 0, line)  # never write something read_rows cannot read back
     with _locked(p.parent):
-        old = p.read_text() if p.exists() else ""
-        if old and not old.endswith("\n"):
-            old += "\n"
-        write_text_atomic(p, old + "".join(line + "\n" for line in lines))
+        old = _read_lines(p) if p.exists() else []
+        if replace:
+            keys = {row_key(r) for r in new}
+            old = [(line, row) for line, row in old if row_key(row) not in keys]
+        write_text_atomic(p, "".join(line + "\n" for line, _ in old) + "".join(line + "\n" for line in lines))
     return p

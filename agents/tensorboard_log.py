@@ -11,6 +11,10 @@ Layout: ``<root>/<env label>/<policy>/seed<k>``, the env label being the id with
 
 A training run (``<root>/<env label>/<algo>/seed<k>``) has SB3's ``rollout/``, ``train/`` and ``eval/`` tags
 at x = timesteps and the ``episode/`` tags of every finished training episode at x = episode count.
+
+An evaluation run is written whole into a staging folder beside the root and then moved into place,
+replacing any earlier run of the same policy and seed (:func:`write_episode`): a rerun never doubles curves,
+and a kill leaves the old run or the new one, never half of one.
 """
 from __future__ import annotations
 
@@ -19,9 +23,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .env_factory import env_label
+from .output import new_staging_dir, replace_folder
 
 __all__ = [
-    "EPISODE_TAGS", "EPOCH_TAGS", "EpisodeWriter", "episode_summary", "epoch_records", "run_dir", "write_episode",
+    "EPISODE_TAGS", "EPOCH_TAGS", "EpisodeWriter", "episode_summary", "epoch_records", "has_events", "run_dir",
+    "write_episode",
 ]
 
 # tag -> key of an epoch record
@@ -108,13 +114,31 @@ class EpisodeWriter:
         self.writer.close()
 
 
+def has_events(log_dir: str | Path) -> bool:
+    """Whether ``log_dir`` holds a TensorBoard event file."""
+    d = Path(log_dir)
+    return d.is_dir() and any(p.name.startswith("events.out.tfevents.") for p in d.iterdir())
+
+
 def write_episode(log_dir: str | Path, records: list[dict[str, float]], summary: dict[str, Any],
-                  index: int = 0) -> Path:
-    """Write one episode's ``epoch/`` curves and ``episode/`` values into ``log_dir``."""
-    w = EpisodeWriter(log_dir)
+                  index: int = 0, staging: str | Path | None = None) -> Path:
+    """Write one episode's ``epoch/`` curves and ``episode/`` values as the run ``log_dir``, replacing
+    what was there: written in a fresh folder of ``staging`` (default ``<parent>/.<name>.staging``), then moved
+    over ``log_dir``."""
+    dest = Path(log_dir)
+    area = Path(staging) if staging is not None else dest.parent / f".{dest.name}.staging"
+    tmp = new_staging_dir(area)
     try:
-        w.epochs(records)
-        w.episode(index, summary)
+        w = EpisodeWriter(tmp)
+        try:
+            w.epochs(records)
+            w.episode(index, summary)
+        finally:
+            w.close()
+        replace_folder(tmp, dest, area)
     finally:
-        w.close()
-    return Path(log_dir)
+        if tmp.exists():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .agent import ALGOS, Agent, ObsNormalizer, algo_class, save_agent
-from .env_factory import VEC_ENVS, canonical_env_id, env_label, eval_seeds, make_env, make_vec_env
+from .env_factory import VEC_ENVS, canonical_env_id, check_env_data, env_label, eval_seeds, make_env, make_vec_env
 from .hyperparams import load_hyperparams, make_action_noise, make_wrapper, resolve_hyperparams
+from .output import writable_folder
 from .results import to_jsonable
 
 __all__ = ["DEFAULT_PRUNER", "default_out", "train_agent"]
@@ -94,13 +95,15 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
     from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.vec_env import VecNormalize
 
+    from prunegym.training import resolve_device, runtime
+
     from .callbacks import (EpisodeTagsCallback, HeldOutEvalCallback, ProgressCallback, ResumableCheckpoint,
                             latest_checkpoint)
 
     if algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}; allowed: {', '.join(ALGOS)}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed={seed!r} must be a non-negative int")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed={seed!r} must be an int in [0, 2**63)")
     if vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
     if vec_env == "ray":
@@ -120,6 +123,15 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
     n_envs = int(n_envs or hp.n_envs)
     wrapper = make_wrapper(hp.env_wrapper)
     out = Path(out) if out is not None else default_out(algo, env_id, seed)
+    # validate env kwargs and the data in this process before any worker starts or anything is written
+    probe = make_env(env_id, env_kwargs)
+    try:
+        check_env_data(probe)
+    finally:
+        probe.close()
+    writable_folder(out, "agent folder")
+    if tensorboard_log:
+        writable_folder(tensorboard_log, "TensorBoard folder")
     ckpt_dir = out / "checkpoints"
     ckpt = latest_checkpoint(ckpt_dir, algo) if resume else None
     if not resume and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
@@ -133,8 +145,7 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
 
         state.update(json.loads(ckpt[1].with_suffix(".json").read_text()))
     start = ckpt[0] if ckpt is not None else 0
-    # validate env kwargs in this process before any worker starts
-    make_env(env_id, env_kwargs).close()
+    probe_device = probe.unwrapped.base_config.device
 
     ray_kw = dict(ray_address=ray_address, cpus_per_env=cpus_per_run or 1.0, gpus_per_env=gpus_per_run) \
         if vec_env == "ray" else {}
@@ -169,6 +180,8 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
             "pruner": env_kwargs.get("pruner", "full"), "env_wrapper": hp.env_wrapper, "hyperparams": to_jsonable(raw),
             "seed": seed, "n_envs": n_envs, "total_timesteps": total, "eval_seeds": eval_seeds(n_eval_episodes),
             "seed_convention": SEED_CONVENTION, "resumed_from": start if ckpt is not None else None,
+            "runtime": {**runtime(device=model.device), "env_device": str(resolve_device(probe_device)),
+                        "vec_env": vec_env},
         }
 
         def meta() -> dict[str, Any]:

@@ -31,6 +31,7 @@ import torch
 import prunegym.envs  # noqa: F401  (registers the prunegym/ ids)
 from prunegym.agents.cli import parse_kv  # K=V parsing shared with the CLI
 from prunegym.agents.episode import play_episode
+from prunegym.training import resolve_device, runtime
 from prunegym.training.io import write_text_atomic
 
 # Knob settings of the learned pruner (see baselines/learned.py for the mapping of the baselines).
@@ -150,7 +151,8 @@ def main(argv=None) -> None:
     try:
         for n, (name, ratio, seed) in enumerate(todo, 1):
             row = {"env_id": args.env, "env_kwargs": args.env_kwargs, "knobs": name, "action": KNOBS[name],
-                   "ratio": ratio, "seed": seed, **run_one(env, ratio, KNOBS[name], seed)}
+                   "ratio": ratio, "seed": seed, **run_one(env, ratio, KNOBS[name], seed),
+                   "runtime": runtime(resolve_device(env.unwrapped.base_config.device))}
             print(f"[{n}/{len(todo)}] {name} r={ratio:g} seed={seed}: return {row['episode_return']:.4f}",
                   flush=True)
             rows = append_row(args.out, row)

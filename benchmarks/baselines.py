@@ -33,6 +33,7 @@ import torch
 import prunegym.envs  # noqa: F401  (registers the prunegym/ ids)
 from prunegym.baselines import POLICIES, make_policy, policy_pruner
 from prunegym.envs import ENV_IDS
+from prunegym.training import resolve_device, runtime
 from prunegym.training.io import write_text_atomic
 
 DEFAULT_ENV = "prunegym/FashionMNIST-CNN-v0"
@@ -171,7 +172,7 @@ def main(argv=None) -> dict:
             if (name, seed) in done:
                 print(f"skip {name} seed {seed} (in {args.out})", flush=True)
                 continue
-            r = run_one(name, seed, args)
+            r = {**run_one(name, seed, args), "runtime": runtime(resolve_device(args.device))}
             results["runs"].append(r)
             write_text_atomic(args.out, json.dumps(results, indent=1, sort_keys=True))
             write_text_atomic(md_path, markdown(results, args.policies))

@@ -27,7 +27,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from prunegym.training import EpochPlan, RunConfig, TrainingRun, build_model, resolve_device, torch_generator
+from prunegym.training import (EpochPlan, RunConfig, TrainingRun, build_model, resolve_device, runtime,
+                               torch_generator)
 
 
 def cpu_name() -> str:
@@ -169,6 +170,7 @@ def main(argv: list[str] | None = None) -> dict:
     results = {
         "benchmark": "epoch_overhead",
         "machine": machine,
+        "runtime": runtime(device),
         "dataset": "fashion_mnist",
         "model": "cnn",
         "train_size": n,

@@ -12,7 +12,7 @@ import numpy as np
 from gymnasium import spaces
 
 from prunegym.baselines import Pruner, PolicyContext, make_pruner
-from prunegym.training import EpochResult, EvalResult, TrainingRun, step_run
+from prunegym.training import EpochResult, EvalResult, TrainingRun, check_seed, step_run, versions
 
 from .action import ActionCodec
 from .features import OBS_BOUND, FeatureContext, StepStats, device_stats, features_for, observe
@@ -64,7 +64,8 @@ class PruningEnv(gym.Env):
     ``lr``, ``data_root``, ...) may be passed to override the task's preset; the other keyword arguments are
     :class:`~prunegym.envs.options.EnvOptions`.
     ``seed``: the run seed of the first ``reset()`` without a seed (later unseeded resets draw new ones from
-    the env's generator, seeded by it); without it, unseeded resets start runs from fresh entropy.
+    the env's generator, seeded by it); without it, unseeded resets start runs from fresh entropy. Seeds
+    (here and in ``reset(seed=...)``) are ints in ``[0, 2**63)``; others raise ``ValueError``.
 
     Episode: ``terminated`` when the epoch budget is spent or the run diverges (non-finite training or
     validation loss: ``info["error"]``, reward see :data:`NONFINITE_PENALTY`); ``truncated`` only when
@@ -99,7 +100,7 @@ class PruningEnv(gym.Env):
         self.nonfinite_penalty = float(options.nonfinite_penalty)
         self.render_mode = render_mode
         self._budget_range = options.budget_range()
-        self._default_seed = seed
+        self._default_seed = None if seed is None else check_seed(seed)
         self._first_reset = True
         # Everything needed to rebuild this env (for episode records and replay); JSON-able unless ``reward``
         # is a callable or an object.
@@ -158,6 +159,8 @@ class PruningEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is None and self._first_reset and self._default_seed is not None:
             seed = int(self._default_seed)
+        if seed is not None:
+            seed = check_seed(seed)  # [0, 2**63): larger seeds would alias smaller ones
         self._first_reset = False
         super().reset(seed=seed)
         run_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
@@ -306,7 +309,8 @@ class PruningEnv(gym.Env):
         info.episode_record = EpisodeRecord(
             env_kwargs=self._record_kwargs(), seed=self.run_seed, actions=[list(x) for x in self._actions],
             task=self.task, env_id=self.spec.id if self.spec is not None else None,
-            compute_budget=self.compute_budget if self._budget_range is not None else None).to_dict()
+            compute_budget=self.compute_budget if self._budget_range is not None else None,
+            versions=versions()).to_dict()  # replay warns when it runs under other versions
         self._done = True
 
     def _observe(self) -> np.ndarray:

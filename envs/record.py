@@ -14,7 +14,8 @@ class EpisodeRecord:
     """One episode: the env to rebuild (``env_kwargs``: every ``PruningEnv`` argument but the wall-clock
     limit), the run ``seed`` of its ``reset``, the episode's ``compute_budget`` (drawn at reset when the env
     draws budgets from a range; ``None`` without a budget) and the validated, clipped ``actions`` ``[T][A]``
-    (float64 lists, so a replay is bit for bit). ``task`` and ``env_id`` say where it came from."""
+    (float64 lists, so a replay is bit for bit). ``task`` and ``env_id`` say where it came from, ``versions``
+    the library versions it was made with (bit for bit holds under the same ones)."""
 
     env_kwargs: dict[str, Any]
     seed: int
@@ -22,14 +23,16 @@ class EpisodeRecord:
     task: str | None = None
     env_id: str | None = None
     compute_budget: float | None = None
+    versions: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if not d["extra"]:
             d.pop("extra")
-        if d["compute_budget"] is None:
-            d.pop("compute_budget")
+        for key in ("compute_budget", "versions"):
+            if d[key] is None:
+                d.pop(key)
         return d
 
     @classmethod
@@ -45,10 +48,10 @@ class EpisodeRecord:
                 raise ValueError(f"episode record lacks {key!r}; it needs env_kwargs, seed and actions")
         if not d["actions"]:
             raise ValueError("episode record has no actions")
-        known = {"env_kwargs", "seed", "actions", "task", "env_id", "compute_budget", "extra"}
+        known = {"env_kwargs", "seed", "actions", "task", "env_id", "compute_budget", "versions", "extra"}
         return cls(env_kwargs=dict(d["env_kwargs"]), seed=int(d["seed"]),
                    actions=[[float(v) for v in a] for a in d["actions"]], task=d.get("task"),
-                   env_id=d.get("env_id"), compute_budget=d.get("compute_budget"),
+                   env_id=d.get("env_id"), compute_budget=d.get("compute_budget"), versions=d.get("versions"),
                    extra={**dict(d.get("extra") or {}), **{k: v for k, v in d.items() if k not in known}})
 
     def to_json(self) -> str:

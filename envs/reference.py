@@ -1,9 +1,14 @@
-"""Reference accuracy of a full-data run of a task and seed, cached in memory and on disk (atomically)."""
+"""Reference accuracy of a full-data run of a task and seed, cached in memory and on disk (atomically).
+
+A disk entry is used only if the config stored in it is the config asked for; a cache folder that cannot
+be written is warned about once (``RuntimeWarning``) and the value is kept in memory: the episode goes on.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 from prunegym.baselines import make_pruner
@@ -15,6 +20,7 @@ from prunegym.training.sources import dataset_source, registered_datasets
 __all__ = ["cache_dir", "reference_accuracy", "registration_token"]
 
 _MEMORY: dict[str, float] = {}  # cache file path -> accuracy (a new PRUNEGYM_CACHE gets its own file)
+_WARNED: set[str] = set()  # cache folders already warned about
 
 
 def cache_dir() -> Path:
@@ -54,17 +60,28 @@ def reference_accuracy(config: RunConfig) -> float:
         return _MEMORY[mem_key]
     if token is None and path.exists():
         try:
-            _MEMORY[mem_key] = float(json.loads(path.read_text())["val_accuracy"])
-            return _MEMORY[mem_key]
-        except (ValueError, KeyError, TypeError):
-            pass  # a corrupt cache entry is recomputed
+            entry = json.loads(path.read_text())
+            if entry["config"] == json.loads(json.dumps(cfg, sort_keys=True, default=str)):
+                _MEMORY[mem_key] = float(entry["val_accuracy"])
+                return _MEMORY[mem_key]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # a corrupt, unreadable or foreign cache entry is recomputed
     run = TrainingRun(config)
     pruner = make_pruner("full")
     pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))  # as PruningEnv.reset
     while not run.done:
         step_run(run, pruner, {"prune_ratio": 0.0})
     acc = run.evaluate("val").accuracy
-    if token is None:
-        write_json_atomic(path, {"config": cfg, "val_accuracy": acc})
     _MEMORY[mem_key] = acc
+    if token is not None:
+        return acc  # registered data or model: a name alone does not identify them, so memory only
+    try:
+        write_json_atomic(path, {"config": cfg, "val_accuracy": acc})
+    except OSError as exc:
+        folder = str(path.parent)
+        if folder not in _WARNED:
+            _WARNED.add(folder)
+            why = f"{type(exc).__name__}: {exc.strerror or exc}"
+            warnings.warn(f"reference cache {folder!r} cannot be written ({why}); keeping the reference in memory "
+                          "only (set PRUNEGYM_CACHE to a writable folder)", RuntimeWarning, stacklevel=2)
     return acc

@@ -2,10 +2,13 @@
 actions -> same metrics on CPU."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from prunegym.training import runtime, runtime_differences
 
 from .env import PruningEnv
 from .record import EpisodeRecord
@@ -35,11 +38,21 @@ def replay(record: EpisodeRecord | dict[str, Any], **overrides: Any) -> ReplayRe
     (e.g. ``device="cpu"`` to replay a GPU episode on the CPU, ``data_root=...``). The wall-clock limit is not
     replayed: an episode that was truncated by ``max_wall_time`` replays up to its last action, and its final
     info gets the test metrics (``test_loss``, ``test_accuracy``) that the truncated step reported. Raises
-    ``ValueError`` if the record is malformed or the replayed episode ends before its last action."""
+    ``ValueError`` if the record is malformed or the replayed episode ends before its last action.
+
+    Bit-for-bit holds for the same library versions, torch thread count and device: when the record says
+    what it was made with (``versions`` of an episode record, or ``runtime`` of a results row) and this
+    process differs, a ``RuntimeWarning`` (one line) names the differences."""
     rec = EpisodeRecord.from_dict(record)
     env = PruningEnv(**{**rec.env_kwargs, **overrides})
     options = {"compute_budget": rec.compute_budget} if rec.compute_budget is not None else None
     env.reset(seed=rec.seed, options=options)
+    recorded = rec.extra.get("runtime") or rec.versions
+    diffs = runtime_differences(recorded, runtime(device=env.run.device)) if isinstance(recorded, dict) else []
+    if diffs:
+        warnings.warn(f"replaying an episode recorded under other versions or settings ({'; '.join(diffs)}): the "
+                      "replay is bit-for-bit only under the same versions, torch thread count and device",
+                      RuntimeWarning, stacklevel=2)
     infos, rewards = [], []
     for i, a in enumerate(rec.actions):
         _, r, term, trunc, info = env.step(np.asarray(a, dtype=np.float64))

@@ -206,7 +206,7 @@ def test_policy_errors_name_the_allowed_values(tmp_path):
 
     with pytest.raises(ValueError, match=f"allowed: {', '.join(POLICIES)}"):
         evaluate("nope", ENV, [0], results=None, **KW)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="no saved agent at .*missing.zip"):
         evaluate(str(tmp_path / "missing.zip"), ENV, [0], results=None, **KW)
     with pytest.raises(ValueError, match="needs pruner='uniform'"):
         evaluate("uniform", ENV, [0], results=None, pruner="full", **KW)
@@ -283,3 +283,145 @@ def test_shipped_agents_fit_their_env(name):
     obs, _ = env.reset(seed=0)
     action, _ = agent.predict(obs, deterministic=True)
     env.step(action)
+
+
+# -- every algo trains (issue 12: only their YAML used to be read) ---------------------------------------------
+@pytest.mark.parametrize("algo, hp", [
+    ("a2c", dict(n_steps=2, n_envs=1)),
+    ("sac", dict(learning_starts=2, batch_size=4, buffer_size=100)),
+    ("td3", dict(learning_starts=2, batch_size=4, buffer_size=100)),
+])
+def test_a2c_sac_td3_train_with_their_zoo_settings_save_and_evaluate(algo, hp, tmp_path):
+    import torch
+    from stable_baselines3.common.noise import NormalActionNoise
+
+    out = tmp_path / algo
+    agent = train_agent(algo, ENV, 8, 0, env_kwargs=KW, hyperparams=hp, out=out, eval_freq=0, checkpoint_freq=0)
+    model = agent.model
+    assert model.num_timesteps == 8 and type(model).__name__ == algo.upper()
+    assert model.policy.net_arch == ([64, 64] if algo != "a2c" else {"pi": [64, 64], "vf": [64, 64]})
+    if algo == "td3":  # the zoo's noise keys became TD3's action noise
+        assert isinstance(model.action_noise, NormalActionNoise)
+        assert np.allclose(model.action_noise._sigma, 0.2)
+    if algo == "sac":  # 'auto_0.001': learned entropy coefficient starting at 0.001
+        assert model.ent_coef == "auto_0.001"
+        assert float(torch.exp(model.log_ent_coef.detach())) == pytest.approx(0.001, rel=0.05)
+    if algo in ("sac", "td3"):  # gradient steps ran after learning_starts
+        assert model._n_updates > 0
+    else:
+        assert model._n_updates == 4  # 8 steps / n_steps 2
+    assert (out / "model.zip").is_file() and (out / "vecnormalize.pkl").is_file()
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["algo"] == algo and meta["obs_normalizer"] is not None
+    loaded = load_agent(out / "model.zip")
+    a = evaluate(str(out / "model.zip"), ENV, [0], results=None, **KW)[0]
+    assert a["policy"] == f"{algo}_uniform" and a["steps"] == KW["epochs"] and a["error"] is None
+    obs = np.zeros(len(FEATURE_NAMES), np.float32)
+    assert np.array_equal(loaded.predict(obs)[0], agent.predict(obs)[0])
+
+
+def test_evaluate_takes_an_sb3_model_and_an_agent_object_like_its_file(ppo_run):
+    _, agent = ppo_run
+    from_file = evaluate(agent.path, ENV, [0], results=None, **KW)[0]
+    loaded = load_agent(agent.path)
+    from_agent = evaluate(loaded, ENV, [0], results=None, **KW)[0]
+    assert from_agent["policy"] == "ppo_uniform" and from_agent["policy_type"] == "agent"
+    assert from_agent["actions"] == from_file["actions"] and from_agent["test_accuracy"] == from_file["test_accuracy"]
+    assert from_agent["policy_hash"] == from_file["policy_hash"]  # the same file
+    # a bare SB3 model: no observation statistics and no recorded pruner, so the caller names the pruner
+    bare = evaluate(loaded.model, ENV, [0], results=None, pruner="uniform", **KW)[0]
+    assert bare["policy"] == "ppo" and bare["policy_type"] == "agent" and bare["steps"] == KW["epochs"]
+    direct = [loaded.model.predict(np.asarray(o, np.float32), deterministic=True)[0] for o in _observations(bare)]
+    assert bare["actions"] == [np.clip(np.asarray(a, np.float64), -1, 1).tolist() for a in direct]
+    assert bare["policy_hash"] != from_file["policy_hash"]  # a hash of its parameters, without the statistics
+
+
+def _observations(row):
+    """The observations of the episode of ``row`` (replayed from its actions)."""
+    import gymnasium as gym
+
+    env = gym.make(ENV, **row["env_config"])
+    obs, _ = env.reset(seed=row["seed"])
+    out = [obs]
+    for a in row["actions"][:-1]:
+        obs, *_ = env.step(np.asarray(a))
+        out.append(obs)
+    return out
+
+
+def test_train_with_subproc_vec_env_learns_what_dummy_vec_env_learns(tmp_path, capsys):
+    import torch
+
+    from prunegym.agents.cli import main
+
+    argv = ["train", "--algo", "ppo", "--env", ENV, "--total-timesteps", "8", "--n-envs", "2", "--vec-env", "subproc",
+            "--quiet", "--tensorboard-log", "", "--out", str(tmp_path / "sub"), "--eval-freq", "0",
+            "--hyperparams", "n_steps=4", "batch_size=4", "n_epochs=1", "--env-kwargs",
+            *[f"{k}={v}" for k, v in KW.items()]]
+    assert main(argv) == 0 and "saved" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "sub" / "model.json").read_text())
+    assert meta["num_timesteps"] == 8 and meta["runtime"]["vec_env"] == "subproc"
+    dummy = train_agent("ppo", ENV, 8, 0, env_kwargs=KW, n_envs=2, vec_env="dummy", out=tmp_path / "dummy",
+                        eval_freq=0, hyperparams=dict(n_steps=4, batch_size=4, n_epochs=1))
+    a, b = load_agent(tmp_path / "sub" / "model.zip").model.policy.state_dict(), dummy.model.policy.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_append_is_atomic_under_a_failed_replace_and_concurrent_writers(tmp_path, monkeypatch):
+    """A write that fails before its ``os.replace`` leaves the file exactly as it was (a plain append would have
+    added the line), and two processes appending at once keep every row."""
+    import os
+    import subprocess
+    import sys
+
+    path = tmp_path / "results.jsonl"
+    row = {name: None for name in ROW_FIELDS} | {"policy": "x", "seed": 1}
+    append_rows(path, [row])
+    before, inode = path.read_bytes(), path.stat().st_ino
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        append_rows(path, [row | {"seed": 2}])
+    monkeypatch.undo()
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]
+    append_rows(path, [row | {"seed": 3}])
+    assert path.stat().st_ino != inode  # rewritten and moved into place, not appended to in place
+    code = ("import sys; from prunegym.agents.results import append_rows\n"
+            "for i in range(40): append_rows(sys.argv[1], [{'policy': sys.argv[2], 'seed': i, 'env_id': 'e'}])")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), name]) for name in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    rows = read_rows(path)
+    assert len(rows) == 2 + 80 and {(r["policy"], r["seed"]) for r in rows[2:]} == {
+        (p, i) for p in "ab" for i in range(40)}
+
+
+def test_cli_train_interrupt_exits_130_with_the_resume_command(tmp_path, capsys):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from prunegym.agents import training
+    from prunegym.agents.cli import main
+
+    class Interrupt(BaseCallback):
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= 2:
+                raise KeyboardInterrupt
+            return True
+
+    real = training.train_agent
+    argv = ["train", "--algo", "ppo", "--env", ENV, "--total-timesteps", "8", "--quiet", "--tensorboard-log", "",
+            "--out", str(tmp_path / "a"), "--eval-freq", "0", "--hyperparams", "n_steps=2", "batch_size=2",
+            "n_epochs=1", "n_envs=1", "--env-kwargs", *[f"{k}={v}" for k, v in KW.items()]]
+    training.train_agent = lambda *a, **k: real(*a, **{**k, "callbacks": [Interrupt()]})
+    try:
+        assert main(argv) == 130
+    finally:
+        training.train_agent = real
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("prunegym train: interrupted; a checkpoint was saved; continue with: prunegym train ")
+    assert err.rstrip().endswith("--resume") and (tmp_path / "a" / "checkpoints" / "ppo_2_steps.zip").is_file()
+    assert main(argv + ["--resume"]) == 0
+    assert json.loads((tmp_path / "a" / "model.json").read_text())["num_timesteps"] >= 8  # whole rollouts

@@ -197,6 +197,24 @@ def test_ucb_ranks_by_mean_plus_c_sqrt_var():
 
 def test_raju_pruners_rank_by_score_table_ema_rate_default():
     assert ScoreTable(3).ema_rate == 0.2  # Raju's a (METHODS.md)
+    from prunegym.training import RunConfig
+
+    assert RunConfig().ema_rate == 0.2  # the engine's tables use it too
+    # Two epochs of losses on a default table: mu = 0.8 * first + 0.2 * second, v = 0.2 * (second - first)^2.
+    # The orders by mu, by the latest loss and by mu + sqrt(v) differ, so each pruner's pick tells which it used.
+    first = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0, 0.0])
+    second = torch.tensor([0.0, 0.0, 0.0, 0.0, 9.0, 4.0])
+    t = ScoreTable(6)
+    everyone, correct = torch.arange(6), torch.zeros(6, dtype=torch.bool)
+    t.update(everyone, first, correct, epoch=0)
+    t.update(everyone, second, correct, epoch=1)
+    assert torch.allclose(t.ema, 0.8 * first + 0.2 * second) and torch.allclose(t.ema_var, 0.2 * (second - first) ** 2)
+    keep = lambda p, action: set(reset(p, 6).plan(2, t, action).indices.tolist())  # noqa: E731
+    # mu = [3.2, 2.4, 1.6, 0.8, 1.8, 0.8]: the top 2 by mu are {0, 1} (by the latest loss they would be {4, 5})
+    assert keep(EpsilonGreedyPruner(), {"prune_ratio": 4 / 6, "epsilon": 0.0}) == {0, 1}
+    assert keep(UCBPruner(), {"prune_ratio": 4 / 6, "c": 0.0}) == {0, 1}
+    # mu + sqrt(v) = [4.99, 3.74, 2.49, 1.25, 5.82, 2.59]: with c = 1 the uncertain sample 4 comes first
+    assert keep(UCBPruner(), {"prune_ratio": 4 / 6, "c": 1.0}) == {4, 0}
 
 
 # -- SwDPP ---------------------------------------------------------------------------------------------------------

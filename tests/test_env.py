@@ -358,6 +358,7 @@ def test_global_rngs_untouched():
 
     import torch
 
+    torch.manual_seed(12345), np.random.seed(12345), random.seed(12345)  # a known state, not the one found
     states = (random.getstate(), np.random.get_state()[1].copy(), torch.random.get_rng_state().clone())
     env = make(epochs=2, pruner="uniform")
     run_episode(env, actions=lambda o: env.encode_action(prune_ratio=0.5, rescale=1.0))
@@ -365,3 +366,55 @@ def test_global_rngs_untouched():
     assert random.getstate() == states[0]
     assert np.array_equal(np.random.get_state()[1], states[1])
     assert torch.equal(torch.random.get_rng_state(), states[2])
+
+
+def test_nonfinite_validation_loss_ends_the_episode_like_a_training_one():
+    """The validation branch: training stays finite, the validation loss does not (issue 12)."""
+    from dataclasses import replace as dc_replace
+
+    env = make(epochs=3, pruner="uniform")
+    obs, info0 = env.reset(seed=0)
+    real = env.run.evaluate
+
+    def evaluate(split):
+        res = real(split)
+        return dc_replace(res, loss=float("inf")) if split == "val" else res
+
+    env.run.evaluate = evaluate
+    obs, r, term, trunc, info = env.step(env.encode_action(prune_ratio=0.5))
+    assert term and not trunc
+    assert info["error"] == "non-finite validation loss (inf) after epoch 0"
+    assert math.isfinite(info["train_loss"]) and info["val_loss"] == float("inf")
+    expected = (0.0 - info0["val_accuracy"]) - env.compute_weight * info["compute_fraction_step"] - NONFINITE_PENALTY
+    assert r == pytest.approx(expected, abs=1e-12)
+    assert info["episode_return"] == r and "test_accuracy" in info and info["episode_record"]["actions"]
+    assert env.observation_space.contains(obs) and np.all(np.isfinite(obs))
+    with pytest.raises(RuntimeError, match="reset"):
+        env.step(env.encode_action(0.0))
+
+
+def test_the_disk_reference_cache_returns_the_reference_of_its_own_config(tmp_path, monkeypatch):
+    from prunegym.envs import reference
+
+    monkeypatch.setenv("PRUNEGYM_CACHE", str(tmp_path))
+    env = make(epochs=2, pruner="uniform", reward="lossless")
+    full = make(epochs=2, pruner="full")
+    policy = make_policy("full", full)
+    truth = {s: run_episode(full, actions=lambda o: policy.predict(o)[0], seed=s)[2][-1]["val_accuracy"]
+             for s in (4, 5)}
+    for s in (4, 5):  # fill the disk cache
+        assert run_episode(env, seed=s)[2][-1]["reference_accuracy"] == truth[s]
+    files = sorted((tmp_path / "reference").glob("*.json"))
+    assert len(files) == 2
+    monkeypatch.setattr(reference, "_MEMORY", {})  # read from disk now
+    for s in (5, 4):
+        assert run_episode(env, seed=s)[2][-1]["reference_accuracy"] == truth[s]
+    # an entry whose stored config is not the asked one is not trusted: recomputed and rewritten
+    entry = json.loads(files[0].read_text())
+    entry["config"]["seed"] = 999
+    entry["val_accuracy"] = 0.123
+    files[0].write_text(json.dumps(entry))
+    monkeypatch.setattr(reference, "_MEMORY", {})
+    got = {s: run_episode(env, seed=s)[2][-1]["reference_accuracy"] for s in (4, 5)}
+    assert got == truth
+    assert 0.123 not in [json.loads(f.read_text())["val_accuracy"] for f in files]

@@ -65,7 +65,7 @@ def test_python_api_without_ray_raises_import_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RayUnavailable, match=r'pip install -e "\.\[ray\]"'):
         compare(ENV, [0], policies=["full"], out=tmp_path / "c", workers=2, **KW)
-    with pytest.raises(ImportError):
+    with pytest.raises(ImportError, match=r'parallel runs need Ray, which is not installed; install it with pip install'):
         evaluate("full", ENV, [0], results=None, workers=2, **KW)
     assert list(tmp_path.iterdir()) == []
 

@@ -180,6 +180,9 @@ def _assert_rng_unchanged(before, after):
 
 
 def test_global_rng_states_untouched():
+    # a known, unusual state first: code that reseeds the globals (to their default or any fixed value) cannot
+    # leave them as this test found them by chance
+    torch.manual_seed(12345), np.random.seed(12345), random.seed(12345)
     before = _global_rng_state()
     syn = load_splits("synthetic", 5)
     run = TrainingRun(config(epochs=2, seed=5), syn)
@@ -531,3 +534,52 @@ def test_other_invalid_names_raise():
         lr_at("step", 0.5, 0.1)
     with pytest.raises(ValueError, match="'block9'.*block1"):
         build_model("cnn", (1, 28, 28), 10, torch.Generator(), split="block9")
+
+
+# -- AdamW and the CIFAR ResNet-18 (issue 12: untested before) -------------------------------------------------------
+def test_adamw_runs_are_adamw_train_and_repeat_from_the_seed(syn):
+    cfg = config(optimizer="adamw", lr=1e-3, weight_decay=0.05, epochs=3, lr_schedule="constant")
+    run = TrainingRun(cfg, syn)
+    opt = run.optimizer
+    assert type(opt) is torch.optim.AdamW
+    assert opt.param_groups[0]["weight_decay"] == 0.05 and opt.param_groups[0]["lr"] == pytest.approx(1e-3)
+    before = run.evaluate("val")
+    losses = [run.run_epoch(run.full_plan()).train_loss for _ in range(3)]
+    after = run.evaluate("val")
+    assert losses[-1] < losses[0] and after.loss < before.loss
+    assert opt.state and all("exp_avg_sq" in s for s in opt.state.values())  # Adam moments, not SGD momentum
+    again = TrainingRun(cfg, syn)
+    for _ in range(3):
+        again.run_epoch(again.full_plan())
+    assert all(torch.equal(a, b) for a, b in zip(params(run), params(again)))
+    # decoupled weight decay: with zero gradients a step only shrinks the weights by lr * wd
+    p = torch.nn.Parameter(torch.ones(3))
+    step = torch.optim.AdamW([p], lr=0.1, weight_decay=0.5)
+    p.grad = torch.zeros(3)
+    step.step()
+    assert torch.allclose(p.detach(), torch.full((3,), 1 - 0.1 * 0.5))
+
+
+def test_cifar_resnet18_builds_splits_trains_and_is_measured_on_random_32x32_images():
+    g = torch.Generator().manual_seed(0)
+    model = build_model("resnet18", (3, 32, 32), 10, g)
+    assert model.split == "layer1" and model.stage_names == ("stem", "layer1", "layer2", "layer3", "layer4", "head")
+    stem = model.shallow.stem[0]
+    assert (stem.kernel_size, stem.stride) == ((3, 3), (1, 1))  # the CIFAR variant: 3x3 stem, no max-pool
+    assert not any(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())
+    assert sum(p.numel() for p in model.parameters()) == 11_173_962  # ResNet-18 with a 10-way head
+    x = torch.randn(4, 3, 32, 32, generator=g)
+    h = model.shallow(x)
+    assert h.shape == (4, 64, 32, 32)  # layer1 keeps the resolution
+    out = model(x)
+    assert out.shape == (4, 10) and torch.isfinite(out).all()
+    F.cross_entropy(out, torch.tensor([0, 1, 2, 3])).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    a, b = (build_model("resnet18", (3, 32, 32), 10, torch.Generator().manual_seed(0)).state_dict() for _ in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # seeded initialisation
+    flops = measure_flops(model, (3, 32, 32), batch=2)
+    assert 1.0e9 < flops.forward < 1.2e9  # about 0.56 G multiply-adds a 32x32 image, 2 FLOPs each
+    # split after layer1: the 3x3 stem (3 -> 64) and four 64 -> 64 convolutions at 32x32, by hand
+    by_hand = 2 * (3 * 64 * 9 + 4 * 64 * 64 * 9) * 32 * 32
+    assert flops.shallow_forward == pytest.approx(by_hand, rel=0.01)
+    assert 1.9 < flops.deep_backward / flops.deep_forward < 2.1

@@ -13,19 +13,20 @@ from .lr_progress import ProgressLR, progress_lr
 from .meter import ComputeMeter
 from .models import MODELS, SplitModel, build_model, register_model, split_points
 from .plan import EpochPlan, EpochResult, MixupSpec, PassCounts, Selector, selector_flops
+from .provenance import runtime, runtime_differences, versions
 from .run import EvalResult, TrainingRun, resolve_device
 from .schedule import SCHEDULES, lr_at
 from .scores import ScoreTable
-from .seeding import derive_seed, numpy_generator, torch_generator
+from .seeding import SEED_LIMIT, check_seed, derive_seed, numpy_generator, torch_generator
 from .sources import register_dataset
 from .step import step_run
 
 __all__ = [
-    "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES",
+    "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES", "SEED_LIMIT",
     "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult", "EvalResult",
     "MixupSpec", "PassCounts", "PassFlops", "ProgressLR", "RunConfig", "ScoreTable", "Selector", "SplitIndices",
-    "SplitModel", "TrainingRun", "build_model", "data_root", "derive_seed", "load_splits", "lr_at",
+    "SplitModel", "TrainingRun", "build_model", "check_seed", "data_root", "derive_seed", "load_splits", "lr_at",
     "make_synthetic", "measure_flops", "numpy_generator", "plan_flops", "progress_lr", "register_dataset",
-    "register_model", "resolve_device", "selector_flops", "split_indices", "split_points", "step_run",
-    "torch_generator", "trim_plan",
+    "register_model", "resolve_device", "runtime", "runtime_differences", "selector_flops", "split_indices",
+    "split_points", "step_run", "torch_generator", "trim_plan", "versions",
 ]

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["canonical_json", "to_jsonable", "write_json_atomic", "write_text_atomic"]
+__all__ = ["canonical_json", "to_jsonable", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -21,13 +21,18 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     A reader sees the old file or the new one, never a mix; an interrupted write leaves the old file intact.
     The file keeps its permission bits if it exists, else gets 0o644 (not ``mkstemp``'s 0o600).
     """
+    return write_bytes_atomic(path, text.encode())
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    """:func:`write_text_atomic` for bytes."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=p.name + ".", suffix=".tmp")
     try:
         os.chmod(tmp, (p.stat().st_mode & 0o777) if p.exists() else 0o644)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)

@@ -10,7 +10,19 @@ import hashlib
 import numpy as np
 import torch
 
-__all__ = ["derive_seed", "torch_generator", "numpy_generator"]
+__all__ = ["SEED_LIMIT", "check_seed", "derive_seed", "torch_generator", "numpy_generator"]
+
+SEED_LIMIT = 2**63  # run seeds are ints in [0, SEED_LIMIT): larger ones would alias smaller ones
+
+
+def check_seed(seed, what: str = "seed") -> int:
+    """``seed`` as an ``int`` if it is one in ``[0, 2**63)``; ``TypeError`` for a non-int (bools included),
+    ``ValueError`` naming the range otherwise."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"{what} must be an int, got {seed!r}")
+    if not 0 <= int(seed) < SEED_LIMIT:
+        raise ValueError(f"{what}={int(seed)} is outside the allowed range [0, 2**63)")
+    return int(seed)
 
 
 def _stream_key(stream: str) -> int:
@@ -18,10 +30,10 @@ def _stream_key(stream: str) -> int:
 
 
 def derive_seed(seed: int, stream: str) -> int:
-    """A 63-bit seed for ``stream`` (e.g. ``"init"``, ``"shuffle"``) derived from the run ``seed``."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {seed!r}")
-    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF, _stream_key(stream)])
+    """A 63-bit seed for ``stream`` (e.g. ``"init"``, ``"shuffle"``) derived from the run ``seed`` (an int in
+    ``[0, 2**63)``: every such seed gives its own streams; others raise, see :func:`check_seed`)."""
+    seed = check_seed(seed)
+    ss = np.random.SeedSequence([seed & 0xFFFFFFFF, (seed >> 32) & 0xFFFFFFFF, _stream_key(stream)])
     lo, hi = (int(v) for v in ss.generate_state(2, dtype=np.uint32))
     return ((hi << 32) | lo) >> 1
 
