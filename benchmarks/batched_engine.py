@@ -99,7 +99,10 @@ def measure(cfg: RunConfig, k: int, args) -> dict:
     seeds = list(range(k))
     r_seq = min(k, args.seq_runs)
     runs = [TrainingRun(cfg.replace(seed=s)) for s in seeds[:r_seq]]
-    batches = {b: BatchedTrainingRun(cfg, seeds, backend=b) for b in args.backends}
+    batches: dict[str, BatchedTrainingRun] = {}
+    for b in args.backends:  # the back ends share one data pool
+        data = next(iter(batches.values())).data if batches else None
+        batches[b] = BatchedTrainingRun(cfg, seeds, backend=b, data=data)
     n = runs[0].num_train
     times: dict[str, list[tuple[float, float]]] = {"sequential": [], **{b: [] for b in batches}}
     for rep in range(args.repeats + 1):  # the first round is the warm-up

@@ -9,11 +9,10 @@ compared. Padding and masking: a run with no rows keeps weights and optimizer st
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ import pytest
 import torch
 from torch.testing import assert_close
 
-from prunegym.baselines import kept_count, make_pruner
+from prunegym.baselines import PRUNERS, kept_count, make_pruner
 from prunegym.training import EpochPlan, MixupSpec, RunConfig, TrainingRun, build_model, load_splits, torch_generator
 from prunegym.training.batched import BatchedTrainingRun
 from prunegym.training.batched_data import BatchedData, load_batched_data
@@ -159,6 +158,31 @@ def test_loss_driven_rule_statistics():
         close = torch.isclose(batch.scores[k].ema, run.scores.ema, rtol=1e-3, atol=1e-4).float().mean()
         assert close >= 0.95
         assert abs(batch.evaluate("val")[k].accuracy - run.evaluate("val").accuracy) <= 0.03
+
+
+@pytest.mark.parametrize("pruner", [p for p in PRUNERS if p != "pfb"])
+def test_every_pruner_runs_unchanged_on_the_score_views(pruner):
+    """Each pruner (mix-up of swdpp included) plans from its run's ScoreTable view and updates from its
+    EpochResult; its run stays close to the TrainingRun of the same seed (kept counts within 2%)."""
+    cfg = config(epochs=3)
+    ratios = [[0.5] * 3, [0.3] * 3]
+    batch, b_res, runs, r_res = play(cfg, SEEDS[:2], pruner, ratios)
+    for k, run in enumerate(runs):
+        for e in range(cfg.epochs):
+            b, r = b_res[e][k], r_res[k][e]
+            assert abs(b.indices.numel() - r.indices.numel()) <= 0.02 * batch.num_train
+            assert abs(int(b.mixed.sum()) - int(r.mixed.sum())) <= 0.02 * batch.num_train
+        assert abs(batch.evaluate("val")[k].accuracy - run.evaluate("val").accuracy) <= 0.03
+
+
+def test_pfb_plans_are_refused_with_the_alternative():
+    batch = BatchedTrainingRun(config(epochs=2), SEEDS[:2])
+    pruners = [make_pruner("pfb") for _ in range(2)]
+    for k, p in enumerate(pruners):
+        p.reset(batch.num_train, batch.epochs, batch.device, batch.runs[k].generator("pruner"))
+    batch.run_epoch([p.plan(0, batch.scores[k], {"prune_ratio": 0.0}) for k, p in enumerate(pruners)])
+    with pytest.raises(ValueError, match=r"in-batch selector \(PFB\).*PruningEnv"):
+        batch.run_epoch([p.plan(1, batch.scores[k], {"prune_ratio": 0.5}) for k, p in enumerate(pruners)])
 
 
 # -- padding and masking ---------------------------------------------------------------------------------------
@@ -371,11 +395,12 @@ def test_bmm_backend_refuses_unknown_modules_and_auto_falls_back():
 
 
 def test_benchmark_script_runs_tiny(tmp_path):
+    spec = importlib.util.spec_from_file_location("batched_engine", REPO / "benchmarks" / "batched_engine.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "batched_engine.py"), "--tasks", "synthetic-mlp",
-                           "--k", "2", "--repeats", "1", "--seq-runs", "1", "--out", str(out),
-                           "--markdown", str(tmp_path / "bench.md")], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
+    assert bench.main(["--tasks", "synthetic-mlp", "--k", "2", "--repeats", "1", "--seq-runs", "1", "--out", str(out),
+                       "--markdown", str(tmp_path / "bench.md")]) == 0
     report = json.loads(out.read_text())
     assert report["machine"]["torch"] == torch.__version__ and len(report["load_average_before"]) == 3
     (res,) = report["results"]

@@ -7,8 +7,8 @@ differs from the torch optimizer only by float rounding of the per-run learning 
 
 An epoch's coefficients are prepared once, on the host, from the learning rates ``[S, K]`` and the activity
 mask ``[S, K]`` of its S steps and copied to the device in one transfer (no host sync per step). In a step
-where some run is inactive its parameters and optimizer state are restored from a copy taken before the
-update, so they stay bit-identical; steps where every run is active skip that.
+where some runs are inactive, their rows of the parameters and optimizer state are copied before the update
+and written back after it, so they stay bit-identical; steps where every run is active skip that.
 """
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ class BatchedOptimizer:
         self.weight_decay = float(weight_decay)
         self.state: list[dict[str, torch.Tensor]] = [self._init_state(p) for p in self.params]
         self._coef: torch.Tensor | None = None  # [S, n_coef, K] float32 on the device
-        self._active: torch.Tensor | None = None  # [S, K] bool on the device
-        self._all_active: list[bool] = []
+        self._inactive: dict[int, torch.Tensor] = {}  # step -> int64 rows of its inactive runs (device)
 
     def _init_state(self, p: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -44,8 +43,11 @@ class BatchedOptimizer:
         """Coefficients of an epoch: ``lrs`` ``[S, K]`` learning rates, ``active`` ``[S, K]`` bool."""
         dev = self.params[0].device
         self._coef = torch.as_tensor(self._coefficients(lrs, active), dtype=torch.float32).to(dev)
-        self._active = torch.as_tensor(active, dtype=torch.bool).to(dev)
-        self._all_active = [bool(row.all()) for row in np.asarray(active, dtype=bool)]
+        active = np.asarray(active, dtype=bool)
+        partial = [b for b in range(active.shape[0]) if not active[b].all()]
+        rows = [np.flatnonzero(~active[b]) for b in partial]
+        flat = torch.as_tensor(np.concatenate(rows) if rows else np.zeros(0), dtype=torch.int64).to(dev)
+        self._inactive = dict(zip(partial, flat.split([len(r) for r in rows])))
 
     def commit(self) -> None:
         """End of the epoch (per-run counters advance here)."""
@@ -54,19 +56,16 @@ class BatchedOptimizer:
     def step(self, b: int) -> None:
         """Update every active run with its gradient (``p.grad``, which the update may overwrite) and the
         coefficients of step ``b``."""
-        if self._coef is None or self._active is None:
+        if self._coef is None:
             raise RuntimeError("call prepare(lrs, active) before step()")
-        coef, active = self._coef[b], self._active[b]
-        partial = not self._all_active[b]
+        coef, frozen = self._coef[b], self._inactive.get(b)
         for p, state in zip(self.params, self.state):
             g = p.grad if p.grad is not None else torch.zeros_like(p)
-            if partial:
-                saved = [p.clone()] + [s.clone() for s in state.values()]
+            tensors = [p, *state.values()]
+            saved = [t.index_select(0, frozen) for t in tensors] if frozen is not None else []
             self._update(p, g, state, coef)
-            if partial:
-                keep = active.view(-1, *([1] * (p.ndim - 1)))
-                for now, old in zip([p, *state.values()], saved):
-                    now.copy_(torch.where(keep, now, old))
+            for t, old in zip(tensors, saved):
+                t.index_copy_(0, frozen, old)
 
     def run_state(self, k: int) -> list[dict[str, torch.Tensor]]:
         """Run ``k``'s optimizer state: per parameter, name -> a copy of its row."""
