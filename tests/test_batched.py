@@ -1,6 +1,5 @@
-"""Tests of the batched engine (prunegym.training.batched; its optimizers and back ends: test_batched_parts.py):
-K runs in one stacked model against K
-``TrainingRun``s of the same seeds.
+"""Tests of the batched engine (prunegym.training.batched): K runs in one stacked model against K
+``TrainingRun``s of the same seeds. Its optimizers and model back ends: tests/test_batched_parts.py.
 
 Equivalence contract tested here: for decision rules that read no losses (``full``, ``uniform``) each run's
 kept sets, pass counts and FLOPs equal its ``TrainingRun`` exactly, and its weights, score table and
