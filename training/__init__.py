@@ -1,8 +1,10 @@
 """prunegym.training: datasets, split models, the pruned epoch engine, the score table and the compute meter.
 
 This package knows nothing of gymnasium or of any pruning method: a caller passes an :class:`EpochPlan`
-to :meth:`TrainingRun.run_epoch` and gets an :class:`EpochResult` back.
+to :meth:`TrainingRun.run_epoch` and gets an :class:`EpochResult` back. :class:`BatchedTrainingRun` advances
+K runs of one task in lockstep as one stacked model (one plan and one result per run).
 """
+from .batched import BatchedTrainingRun
 from .budget import plan_flops, trim_plan
 from .config import OPTIMIZERS, RunConfig
 from .data import DATASETS, DataSplits, DatasetMissingError, data_root, load_splits, make_synthetic
@@ -18,8 +20,9 @@ from .step import step_run
 
 __all__ = [
     "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES",
-    "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult", "EvalResult",
-    "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitModel", "TrainingRun",
+    "BatchedTrainingRun", "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult",
+    "EvalResult", "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitModel",
+    "TrainingRun",
     "build_model", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic", "measure_flops",
     "numpy_generator", "plan_flops", "resolve_device", "split_points", "step_run", "torch_generator", "trim_plan",
 ]

@@ -24,6 +24,7 @@ __all__ = [
     "data_root",
     "load_splits",
     "make_synthetic",
+    "split_indices",
 ]
 
 DATASETS = ("synthetic", "fashion_mnist", "mnist", "cifar10", "cifar100")
@@ -192,6 +193,35 @@ def _normalize(x: torch.Tensor, name: str) -> torch.Tensor:
     return (x - m) / s
 
 
+def split_indices(
+    seed: int,
+    n_pool: int,
+    n_test: int,
+    val_size: int | float = 5000,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    name: str = "dataset",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The split of ``seed``: ``(train, val, test)`` int64 CPU index tensors, ``train`` and ``val`` into the
+    pool of ``n_pool`` samples (the official training set), ``test`` into the ``n_test`` test samples (``None``:
+    the whole test set in order). Rules as in :func:`load_splits`; ``name`` only labels errors."""
+    n_val = int(round(val_size * n_pool)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    if not 0 < n_val < n_pool:
+        raise ValueError(f"val_size={val_size!r} must leave samples for training (pool of {n_pool})")
+    perm = torch.randperm(n_pool, generator=torch_generator(seed, "split"))
+    val_idx, train_idx = perm[:n_val], perm[n_val:]
+    if train_size is not None:
+        if not 0 < train_size <= train_idx.numel():
+            raise ValueError(f"train_size={train_size!r} must be in [1, {train_idx.numel()}] for {name!r}")
+        train_idx = train_idx[:train_size]
+    test_idx = None
+    if test_size is not None:
+        if not 0 < test_size <= n_test:
+            raise ValueError(f"test_size={test_size!r} must be in [1, {n_test}] for {name!r}")
+        test_idx = torch.randperm(n_test, generator=torch_generator(seed, "test-subset"))[:test_size]
+    return train_idx, val_idx, test_idx
+
+
 def load_splits(
     name: str,
     seed: int,
@@ -227,21 +257,9 @@ def load_splits(
             _RAW_CACHE[key] = (_normalize(x_tr, name), y_tr, _normalize(x_te, name), y_te, nc)
         x_pool, y_pool, x_test, y_test, num_classes = _RAW_CACHE[key]
 
-    n_pool = int(y_pool.shape[0])
-    n_val = int(round(val_size * n_pool)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
-    if not 0 < n_val < n_pool:
-        raise ValueError(f"val_size={val_size!r} must leave samples for training (pool of {n_pool})")
-    perm = torch.randperm(n_pool, generator=torch_generator(seed, "split"))
-    val_idx, train_idx = perm[:n_val], perm[n_val:]
-    if train_size is not None:
-        if not 0 < train_size <= train_idx.numel():
-            raise ValueError(f"train_size={train_size!r} must be in [1, {train_idx.numel()}] for {name!r}")
-        train_idx = train_idx[:train_size]
-    if test_size is not None:
-        if not 0 < test_size <= int(y_test.shape[0]):
-            raise ValueError(f"test_size={test_size!r} must be in [1, {int(y_test.shape[0])}] for {name!r}")
-        test_idx = torch.randperm(int(y_test.shape[0]), generator=torch_generator(seed, "test-subset"))
-        x_test, y_test = x_test[test_idx[:test_size]], y_test[test_idx[:test_size]]
+    train_idx, val_idx, test_idx = split_indices(seed, int(y_pool.shape[0]), int(y_test.shape[0]), val_size,
+                                                 train_size, test_size, name)
+    x_test, y_test = (x_test, y_test) if test_idx is None else (x_test[test_idx], y_test[test_idx])
     return DataSplits(
         name=name,
         x_train=x_pool[train_idx].to(device),
