@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from .augment import random_crop_flip
-from .batched_data import BatchedData, RunData, load_batched_data
+from .batched_data import BatchedData, load_batched_data, reload_run
 from .batched_model import BACKENDS, StackedModel
 from .batched_optim import make_batched_optimizer
+from .batched_views import RunView, row_views
 from .config import RunConfig
 from .flops import measure_flops
 from .meter import ComputeMeter
@@ -39,49 +40,6 @@ from .scores import ScoreTable
 from .seeding import torch_generator
 
 __all__ = ["BatchedTrainingRun", "RunView"]
-
-
-def _row_views(table: ScoreTable, k_runs: int) -> list[ScoreTable]:
-    """K :class:`ScoreTable` objects whose tensors are row views of ``table`` (``K * N`` samples): updates
-    through either side are seen by both."""
-    n = table.num_samples // k_runs
-    views = []
-    for k in range(k_runs):
-        v = ScoreTable.__new__(ScoreTable)
-        for name, val in vars(table).items():
-            if isinstance(val, torch.Tensor) and tuple(val.shape[:1]) == (table.num_samples,):
-                val = val.view(k_runs, n, *val.shape[1:])[k]
-            setattr(v, name, val)
-        v.num_samples = n
-        views.append(v)
-    return views
-
-
-class RunView:
-    """Run ``k`` of a :class:`BatchedTrainingRun` with the attributes a pruner or the env reads from a
-    :class:`~prunegym.training.TrainingRun`: ``config``, ``device``, ``epoch``, ``epochs``, ``done``, ``lr``,
-    ``num_train``, ``param_count``, ``scores``, ``meter``, ``data``, ``generator(stream)``, ``full_plan()``;
-    ``model`` is a copy of the run's current weights."""
-
-    def __init__(self, batch: "BatchedTrainingRun", k: int):
-        self._batch, self.index = batch, int(k)
-        self.config: RunConfig = batch.configs[k]
-        self.scores: ScoreTable = batch.scores[k]
-        self.meter: ComputeMeter = batch.meters[k]
-        self.data = RunData(batch.data, k)
-        self.device, self.num_train, self.epochs = batch.device, batch.num_train, batch.epochs
-        self.param_count = batch.param_count
-
-    epoch = property(lambda self: self._batch.epoch)
-    done = property(lambda self: self._batch.done)
-    lr = property(lambda self: self._batch.lr[self.index])
-    model = property(lambda self: self._batch.model(self.index))
-
-    def generator(self, stream: str) -> torch.Generator:
-        return self._batch.generator(self.index, stream)
-
-    def full_plan(self) -> EpochPlan:
-        return self._batch.full_plan(self.index)
 
 
 class BatchedTrainingRun:
@@ -96,6 +54,9 @@ class BatchedTrainingRun:
     ``backend``: ``"bmm"`` (batched matmuls, grouped convolutions), ``"func"`` (``torch.func.vmap``) or
     ``"auto"`` (the faster for the model type); see :mod:`prunegym.training.batched_model`. Models with
     BatchNorm are refused. Plans with an in-batch ``selector`` (PFB) are refused.
+
+    Each run counts its own epochs (``epochs_completed[k]``, ``runs[k].epoch``): a ``None`` plan leaves a run
+    out of an epoch (untouched), and :meth:`reset_run` restarts one run from a new seed while the others go on.
     """
 
     def __init__(self, config: RunConfig, seeds, backend: str = "auto", data: BatchedData | None = None):
@@ -114,25 +75,25 @@ class BatchedTrainingRun:
             raise ValueError(f"data holds {self.data.num_runs} runs but {k_runs} seeds were given")
         self.num_train = n = self.data.num_train
         self.epochs = config.epochs
-        self.epoch = 0
+        self.epochs_completed = [0] * k_runs
         shape, classes = self.data.input_shape, self.data.num_classes
         models = [build_model(config.model, shape, classes, torch_generator(s, "init"), split=config.model_split,
                               device=self.device, **config.model_kwargs) for s in self.seeds]
         self.stack = StackedModel(models, backend)
         self.backend = self.stack.backend
         self.param_count = self.stack.param_count
-        flops = measure_flops(models[0], shape)
+        self.flops = flops = measure_flops(models[0], shape)
         del models
         self.optimizer = make_batched_optimizer(self.stack.parameters(), config.optimizer, config.momentum,
                                                 config.nesterov, config.weight_decay)
         self.score_store = ScoreTable(k_runs * n, self.device, config.ema_rate)
-        self.scores = _row_views(self.score_store, k_runs)
+        self.scores = row_views(self.score_store, k_runs)
         self.meters = [ComputeMeter(flops, n, config.epochs) for _ in range(k_runs)]
         self._shuffle_gens = [torch_generator(s, "shuffle", self.device) for s in self.seeds]
         self._augment_gens = [torch_generator(s, "augment", self.device) for s in self.seeds]
         self._pending_scoring = [0] * k_runs
         self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
-        self.lr = [self._lr(0.0)] * k_runs
+        self.lr = [self._lr(0.0)] * k_runs  # per run, after its epochs completed
         self.runs = [RunView(self, k) for k in range(k_runs)]
 
     # -- per-run helpers -----------------------------------------------------------------------------------
@@ -157,8 +118,38 @@ class BatchedTrainingRun:
         return self.optimizer.run_state(k)
 
     @property
+    def epoch(self) -> int:
+        """The fewest epochs completed by any run (every run's count unless runs were reset apart)."""
+        return min(self.epochs_completed)
+
+    @property
     def done(self) -> bool:
+        """Every run has completed its epochs."""
         return self.epoch >= self.epochs
+
+    def reset_run(self, k: int, seed: int) -> None:
+        """Restart run ``k`` as the run of ``seed``, in place: its splits, initial weights, optimizer state,
+        score row, meter, seed streams, learning rate and epoch count become those of a new run of
+        ``config.replace(seed=seed)``; the other runs are untouched (bit for bit)."""
+        if not 0 <= k < self.num_runs:
+            raise ValueError(f"run index {k!r} is out of range [0, {self.num_runs})")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise ValueError(f"seed={seed!r} must be an int")
+        seed = int(seed)
+        self.seeds[k], self.configs[k] = seed, self.config.replace(seed=seed)
+        reload_run(self.data, self.config, k, seed)
+        c = self.config
+        model = build_model(c.model, self.data.input_shape, self.data.num_classes, torch_generator(seed, "init"),
+                            split=c.model_split, device=self.device, **c.model_kwargs)
+        self.stack.set_run(k, model)
+        self.optimizer.reset_run(k)
+        self.scores[k].clear()
+        self.meters[k] = ComputeMeter(self.flops, self.num_train, self.epochs)
+        self._shuffle_gens[k] = torch_generator(seed, "shuffle", self.device)
+        self._augment_gens[k] = torch_generator(seed, "augment", self.device)
+        self._pending_scoring[k] = 0
+        self.lr[k] = self._lr(0.0)
+        self.epochs_completed[k] = 0
 
     def _gather(self, pos: torch.Tensor, reuse: bool = True) -> torch.Tensor:
         """Pool inputs at positions ``pos`` ``[K, W]`` -> ``[K, W, *input_shape]`` (one row gather). With
@@ -200,11 +191,16 @@ class BatchedTrainingRun:
         return [losses[k, :c] for k, c in enumerate(counts)]
 
     # -- one epoch -----------------------------------------------------------------------------------------
-    def _check_plans(self, plans) -> list[EpochPlan]:
+    def _check_plans(self, plans) -> list[EpochPlan | None]:
         plans = list(plans)
         if len(plans) != self.num_runs:
             raise ValueError(f"run_epoch needs {self.num_runs} plans (one per run), got {len(plans)}")
         for k, plan in enumerate(plans):
+            if plan is None:
+                continue
+            if self.epochs_completed[k] >= self.epochs:
+                raise RuntimeError(f"run {k} has completed its {self.epochs} epochs; pass None as its plan or "
+                                   "reset_run it")
             if plan.selector is not None:
                 raise ValueError(f"plans[{k}] has an in-batch selector (PFB): BatchedTrainingRun does not support "
                                  "in-batch selection; run such methods with PruningEnv (one TrainingRun each)")
@@ -213,29 +209,35 @@ class BatchedTrainingRun:
 
     def _schedule(self, counts: list[int]) -> tuple[np.ndarray, np.ndarray, int]:
         """Rows ``[S, K]`` of each run in each step and learning rates ``[S, K]``; S = steps of the epoch."""
-        bs, e, k_runs = self.config.batch_size, self.epoch, self.num_runs
+        bs, e, k_runs = self.config.batch_size, self.epochs_completed, self.num_runs
         steps = max(math.ceil(c / bs) for c in counts)
         b = np.arange(steps)[:, None]
         rows = np.clip(np.asarray(counts)[None, :] - b * bs, 0, bs)
         n_batches = [max(1, math.ceil(c / bs)) for c in counts]
-        lrs = np.array([[self._lr((e + i / n_batches[k]) / self.epochs) for k in range(k_runs)]
+        lrs = np.array([[self._lr((e[k] + i / n_batches[k]) / self.epochs) for k in range(k_runs)]
                         for i in range(steps)]).reshape(steps, k_runs)
         return rows, lrs, steps
 
-    def run_epoch(self, plans) -> list[EpochResult]:
+    def run_epoch(self, plans) -> list[EpochResult | None]:
         """Train one epoch of every run, ``plans[k]`` for run ``k``; one :class:`EpochResult` per run.
 
         Step ``b`` trains rows ``[b B, (b + 1) B)`` of every plan (B = ``batch_size``); a run with fewer rows
         is padded with rows of weight 0, and a run with no rows left in a step keeps its weights and
         optimizer state bit-identical. Run ``k``'s loss is ``sum(weight_i * loss_i) / m_k`` over its ``m_k``
-        real rows; the learning rate follows its own progress ``(epoch + b / n_batches_k) / epochs``. Padded
-        rows are charged no FLOPs. One backward serves all runs; the host syncs once, at the end.
-        ``wall_time`` of each result is the batched epoch's wall-clock divided by K (its share);
-        ``extra["batch_wall_time"]`` is the whole.
+        real rows; the learning rate follows its own progress ``(epoch_k + b / n_batches_k) / epochs``.
+        Padded rows are charged no FLOPs. One backward serves all runs; the host syncs once, at the end.
+        ``plans[k] = None`` leaves run ``k`` out: it trains nothing, its epoch count, meter and state stay
+        as they are, and its result is ``None``. ``wall_time`` of each result is the batched epoch's
+        wall-clock divided by the number of runs trained (its share); ``extra["batch_wall_time"]`` is the whole.
         """
         if self.done:
             raise RuntimeError(f"the runs have completed their {self.epochs} epochs")
         plans = self._check_plans(plans)
+        if all(p is None for p in plans):
+            raise ValueError("run_epoch got no plan (every entry is None)")
+        skipped = [p is None for p in plans]
+        empty = EpochPlan(torch.zeros(0, dtype=torch.int64, device=self.device))
+        plans = [empty if p is None else p for p in plans]
         cfg, dev, data, k_runs, n = self.config, self.device, self.data, self.num_runs, self.num_train
         counts = [int(p.indices.numel()) for p in plans]
         width = max(counts)
@@ -304,24 +306,32 @@ class BatchedTrainingRun:
             torch.cuda.synchronize(dev)
         wall = time.perf_counter() - t0
         trained = [idx[k, :c] for k, c in enumerate(counts)]
+        e_k = self.epochs_completed
         if any(counts):  # every run's rows in one update of the [K * N] store
+            same = len({e_k[k] for k, c in enumerate(counts) if c}) == 1
+            epoch = e_k[next(k for k, c in enumerate(counts) if c)] if same else torch.cat(
+                [torch.full((c,), e_k[k], dtype=torch.int64, device=dev) for k, c in enumerate(counts)])
             self.score_store.update(
                 torch.cat([t + k * n for k, t in enumerate(trained)]), torch.cat(run_losses), torch.cat(run_correct),
-                self.epoch, valid=~torch.cat([mixed[k, :c] for k, c in enumerate(counts)]) if mixing else None)
-        self.lr = [self._lr((self.epoch + 1) / self.epochs)] * k_runs
-        results = []
+                epoch, valid=~torch.cat([mixed[k, :c] for k, c in enumerate(counts)]) if mixing else None)
+        n_trained = k_runs - sum(skipped)
+        results: list[EpochResult | None] = []
         for k, (plan, c) in enumerate(zip(plans, counts)):
+            if skipped[k]:
+                results.append(None)
+                continue
+            self.lr[k] = self._lr((e_k[k] + 1) / self.epochs)
             passes = PassCounts(c, c, c, c, self._pending_scoring[k])
             self._pending_scoring[k] = 0
             flops = self.meters[k].charge(passes)
             loss_k, acc_k = next(stats) if c else (float("nan"), float("nan"))
             results.append(EpochResult(
-                epoch=self.epoch, indices=trained[k], losses=run_losses[k], correct=run_correct[k],
+                epoch=e_k[k], indices=trained[k], losses=run_losses[k], correct=run_correct[k],
                 mixed=mixed[k, :c], passes=passes, flops=flops, flops_fraction=flops / self.meters[k].full_epoch_flops,
                 kept_fraction=c / n, planned_fraction=c / n, claimed_prune_ratio=float(plan.claimed_prune_ratio),
-                train_loss=loss_k, train_accuracy=acc_k, lr=self.lr[k], wall_time=wall / k_runs,
+                train_loss=loss_k, train_accuracy=acc_k, lr=self.lr[k], wall_time=wall / n_trained,
                 extra={"batch_wall_time": wall, "num_runs": k_runs}))
-        self.epoch += 1
+            e_k[k] += 1
         return results
 
     # -- evaluation ----------------------------------------------------------------------------------------

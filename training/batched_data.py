@@ -15,7 +15,7 @@ import torch
 from .config import RunConfig
 from .data import DataSplits, load_splits, split_indices
 
-__all__ = ["BatchedData", "RunData", "load_batched_data"]
+__all__ = ["BatchedData", "RunData", "load_batched_data", "reload_run"]
 
 # Datasets whose samples do not depend on the run seed (only their split does): one shared pool.
 SHARED_POOL_DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100")
@@ -28,6 +28,7 @@ class BatchedData:
     ``x`` ``[P, ...]`` float32 inputs and ``y`` ``[P]`` int64 labels of the pool; ``train`` ``[K, N]``,
     ``val`` ``[K, V]``, ``test`` ``[K, T]`` int64 pool positions of each run's splits, in the order
     :func:`~prunegym.training.load_splits` gives them. ``augment``: CIFAR augmentation of training batches.
+    ``where`` (shared pools only): ``[P_train]`` pool position of each official training sample.
     """
 
     name: str
@@ -38,6 +39,7 @@ class BatchedData:
     test: torch.Tensor
     num_classes: int
     augment: bool = False
+    where: torch.Tensor | None = None
 
     @property
     def num_runs(self) -> int:
@@ -123,4 +125,28 @@ def load_batched_data(config: RunConfig, seeds: list[int], device: torch.device)
     x = torch.cat([base.x_train, base.x_val, base.x_test]).to(device)
     y = torch.cat([base.y_train, base.y_val, base.y_test]).to(device)
     train, val, test = (torch.stack(maps[k]).to(device) for k in ("train", "val", "test"))
-    return BatchedData(c.dataset, x, y, train, val, test, base.num_classes, base.augment)
+    return BatchedData(c.dataset, x, y, train, val, test, base.num_classes, base.augment, where.to(device))
+
+
+def reload_run(data: BatchedData, config: RunConfig, k: int, seed: int) -> None:
+    """Give run ``k`` of ``data`` the splits of ``seed`` in place (the other runs are untouched): a seed's own
+    samples are written over run ``k``'s rows of the pool; in a shared pool only row ``k`` of the index maps
+    changes."""
+    c, dev = config, data.x.device
+    if data.where is None:  # run k's own samples, at rows [k * per, (k + 1) * per) of the pool
+        s = load_splits(c.dataset, seed, "cpu", val_size=c.val_size, train_size=c.train_size, root=c.data_root,
+                        test_size=c.test_size)
+        x = torch.cat([s.x_train, s.x_val, s.x_test])
+        rows = torch.cat([data.train[k], data.val[k], data.test[k]])
+        if x.shape[0] != rows.numel():
+            raise ValueError(f"seed {seed} gives {x.shape[0]} samples, run {k} holds {rows.numel()}")
+        data.x[rows] = x.to(dev)
+        data.y[rows] = torch.cat([s.y_train, s.y_val, s.y_test]).to(dev)
+        return
+    n_pool = int(data.where.numel())
+    n_test = int(data.x.shape[0]) - n_pool
+    tr, va, te = split_indices(seed, n_pool, n_test, int(data.val.shape[1]), c.train_size, c.test_size, c.dataset)
+    where = data.where.cpu()
+    data.train[k] = where[tr].to(dev)
+    data.val[k] = where[va].to(dev)
+    data.test[k] = (n_pool + (te if te is not None else torch.arange(n_test))).to(dev)

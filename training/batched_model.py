@@ -136,6 +136,12 @@ class StackedModel:
                 p.copy_(self.params[name][k])
         return model
 
+    @torch.no_grad()
+    def set_run(self, k: int, model: SplitModel) -> None:
+        """Write ``model``'s weights (same architecture) into run ``k``'s rows, in place."""
+        for name, p in model.named_parameters():
+            self.params[name][k].copy_(p.detach())
+
     # -- back ends -----------------------------------------------------------------------------------------
     def _forward_func(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         template = self._template

@@ -67,6 +67,13 @@ class BatchedOptimizer:
             for t, old in zip(tensors, saved):
                 t.index_copy_(0, frozen, old)
 
+    @torch.no_grad()
+    def reset_run(self, k: int) -> None:
+        """Run ``k``'s state back to that of a new optimizer (zeros), in place; the other runs are untouched."""
+        for state in self.state:
+            for t in state.values():
+                t[k].zero_()
+
     def run_state(self, k: int) -> list[dict[str, torch.Tensor]]:
         """Run ``k``'s optimizer state: per parameter, name -> a copy of its row."""
         return [{n: t[k].clone() for n, t in s.items()} for s in self.state]
@@ -132,6 +139,11 @@ class BatchedAdamW(BatchedOptimizer):
 
     def commit(self) -> None:
         self.steps = self._steps_after
+
+    def reset_run(self, k):
+        super().reset_run(k)
+        self.steps = self.steps.copy()
+        self.steps[k] = 0
 
     def run_state(self, k):
         out = super().run_state(k)
