@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any
 
 import gymnasium as gym
@@ -16,6 +15,7 @@ from .action import ActionCodec
 from .episode_state import Advance, EpisodeState, check_action, episode_budget
 from .features import OBS_BOUND, StepStats, features_for
 from .options import split_kwargs
+from .render import RENDER_MODES, render_episode
 from .rewards import NONFINITE_PENALTY, make_reward
 from .tasks import task_config
 
@@ -53,7 +53,7 @@ class PruningEnv(gym.Env):
     that ``record_wall_time=True`` adds.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 1}
 
     def __init__(self, task: str = "synthetic-mlp", *, seed: int | None = None, render_mode: str | None = None,
                  **kwargs: Any):
@@ -176,30 +176,7 @@ class PruningEnv(gym.Env):
     def render(self):
         """``"ansi"``: one line of text; ``"rgb_array"``: a ``[64, 128, 3]`` uint8 chart with one column per
         step, validation accuracy (green, top half) and kept fraction (blue, bottom half); ``None``: nothing."""
-        if self.render_mode == "rgb_array":
-            return self._render_rgb()
-        if self.render_mode != "ansi":
-            return None
-        i = self._last_info
-        return (f"epoch {i.get('epoch', 0)}/{self.epochs} prune_ratio {i.get('prune_ratio', 0):.2f} "
-                f"kept {i.get('kept_fraction', 1):.2f} compute {i.get('compute_fraction_total', 0):.3f} "
-                f"val_acc {i.get('val_accuracy', 0):.4f}")
-
-    def _render_rgb(self) -> np.ndarray:
-        h, w = 64, 128
-        half = h // 2
-        img = np.full((h, w, 3), 255, dtype=np.uint8)
-        n_steps = math.ceil(self.epochs / self.decision_interval)
-        ep = self.episode
-        history = zip(ep.val_accuracies, ep.kept_fractions) if ep is not None else ()
-        for t, (acc, kept) in enumerate(history):
-            x0 = t * w // n_steps
-            x1 = max(x0 + 1, (t + 1) * w // n_steps)
-            acc_px = round(min(max(acc if math.isfinite(acc) else 0.0, 0.0), 1.0) * half)
-            kept_px = round(min(max(kept, 0.0), 1.0) * half)
-            img[half - acc_px:half, x0:x1] = (40, 160, 40)
-            img[h - kept_px:h, x0:x1] = (40, 80, 200)
-        return img
+        return render_episode(self.render_mode, self._last_info, self.episode, self.epochs, self.decision_interval)
 
     def close(self):
         self.run = None

@@ -16,7 +16,7 @@ from .run import EvalResult, TrainingRun, resolve_device
 from .schedule import SCHEDULES, lr_at
 from .scores import ScoreTable
 from .seeding import derive_seed, numpy_generator, torch_generator
-from .step import step_run
+from .step import finish_epoch, plan_epoch, step_run, step_runs
 
 __all__ = [
     "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES",
@@ -24,5 +24,6 @@ __all__ = [
     "EvalResult", "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitModel",
     "TrainingRun",
     "build_model", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic", "measure_flops",
-    "numpy_generator", "plan_flops", "resolve_device", "split_points", "step_run", "torch_generator", "trim_plan",
+    "finish_epoch", "numpy_generator", "plan_epoch", "plan_flops", "resolve_device", "split_points", "step_run", "step_runs",
+    "torch_generator", "trim_plan",
 ]
