@@ -69,6 +69,9 @@ def run_batched_episodes(spec: PolicySpec, env_id: str, env_kwargs: dict[str, An
     k = len(seeds)
     venv = gym.make_vec(module_env_id(env_id), num_envs=k, vectorization_mode="vector_entry_point",
                         autoreset_mode=AutoresetMode.NEXT_STEP, backend=backend, **kwargs)
+    if not isinstance(venv, PruningVectorEnv):
+        venv.close()
+        raise ValueError(f"env {env_id!r} has no PruningVectorEnv as its vector entry point; play it with run_episode")
     try:
         policy, hparams = _batched_policy(spec, policy, venv)
         bar = tqdm(total=math.ceil(venv.epochs / venv.decision_interval), desc=f"{spec.name} x{k} seeds",
@@ -77,7 +80,7 @@ def run_batched_episodes(spec: PolicySpec, env_id: str, env_kwargs: dict[str, An
         infos: list[list[dict]] = [[] for _ in range(k)]
         rewards: list[list[float]] = [[] for _ in range(k)]
         running = np.ones(k, dtype=bool)
-        obs, _ = venv.reset(seed=seeds)
+        obs, _ = venv.reset(seed=list(seeds))
         state, first = None, np.ones((k,), dtype=bool)
         try:
             while running.any():

@@ -14,7 +14,8 @@ The three ranges are disjoint as long as benchmark seeds stay below 10,000 and e
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

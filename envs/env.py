@@ -8,7 +8,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from prunegym.baselines import Pruner, PolicyContext, make_pruner
+from prunegym.baselines import PolicyContext, Pruner, make_pruner
 from prunegym.training import TrainingRun, step_run
 
 from .action import ActionCodec

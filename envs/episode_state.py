@@ -19,7 +19,7 @@ import numpy as np
 
 from prunegym.training import EpochResult, EvalResult
 
-from .features import Feature, FeatureContext, StepStats, device_stats, observe
+from .features import DeviceStats, Feature, FeatureContext, StepStats, device_stats, observe
 from .info import ResetInfo, StepInfo
 from .options import EnvOptions
 from .record import EpisodeRecord
@@ -134,9 +134,11 @@ class EpisodeState:
         m = self.run.meter
         return self.compute_budget * m.full_run_flops - m.total_flops
 
-    def observe(self, features: Sequence[Feature]) -> np.ndarray:
+    def observe(self, features: Sequence[Feature], dev: DeviceStats | None = None) -> np.ndarray:
+        """The observation; ``dev``: the run's device statistics if already computed (else one host sync)."""
         run = self.run
-        ctx = FeatureContext(run, self.stats, device_stats(run, self.stats), self.compute_budget)
+        ctx = FeatureContext(run, self.stats, dev if dev is not None else device_stats(run, self.stats),
+                             self.compute_budget)
         return observe(ctx, features)
 
     def conclude(self, action: np.ndarray, decision: dict[str, float], adv: Advance,

@@ -58,4 +58,5 @@ class SubEnv:
         return getattr(self._venv, name)
 
     def __repr__(self) -> str:
-        return f"SubEnv({self.index} of {type(self._venv).__name__}({self._venv.task!r}, num_envs={self._venv.num_envs}))"
+        v = self._venv
+        return f"SubEnv({self.index} of {type(v).__name__}({v.task!r}, num_envs={v.num_envs}))"

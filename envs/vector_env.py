@@ -32,12 +32,12 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from prunegym.baselines import PRUNERS, Pruner, PolicyContext, make_pruner
+from prunegym.baselines import PRUNERS, PolicyContext, Pruner, make_pruner
 from prunegym.training import BatchedTrainingRun, step_runs
 
 from .action import ActionCodec
 from .episode_state import Advance, EpisodeState, check_action, episode_budget
-from .features import OBS_BOUND, features_for
+from .features import OBS_BOUND, device_stats_rows, features_for
 from .options import split_kwargs
 from .render import RENDER_MODES, render_episode
 from .rewards import Reward, make_reward
@@ -161,7 +161,7 @@ class PruningVectorEnv(VectorEnv):
             super().reset(seed=int(seed))
             seeds = [int(seed) + i for i in range(k)]
         else:
-            seeds = list(seed)
+            seeds = list(seed)  # type: ignore[arg-type]
             if len(seeds) != k:
                 raise ValueError(f"seed is a list of {len(seeds)} values; it needs num_envs={k} (ints or None)")
         idx = [i for i in range(k) if mask[i]]
@@ -176,8 +176,19 @@ class PruningVectorEnv(VectorEnv):
         self._ended[mask] = False
         infos: dict[str, Any] = {}
         for i in idx:
-            infos = self._add_info(infos, self.episodes[i].reset_info, i)
+            infos = self._add_info(infos, self._episode(i).reset_info, i)
         return self._obs.copy(), infos
+
+    def _episode(self, i: int) -> EpisodeState:
+        ep = self.episodes[i]
+        if ep is None:
+            raise RuntimeError(f"sub-env {i} has no episode: call reset() first")
+        return ep
+
+    def _batch(self) -> BatchedTrainingRun:
+        if self.batch is None:
+            raise RuntimeError("call reset() first")
+        return self.batch
 
     def _run_seed(self, i: int, seed: int | None) -> int:
         """Sub-env ``i``'s run seed for a reset with ``seed`` (as ``PruningEnv.reset``: a seed also seeds the
@@ -189,16 +200,19 @@ class PruningVectorEnv(VectorEnv):
                 raise ValueError(f"seed {seed!r} of sub-env {i} must be an int or None")
             self._rngs[i] = seeding.np_random(int(seed))[0]
             return int(seed)
-        if self._rngs[i] is None:
-            self._rngs[i] = seeding.np_random()[0]
-        return int(self._rngs[i].integers(0, _SEED_MAX))
+        rng = self._rngs[i]
+        if rng is None:
+            rng = self._rngs[i] = seeding.np_random()[0]
+        return int(rng.integers(0, _SEED_MAX))
 
     def _start(self, idx: list[int], seeds: list[int | None], options: list[dict]) -> None:
         """Start new episodes in sub-envs ``idx`` (one batched validation pass)."""
         run_seeds, budgets = [], []
         for i, s, o in zip(idx, seeds, options):
             run_seeds.append(self._run_seed(i, s))
-            budgets.append(episode_budget(o, self._budget_range, self._rngs[i]))
+            rng = self._rngs[i]
+            assert rng is not None  # set by _run_seed
+            budgets.append(episode_budget(o, self._budget_range, rng))
         if self.batch is None:
             self.batch = BatchedTrainingRun(self.base_config, run_seeds, backend=self.backend)
         else:
@@ -210,12 +224,19 @@ class PruningVectorEnv(VectorEnv):
         val = batch.evaluate("val")
         for i, s, b in zip(idx, run_seeds, budgets):
             self.episodes[i] = ep = EpisodeState(batch.runs[i], s, b, self.rewards[i], val[i], self.options)
-            self._obs[i] = ep.observe(self.features)
             self._last_infos[i] = ep.reset_info
+        self._observe(idx)
+
+    def _observe(self, idx: list[int]) -> None:
+        """Observations of sub-envs ``idx`` into ``_obs`` (the device statistics of all runs in one host sync)."""
+        dev = device_stats_rows(self._batch().score_store, self.num_envs,
+                                [ep.stats.last_trained if ep is not None else None for ep in self.episodes])
+        for i in idx:
+            self._obs[i] = self._episode(i).observe(self.features, dev[i])
 
     # -- step ----------------------------------------------------------------------------------------------
     def _check_actions(self, actions) -> np.ndarray:
-        shape = (self.num_envs, *self.single_action_space.shape)
+        shape = (self.num_envs, *(self.single_action_space.shape or ()))
         try:
             a = np.asarray(actions, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -240,27 +261,27 @@ class PruningVectorEnv(VectorEnv):
         if restart:
             self._start(restart, [None] * len(restart), [{}] * len(restart))
         advances = self._train(decisions)
-        val = self.batch.evaluate("val")
+        val = self._batch().evaluate("val")
         rewards = np.zeros(k, dtype=np.float64)
         terminated, truncated = np.zeros(k, dtype=bool), np.zeros(k, dtype=bool)
         step_infos = {}
         for i in stepping:
-            rewards[i], terminated[i], truncated[i], step_infos[i] = self.episodes[i].conclude(
+            rewards[i], terminated[i], truncated[i], step_infos[i] = self._episode(i).conclude(
                 acts[i], decisions[i], advances[i], val[i])
         ending = [i for i in stepping if terminated[i] or truncated[i]]
         if ending:
-            test = self.batch.evaluate("test")
+            test = self._batch().evaluate("test")
             env_id = self.spec.id if self.spec is not None else None
             for i in ending:
-                self.episodes[i].finish(step_infos[i], test[i], self._record_kwargs(), self.task, env_id,
+                self._episode(i).finish(step_infos[i], test[i], self._record_kwargs(), self.task, env_id,
                                         self._budget_range is not None)
         infos: dict[str, Any] = {}
         for i in restart:
-            infos = self._add_info(infos, self.episodes[i].reset_info, i)
+            infos = self._add_info(infos, self._episode(i).reset_info, i)
+        self._observe(stepping)
         for i in stepping:
             info = step_infos[i].to_dict()
             self._last_infos[i] = info
-            self._obs[i] = self.episodes[i].observe(self.features)
             if mode == AutoresetMode.SAME_STEP and i in ending:
                 infos = self._add_info(infos, {"final_obs": self._obs[i].copy(), "final_info": info}, i)
             else:
@@ -268,7 +289,7 @@ class PruningVectorEnv(VectorEnv):
         if mode == AutoresetMode.SAME_STEP and ending:
             self._start(ending, [None] * len(ending), [{}] * len(ending))
             for i in ending:
-                infos = self._add_info(infos, self.episodes[i].reset_info, i)
+                infos = self._add_info(infos, self._episode(i).reset_info, i)
         else:
             self._ended[:] = terminated | truncated
         return self._obs.copy(), rewards, terminated, truncated, infos
@@ -277,11 +298,11 @@ class PruningVectorEnv(VectorEnv):
         """Train the step's epochs of the sub-envs in ``decisions`` as batched epochs (a sub-env drops out of
         the step when its epochs are done or its training loss turns non-finite)."""
         advances = {i: Advance() for i in decisions}
-        left = {i: self.episodes[i].epochs_this_step for i in decisions}
+        left = {i: self._episode(i).epochs_this_step for i in decisions}
         while any(n > 0 for n in left.values()):
             todo = [decisions.get(i) if left.get(i, 0) > 0 else None for i in range(self.num_envs)]
-            caps = [self.episodes[i].flops_left() if todo[i] is not None else None for i in range(self.num_envs)]
-            results = step_runs(self.batch, self.pruners, todo, caps)
+            caps = [self._episode(i).flops_left() if todo[i] is not None else None for i in range(self.num_envs)]
+            results = step_runs(self._batch(), self.pruners, todo, caps)
             for i, res in enumerate(results):
                 if res is not None:
                     left[i] = 0 if advances[i].add(res) else left[i] - 1

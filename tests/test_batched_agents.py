@@ -53,9 +53,12 @@ def test_batched_vec_env_follows_dummy_vec_env():
         for x, y in zip(ib, id_):
             assert sorted(x) == sorted(y)  # PruningEnv's keys, plus terminal_observation, TimeLimit.truncated, episode
             if "episode" in y:
-                assert x["episode"]["l"] == y["episode"]["l"] and abs(x["episode"]["r"] - y["episode"]["r"]) <= 2 * ACC_TOL
-                assert x["TimeLimit.truncated"] is False and x["episode_record"]["seed"] == y["episode_record"]["seed"]
-                np.testing.assert_allclose(x["terminal_observation"], y["terminal_observation"], rtol=1e-3, atol=ACC_TOL)
+                assert x["episode"]["l"] == y["episode"]["l"]
+                assert abs(x["episode"]["r"] - y["episode"]["r"]) <= 2 * ACC_TOL
+                assert x["TimeLimit.truncated"] is False
+                assert x["episode_record"]["seed"] == y["episode_record"]["seed"]
+                np.testing.assert_allclose(x["terminal_observation"], y["terminal_observation"], rtol=1e-3,
+                                           atol=ACC_TOL)
         assert [i["seed"] for i in batched.reset_infos] == [i["seed"] for i in dummy.reset_infos]
         assert db.all() == (step % 3 == 2)
     assert batched.get_attr("pruner_name") == dummy.get_attr("pruner_name") == ["uniform"] * 3
@@ -76,7 +79,8 @@ def test_seed_and_set_options_apply_to_the_next_reset():
     assert vec.seed(40) == [40, 41]
     vec.set_options({"compute_budget": 0.5})
     vec.reset()
-    assert [i["seed"] for i in vec.reset_infos] == [40, 41] and [i["compute_budget"] for i in vec.reset_infos] == [0.5] * 2
+    assert [i["seed"] for i in vec.reset_infos] == [40, 41]
+    assert [i["compute_budget"] for i in vec.reset_infos] == [0.5] * 2
     vec.reset()  # seeds and options are used once (SB3): now drawn from each sub-env's generator
     assert [i["seed"] for i in vec.reset_infos] != [40, 41]
     vec.set_options({"bogus": 1})
@@ -97,7 +101,8 @@ def test_ppo_trains_on_the_batched_env(tmp_path):
                         tensorboard_log=str(tmp_path / "tb"), eval_freq=0, vec_env="batched")
     assert agent.meta["num_timesteps"] == 240 and agent.meta["episodes"] == 80 and agent.meta["n_envs"] == 4
     assert (tmp_path / "a" / "model.zip").is_file()
-    row = run_episode(policy_spec(str(tmp_path / "a" / "model.zip")), ENV, {k: v for k, v in KW.items() if k != "pruner"}, 0).row
+    kw = {k: v for k, v in KW.items() if k != "pruner"}
+    row = run_episode(policy_spec(str(tmp_path / "a" / "model.zip")), ENV, kw, 0).row
     assert row.steps == 3 and math.isfinite(row.test_accuracy)
 
 

@@ -12,7 +12,10 @@ Infos are compared with ``gymnasium.vector.SyncVectorEnv`` over ``PruningEnv``: 
 """
 from __future__ import annotations
 
+import importlib.util
+import json
 import math
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -22,6 +25,7 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from torch.testing import assert_close
 
 from prunegym.envs import PruningEnv, PruningVectorEnv, replay
+from prunegym.envs.features import device_stats, device_stats_rows
 from prunegym.training import EpochPlan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -301,7 +305,8 @@ def test_diverged_runs_are_penalised_as_in_pruning_env():
     assert t and term.all() and info["error"][1] == i["error"] and "non-finite" in i["error"]
     assert abs(rewards[1] - r) <= ACC_TOL and rewards[1] < -1.0
     _, rewards, term, _, info = venv.step(np.zeros((2, 2), np.float32))  # next step: both restart
-    assert rewards.tolist() == [0.0, 0.0] and not term.any() and info["_seed"].all() and info["epoch"].tolist() == [0, 0]
+    assert rewards.tolist() == [0.0, 0.0] and not term.any() and info["_seed"].all()
+    assert info["epoch"].tolist() == [0, 0]
     venv.close()
 
 
@@ -347,3 +352,34 @@ def test_max_wall_time_truncates_each_sub_env():
     _, rewards, _, trunc, info = venv.step(np.zeros((2, 1), np.float32))
     assert rewards.tolist() == [0.0, 0.0] and not trunc.any() and info["epoch"].tolist() == [0, 0]
     venv.close()
+
+
+def test_device_stats_of_all_runs_equal_each_runs():
+    venv = PruningVectorEnv("synthetic-mlp", 3, pruner="uniform", **SMALL)
+    venv.reset(seed=0)
+    for ratio in (0.0, 0.5):
+        venv.step(np.tile(venv.encode_action(ratio), (3, 1)))
+        venv.episodes[2].stats.last_trained = None  # one run without kept samples
+        rows = device_stats_rows(venv.batch.score_store, 3, [ep.stats.last_trained for ep in venv.episodes])
+        for i, ep in enumerate(venv.episodes):
+            want = device_stats(ep.run, ep.stats)
+            np.testing.assert_allclose(list(vars(rows[i]).values()), list(vars(want).values()), rtol=1e-5,
+                                       atol=1e-6)
+    venv.close()
+
+
+def test_benchmark_script_runs_tiny(tmp_path):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "vector_env.py"
+    spec = importlib.util.spec_from_file_location("vector_env_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out, md = tmp_path / "v.json", tmp_path / "v.md"
+    assert bench.main(["--tasks", "synthetic-mlp", "--k", "1", "2", "--steps", "1", "--train-size", "300",
+                       "--epochs", "3", "--out", str(out), "--markdown", str(md)]) == 0
+    report = json.loads(out.read_text())
+    assert report["machine"]["torch"] == torch.__version__ and report["machine"]["gymnasium"] == gym.__version__
+    assert len(report["load_average_before"]) == 3 and len(report["load_average_after"]) == 3
+    (task,) = report["tasks"]
+    assert [r["K"] for r in task["rows"]] == [1, 2] and task["subproc"]["workers"] == 2
+    assert all(r["batched"]["steps_per_s"] > 0 and r["sequential"]["steps_per_s"] > 0 for r in task["rows"])
+    assert "| synthetic-mlp | 2 |" in md.read_text()

@@ -23,7 +23,7 @@ __all__ = [
     "BatchedTrainingRun", "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult",
     "EvalResult", "MixupSpec", "PassCounts", "PassFlops", "RunConfig", "ScoreTable", "Selector", "SplitModel",
     "TrainingRun",
-    "build_model", "data_root", "derive_seed", "load_splits", "lr_at", "make_synthetic", "measure_flops",
-    "finish_epoch", "numpy_generator", "plan_epoch", "plan_flops", "resolve_device", "split_points", "step_run", "step_runs",
-    "torch_generator", "trim_plan",
+    "build_model", "data_root", "derive_seed", "finish_epoch", "load_splits", "lr_at", "make_synthetic",
+    "measure_flops", "numpy_generator", "plan_epoch", "plan_flops", "resolve_device", "split_points", "step_run",
+    "step_runs", "torch_generator", "trim_plan",
 ]

@@ -51,9 +51,9 @@ class ScoreTable:
         """Record one epoch's trained samples.
 
         ``indices`` ``[K]`` int64 positions (each at most once), ``losses`` ``[K]`` unweighted per-sample
-        losses, ``correct`` ``[K]`` bool predictions; ``epoch``: the epoch (an int, or ``[K]`` int64 per row). ``valid`` ``[K]`` bool marks rows whose loss is the
-        sample's own (False for mix-up rows): other rows count as trained but leave the loss statistics and
-        forgetting record unchanged.
+        losses, ``correct`` ``[K]`` bool predictions; ``epoch``: the epoch (an int, or ``[K]`` int64 per row).
+        ``valid`` ``[K]`` bool marks rows whose loss is the sample's own (False for mix-up rows): other rows count
+        as trained but leave the loss statistics and forgetting record unchanged.
         """
         idx = indices.to(self.device, torch.int64)
         losses = losses.detach().to(self.loss.dtype)

@@ -7,8 +7,8 @@ reference, the DDP example, the benchmarks) goes through :func:`step_run`, and t
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Mapping, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from .budget import trim_plan
 from .plan import EpochPlan, EpochResult
@@ -65,8 +65,20 @@ def step_runs(batch: Any, pruners: Sequence[PlanMaker | None], decisions: Sequen
     ``pruners[k]``'s plan for ``decisions[k]`` within ``max_flops[k]``; a ``None`` decision leaves run ``k``
     out (its result is ``None``)."""
     runs = batch.runs
-    planned = [plan_epoch(runs[k], pruners[k], d, max_flops[k]) if d is not None else None
-               for k, d in enumerate(decisions)]
-    results = batch.run_epoch([p[0] if p is not None else None for p in planned])
-    return [finish_epoch(runs[k], pruners[k], r, planned[k][1] if max_flops[k] is not None else None)
-            if r is not None else None for k, r in enumerate(results)]
+    plans: list[EpochPlan | None] = []
+    dropped: list[int | None] = []
+    for k, d in enumerate(decisions):
+        pruner = pruners[k]
+        if d is None or pruner is None:
+            plans.append(None)
+            dropped.append(None)
+            continue
+        plan, n_dropped = plan_epoch(runs[k], pruner, d, max_flops[k])
+        plans.append(plan)
+        dropped.append(n_dropped if max_flops[k] is not None else None)
+    results = batch.run_epoch(plans)
+    out: list[EpochResult | None] = []
+    for k, r in enumerate(results):
+        pruner = pruners[k]
+        out.append(finish_epoch(runs[k], pruner, r, dropped[k]) if r is not None and pruner is not None else None)
+    return out
