@@ -15,7 +15,9 @@ seed of the first unseeded reset. Autoreset: ``autoreset_mode`` ``NEXT_STEP`` (d
 vector envs), ``SAME_STEP`` (``info["final_obs"]`` / ``info["final_info"]``) or ``DISABLED`` (reset ended
 sub-envs with ``reset(options={"reset_mask": mask})``). A sub-env that ends early (divergence,
 ``max_wall_time``) restarts alone (:meth:`BatchedTrainingRun.reset_run`) while the others continue.
-Infos are Gymnasium 1.x vector infos: a dict of arrays, each with a ``_key`` mask.
+Infos are Gymnasium 1.x vector infos: a dict of arrays, each with a ``_key`` mask (``sub_envs[i].last_info``
+is sub-env ``i``'s own dict). With ``record_wall_time``, a sub-env's ``wall_time`` is its share of the batched
+epochs (their wall-clock divided by the runs trained).
 
 Not supported: in-batch selectors (``pruner="pfb"``) and models with BatchNorm (the CIFAR ResNet-18 tasks);
 use ``PruningEnv`` (``gym.make_vec(..., vectorization_mode="sync")``) for them.
