@@ -214,9 +214,15 @@ def play_both(k: int, seed: int, steps_rng_seed: int = 1, reset_options=None, **
             return v_reset, e_reset, steps, venv, envs
 
 
-@pytest.mark.parametrize("pruner", ["full", "uniform"])
-def test_loss_free_rules_equal_pruning_env(pruner):
-    v_reset, e_reset, steps, venv, envs = play_both(3, 40, pruner=pruner, **SMALL)
+@pytest.mark.parametrize("pruner,extra", [
+    ("full", {}), ("uniform", {}),
+    ("uniform", {"decision_interval": 2, "reward": "lossless", "record_wall_time": True,
+                 "features": ("epoch_fraction", "val_accuracy", "loss_q50", "kept_loss_mean")}),
+])
+def test_loss_free_rules_equal_pruning_env(pruner, extra, tmp_path, monkeypatch):
+    monkeypatch.setenv("PRUNEGYM_CACHE", str(tmp_path))  # the lossless reference runs
+    v_reset, e_reset, steps, venv, envs = play_both(3, 40, pruner=pruner, **SMALL, **extra)
+    assert len(steps) == (2 if extra else 3)
     np.testing.assert_allclose(v_reset[0], np.stack([o for o, _ in e_reset]), **OBS_TOL)
     for v, e, kept in steps:
         obs, rewards, term, trunc, info = v
@@ -225,6 +231,7 @@ def test_loss_free_rules_equal_pruning_env(pruner):
             for key in ("kept_fraction", "planned_fraction", "flops_step", "compute_fraction_step",
                         "compute_fraction_total", "epoch", "prune_ratio", "lr"):
                 assert info[key][i] == info_i[key], key
+            assert sorted(k for k in info if not k.startswith("_") and info[f"_{k}"][i]) == sorted(info_i)
             assert term[i] == t_i and trunc[i] == tr_i
             assert abs(rewards[i] - r_i) <= ACC_TOL and abs(info["val_accuracy"][i] - info_i["val_accuracy"]) <= ACC_TOL
             assert math.isclose(info["train_loss"][i], info_i["train_loss"], rel_tol=1e-4)
