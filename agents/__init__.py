@@ -9,7 +9,9 @@
   accuracy-versus-compute figure and TensorBoard runs;
 * with ``workers=N`` / ``ray_address=`` (``--workers``, ``--ray-address``), ``evaluate`` and ``compare`` run one
   Ray task per episode (:mod:`.parallel`, ``pip install -e ".[ray]"``), and ``train_agent(vec_env="ray")``
-  makes each training env a Ray actor (:mod:`.ray_vec_env`);
+  makes each training env a Ray actor (:mod:`.ray_vec_env`); ``train_agent(vec_env="batched")`` trains on K
+  episodes run as one batched model (:class:`BatchedVecEnv`, :mod:`.batched_vec_env`), and
+  :func:`run_batched_episodes` plays one policy's seeds as one batch (:mod:`.batched_episodes`);
 * ``prunegym`` (:func:`prunegym.agents.cli.main`) is the command line.
 
 Submodules load lazily: importing this package does not import stable-baselines3 or torch.
@@ -20,9 +22,9 @@ import importlib
 from typing import Any
 
 __all__ = [
-    "ALGOS", "Agent", "Comparison", "EpisodeOutcome", "EpisodeRow", "ObsNormalizer", "PolicySpec", "ROW_FIELDS",
+    "ALGOS", "Agent", "BatchedVecEnv", "Comparison", "EpisodeOutcome", "EpisodeRow", "ObsNormalizer", "PolicySpec", "ROW_FIELDS",
     "SCHEMA", "append_rows", "compare", "evaluate", "load_agent", "load_hyperparams", "policy_spec", "read_rows",
-    "run_episode", "save_agent", "train_agent",
+    "run_batched_episodes", "run_episode", "save_agent", "train_agent",
 ]
 
 _WHERE = {
@@ -32,6 +34,7 @@ _WHERE = {
     "EpisodeRow": "results", "ROW_FIELDS": "results", "SCHEMA": "results", "append_rows": "results",
     "read_rows": "results",
     "load_hyperparams": "hyperparams",
+    "BatchedVecEnv": "batched_vec_env", "run_batched_episodes": "batched_episodes",
     "train_agent": "training",
 }
 

@@ -14,18 +14,23 @@ The three ranges are disjoint as long as benchmark seeds stay below 10,000 and e
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from .batched_vec_env import BatchedVecEnv
 
 __all__ = [
-    "ENV_MODULE", "EVAL_SEED_START", "TRAIN_SEED_MIN", "VEC_ENVS", "TrainingSeeds", "canonical_env_id",
-    "check_env_data", "env_label", "eval_seeds", "known_env_ids", "make_env", "make_vec_env", "module_env_id",
+    "ENV_MODULE", "EVAL_SEED_START", "TRAIN_SEED_MIN", "VEC_ENVS", "TrainingSeedStream", "TrainingSeeds",
+    "canonical_env_id", "check_env_data", "env_label", "eval_seeds", "known_env_ids", "make_batched_vec_env",
+    "make_env", "make_vec_env", "module_env_id",
 ]
 
 ENV_MODULE = "prunegym.envs"
-VEC_ENVS = ("auto", "dummy", "subproc", "ray")
+VEC_ENVS = ("auto", "dummy", "subproc", "ray", "batched")
 TRAIN_SEED_MIN = 1_000_000
 EVAL_SEED_START = 10_000
 _SEED_MAX = 2**31 - 1
@@ -82,18 +87,29 @@ def eval_seeds(n: int) -> list[int]:
     return [EVAL_SEED_START + i for i in range(n)]
 
 
+class TrainingSeedStream:
+    """The run seeds of one training env: each call draws the next from ``SeedSequence(entropy)``, uniformly
+    in ``[TRAIN_SEED_MIN, 2**31 - 1)`` (``entropy`` = ``[seed, rank, start_timestep]``, see the module
+    docstring)."""
+
+    def __init__(self, entropy: list[int]):
+        self._rng = np.random.default_rng(np.random.SeedSequence([int(e) for e in entropy]))
+
+    def __call__(self) -> int:
+        return int(self._rng.integers(TRAIN_SEED_MIN, _SEED_MAX))
+
+
 class TrainingSeeds(gym.Wrapper):
-    """Gives every training episode its own run seed from ``SeedSequence(entropy)``, drawn in
-    ``[TRAIN_SEED_MIN, 2**31 - 1)`` (see the module docstring). Seeds passed to ``reset`` (SB3's
-    ``VecEnv.seed``) are ignored: the training seed range must stay disjoint from the evaluation seeds."""
+    """Gives every training episode its own run seed from a :class:`TrainingSeedStream` of ``entropy``. Seeds
+    passed to ``reset`` (SB3's ``VecEnv.seed``) are ignored: the training seed range must stay disjoint from the
+    evaluation seeds."""
 
     def __init__(self, env: gym.Env, entropy: list[int]):
         super().__init__(env)
-        self._rng = np.random.default_rng(np.random.SeedSequence([int(e) for e in entropy]))
+        self._stream = TrainingSeedStream(entropy)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        run_seed = int(self._rng.integers(TRAIN_SEED_MIN, _SEED_MAX))
-        return self.env.reset(seed=run_seed, options=options)
+        return self.env.reset(seed=self._stream(), options=options)
 
 
 def check_env_data(env: gym.Env) -> None:
@@ -130,6 +146,17 @@ def _env_fn(env_id: str, env_kwargs: dict, wrapper: Callable | None, entropy: li
     return init
 
 
+def make_batched_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None,
+                         start_timestep: int = 0) -> BatchedVecEnv:
+    """``n_envs`` training envs as one :class:`~prunegym.envs.PruningVectorEnv` (one batched model) behind
+    SB3's ``VecEnv`` API; env ``rank`` draws its run seeds from ``[seed, rank, start_timestep]`` as the other
+    vec envs do (the same seeds give the same episodes, up to the batched engine's float rounding)."""
+    venv = gym.make_vec(module_env_id(env_id), num_envs=int(n_envs), vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.DISABLED, **dict(env_kwargs or {}))
+    streams = [TrainingSeedStream([seed, rank, start_timestep]) for rank in range(int(n_envs))]
+    return BatchedVecEnv(venv, seed_streams=streams)
+
+
 def make_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None,
                  wrapper: Callable | None = None, start_timestep: int = 0, vec_env: str = "auto", *,
                  ray_address: str | None = None, cpus_per_env: float = 1.0, gpus_per_env: float = 0.0):
@@ -138,14 +165,21 @@ def make_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any]
     ``vec_env``: ``"dummy"`` (SB3's ``DummyVecEnv``, in this process), ``"subproc"`` (``SubprocVecEnv``,
     start method ``forkserver``), ``"ray"`` (:class:`~prunegym.agents.ray_vec_env.RayVecEnv`: one Ray actor
     per env with ``cpus_per_env`` CPUs and ``gpus_per_env`` GPUs, on a local Ray or the cluster at
-    ``ray_address``) or ``"auto"`` (``subproc`` when ``n_envs > 1``, else ``dummy``). The same seeds give the
-    same episodes whichever is used."""
+    ``ray_address``), ``"batched"`` (:func:`make_batched_vec_env`: the envs' training runs as one batched model
+    in this process; no env ``wrapper``, no in-batch selector such as PFB) or ``"auto"`` (``subproc`` when
+    ``n_envs > 1``, else ``dummy``). The same seeds give the same episodes whichever is used (``batched``: up
+    to float rounding)."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
     if vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
     if vec_env != "ray" and (ray_address or cpus_per_env != 1.0 or gpus_per_env != 0.0):
         raise ValueError("ray_address, cpus_per_env and gpus_per_env apply to vec_env='ray' only")
+    if vec_env == "batched":
+        if wrapper is not None:
+            raise ValueError("vec_env='batched' cannot apply an env wrapper (e.g. DiscreteRatio for DQN): its envs "
+                             "are sub-envs of one PruningVectorEnv; use vec_env='dummy' or 'subproc'")
+        return make_batched_vec_env(env_id, n_envs, seed, env_kwargs, start_timestep)
     full_id = module_env_id(env_id)
     fns = [_env_fn(full_id, dict(env_kwargs or {}), wrapper, [seed, rank, start_timestep]) for rank in range(n_envs)]
     if vec_env == "ray":

@@ -16,7 +16,8 @@ from .env_factory import canonical_env_id, make_env
 from .results import EpisodeRow, to_jsonable
 from .tensorboard_log import epoch_records
 
-__all__ = ["EpisodeOutcome", "PolicySpec", "check_episode", "failed_outcome", "play_episode", "policy_fingerprint",
+__all__ = ["EpisodeOutcome", "PolicySpec", "check_episode", "episode_outcome", "failed_outcome", "play_episode",
+           "policy_fingerprint",
            "policy_spec", "run_episode"]
 
 
@@ -257,13 +258,24 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
         threads = torch.get_num_threads()
     finally:
         env.close()
+    return episode_outcome(spec, env_id, env_kwargs, hparams, seed, infos, rewards, wall, kwargs,
+                           policy_hash=fingerprint, runtime_info=runtime(device=device, threads=threads))
+
+
+def episode_outcome(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any], hparams: dict[str, Any], seed: int,
+                    infos: list[dict], rewards: list[float], wall_clock_s: float,
+                    env_config: dict[str, Any], *, policy_hash: str | None,
+                    runtime_info: dict[str, Any]) -> EpisodeOutcome:
+    """The :class:`EpisodeOutcome` of a played episode: its step ``infos`` and ``rewards``, the caller's
+    ``env_kwargs``, the policy's reported ``hparams`` and the env's own kwargs ``env_config`` (used when the
+    final info has no episode record), the policy's content hash and where it ran (``runtime_info``)."""
     final = infos[-1]
     record = final.get("episode_record") or {}
     kept = [float(i["kept_fraction"]) for i in infos]
     row = EpisodeRow(
         env_id=env_id,
         env_kwargs=to_jsonable(env_kwargs),
-        env_config=to_jsonable(record.get("env_kwargs", kwargs)),
+        env_config=to_jsonable(record.get("env_kwargs", env_config)),
         policy=spec.name,
         policy_type=spec.kind,
         policy_hparams=to_jsonable(hparams),
@@ -281,11 +293,11 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
         steps=len(infos),
         actions=to_jsonable(record.get("actions", [])),
         error=final.get("error"),
-        wall_clock_s=wall,
+        wall_clock_s=wall_clock_s,
         claimed_prune_ratios=[float(i.get("claimed_prune_ratio", float("nan"))) for i in infos],
         selector_compute_fraction=float(final.get("selector_compute_fraction_total", float("nan"))),
-        policy_hash=fingerprint,
-        runtime=runtime(device=device, threads=threads),
+        policy_hash=policy_hash,
+        runtime=runtime_info,
     )
     return EpisodeOutcome(row, epoch_records(infos))
 

@@ -84,8 +84,8 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
     from the newest checkpoint in ``out`` (a fresh start if there is none). Starting afresh in a folder
     that has checkpoints needs ``overwrite=True`` (which deletes them). ``callbacks``: extra SB3 callbacks.
 
-    ``vec_env``: how the ``n_envs`` training envs run (``"auto"``, ``"dummy"``, ``"subproc"`` or ``"ray"``,
-    see :func:`~prunegym.agents.env_factory.make_vec_env`); with ``"ray"`` each env is a Ray actor with
+    ``vec_env``: how the ``n_envs`` training envs run (``"auto"``, ``"dummy"``, ``"subproc"``, ``"ray"`` or
+    ``"batched"``: one batched model of all envs' runs, see :func:`~prunegym.agents.env_factory.make_vec_env`); with ``"ray"`` each env is a Ray actor with
     ``cpus_per_run`` CPUs (default 1; also its torch threads) and ``gpus_per_run`` GPUs, on a local Ray
     started for the training (or the cluster at ``ray_address``), so that the envs' training runs spread
     over a cluster's GPUs (pass ``device="cuda"`` in ``env_kwargs`` for them to use it; ``device`` here is

@@ -91,6 +91,9 @@ class Pruner:
 
     name: ClassVar[str] = "base"
     knobs: ClassVar[tuple[Knob, ...]] = ()
+    # True when the plans carry an in-batch ``selector`` (rows chosen inside each training step, PFB): such
+    # plans need one TrainingRun per run (the batched engine refuses them).
+    in_batch_selector: ClassVar[bool] = False
 
     def reset(self, num_samples: int, epochs: int, device: torch.device | str, generator: torch.Generator) -> None:
         self.num_samples = int(num_samples)

@@ -112,6 +112,7 @@ class PFBPruner(Pruner):
     log-densities."""
 
     name = "pfb"
+    in_batch_selector = True
 
     def __init__(self, num_centres: int = 100, descriptor_dim: int = 128, centre_rate: float = 0.01,
                  noise_scale: float = 0.1):

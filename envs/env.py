@@ -2,44 +2,24 @@
 from __future__ import annotations
 
 import copy
-import math
-import time
-from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from prunegym.baselines import Pruner, PolicyContext, make_pruner
-from prunegym.training import EpochResult, EvalResult, TrainingRun, check_seed, step_run, versions
+from prunegym.baselines import PolicyContext, Pruner, make_pruner
+from prunegym.training import TrainingRun, check_seed, step_run
 
 from .action import ActionCodec
-from .features import OBS_BOUND, FeatureContext, StepStats, device_stats, features_for, observe
-from .info import ResetInfo, StepInfo
+from .episode_state import Advance, EpisodeState, check_action, episode_budget
+from .features import OBS_BOUND, StepStats, features_for
 from .options import split_kwargs
-from .record import EpisodeRecord
-from .reference import reference_accuracy
-from .rewards import NONFINITE_PENALTY, RewardInput, make_reward
+from .render import RENDER_MODES, render_episode
+from .rewards import NONFINITE_PENALTY, make_reward
 from .tasks import task_config
 
 __all__ = ["NONFINITE_PENALTY", "PruningEnv"]
-
-
-@dataclass
-class _Advance:
-    """What the epochs of one step did (host-side numbers; ``last`` is the last epoch's result)."""
-
-    results: list[EpochResult]
-    flops: float
-    trained: int
-    wall: float
-    trimmed: int
-    error: str | None
-
-    @property
-    def last(self) -> EpochResult:
-        return self.results[-1]
 
 
 class PruningEnv(gym.Env):
@@ -64,8 +44,7 @@ class PruningEnv(gym.Env):
     ``lr``, ``data_root``, ...) may be passed to override the task's preset; the other keyword arguments are
     :class:`~prunegym.envs.options.EnvOptions`.
     ``seed``: the run seed of the first ``reset()`` without a seed (later unseeded resets draw new ones from
-    the env's generator, seeded by it); without it, unseeded resets start runs from fresh entropy. Seeds
-    (here and in ``reset(seed=...)``) are ints in ``[0, 2**63)``; others raise ``ValueError``.
+    the env's generator, seeded by it); without it, unseeded resets start runs from fresh entropy.
 
     Episode: ``terminated`` when the epoch budget is spent or the run diverges (non-finite training or
     validation loss: ``info["error"]``, reward see :data:`NONFINITE_PENALTY`); ``truncated`` only when
@@ -74,7 +53,7 @@ class PruningEnv(gym.Env):
     that ``record_wall_time=True`` adds.
     """
 
-    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+    metadata = {"render_modes": list(RENDER_MODES), "render_fps": 1}
 
     def __init__(self, task: str = "synthetic-mlp", *, seed: int | None = None, render_mode: str | None = None,
                  **kwargs: Any):
@@ -113,11 +92,9 @@ class PruningEnv(gym.Env):
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(self.features),), np.float32)
         self.epochs = self.base_config.epochs
         self.run: TrainingRun | None = None
-        self.compute_budget: float | None = None
+        self.episode: EpisodeState | None = None
         self._done = True
         self._last_info: dict[str, Any] = {}
-        self._val_accuracies: list[float] = []
-        self._kept_fractions: list[float] = []
 
     # -- actions -------------------------------------------------------------------------------------------
     @property
@@ -140,22 +117,22 @@ class PruningEnv(gym.Env):
         return self.codec.decode(self._check_action(action))
 
     def _check_action(self, action) -> np.ndarray:
-        try:
-            a = np.asarray(action, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"action {action!r} is not numeric; expected shape {self.action_space.shape} with "
-                             f"values in [-1, 1] ({', '.join(self.action_names)})") from exc
-        if a.ndim == 0 and self.action_space.shape == (1,):
-            a = a.reshape(1)
-        if a.shape != self.action_space.shape:
-            raise ValueError(f"action has shape {a.shape}; expected {self.action_space.shape} with values in "
-                             f"[-1, 1] ({', '.join(self.action_names)})")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"action {a.tolist()} has NaN or inf; expected finite values in [-1, 1] "
-                             f"of shape {self.action_space.shape}")
-        return np.clip(a, -1.0, 1.0)
+        return check_action(action, self.action_space.shape, self.action_names)
 
     # -- episode -------------------------------------------------------------------------------------------
+    @property
+    def compute_budget(self) -> float | None:
+        """This episode's compute budget (a fraction of the full-data run's FLOPs; ``None``: none)."""
+        return self.episode.compute_budget if self.episode is not None else None
+
+    @property
+    def run_seed(self) -> int | None:
+        return self.episode.seed if self.episode is not None else None
+
+    @property
+    def _stats(self) -> StepStats | None:
+        return self.episode.stats if self.episode is not None else None
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         if seed is None and self._first_reset and self._default_seed is not None:
             seed = int(self._default_seed)
@@ -164,159 +141,32 @@ class PruningEnv(gym.Env):
         self._first_reset = False
         super().reset(seed=seed)
         run_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
-        self.compute_budget = self._episode_budget(options or {})
-        self.run_seed = run_seed
+        budget = episode_budget(options or {}, self._budget_range, self.np_random)
         self.run = run = TrainingRun(self.base_config.replace(seed=run_seed))
         self.pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))
-        val = run.evaluate("val")
-        self._initial_val_accuracy = val.accuracy
-        self.reward.reset(val.accuracy)
-        self._stats = StepStats(val_loss=val.loss, val_accuracy=val.accuracy, prev_val_loss=val.loss,
-                                prev_val_accuracy=val.accuracy)
-        self._actions: list[list[float]] = []
-        self._kept_fractions = []
-        self._val_accuracies = []
-        self._return = 0.0
-        self._start = time.perf_counter()
+        self.episode = ep = EpisodeState(run, run_seed, budget, self.reward, run.evaluate("val"), self.options)
         self._done = False
-        info = ResetInfo(epoch=0, val_loss=val.loss, val_accuracy=val.accuracy, seed=run_seed,
-                         compute_budget=self.compute_budget).to_dict()
-        self._last_info = info
-        return self._observe(), dict(info)
-
-    def _episode_budget(self, options: dict) -> float | None:
-        """This episode's budget: ``options["compute_budget"]``, else the env's (drawn from its range)."""
-        unknown = sorted(set(options) - {"compute_budget"})
-        if unknown:
-            raise ValueError(f"unknown reset option(s) {', '.join(unknown)}; allowed: compute_budget")
-        if "compute_budget" in options:
-            b = options["compute_budget"]
-            if b is None:
-                if self._budget_range is not None:
-                    raise ValueError("compute_budget=None at reset, but this env has a budget; make an env "
-                                     "without compute_budget for unbudgeted episodes")
-                return None
-            if self._budget_range is None:
-                raise ValueError("reset(options={'compute_budget': ...}) needs an env made with compute_budget "
-                                 "(its observation has the budget features)")
-            if not (isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 < float(b) <= 1.0):
-                raise ValueError(f"compute_budget={b!r} must be a fraction in (0, 1]")
-            return float(b)
-        if self._budget_range is None:
-            return None
-        lo, hi = self._budget_range
-        return lo if lo == hi else float(lo + (hi - lo) * self.np_random.random())
+        self._last_info = ep.reset_info
+        return ep.observe(self.features), dict(ep.reset_info)
 
     def step(self, action):
         if self.run is None or self._done:
             raise RuntimeError("call reset() before step() (the episode is over or has not started)")
         a = self._check_action(action)
         decision = self.codec.decode(a)
-        run = self.run
-        adv = self._advance(decision)
-        val = run.evaluate("val")
-        error = adv.error
-        if error is None and not math.isfinite(val.loss):
-            error = f"non-finite validation loss ({val.loss}) after epoch {adv.last.epoch}"
-        self._remember(val, adv)
-        terminated = run.done or error is not None
-        info = self._step_info(decision, adv, val, error)
-        reward = self._reward(val, adv, terminated, error, info)
-        self._return += reward
-        self._actions.append(a.tolist())  # validated and clipped, float64: replays bit-for-bit
-        self._kept_fractions.append(self._stats.kept_fraction)
-        self._val_accuracies.append(val.accuracy)
-        elapsed = time.perf_counter() - self._start
-        if self.record_wall_time:
-            info.wall_time, info.wall_time_total = adv.wall, elapsed
-        truncated = not terminated and self.max_wall_time is not None and elapsed > self.max_wall_time
+        ep, run = self.episode, self.run
+        adv = Advance()
+        for _ in range(ep.epochs_this_step):
+            if adv.add(step_run(run, self.pruner, decision, max_flops=ep.flops_left())):
+                break
+        reward, terminated, truncated, info = ep.conclude(a, decision, adv, run.evaluate("val"))
         if terminated or truncated:
-            self._finish(info)
+            ep.finish(info, run.evaluate("test"), self._record_kwargs(), self.task,
+                      self.spec.id if self.spec is not None else None, self._budget_range is not None)
+            self._done = True
         out = info.to_dict()
         self._last_info = out
-        return self._observe(), reward, terminated, truncated, out
-
-    def _advance(self, decision: dict[str, float]) -> _Advance:
-        """Train the step's epochs under ``decision`` (within the budget); stop at a non-finite loss."""
-        run = self.run
-        assert run is not None
-        results: list[EpochResult] = []
-        flops, trained, wall, trimmed, error = 0.0, 0, 0.0, 0, None
-        for _ in range(min(self.decision_interval, run.epochs - run.epoch)):
-            res = step_run(run, self.pruner, decision, max_flops=self._flops_left())
-            results.append(res)
-            flops += res.flops
-            trained += int(res.indices.numel())
-            wall += res.wall_time
-            trimmed += int(res.extra.get("budget_trimmed", 0))
-            if not math.isfinite(res.train_loss) and res.indices.numel() > 0:
-                error = f"non-finite training loss ({res.train_loss}) at epoch {res.epoch}"
-                break
-        return _Advance(results, flops, trained, wall, trimmed, error)
-
-    def _flops_left(self) -> float | None:
-        if self.compute_budget is None:
-            return None
-        m = self.run.meter
-        return self.compute_budget * m.full_run_flops - m.total_flops
-
-    def _remember(self, val: EvalResult, adv: _Advance) -> None:
-        """Update the step memory the observation reads."""
-        st, run = self._stats, self.run
-        st.prev_val_loss, st.prev_val_accuracy = st.val_loss, st.val_accuracy
-        st.val_loss, st.val_accuracy = val.loss, val.accuracy
-        st.record_val(run.epoch)
-        st.kept_fraction = adv.trained / (run.num_train * len(adv.results))
-        st.train_loss = adv.last.train_loss if adv.last.indices.numel() else st.train_loss
-        st.last_trained = adv.last.indices
-
-    def _step_info(self, decision: dict[str, float], adv: _Advance, val: EvalResult, error: str | None) -> StepInfo:
-        run = self.run
-        last = adv.last
-        info = StepInfo(
-            epoch=run.epoch, prune_ratio=decision["prune_ratio"],
-            claimed_prune_ratio=sum(r.claimed_prune_ratio for r in adv.results) / len(adv.results), action=decision,
-            kept_fraction=self._stats.kept_fraction,
-            planned_fraction=sum(r.planned_fraction for r in adv.results) / len(adv.results),
-            compute_fraction_step=adv.flops / run.meter.full_run_flops,
-            compute_fraction_total=run.meter.total_fraction,
-            selector_compute_fraction_step=sum(r.passes.selector_flops for r in adv.results) / run.meter.full_run_flops,
-            selector_compute_fraction_total=run.meter.total_passes.selector_flops / run.meter.full_run_flops,
-            flops_step=adv.flops, train_loss=last.train_loss,
-            train_accuracy=last.train_accuracy, val_loss=val.loss, val_accuracy=val.accuracy, lr=last.lr,
-            error=error)
-        if self.compute_budget is not None:
-            info.compute_budget = self.compute_budget
-            left = max(0.0, self.compute_budget - run.meter.total_fraction)
-            info.budget_left, info.budget_trimmed = left / self.compute_budget, adv.trimmed
-        return info
-
-    def _reward(self, val: EvalResult, adv: _Advance, terminated: bool, error: str | None, info: StepInfo) -> float:
-        ref = None
-        if terminated and self.reward.needs_reference:
-            ref = info.reference_accuracy = reference_accuracy(self.run.config)
-        r = RewardInput(
-            val_accuracy=val.accuracy, prev_val_accuracy=self._stats.prev_val_accuracy,
-            initial_val_accuracy=self._initial_val_accuracy, compute_fraction_step=info.compute_fraction_step,
-            compute_fraction_total=info.compute_fraction_total, terminated=terminated,
-            compute_weight=self.compute_weight, reference_accuracy=ref, compute_budget=self.compute_budget)
-        return float(self.reward.on_error(r) if error is not None else self.reward.step(r))
-
-    def _finish(self, info: StepInfo) -> None:
-        """End of the episode: test metrics, the return and the episode record."""
-        test = self.run.evaluate("test")
-        info.test_loss, info.test_accuracy, info.episode_return = test.loss, test.accuracy, self._return
-        info.episode_record = EpisodeRecord(
-            env_kwargs=self._record_kwargs(), seed=self.run_seed, actions=[list(x) for x in self._actions],
-            task=self.task, env_id=self.spec.id if self.spec is not None else None,
-            compute_budget=self.compute_budget if self._budget_range is not None else None,
-            versions=versions()).to_dict()  # replay warns when it runs under other versions
-        self._done = True
-
-    def _observe(self) -> np.ndarray:
-        run = self.run
-        ctx = FeatureContext(run, self._stats, device_stats(run, self._stats), self.compute_budget)
-        return observe(ctx, self.features)
+        return ep.observe(self.features), reward, terminated, truncated, out
 
     def _record_kwargs(self) -> dict:
         """A copy of ``env_kwargs`` the caller may mutate (a callable reward is shared, not copied)."""
@@ -328,28 +178,7 @@ class PruningEnv(gym.Env):
     def render(self):
         """``"ansi"``: one line of text; ``"rgb_array"``: a ``[64, 128, 3]`` uint8 chart with one column per
         step, validation accuracy (green, top half) and kept fraction (blue, bottom half); ``None``: nothing."""
-        if self.render_mode == "rgb_array":
-            return self._render_rgb()
-        if self.render_mode != "ansi":
-            return None
-        i = self._last_info
-        return (f"epoch {i.get('epoch', 0)}/{self.epochs} prune_ratio {i.get('prune_ratio', 0):.2f} "
-                f"kept {i.get('kept_fraction', 1):.2f} compute {i.get('compute_fraction_total', 0):.3f} "
-                f"val_acc {i.get('val_accuracy', 0):.4f}")
-
-    def _render_rgb(self) -> np.ndarray:
-        h, w = 64, 128
-        half = h // 2
-        img = np.full((h, w, 3), 255, dtype=np.uint8)
-        n_steps = math.ceil(self.epochs / self.decision_interval)
-        for t, (acc, kept) in enumerate(zip(self._val_accuracies, self._kept_fractions)):
-            x0 = t * w // n_steps
-            x1 = max(x0 + 1, (t + 1) * w // n_steps)
-            acc_px = round(min(max(acc if math.isfinite(acc) else 0.0, 0.0), 1.0) * half)
-            kept_px = round(min(max(kept, 0.0), 1.0) * half)
-            img[half - acc_px:half, x0:x1] = (40, 160, 40)
-            img[h - kept_px:h, x0:x1] = (40, 80, 200)
-        return img
+        return render_episode(self.render_mode, self._last_info, self.episode, self.epochs, self.decision_interval)
 
     def close(self):
         self.run = None

@@ -24,7 +24,7 @@ from prunegym.training import TrainingRun
 
 __all__ = [
     "BUDGET_FEATURES", "FEATURES", "FEATURE_DOCS", "FEATURE_NAMES", "OBS_BOUND", "DeviceStats", "Feature",
-    "FeatureContext", "StepStats", "device_stats", "features_for", "observe",
+    "FeatureContext", "StepStats", "device_stats", "device_stats_rows", "features_for", "observe",
 ]
 
 OBS_BOUND = 10.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND]; NaN -> 0, +-inf -> +-OBS_BOUND
@@ -104,6 +104,37 @@ def device_stats(run: TrainingRun, stats: StepStats) -> DeviceStats:
         s.last_epoch.float().mean(),
     ]).tolist()  # the one host sync
     return DeviceStats(*values)
+
+
+@torch.no_grad()
+def device_stats_rows(store, k_runs: int, last_trained) -> list[DeviceStats]:
+    """:func:`device_stats` of the K runs of a batched score ``store`` (a :class:`ScoreTable` of ``K * N``
+    samples, run ``k`` at rows ``[k N, (k + 1) N)``) with one host sync; ``last_trained[k]``: run ``k``'s kept
+    samples of its last epoch (``None`` before training). Equal to :func:`device_stats` of each row up to the
+    float rounding of the row reductions."""
+    loss = store.loss.view(k_runs, -1)
+    dev, n = loss.device, loss.shape[1]
+    q = torch.quantile(loss, torch.tensor([0.1, 0.5, 0.9], device=dev), dim=1)  # [3, K]
+    mean = loss.mean(1, keepdim=True)
+    has_kept = torch.tensor([t is not None and t.numel() > 0 for t in last_trained], device=dev)
+    kept_mask = torch.zeros(k_runs, n, dtype=torch.bool, device=dev)
+    rows = [t.to(dev) + k * n for k, t in enumerate(last_trained) if t is not None and t.numel() > 0]
+    if rows:
+        kept_mask.view(-1)[torch.cat(rows)] = True
+    n_kept = kept_mask.sum(1)
+    zero = torch.zeros(k_runs, device=dev)
+    kept_mean = torch.where(has_kept, (loss * kept_mask).sum(1) / n_kept.clamp(min=1), zero)
+    pruned_mean = torch.where(has_kept, (loss * ~kept_mask).sum(1) / (n - n_kept).clamp(min=1), zero)
+    observed = store.observed.view(k_runs, -1).float()
+    spread = store.ema_var.view(k_runs, -1).clamp_min(0.0).sqrt()
+    values = torch.stack([
+        q[0], q[1], q[2], loss.std(1, correction=0), (loss < mean).float().mean(1), kept_mean, pruned_mean,
+        (store.forgetting.view(k_runs, -1) > 0).float().mean(1), observed.sum(1),
+        (store.last_correct.view(k_runs, -1).float() * observed).sum(1),
+        (store.ema.view(k_runs, -1) * observed).sum(1), (spread * observed).sum(1),
+        store.last_epoch.view(k_runs, -1).float().mean(1),
+    ], 1).tolist()  # the one host sync
+    return [DeviceStats(*v) for v in values]
 
 
 @dataclass(frozen=True)

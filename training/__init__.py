@@ -2,8 +2,10 @@
 (and :func:`progress_lr`, which drives any PyTorch LR scheduler by training progress).
 
 This package knows nothing of gymnasium or of any pruning method: a caller passes an :class:`EpochPlan`
-to :meth:`TrainingRun.run_epoch` and gets an :class:`EpochResult` back.
+to :meth:`TrainingRun.run_epoch` and gets an :class:`EpochResult` back. :class:`BatchedTrainingRun` advances
+K runs of one task in lockstep as one stacked model (one plan and one result per run).
 """
+from .batched import BatchedTrainingRun
 from .budget import plan_flops, trim_plan
 from .config import OPTIMIZERS, RunConfig
 from .data import (DATASETS, DataSplits, DatasetMissingError, SplitIndices, data_root, load_splits, make_synthetic,
@@ -19,14 +21,15 @@ from .schedule import SCHEDULES, lr_at
 from .scores import ScoreTable
 from .seeding import SEED_LIMIT, check_seed, derive_seed, numpy_generator, torch_generator
 from .sources import register_dataset
-from .step import step_run
+from .step import finish_epoch, plan_epoch, step_run, step_runs
 
 __all__ = [
     "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES", "SEED_LIMIT",
-    "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult", "EvalResult",
-    "MixupSpec", "PassCounts", "PassFlops", "ProgressLR", "RunConfig", "ScoreTable", "Selector", "SplitIndices",
-    "SplitModel", "TrainingRun", "build_model", "check_seed", "data_root", "derive_seed", "load_splits", "lr_at",
-    "make_synthetic", "measure_flops", "numpy_generator", "plan_flops", "progress_lr", "register_dataset",
-    "register_model", "resolve_device", "runtime", "runtime_differences", "selector_flops", "split_indices",
-    "split_points", "step_run", "torch_generator", "trim_plan", "versions",
+    "BatchedTrainingRun", "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult",
+    "EvalResult", "MixupSpec", "PassCounts", "PassFlops", "ProgressLR", "RunConfig", "ScoreTable", "Selector",
+    "SplitIndices", "SplitModel", "TrainingRun", "build_model", "check_seed", "data_root", "derive_seed",
+    "finish_epoch", "load_splits", "lr_at", "make_synthetic", "measure_flops", "numpy_generator", "plan_epoch",
+    "plan_flops", "progress_lr", "register_dataset", "register_model", "resolve_device", "runtime",
+    "runtime_differences", "selector_flops", "split_indices", "split_points", "step_run", "step_runs",
+    "torch_generator", "trim_plan", "versions",
 ]

@@ -45,15 +45,15 @@ class ScoreTable:
         indices: torch.Tensor,
         losses: torch.Tensor,
         correct: torch.Tensor,
-        epoch: int,
+        epoch: int | torch.Tensor,
         valid: torch.Tensor | None = None,
     ) -> None:
         """Record one epoch's trained samples.
 
         ``indices`` ``[K]`` int64 positions (each at most once), ``losses`` ``[K]`` unweighted per-sample
-        losses, ``correct`` ``[K]`` bool predictions. ``valid`` ``[K]`` bool marks rows whose loss is the
-        sample's own (False for mix-up rows): other rows count as trained but leave the loss statistics and
-        forgetting record unchanged.
+        losses, ``correct`` ``[K]`` bool predictions; ``epoch``: the epoch (an int, or ``[K]`` int64 per row).
+        ``valid`` ``[K]`` bool marks rows whose loss is the sample's own (False for mix-up rows): other rows count
+        as trained but leave the loss statistics and forgetting record unchanged.
         """
         idx = indices.to(self.device, torch.int64)
         losses = losses.detach().to(self.loss.dtype)
@@ -78,6 +78,15 @@ class ScoreTable:
         self.last_epoch[idx] = epoch
         self.times_trained[idx] += 1
         self.observed[idx] = seen | valid if valid is not None else True
+
+    @torch.no_grad()
+    def clear(self) -> None:
+        """Back to the state of a new table, in place (so row views of a batched store are cleared too)."""
+        for t in (self.loss, self.ema, self.ema_var, self.times_trained, self.forgetting):
+            t.zero_()
+        self.last_epoch.fill_(-1)
+        self.last_correct.fill_(False)
+        self.observed.fill_(False)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         names = ("loss", "ema", "ema_var", "last_epoch", "times_trained", "forgetting", "last_correct", "observed")

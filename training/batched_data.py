@@ -1,0 +1,154 @@
+"""The data of K runs of one task: one device-resident pool of samples and per-run index maps into it.
+
+Run ``k`` sees exactly the train / validation / test split that :func:`~prunegym.training.load_splits` gives
+its seed, but the samples are stored once: ``pool_x[train[k, i]]`` is run ``k``'s training sample ``i``. Real
+datasets share one pool (the official training set followed by the test set) whatever the seed; datasets
+generated from the seed (``synthetic``, and any dataset not known to be seed-independent) hold each run's
+own samples, concatenated, because their samples differ between seeds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .config import RunConfig
+from .data import DataSplits, load_splits, split_indices
+
+__all__ = ["BatchedData", "RunData", "load_batched_data", "reload_run"]
+
+# Datasets whose samples do not depend on the run seed (only their split does): one shared pool.
+SHARED_POOL_DATASETS = ("fashion_mnist", "mnist", "cifar10", "cifar100")
+
+
+@dataclass
+class BatchedData:
+    """One pool and the index maps of K runs, all on one device.
+
+    ``x`` ``[P, ...]`` float32 inputs and ``y`` ``[P]`` int64 labels of the pool; ``train`` ``[K, N]``,
+    ``val`` ``[K, V]``, ``test`` ``[K, T]`` int64 pool positions of each run's splits, in the order
+    :func:`~prunegym.training.load_splits` gives them. ``augment``: CIFAR augmentation of training batches.
+    ``where`` (shared pools only): ``[P_train]`` pool position of each official training sample.
+    """
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    train: torch.Tensor
+    val: torch.Tensor
+    test: torch.Tensor
+    num_classes: int
+    augment: bool = False
+    where: torch.Tensor | None = None
+
+    @property
+    def num_runs(self) -> int:
+        return int(self.train.shape[0])
+
+    @property
+    def num_train(self) -> int:
+        return int(self.train.shape[1])
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of one sample, e.g. ``(1, 28, 28)`` or ``(32,)``."""
+        return tuple(self.x.shape[1:])
+
+    def split(self, k: int) -> DataSplits:
+        """Run ``k``'s splits as a :class:`DataSplits` (a copy, gathered from the pool)."""
+        return DataSplits(self.name, self.x[self.train[k]], self.y[self.train[k]], self.x[self.val[k]],
+                          self.y[self.val[k]], self.x[self.test[k]], self.y[self.test[k]], self.num_classes,
+                          self.augment)
+
+
+class RunData:
+    """Run ``k``'s view of a :class:`BatchedData` with the attributes of :class:`DataSplits`; the ``x_*`` /
+    ``y_*`` tensors are gathered from the pool on each access (copies: read them outside hot loops)."""
+
+    def __init__(self, data: BatchedData, k: int):
+        self._data, self._k = data, int(k)
+        self.name, self.num_classes, self.augment = data.name, data.num_classes, data.augment
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self._data.input_shape
+
+    @property
+    def num_train(self) -> int:
+        return self._data.num_train
+
+    def _x(self, split: str) -> torch.Tensor:
+        return self._data.x[getattr(self._data, split)[self._k]]
+
+    def _y(self, split: str) -> torch.Tensor:
+        return self._data.y[getattr(self._data, split)[self._k]]
+
+    x_train = property(lambda self: self._x("train"))
+    y_train = property(lambda self: self._y("train"))
+    x_val = property(lambda self: self._x("val"))
+    y_val = property(lambda self: self._y("val"))
+    x_test = property(lambda self: self._x("test"))
+    y_test = property(lambda self: self._y("test"))
+
+
+def load_batched_data(config: RunConfig, seeds: list[int], device: torch.device) -> BatchedData:
+    """The pool and index maps of runs of ``config`` with run seeds ``seeds`` (see the module docstring)."""
+    c = config
+    if c.dataset not in SHARED_POOL_DATASETS:  # samples depend on the seed: each run's own, concatenated
+        splits = [load_splits(c.dataset, s, "cpu", val_size=c.val_size, train_size=c.train_size, root=c.data_root,
+                              test_size=c.test_size)
+                  for s in seeds]
+        s0 = splits[0]
+        n, v, t = s0.num_train, int(s0.y_val.shape[0]), int(s0.y_test.shape[0])
+        x = torch.cat([torch.cat([s.x_train, s.x_val, s.x_test]) for s in splits]).to(device)
+        y = torch.cat([torch.cat([s.y_train, s.y_val, s.y_test]) for s in splits]).to(device)
+        per = n + v + t
+        rows = torch.arange(len(seeds), device=device).view(-1, 1) * per
+        return BatchedData(c.dataset, x, y, rows + torch.arange(n, device=device),
+                           rows + n + torch.arange(v, device=device), rows + n + v + torch.arange(t, device=device),
+                           s0.num_classes, s0.augment)
+    # One shared pool: the first seed's full split (train_size / test_size unset), laid out as
+    # [its train | its val | the whole test set]; ``where[j]`` = pool position of official training sample j.
+    base = load_splits(c.dataset, seeds[0], "cpu", val_size=c.val_size, root=c.data_root)
+    n_train0, n_val = base.num_train, int(base.y_val.shape[0])
+    n_pool, n_test = n_train0 + n_val, int(base.y_test.shape[0])
+    first = split_indices(n_pool, seeds[0], n_val, n_test=n_test, name=c.dataset)
+    train0, val0 = first.train, first.val
+    where = torch.empty(n_pool, dtype=torch.int64)
+    where[train0] = torch.arange(n_train0)
+    where[val0] = torch.arange(n_train0, n_pool)
+    maps: dict[str, list[torch.Tensor]] = {"train": [], "val": [], "test": []}
+    for s in seeds:
+        sp = split_indices(n_pool, s, n_val, c.train_size, n_test=n_test, test_size=c.test_size, name=c.dataset)
+        maps["train"].append(where[sp.train])
+        maps["val"].append(where[sp.val])
+        maps["test"].append(n_pool + sp.test)
+    x = torch.cat([base.x_train, base.x_val, base.x_test]).to(device)
+    y = torch.cat([base.y_train, base.y_val, base.y_test]).to(device)
+    train, val, test = (torch.stack(maps[k]).to(device) for k in ("train", "val", "test"))
+    return BatchedData(c.dataset, x, y, train, val, test, base.num_classes, base.augment, where.to(device))
+
+
+def reload_run(data: BatchedData, config: RunConfig, k: int, seed: int) -> None:
+    """Give run ``k`` of ``data`` the splits of ``seed`` in place (the other runs are untouched): a seed's own
+    samples are written over run ``k``'s rows of the pool; in a shared pool only row ``k`` of the index maps
+    changes."""
+    c, dev = config, data.x.device
+    if data.where is None:  # run k's own samples, at rows [k * per, (k + 1) * per) of the pool
+        s = load_splits(c.dataset, seed, "cpu", val_size=c.val_size, train_size=c.train_size, root=c.data_root,
+                        test_size=c.test_size)
+        x = torch.cat([s.x_train, s.x_val, s.x_test])
+        rows = torch.cat([data.train[k], data.val[k], data.test[k]])
+        if x.shape[0] != rows.numel():
+            raise ValueError(f"seed {seed} gives {x.shape[0]} samples, run {k} holds {rows.numel()}")
+        data.x[rows] = x.to(dev)
+        data.y[rows] = torch.cat([s.y_train, s.y_val, s.y_test]).to(dev)
+        return
+    n_pool = int(data.where.numel())
+    n_test = int(data.x.shape[0]) - n_pool
+    sp = split_indices(n_pool, seed, int(data.val.shape[1]), c.train_size, n_test=n_test, test_size=c.test_size,
+                       name=c.dataset)
+    where = data.where.cpu()
+    data.train[k] = where[sp.train].to(dev)
+    data.val[k] = where[sp.val].to(dev)
+    data.test[k] = (n_pool + sp.test).to(dev)
