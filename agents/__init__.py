@@ -1,51 +1,30 @@
-"""prunegym.agents: SB3 agents, one evaluation harness for agents and baselines, TensorBoard and the CLI.
+"""prunegym.agents: SB3 agents, one evaluation harness for agents and baselines, Ray, TensorBoard and the CLI.
 
-* :func:`train_agent` trains PPO, A2C, SAC, TD3 or DQN (through ``DiscreteRatio``) with RL-Zoo-format
-  hyperparameters (``hyperparams/<algo>.yml``), checkpoints, ``resume=True`` and held-out evaluation;
-* :func:`evaluate` runs one deterministic episode per seed of a baseline name, a saved agent, an
-  :class:`Agent`, an SB3 model or any ``predict``-able object and appends :class:`EpisodeRow` rows to
-  ``results.jsonl``;
-* :func:`compare` runs every baseline and optional agents on the same seeds and writes the table, the
-  accuracy-versus-compute figure and TensorBoard runs;
-* with ``workers=N`` / ``ray_address=`` (``--workers``, ``--ray-address``), ``evaluate`` and ``compare`` run one
-  Ray task per episode (:mod:`.parallel`, ``pip install -e ".[ray]"``), and ``train_agent(vec_env="ray")``
-  makes each training env a Ray actor (:mod:`.ray_vec_env`); ``train_agent(vec_env="batched")`` trains on K
-  episodes run as one batched model (:class:`BatchedVecEnv`, :mod:`.batched_vec_env`), and
-  :func:`run_batched_episodes` plays one policy's seeds as one batch (:mod:`.batched_episodes`);
-* ``prunegym`` (:func:`prunegym.agents.cli.main`) is the command line.
+Rooms by job (each imports only the ones before it; see ``docs/ARCHITECTURE.md``):
 
-Submodules load lazily: importing this package does not import stable-baselines3 or torch.
+* the shared ground: :mod:`.env_factory` (env ids, seed conventions, ``make_env``), :mod:`.rollout` (one
+  deterministic episode of any ``predict``-able policy), :mod:`.output` (output locks, writable checks);
+* :mod:`.parallel` -- a generic Ray task runner (:func:`~.parallel.run_tasks`, knows nothing of episodes),
+  Ray address checks and :class:`~.parallel.RayVecEnv`;
+* :mod:`.sb3` -- training (:func:`train_agent`: PPO, A2C, SAC, TD3, DQN through ``DiscreteRatio``, RL-Zoo
+  hyperparameters, checkpoints, resume, held-out evaluation), callbacks, the vec envs (``dummy``,
+  ``subproc``, ``ray``, ``batched``), saved and shipped agents (:class:`Agent`, :func:`load_agent`,
+  ``pretrained:<name>``);
+* :mod:`.evaluation` -- the harness: one episode (:func:`run_episode`), :func:`evaluate` and :func:`compare`
+  (sequential or on Ray), results rows (:class:`EpisodeRow`, ``results.jsonl``), reports and figures,
+  TensorBoard runs, budget calibration and tuning;
+* :mod:`.cli` -- the ``prunegym`` command line.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from .evaluation import (
+    ROW_FIELDS, SCHEMA, Comparison, EpisodeOutcome, EpisodeRow, PolicySpec, append_rows, compare, evaluate,
+    policy_spec, read_rows, run_batched_episodes, run_episode,
+)
+from .sb3 import ALGOS, Agent, BatchedVecEnv, ObsNormalizer, load_agent, load_hyperparams, save_agent, train_agent
 
 __all__ = [
-    "ALGOS", "Agent", "BatchedVecEnv", "Comparison", "EpisodeOutcome", "EpisodeRow", "ObsNormalizer", "PolicySpec", "ROW_FIELDS",
-    "SCHEMA", "append_rows", "compare", "evaluate", "load_agent", "load_hyperparams", "policy_spec", "read_rows",
-    "run_batched_episodes", "run_episode", "save_agent", "train_agent",
+    "ALGOS", "Agent", "BatchedVecEnv", "Comparison", "EpisodeOutcome", "EpisodeRow", "ObsNormalizer", "PolicySpec",
+    "ROW_FIELDS", "SCHEMA", "append_rows", "compare", "evaluate", "load_agent", "load_hyperparams", "policy_spec",
+    "read_rows", "run_batched_episodes", "run_episode", "save_agent", "train_agent",
 ]
-
-_WHERE = {
-    "ALGOS": "agent", "Agent": "agent", "ObsNormalizer": "agent", "load_agent": "agent", "save_agent": "agent",
-    "Comparison": "evaluation", "compare": "evaluation", "evaluate": "evaluation",
-    "EpisodeOutcome": "episode", "PolicySpec": "episode", "policy_spec": "episode", "run_episode": "episode",
-    "EpisodeRow": "results", "ROW_FIELDS": "results", "SCHEMA": "results", "append_rows": "results",
-    "read_rows": "results",
-    "load_hyperparams": "hyperparams",
-    "BatchedVecEnv": "batched_vec_env", "run_batched_episodes": "batched_episodes",
-    "train_agent": "training",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))

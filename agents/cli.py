@@ -26,7 +26,20 @@ from .cli_text import command_line as _command
 from .cli_text import errors_line as _errors_line
 from .cli_text import replace_seeds as _replace_seeds
 from .cli_text import row_table as _row_table
-from .parallel import RayUnavailable
+from .parallel.ray_tasks import RayUnavailable
+from .sb3.agent import ALGOS
+from .sb3.vec_envs import VEC_ENVS
+from prunegym.baselines import POLICIES, PRUNERS
+from prunegym.envs import ENV_IDS
+from .env_factory import known_env_ids
+from .sb3.pretrained import pretrained_names
+from .env_factory import canonical_env_id
+from .sb3.train import train_agent
+from .evaluation.harness import Interrupted, evaluate
+from .evaluation.report import markdown_table, summarize
+from prunegym.baselines import POLICIES
+from .evaluation.episode import policy_spec
+from .evaluation.harness import Interrupted, compare
 
 __all__ = ["CLIError", "build_parser", "main", "parse_kv"]
 
@@ -110,8 +123,6 @@ def _ray_kwargs(args) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .agent import ALGOS
-    from .env_factory import VEC_ENVS
 
     parser = _Parser(prog="prunegym", description="Dynamic data pruning as a Gymnasium env: train agents, "
                      "evaluate and compare them with the published baselines.")
@@ -192,11 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_list(args) -> int:
-    from prunegym.baselines import POLICIES, PRUNERS
-    from prunegym.envs import ENV_IDS
 
-    from .agent import ALGOS
-    from .env_factory import known_env_ids
 
     print("env ids:")
     for env_id in known_env_ids():
@@ -208,15 +215,12 @@ def _cmd_list(args) -> int:
         defaults = ", ".join(f"{k}={v!r}" for k, v in getattr(cls, "defaults", {}).items())
         print(f"  {name}  (pruner {cls.pruner}{'; ' + defaults if defaults else ''})")
     print("algos: " + ", ".join(ALGOS))
-    from .pretrained import pretrained_names
 
     print("pretrained agents: " + (", ".join(f"pretrained:{n}" for n in pretrained_names()) or "none"))
     return 0
 
 
 def _cmd_train(args) -> int:
-    from .env_factory import canonical_env_id
-    from .training import train_agent
 
     canonical_env_id(args.env)
     try:
@@ -236,8 +240,6 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluation import Interrupted, evaluate
-    from .plots import markdown_table, summarize
 
     try:
         rows = evaluate(args.policy, args.env, args.seeds, results=args.results,
@@ -266,9 +268,7 @@ _LABEL = re.compile(r"^([A-Za-z0-9_.-]+)=(.+)$")
 
 def _agent_arg(text: str):
     """``--agent`` item: ``PATH`` or ``LABEL=PATH`` (a label is letters, digits, ``_ . -``; no ``/``)."""
-    from prunegym.baselines import POLICIES
 
-    from .episode import policy_spec
 
     m = _LABEL.match(text)
     if m is None:
@@ -280,9 +280,7 @@ def _agent_arg(text: str):
 
 
 def _cmd_compare(args) -> int:
-    from prunegym.baselines import POLICIES
 
-    from .evaluation import Interrupted, compare
 
     if args.policies is not None:
         bad = [p for p in args.policies if p not in POLICIES]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from typing import Any, Sequence
+from .evaluation.results import is_diverged, is_failed
 
 __all__ = ["command_line", "errors_line", "replace_seeds", "row_table"]
 
@@ -29,7 +30,6 @@ def replace_seeds(argv: list[str], seeds: list[int]) -> list[str]:
 
 def errors_line(rows: list[dict[str, Any]]) -> str | None:
     """One line naming the failed and diverged episodes of ``rows`` (``None`` if there are none)."""
-    from .results import is_diverged, is_failed
 
     parts = []
     for what, test, hint in (("failed", is_failed, "run the same command again to retry them"),
@@ -43,7 +43,6 @@ def errors_line(rows: list[dict[str, Any]]) -> str | None:
 
 def row_table(rows: list[dict[str, Any]]) -> str:
     """One line per episode row; failed ones show their error, diverged ones are marked ``DIVERGED``."""
-    from .results import is_diverged, is_failed
 
     head = (f"{'policy':<18} {'seed':>6} {'test_acc':>9} {'val_acc':>8} {'compute':>8} {'kept':>6} "
             f"{'return':>8} {'wall_s':>7}")

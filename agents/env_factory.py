@@ -19,18 +19,18 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.monitor import Monitor
 
-from .batched_vec_env import BatchedVecEnv
+import prunegym.envs as envs
+from prunegym.envs.tasks import task_module
+from prunegym.training import load_splits
 
 __all__ = [
-    "ENV_MODULE", "EVAL_SEED_START", "TRAIN_SEED_MIN", "VEC_ENVS", "TrainingSeedStream", "TrainingSeeds",
-    "canonical_env_id", "check_env_data", "env_label", "eval_seeds", "known_env_ids", "make_batched_vec_env",
-    "make_env", "make_vec_env", "module_env_id",
+    "ENV_MODULE", "EVAL_SEED_START", "TRAIN_SEED_MIN", "TrainingSeedStream", "TrainingSeeds", "canonical_env_id",
+    "check_env_data", "env_label", "eval_seeds", "known_env_ids", "make_env", "module_env_id",
 ]
 
 ENV_MODULE = "prunegym.envs"
-VEC_ENVS = ("auto", "dummy", "subproc", "ray", "batched")
 TRAIN_SEED_MIN = 1_000_000
 EVAL_SEED_START = 10_000
 _SEED_MAX = 2**31 - 1
@@ -38,7 +38,6 @@ _SEED_MAX = 2**31 - 1
 
 def known_env_ids() -> list[str]:
     """The registered prunegym env ids (``ENV_IDS`` first, then any other id in the ``prunegym`` namespace)."""
-    import prunegym.envs as envs
 
     ids = list(envs.ENV_IDS)
     ids += sorted(i for i in gym.registry if i.startswith("prunegym/") and i not in ids)
@@ -47,7 +46,6 @@ def known_env_ids() -> list[str]:
 
 def canonical_env_id(env_id: str) -> str:
     """``env_id`` without a ``module:`` prefix, checked against the registry (``ValueError`` lists ids)."""
-    import prunegym.envs  # noqa: F401  (registers the ids)
 
     if not isinstance(env_id, str) or not env_id:
         raise ValueError(f"env id must be a non-empty string, got {env_id!r}")
@@ -71,7 +69,6 @@ def module_env_id(env_id: str) -> str:
     bare = canonical_env_id(env_id)
     if bare.startswith("prunegym/"):
         return f"{ENV_MODULE}:{bare}"
-    from prunegym.envs.tasks import task_module
 
     module = task_module(bare)  # a task of register_task: the module that registers it
     return f"{module}:{bare}" if module else bare
@@ -116,7 +113,6 @@ def check_env_data(env: gym.Env) -> None:
     """Load the data splits of ``env``'s run config once (on the CPU, seed 0; the sizes do not depend on the
     seed), so that missing data or a ``train_size`` / ``val_size`` / ``test_size`` the dataset cannot hold
     fail here, in this process, with one error, not once per episode (or per Ray worker)."""
-    from prunegym.training import load_splits
 
     cfg = env.unwrapped.base_config
     load_splits(cfg.dataset, 0, "cpu", val_size=cfg.val_size, train_size=cfg.train_size, root=cfg.data_root,
@@ -131,61 +127,8 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, wrapper: Cal
     if train_entropy is not None:
         env = TrainingSeeds(env, train_entropy)
     if monitor:
-        from stable_baselines3.common.monitor import Monitor
 
         env = Monitor(env)
     if wrapper is not None:
         env = wrapper(env)
     return env
-
-
-def _env_fn(env_id: str, env_kwargs: dict, wrapper: Callable | None, entropy: list[int]) -> Callable[[], gym.Env]:
-    def init() -> gym.Env:
-        return make_env(env_id, env_kwargs, wrapper, monitor=True, train_entropy=entropy)
-
-    return init
-
-
-def make_batched_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None,
-                         start_timestep: int = 0) -> BatchedVecEnv:
-    """``n_envs`` training envs as one :class:`~prunegym.envs.PruningVectorEnv` (one batched model) behind
-    SB3's ``VecEnv`` API; env ``rank`` draws its run seeds from ``[seed, rank, start_timestep]`` as the other
-    vec envs do (the same seeds give the same episodes, up to the batched engine's float rounding)."""
-    venv = gym.make_vec(module_env_id(env_id), num_envs=int(n_envs), vectorization_mode="vector_entry_point",
-                        autoreset_mode=AutoresetMode.DISABLED, **dict(env_kwargs or {}))
-    streams = [TrainingSeedStream([seed, rank, start_timestep]) for rank in range(int(n_envs))]
-    return BatchedVecEnv(venv, seed_streams=streams)
-
-
-def make_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None,
-                 wrapper: Callable | None = None, start_timestep: int = 0, vec_env: str = "auto", *,
-                 ray_address: str | None = None, cpus_per_env: float = 1.0, gpus_per_env: float = 0.0):
-    """Training envs, env ``rank`` seeded with ``[seed, rank, start_timestep]`` (see the module docstring).
-
-    ``vec_env``: ``"dummy"`` (SB3's ``DummyVecEnv``, in this process), ``"subproc"`` (``SubprocVecEnv``,
-    start method ``forkserver``), ``"ray"`` (:class:`~prunegym.agents.ray_vec_env.RayVecEnv`: one Ray actor
-    per env with ``cpus_per_env`` CPUs and ``gpus_per_env`` GPUs, on a local Ray or the cluster at
-    ``ray_address``), ``"batched"`` (:func:`make_batched_vec_env`: the envs' training runs as one batched model
-    in this process; no env ``wrapper``, no in-batch selector such as PFB) or ``"auto"`` (``subproc`` when
-    ``n_envs > 1``, else ``dummy``). The same seeds give the same episodes whichever is used (``batched``: up
-    to float rounding)."""
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
-
-    if vec_env not in VEC_ENVS:
-        raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
-    if vec_env != "ray" and (ray_address or cpus_per_env != 1.0 or gpus_per_env != 0.0):
-        raise ValueError("ray_address, cpus_per_env and gpus_per_env apply to vec_env='ray' only")
-    if vec_env == "batched":
-        if wrapper is not None:
-            raise ValueError("vec_env='batched' cannot apply an env wrapper (e.g. DiscreteRatio for DQN): its envs "
-                             "are sub-envs of one PruningVectorEnv; use vec_env='dummy' or 'subproc'")
-        return make_batched_vec_env(env_id, n_envs, seed, env_kwargs, start_timestep)
-    full_id = module_env_id(env_id)
-    fns = [_env_fn(full_id, dict(env_kwargs or {}), wrapper, [seed, rank, start_timestep]) for rank in range(n_envs)]
-    if vec_env == "ray":
-        from .ray_vec_env import RayVecEnv
-
-        return RayVecEnv(fns, cpus_per_env=cpus_per_env, gpus_per_env=gpus_per_env, address=ray_address)
-    if vec_env == "subproc" or (vec_env == "auto" and n_envs > 1):
-        return SubprocVecEnv(fns, start_method="forkserver")
-    return DummyVecEnv(fns)

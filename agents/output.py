@@ -18,6 +18,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+import fcntl
 
 __all__ = ["LOCK_NAME", "OutputError", "new_staging_dir", "output_lock", "replace_folder", "staging_folder",
            "writable_file", "writable_folder"]
@@ -63,7 +64,6 @@ def writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
 def output_lock(folder: str | os.PathLike, command: str = "prunegym") -> Iterator[Path]:
     """Hold the exclusive lock of ``folder`` for the block (``OutputError`` naming the holder's pid if another
     process holds it). The lock file stays (removing it would race with the next writer); the lock does not."""
-    import fcntl
 
     p = writable_folder(folder)
     lock = p / LOCK_NAME

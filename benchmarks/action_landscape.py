@@ -30,7 +30,7 @@ import torch
 
 import prunegym.envs  # noqa: F401  (registers the prunegym/ ids)
 from prunegym.agents.cli import parse_kv  # K=V parsing shared with the CLI
-from prunegym.agents.episode import play_episode
+from prunegym.agents.rollout import play_episode
 from prunegym.training import resolve_device, runtime
 from prunegym.training.io import write_text_atomic
 
@@ -89,7 +89,7 @@ class ConstantAction:
 
 def run_one(env, ratio: float, knobs: dict[str, float], seed: int) -> dict:
     """One episode with the constant action (``ratio``, ``knobs``), through the evaluation harness's episode
-    loop (:func:`prunegym.agents.episode.play_episode`); returns its metrics."""
+    loop (:func:`prunegym.agents.rollout.play_episode`); returns its metrics."""
     policy = ConstantAction(env.unwrapped.encode_action(prune_ratio=ratio, **knobs))
     infos, rewards = play_episode(env, policy, seed)
     last = infos[-1]

@@ -9,6 +9,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from prunegym.baselines import POLICIES
+from prunegym.baselines import make_policy
 
 __all__ = ["DiscreteRatio", "ResidualAction", "interpolate_settings"]
 
@@ -74,7 +76,6 @@ class ResidualAction(gym.ActionWrapper):
 
     def __init__(self, env: gym.Env, base: str, settings: Mapping[str, Any] | None = None, scale: float = 0.5):
         super().__init__(env)
-        from prunegym.baselines import POLICIES
 
         if base not in POLICIES:
             raise ValueError(f"unknown base policy {base!r}; allowed: {', '.join(POLICIES)}")
@@ -92,7 +93,6 @@ class ResidualAction(gym.ActionWrapper):
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        from prunegym.baselines import make_policy
 
         params = self._settings
         if self._table is not None:

@@ -11,7 +11,7 @@ import yaml
 from prunegym.agents import ROW_FIELDS, EpisodeRow, append_rows, evaluate, load_agent, read_rows, train_agent
 from prunegym.agents.env_factory import (EVAL_SEED_START, TRAIN_SEED_MIN, canonical_env_id, env_label,
                                          module_env_id)
-from prunegym.agents.hyperparams import HYPERPARAMS_DIR, load_hyperparams, make_wrapper, resolve_hyperparams
+from prunegym.agents.sb3.hyperparams import HYPERPARAMS_DIR, load_hyperparams, make_wrapper, resolve_hyperparams
 from prunegym.envs import ENV_IDS, FEATURE_NAMES, TASKS, DiscreteRatio
 
 ENV = "prunegym/Synthetic-MLP-v0"
@@ -103,7 +103,7 @@ def test_checkpoints_load_as_agents_with_their_own_statistics(ppo_run, tmp_path)
     import pickle
     import shutil
 
-    from prunegym.agents.agent import agent_label
+    from prunegym.agents.sb3.agent import agent_label
 
     root, _ = ppo_run
     ckpt = root / "agent" / "checkpoints" / "ppo_4_steps.zip"
@@ -251,7 +251,7 @@ def test_custom_policy_objects_run_through_the_same_harness():
 def test_pretrained_prefix_resolves_shipped_agents(ppo_run, tmp_path, monkeypatch):
     import shutil
 
-    from prunegym.agents import pretrained
+    from prunegym.agents.sb3 import pretrained
 
     _, agent = ppo_run
     src = Path(agent.path)
@@ -266,13 +266,13 @@ def test_pretrained_prefix_resolves_shipped_agents(ppo_run, tmp_path, monkeypatc
         evaluate("pretrained:nope", ENV, [0], results=None, **KW)
 
 
-@pytest.mark.parametrize("name", __import__("prunegym.agents.pretrained", fromlist=["x"]).pretrained_names())
+@pytest.mark.parametrize("name", __import__("prunegym.agents.sb3.pretrained", fromlist=["x"]).pretrained_names())
 def test_shipped_agents_fit_their_env(name):
     """A shipped agent must still fit the env it was trained on (observation features, action knobs)."""
     import gymnasium as gym
 
     from prunegym.agents import load_agent
-    from prunegym.agents.pretrained import pretrained_path
+    from prunegym.agents.sb3.pretrained import pretrained_path
 
     agent = load_agent(pretrained_path(name))
     kwargs = {k: v for k, v in agent.meta["env_kwargs"].items()}
@@ -389,7 +389,7 @@ def test_append_is_atomic_under_a_failed_replace_and_concurrent_writers(tmp_path
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]
     append_rows(path, [row | {"seed": 3}])
     assert path.stat().st_ino != inode  # rewritten and moved into place, not appended to in place
-    code = ("import sys; from prunegym.agents.results import append_rows\n"
+    code = ("import sys; from prunegym.agents.evaluation.results import append_rows\n"
             "for i in range(40): append_rows(sys.argv[1], [{'policy': sys.argv[2], 'seed': i, 'env_id': 'e'}])")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path), name]) for name in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
@@ -401,7 +401,7 @@ def test_append_is_atomic_under_a_failed_replace_and_concurrent_writers(tmp_path
 def test_cli_train_interrupt_exits_130_with_the_resume_command(tmp_path, capsys):
     from stable_baselines3.common.callbacks import BaseCallback
 
-    from prunegym.agents import training
+    from prunegym.agents import cli
     from prunegym.agents.cli import main
 
     class Interrupt(BaseCallback):
@@ -410,15 +410,15 @@ def test_cli_train_interrupt_exits_130_with_the_resume_command(tmp_path, capsys)
                 raise KeyboardInterrupt
             return True
 
-    real = training.train_agent
+    real = cli.train_agent  # the trainer the command calls
     argv = ["train", "--algo", "ppo", "--env", ENV, "--total-timesteps", "8", "--quiet", "--tensorboard-log", "",
             "--out", str(tmp_path / "a"), "--eval-freq", "0", "--hyperparams", "n_steps=2", "batch_size=2",
             "n_epochs=1", "n_envs=1", "--env-kwargs", *[f"{k}={v}" for k, v in KW.items()]]
-    training.train_agent = lambda *a, **k: real(*a, **{**k, "callbacks": [Interrupt()]})
+    cli.train_agent = lambda *a, **k: real(*a, **{**k, "callbacks": [Interrupt()]})
     try:
         assert main(argv) == 130
     finally:
-        training.train_agent = real
+        cli.train_agent = real
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("prunegym train: interrupted; a checkpoint was saved; continue with: prunegym train ")

@@ -1,5 +1,5 @@
-"""SB3 on the batched vector env (prunegym.agents.batched_vec_env, ``vec_env="batched"``) and one batch of
-evaluation episodes (prunegym.agents.batched_episodes) against ``run_episode``.
+"""SB3 on the batched vector env (prunegym.agents.sb3.batched_vec_env, ``vec_env="batched"``) and one batch of
+evaluation episodes (prunegym.agents.evaluation.batched) against ``run_episode``.
 
 Contract: ``BatchedVecEnv`` follows SB3's ``VecEnv`` semantics as ``DummyVecEnv`` over ``Monitor``-wrapped
 ``PruningEnv``s does (same run seeds per rank, ``terminal_observation``, ``TimeLimit.truncated``,
@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from stable_baselines3.common.monitor import Monitor
 
-from prunegym.agents.batched_episodes import run_batched_episodes
-from prunegym.agents.batched_vec_env import BatchedVecEnv
+from prunegym.agents.evaluation.batched import run_batched_episodes
+from prunegym.agents.sb3.batched_vec_env import BatchedVecEnv
 from prunegym.agents.cli import main
-from prunegym.agents.env_factory import VEC_ENVS, make_vec_env
-from prunegym.agents.episode import policy_spec, run_episode
-from prunegym.agents.training import train_agent
+from prunegym.agents.sb3.vec_envs import VEC_ENVS, make_vec_env
+from prunegym.agents.evaluation.episode import policy_spec, run_episode
+from prunegym.agents.sb3.train import train_agent
 from prunegym.envs import PruningVectorEnv
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from prunegym.agents.cli import main, parse_kv
-from prunegym.agents.results import read_rows
-from prunegym.agents.tensorboard_log import EPISODE_TAGS, EPOCH_TAGS
+from prunegym.agents.evaluation.results import read_rows
+from prunegym.agents.tensorboard import EPISODE_TAGS, EPOCH_TAGS
 
 ENV = "prunegym/Synthetic-MLP-v0"
 KW = ["epochs=4", "train_size=500", "val_size=200", "test_size=200"]

@@ -60,7 +60,7 @@ def test_parallel_options_without_ray_exit_2_with_the_install_command(argv, monk
 
 
 def test_python_api_without_ray_raises_import_error(monkeypatch, tmp_path):
-    from prunegym.agents.parallel import RayUnavailable
+    from prunegym.agents.parallel.ray_tasks import RayUnavailable
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RayUnavailable, match=r'pip install -e "\.\[ray\]"'):
@@ -235,8 +235,8 @@ def test_cli_evaluate_with_workers_uses_a_running_ray_and_leaves_it(ray_local, t
 def test_ray_vec_env_steps_like_dummy_vec_env(ray_local):
     from stable_baselines3.common.monitor import Monitor
 
-    from prunegym.agents.env_factory import make_vec_env
-    from prunegym.agents.ray_vec_env import RayVecEnv
+    from prunegym.agents.sb3.vec_envs import make_vec_env
+    from prunegym.agents.parallel.ray_vec_env import RayVecEnv
 
     kw = {**KW, "pruner": "uniform"}
     dummy = make_vec_env(ENV, 2, 7, kw, vec_env="dummy")

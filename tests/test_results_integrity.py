@@ -18,7 +18,7 @@ import pytest
 
 from prunegym.agents import compare, read_rows
 from prunegym.agents.cli import main
-from prunegym.agents.results import append_rows
+from prunegym.agents.evaluation.results import append_rows
 
 ENV = "prunegym/Synthetic-MLP-v0"
 LABEL = "prunegym_Synthetic-MLP-v0"
@@ -38,12 +38,12 @@ def _one_line(capsys, prefix: str = "prunegym") -> str:
 @pytest.fixture
 def no_episodes(monkeypatch):
     """Fail the test if any episode is scheduled (the error must come first)."""
-    from prunegym.agents import evaluation
+    from prunegym.agents.evaluation import harness as evaluation
 
     def refuse(*args, **kwargs):
         raise AssertionError("an episode was scheduled before the error")
 
-    monkeypatch.setattr(evaluation, "_schedule", refuse)
+    monkeypatch.setattr(evaluation, "schedule", refuse)
 
 
 def _compare_argv(out: Path, *extra: str, policies=("uniform",), seeds=("0", "1")) -> list[str]:
@@ -67,7 +67,7 @@ def _train(out: Path, seed: int) -> int:
 
 # -- 1: a done pair must match what the policy is --------------------------------------------------------------
 def test_a_retrained_agent_runs_again_and_rows_record_the_policy_hash(tmp_path, capsys):
-    from prunegym.agents.agent import agent_fingerprint
+    from prunegym.agents.sb3.agent import agent_fingerprint
 
     agent, out = tmp_path / "agent", tmp_path / "cmp"
     assert _train(agent, 0) == 0
@@ -93,7 +93,7 @@ def test_a_retrained_agent_runs_again_and_rows_record_the_policy_hash(tmp_path, 
 
 def test_a_baseline_with_other_hyperparameters_or_another_prunegym_version_runs_again(tmp_path, monkeypatch):
     import prunegym.training
-    from prunegym.agents.episode import policy_spec
+    from prunegym.agents.evaluation.episode import policy_spec
 
     out = tmp_path / "cmp"
     assert compare(ENV, [0], policies=["uniform"], out=out, **KW).ran == 1
@@ -138,7 +138,7 @@ def test_a_pair_whose_tensorboard_run_is_missing_runs_again(tmp_path, capsys):
 
 def test_the_run_is_written_before_the_row(tmp_path, monkeypatch):
     """A kill between the two leaves a run without its row (run again on resume), never a row without its run."""
-    from prunegym.agents import evaluation
+    from prunegym.agents.evaluation import harness as evaluation
 
     def killed(*args, **kwargs):
         raise RuntimeError("killed while writing the row")
@@ -215,7 +215,7 @@ def test_unusable_outputs_fail_before_the_first_episode(make_argv, tmp_path, cap
 
 
 def test_train_checks_its_output_folder_before_training(tmp_path, capsys, monkeypatch):
-    from prunegym.agents import training
+    from prunegym.agents.sb3 import train as training
 
     def refuse(*args, **kwargs):
         raise AssertionError("training started before the error")
@@ -267,7 +267,7 @@ def test_diverged_episodes_are_marked_kept_off_the_front_and_exit_1(tmp_path, ca
 
 
 def test_summary_keeps_error_rows_out_of_means_and_the_front():
-    from prunegym.agents.plots import markdown_table, summarize
+    from prunegym.agents.evaluation.report import markdown_table, summarize
 
     def row(policy, seed, acc, comp, error=None, steps=2):
         return {"policy": policy, "seed": seed, "test_accuracy": acc, "compute_fraction": comp, "kept_fraction": comp,
@@ -286,8 +286,8 @@ def test_summary_keeps_error_rows_out_of_means_and_the_front():
 
 
 def test_compare_exits_1_naming_the_failed_episodes(tmp_path, capsys, monkeypatch):
-    from prunegym.agents import evaluation
-    from prunegym.agents.episode import failed_outcome
+    from prunegym.agents.evaluation import harness as evaluation
+    from prunegym.agents.evaluation.episode import failed_outcome
 
     def all_fail(tasks, on_result, progress, ray):
         outs = [failed_outcome(t.spec, t.env_id, t.env_kwargs, t.seed, "RuntimeError: boom") for t in tasks]
@@ -295,7 +295,7 @@ def test_compare_exits_1_naming_the_failed_episodes(tmp_path, capsys, monkeypatc
             on_result(o)
         return outs
 
-    monkeypatch.setattr(evaluation, "_schedule", all_fail)
+    monkeypatch.setattr(evaluation, "schedule", all_fail)
     assert main(_compare_argv(tmp_path / "cmp")) == 1
     err = _one_line(capsys, "prunegym compare: 2 episode(s) failed (uniform seed 0, uniform seed 1;")
     assert "run the same command again to retry them" in err
@@ -303,7 +303,7 @@ def test_compare_exits_1_naming_the_failed_episodes(tmp_path, capsys, monkeypatc
 
 # -- rows are strict JSON ---------------------------------------------------------------------------------------
 def test_failed_rows_are_written_as_strict_json_and_read_back_as_nan(tmp_path):
-    from prunegym.agents.episode import failed_outcome, policy_spec
+    from prunegym.agents.evaluation.episode import failed_outcome, policy_spec
 
     path = tmp_path / "results.jsonl"
     row = failed_outcome(policy_spec("uniform"), ENV, KW, 0, "RuntimeError: boom").row
@@ -324,7 +324,7 @@ def test_failed_rows_are_written_as_strict_json_and_read_back_as_nan(tmp_path):
 
 def test_the_agent_hash_follows_content_not_file_times(tmp_path):
     """The hash is of what decides the actions (weights, observation statistics), not of mtime or name."""
-    from prunegym.agents.agent import agent_fingerprint
+    from prunegym.agents.sb3.agent import agent_fingerprint
 
     assert _train(tmp_path / "a", 0) == 0
     h = agent_fingerprint(tmp_path / "a" / "model.zip")

@@ -39,12 +39,12 @@ def _one_line(capsys, prefix: str = "prunegym") -> str:
 
 @pytest.fixture
 def no_episodes(monkeypatch):
-    from prunegym.agents import evaluation
+    from prunegym.agents.evaluation import harness as evaluation
 
     def refuse(*args, **kwargs):
         raise AssertionError("an episode was scheduled before the error")
 
-    monkeypatch.setattr(evaluation, "_schedule", refuse)
+    monkeypatch.setattr(evaluation, "schedule", refuse)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def test_an_address_that_accepts_but_is_not_ray_fails_within_seconds():
     import socket
     import threading
 
-    from prunegym.agents.ray_address import RayUnreachable, check_ray_address
+    from prunegym.agents.parallel.ray_address import RayUnreachable, check_ray_address
 
     server = socket.create_server(("127.0.0.1", 0))
     accepted = []
@@ -110,7 +110,7 @@ def test_an_address_that_accepts_but_is_not_ray_fails_within_seconds():
 
 # -- 3: loading runs no code that was not asked for --------------------------------------------------------------
 def test_pretrained_names_resolve_only_inside_the_shipped_folder(tmp_path, capsys):
-    from prunegym.agents.pretrained import PRETRAINED_DIR, pretrained_names, pretrained_path
+    from prunegym.agents.sb3.pretrained import PRETRAINED_DIR, pretrained_names, pretrained_path
 
     shipped = pretrained_names()
     src = PRETRAINED_DIR / f"{shipped[0]}.zip"
@@ -155,7 +155,7 @@ def test_an_agent_json_names_only_prunegym_wrappers(tiny_agent, tmp_path, marker
                  "--env-kwargs", *KW_ARGS]) == 2
     assert "not one of prunegym's wrappers" in _one_line(capsys)
     assert not marker_module.exists()  # neither imported nor called
-    from prunegym.agents.hyperparams import make_wrapper
+    from prunegym.agents.sb3.hyperparams import make_wrapper
 
     with pytest.raises(ValueError, match="not one of prunegym's wrappers"):
         make_wrapper({"prunegym_test_payload.Wrap": {"x": 1}})
@@ -172,7 +172,7 @@ def test_an_agent_json_names_only_prunegym_wrappers(tiny_agent, tmp_path, marker
     "lambda: 1",
 ])
 def test_hyperparameter_expressions_run_no_code(expression, tmp_path, capsys):
-    from prunegym.agents.hyperparams import load_hyperparams, resolve_hyperparams
+    from prunegym.agents.sb3.hyperparams import load_hyperparams, resolve_hyperparams
 
     marker = tmp_path / "ran"
     text = expression.format(marker=marker)
@@ -192,8 +192,8 @@ def test_hyperparameter_expressions_run_no_code(expression, tmp_path, capsys):
 def test_zoo_expressions_still_read_as_the_zoo_writes_them():
     import torch
 
-    from prunegym.agents.expressions import literal_expression
-    from prunegym.agents.hyperparams import HYPERPARAMS_DIR, load_hyperparams, resolve_hyperparams
+    from prunegym.agents.sb3.expressions import literal_expression
+    from prunegym.agents.sb3.hyperparams import HYPERPARAMS_DIR, load_hyperparams, resolve_hyperparams
 
     assert literal_expression("dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=nn.Tanh, "
                               "log_std_init=-0.5, ortho_init=False)") == {
@@ -348,8 +348,9 @@ def test_ctrl_c_prints_the_command_that_resumes_and_exits_130(tmp_path, capsys):
 
 
 def test_interrupted_evaluate_names_the_seeds_left_and_train_the_resume_flag(tmp_path, capsys, monkeypatch):
-    from prunegym.agents import evaluation, training
+    from prunegym.agents import cli
     from prunegym.agents.cli import main as cli_main
+    from prunegym.agents.evaluation import harness as evaluation
 
     real = evaluation.run_episode
     calls = []
@@ -371,7 +372,7 @@ def test_interrupted_evaluate_names_the_seeds_left_and_train_the_resume_flag(tmp
     def interrupted_training(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "train_agent", interrupted_training)
+    monkeypatch.setattr(cli, "train_agent", interrupted_training)  # the trainer the command calls
     argv = ["train", "--algo", "ppo", "--env", ENV, "--out", str(tmp_path / "a"), "--overwrite", "--quiet"]
     assert cli_main(argv) == 130
     err = _one_line(capsys, "prunegym train: interrupted; a checkpoint was saved; continue with: prunegym train")
@@ -438,7 +439,7 @@ def test_rows_and_saved_agents_record_versions_threads_and_device(tiny_agent):
 
 
 def test_the_shipped_agent_records_what_its_tables_were_measured_with():
-    from prunegym.agents.pretrained import PRETRAINED_DIR, pretrained_names
+    from prunegym.agents.sb3.pretrained import PRETRAINED_DIR, pretrained_names
 
     for name in pretrained_names():
         rt = json.loads((PRETRAINED_DIR / f"{name}.json").read_text())["runtime"]
@@ -448,7 +449,7 @@ def test_the_shipped_agent_records_what_its_tables_were_measured_with():
 
 
 def test_a_shipped_agent_run_under_other_versions_warns_once(tiny_agent, tmp_path, monkeypatch):
-    from prunegym.agents import pretrained
+    from prunegym.agents.sb3 import pretrained
     from prunegym.training import runtime
 
     monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)

@@ -32,15 +32,15 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from . import sources
+from .raw_data import DATASETS, RAW_CACHE, TORCHVISION_PREFIX, DatasetMissingError, RawData
 from .seeding import numpy_generator, torch_generator
+from .tv_datasets import load_torchvision
 
 __all__ = [
     "DATASETS", "DataSplits", "DatasetMissingError", "SplitIndices", "check_val_size", "data_root",
     "load_splits", "make_synthetic", "split_indices",
 ]
-
-DATASETS = ("synthetic", "fashion_mnist", "mnist", "cifar10", "cifar100")
-TORCHVISION_PREFIX = "torchvision:"
 
 # Per-channel mean / std of the training sets (the values used throughout the literature).
 _NORMALIZATION = {
@@ -50,12 +50,6 @@ _NORMALIZATION = {
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 _PRESET_CLASS = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
-
-
-class DatasetMissingError(ValueError, RuntimeError):
-    """The dataset files are not usable under the data root (missing, failing their checksum, or the root is
-    missing / not writable) and could not be downloaded. A ``ValueError`` (the CLI prints it as one line and
-    exits 2) and, as before, a ``RuntimeError``."""
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -228,27 +222,6 @@ def make_synthetic(
     return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y[order])
 
 
-@dataclass
-class RawData:
-    """Un-split tensors on the CPU. ``x_test`` None: no test split (one is carved); ``x_val`` None: no
-    validation split (one is carved per seed). ``scale``: ``"none"`` (inputs are final), ``"stats"`` (uint8
-    images: scale to [0, 1] and standardise with the seed's training split)."""
-
-    x_pool: torch.Tensor
-    y_pool: torch.Tensor
-    x_test: torch.Tensor | None
-    y_test: torch.Tensor | None
-    num_classes: int
-    x_val: torch.Tensor | None = None
-    y_val: torch.Tensor | None = None
-    scale: str = "none"
-    augment: bool = False
-
-
-# Raw (un-split) tensors per source are cached in memory: envs reset many times.
-_RAW_CACHE: dict[tuple, RawData] = {}
-
-
 def _normalize(x: torch.Tensor, name: str) -> torch.Tensor:
     mean, std = _NORMALIZATION[name]
     x = x.float().div_(255.0)
@@ -275,47 +248,39 @@ def _standardizer(x_train: torch.Tensor):
 
 
 def _raw(name: str, root, download: bool, dataset_kwargs: dict | None) -> RawData:
-    from . import sources  # lazily: sources imports this module
-
     if name.startswith(TORCHVISION_PREFIX) or name in _PRESET_CLASS:
-        from .tv_datasets import load_torchvision
-
         cls_name = _PRESET_CLASS.get(name) or name[len(TORCHVISION_PREFIX):]
         kwargs = dict(dataset_kwargs or {})
         preset = name if name in _PRESET_CLASS else next(
             (p for p, c in _PRESET_CLASS.items() if c == cls_name and not kwargs), None)
         root_path = data_root(root)
         key = (preset or name, str(root_path.resolve()), repr(sorted(kwargs.items())))
-        if key not in _RAW_CACHE:
+        if key not in RAW_CACHE:
             x_tr, y_tr, x_te, y_te, nc = load_torchvision(cls_name, root_path, download, kwargs, name)
             if preset is not None:  # the presets' constants, normalised once for every seed
-                _RAW_CACHE[key] = RawData(_normalize(x_tr, preset), y_tr, _normalize(x_te, preset), y_te, nc,
+                RAW_CACHE[key] = RawData(_normalize(x_tr, preset), y_tr, _normalize(x_te, preset), y_te, nc,
                                           augment=preset in ("cifar10", "cifar100"))
             else:
                 scale = "stats" if x_tr.dtype == torch.uint8 else "none"
-                _RAW_CACHE[key] = RawData(x_tr, y_tr, x_te, y_te, nc, scale=scale)
-        return _RAW_CACHE[key]
+                RAW_CACHE[key] = RawData(x_tr, y_tr, x_te, y_te, nc, scale=scale)
+        return RAW_CACHE[key]
     source = sources.dataset_source(name)
     key = ("registered", name, source.version)
-    if key not in _RAW_CACHE:
-        _RAW_CACHE[key] = sources.as_raw(source)
-    return _RAW_CACHE[key]
+    if key not in RAW_CACHE:
+        RAW_CACHE[key] = sources.as_raw(source)
+    return RAW_CACHE[key]
 
 
 def allowed_datasets() -> str:
     """The allowed dataset names, for error messages."""
-    from .sources import registered_datasets
-
-    reg = registered_datasets()
+    reg = sources.registered_datasets()
     return (", ".join(DATASETS) + f", {TORCHVISION_PREFIX}<class name> (e.g. torchvision:KMNIST), or a name "
             "registered with register_dataset" + (f" (registered: {', '.join(reg)})" if reg else ""))
 
 
 def is_dataset_name(name) -> bool:
     """Whether ``name`` names a preset, a ``torchvision:`` class or a registered dataset."""
-    from .sources import registered_datasets
-
-    return isinstance(name, str) and (name in DATASETS or name in registered_datasets()
+    return isinstance(name, str) and (name in DATASETS or name in sources.registered_datasets()
                                       or (name.startswith(TORCHVISION_PREFIX) and len(name) > len(TORCHVISION_PREFIX)))
 
 

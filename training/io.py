@@ -7,12 +7,14 @@ floats become ``null`` when ``strict``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["canonical_json", "to_jsonable", "write_bytes_atomic", "write_json_atomic", "write_text_atomic"]
+__all__ = ["canonical_json", "strict_jsonable", "to_jsonable", "write_bytes_atomic", "write_json_atomic",
+           "write_text_atomic"]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -49,7 +51,8 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
 
 def to_jsonable(x: Any) -> Any:
     """Plain JSON types: numpy scalars and arrays to Python, tuples to lists, non-finite floats kept as
-    float (``json`` writes NaN/Infinity), anything else that is not JSON (a callable reward) to ``str``."""
+    float (see :func:`strict_jsonable` for files), anything else that is not JSON (a callable reward) to
+    ``str``."""
     if isinstance(x, dict):
         return {str(k): to_jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -63,6 +66,18 @@ def to_jsonable(x: Any) -> Any:
     if hasattr(x, "tolist"):  # numpy scalar / array, torch tensor
         return to_jsonable(x.tolist())
     return str(x)
+
+
+def strict_jsonable(x: Any) -> Any:
+    """:func:`to_jsonable` with every non-finite float as ``None``: what strict JSON parsers accept."""
+    x = to_jsonable(x)
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: strict_jsonable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [strict_jsonable(v) for v in x]
+    return x
 
 
 def canonical_json(x: Any) -> str:

@@ -23,10 +23,13 @@ from collections import OrderedDict
 from typing import Callable
 
 import torch
+import torchvision
 from torch import nn
 
-__all__ = ["TORCHVISION_PREFIX", "build_stages", "register_model", "registered_models", "registration_version"]
+__all__ = ["MODELS", "TORCHVISION_PREFIX", "allowed_models", "build_stages", "register_model", "registered_models",
+           "registration_version"]
 
+MODELS = ("mlp", "cnn", "resnet18")  # the presets (built in prunegym.training.models)
 TORCHVISION_PREFIX = "torchvision:"
 Factory = Callable[..., nn.Module]
 _FACTORIES: dict[str, tuple[Factory, str | None]] = {}
@@ -39,6 +42,13 @@ def registered_models() -> tuple[str, ...]:
     return tuple(_FACTORIES)
 
 
+def allowed_models() -> str:
+    """The allowed model names, for error messages."""
+    reg = registered_models()
+    return (", ".join(MODELS) + f", {TORCHVISION_PREFIX}<name> (e.g. torchvision:resnet18), or a name registered "
+            "with register_model" + (f" (registered: {', '.join(reg)})" if reg else ""))
+
+
 def registration_version(name: str) -> int | None:
     """The registration of model ``name`` (a new number after each ``register_model``); None if unregistered."""
     return _VERSIONS.get(name)
@@ -47,8 +57,6 @@ def registration_version(name: str) -> int | None:
 def register_model(name: str, factory: Factory, split: str | None = None) -> str:
     """Register ``factory`` (see the module docstring) as model ``name`` with default split point ``split``
     (None: after the first child); returns ``name``. Registering a name again replaces the factory."""
-    from .models import MODELS
-
     if not isinstance(name, str) or not name or name in MODELS or name.startswith(TORCHVISION_PREFIX):
         raise ValueError(f"model name {name!r} is not allowed: use a non-empty string that is not a preset "
                          f"({', '.join(MODELS)}) and does not start with {TORCHVISION_PREFIX!r}")
@@ -69,8 +77,6 @@ def register_model(name: str, factory: Factory, split: str | None = None) -> str
 
 
 def _torchvision_builder(arch: str):
-    import torchvision
-
     name = arch[len(TORCHVISION_PREFIX):]
     allowed = torchvision.models.list_models(module=torchvision.models)
     if name not in allowed:
@@ -87,8 +93,6 @@ def _factory(arch: str) -> tuple[Factory, str | None]:
     if arch.startswith(TORCHVISION_PREFIX):
         return _torchvision_builder(arch), None
     if arch not in _FACTORIES:
-        from .models import allowed_models
-
         raise ValueError(f"unknown model {arch!r}; allowed: {allowed_models()}")
     return _FACTORIES[arch]
 

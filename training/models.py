@@ -15,11 +15,10 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .model_sources import TORCHVISION_PREFIX, build_stages, register_model, registered_models
+from .model_sources import MODELS, TORCHVISION_PREFIX, allowed_models, build_stages, register_model, registered_models
 
 __all__ = ["MODELS", "SplitModel", "allowed_models", "build_model", "is_model_name", "register_model", "split_points"]
 
-MODELS = ("mlp", "cnn", "resnet18")
 _DEFAULT_SPLIT = {"mlp": "hidden1", "cnn": "block1", "resnet18": "layer1"}
 
 
@@ -100,13 +99,6 @@ def _resnet18_stages(input_shape, num_classes):
 
 
 _BUILDERS = {"mlp": _mlp_stages, "cnn": _cnn_stages, "resnet18": _resnet18_stages}
-
-
-def allowed_models() -> str:
-    """The allowed model names, for error messages."""
-    reg = registered_models()
-    return (", ".join(MODELS) + f", {TORCHVISION_PREFIX}<name> (e.g. torchvision:resnet18), or a name registered "
-            "with register_model" + (f" (registered: {', '.join(reg)})" if reg else ""))
 
 
 def is_model_name(name) -> bool:

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from .data import DATASETS, TORCHVISION_PREFIX, RawData
+from .raw_data import DATASETS, RAW_CACHE, TORCHVISION_PREFIX, RawData
+from torch.utils.data import DataLoader
 
 __all__ = ["DataSource", "dataset_source", "register_dataset", "registered_datasets"]
 
@@ -162,17 +163,14 @@ def register_dataset(name: str, source: Any, *, num_classes: int | None = None) 
         raise ValueError(f"dataset {name!r}: num_classes={num_classes!r} must be an int >= 2")
     for split, y in labels.items():
         _label_range(split, y, num_classes, name)
-    from .data import _RAW_CACHE
-
-    for key in [k for k in _RAW_CACHE if k[:2] == ("registered", name)]:
-        del _RAW_CACHE[key]
+    for key in [k for k in RAW_CACHE if k[:2] == ("registered", name)]:
+        del RAW_CACHE[key]
     _SOURCES[name] = DataSource(name, splits, int(num_classes), shapes["train"], next(_VERSIONS))
     return name
 
 
 def _materialise(ds: Dataset, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
     """All items of a map-style ``ds`` as ``(x [N, ...] float32, y [N] int64)`` (one pass, in order)."""
-    from torch.utils.data import DataLoader
 
     xs, ys = [], []
     for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False, generator=torch.Generator().manual_seed(0)):

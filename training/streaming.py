@@ -23,6 +23,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Tensor
 from .config import RunConfig
 from .data import DataSplits, carve_test, load_splits, split_indices
 from .sources import dataset_source, registered_datasets
+from .data import _val_count
 
 __all__ = ["PlanBatchSampler", "StreamSplits", "load_run_data", "uses_streaming"]
 
@@ -149,7 +150,6 @@ def _from_source(config: RunConfig, device: torch.device) -> StreamSplits:
         test = offsets["test"] + torch.arange(len(parts["test"]))
         test_size = config.test_size
     else:
-        from .data import _val_count
 
         n_carve = config.test_size or (len(parts["val"]) if "val" in parts else _val_count(config.val_size, len(pool)))
         pool, test = carve_test(len(pool), n_carve, config.dataset)

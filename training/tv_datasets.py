@@ -30,7 +30,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DatasetMissingError
+from .raw_data import DatasetMissingError
+from torchvision.datasets.utils import calculate_md5
+from torchvision.datasets.utils import check_integrity
+import torchvision # imported lazily: the synthetic task needs none of it
 
 __all__ = ["archives", "expected_layout", "load_torchvision"]
 
@@ -83,7 +86,6 @@ def expected_layout(cls, root: Path) -> str:
 
 
 def _md5(path: Path) -> str:
-    from torchvision.datasets.utils import calculate_md5
 
     return calculate_md5(str(path))
 
@@ -112,7 +114,6 @@ def _extract_idx_archives(cls, root: Path) -> None:
     torchvision's MNIST-family classes read the extracted idx files and only extract archives inside
     ``download()``, so with ``download=False`` the documented archive-only layout would not load.
     """
-    from torchvision.datasets.utils import check_integrity
 
     res = getattr(cls, "resources", None)
     raw = _raw_folder(cls, root)
@@ -267,7 +268,6 @@ def load_torchvision(cls_name: str, root: Path, download: bool, kwargs: dict | N
     """``(x_train, y_train, x_test, y_test, num_classes)`` of ``torchvision.datasets.<cls_name>`` under
     ``root`` (see the module docstring); ``x_test`` / ``y_test`` are None for a class without a test split.
     ``name``: the dataset's name in messages (default ``torchvision:<cls_name>``)."""
-    import torchvision  # imported lazily: the synthetic task needs none of it
 
     name = name or f"torchvision:{cls_name}"
     cls = getattr(torchvision.datasets, cls_name, None)

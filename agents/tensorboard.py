@@ -24,6 +24,8 @@ from typing import Any, Iterable
 
 from .env_factory import env_label
 from .output import new_staging_dir, replace_folder
+from torch.utils.tensorboard import SummaryWriter
+import shutil
 
 __all__ = [
     "EPISODE_TAGS", "EPOCH_TAGS", "EpisodeWriter", "episode_summary", "epoch_records", "has_events", "run_dir",
@@ -91,7 +93,6 @@ class EpisodeWriter:
     """A ``SummaryWriter`` on one run folder that writes the shared tags."""
 
     def __init__(self, log_dir: str | Path):
-        from torch.utils.tensorboard import SummaryWriter
 
         Path(log_dir).mkdir(parents=True, exist_ok=True)
         self.log_dir = Path(log_dir)
@@ -138,7 +139,6 @@ def write_episode(log_dir: str | Path, records: list[dict[str, float]], summary:
         replace_folder(tmp, dest, area)
     finally:
         if tmp.exists():
-            import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
     return dest

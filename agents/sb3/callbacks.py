@@ -9,6 +9,11 @@ from typing import Any, Callable
 from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 
 from .agent import Agent, ObsNormalizer, save_agent
+from ..tensorboard import episode_summary
+import numpy as np
+from ..rollout import play_episode
+from tqdm.auto import tqdm
+from ..tensorboard import EpisodeWriter
 
 __all__ = ["EpisodeTagsCallback", "HeldOutEvalCallback", "ProgressCallback", "ResumableCheckpoint",
            "latest_checkpoint"]
@@ -90,12 +95,10 @@ class EpisodeTagsCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         if self.log_dir is not None:
-            from .tensorboard_log import EpisodeWriter
 
             self._writer = EpisodeWriter(self.log_dir)
 
     def _on_step(self) -> bool:
-        from .tensorboard_log import episode_summary
 
         dones, infos = self.locals.get("dones", []), self.locals.get("infos", [])
         if len(self._kept) != len(infos):
@@ -136,9 +139,7 @@ class HeldOutEvalCallback(BaseCallback):
         self._env = None
 
     def evaluate_now(self) -> dict[str, float]:
-        import numpy as np
 
-        from .episode import play_episode
 
         vn = self.model.get_vec_normalize_env()
         agent = Agent(self.model, meta=self.meta(), obs_normalizer=vn.normalize_obs if vn is not None else None)
@@ -186,7 +187,6 @@ class ProgressCallback(BaseCallback):
         self._bar = None
 
     def _on_training_start(self) -> None:
-        from tqdm.auto import tqdm
 
         self._bar = tqdm(total=self.total, initial=self.initial, desc=self.desc, unit="step")
 

@@ -14,6 +14,11 @@ import csv
 import math
 from pathlib import Path
 from typing import Any, Iterable
+from .results import is_diverged, is_failed
+import io
+from prunegym.training.io import write_text_atomic
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 __all__ = ["METRICS", "accuracy_compute_figure", "failures_table", "markdown_table", "pareto_front", "summarize",
            "write_csv"]
@@ -44,7 +49,6 @@ def summarize(rows: Iterable[dict[str, Any]], order: list[str] | None = None) ->
     (bool), ``n_failed`` and ``n_diverged``. Policies in ``order`` first, then in order of appearance; a
     policy with rows but no result is listed with ``n = 0``. Rows with an error (failed or diverged) are
     left out of the means and the front (see :func:`failures_table`)."""
-    from .results import is_diverged, is_failed
 
     groups: dict[str, list[dict[str, Any]]] = {}
     counts: dict[str, list[int]] = {}
@@ -123,7 +127,6 @@ def _error_section(rows: list[dict[str, Any]], heading: str) -> list[str]:
 def failures_table(rows: Iterable[dict[str, Any]]) -> str:
     """The failed and the diverged episodes among ``rows`` as Markdown sections (policy, seed, error);
     ``""`` if none."""
-    from .results import is_diverged, is_failed
 
     rows = list(rows)
     failed = [r for r in rows if is_failed(r)]
@@ -142,9 +145,7 @@ def failures_table(rows: Iterable[dict[str, Any]]) -> str:
 def write_csv(summary: list[dict[str, Any]], path: str | Path) -> Path:
     """The summary as CSV (written atomically): policy, n, <metric>_mean, <metric>_std ..., pareto,
     n_failed, n_diverged."""
-    import io
 
-    from prunegym.training.io import write_text_atomic
 
     cols = ["policy", "n"] + [f"{k}_{s}" for k in METRICS for s in ("mean", "std")] + ["pareto", "n_failed",
                                                                                          "n_diverged"]
@@ -158,8 +159,6 @@ def write_csv(summary: list[dict[str, Any]], path: str | Path) -> Path:
 
 def accuracy_compute_figure(summary: list[dict[str, Any]], title: str = ""):
     """A matplotlib ``Figure`` (Agg canvas) of test accuracy versus compute fraction."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(6.4, 4.8), dpi=100)
     FigureCanvasAgg(fig)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 from typing import Any
+import torch.nn
 
 __all__ = ["ACTIVATIONS", "literal_expression"]
 
@@ -65,7 +66,6 @@ def _value(node: ast.AST) -> Any:
     if isinstance(node, (ast.Attribute, ast.Name)):
         parts = _dotted(node)
         if parts is not None and parts[:-1] in _NN_PREFIXES and parts[-1] in ACTIVATIONS:
-            import torch.nn
 
             return getattr(torch.nn, parts[-1])
         raise _Rejected(f"the name {ast.unparse(node)!r}")

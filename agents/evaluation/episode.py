@@ -12,9 +12,25 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from .env_factory import canonical_env_id, make_env
+from ..env_factory import canonical_env_id, make_env
+from ..rollout import play_episode
 from .results import EpisodeRow, to_jsonable
-from .tensorboard_log import epoch_records
+from ..tensorboard import epoch_records
+from prunegym.baselines import POLICIES
+from ..sb3.agent import Agent
+from ..sb3.pretrained import PREFIX, pretrained_path
+from stable_baselines3.common.base_class import BaseAlgorithm
+import hashlib
+from .results import canonical_json
+from ..sb3.agent import Agent, agent_fingerprint
+from prunegym.baselines import policy_pruner
+from prunegym.baselines import make_policy
+from ..env_factory import check_env_data
+import torch
+from prunegym.training import runtime
+from ..sb3.agent import load_agent
+from ..sb3.agent import agent_label
+from tqdm.auto import tqdm
 
 __all__ = ["EpisodeOutcome", "PolicySpec", "check_episode", "episode_outcome", "failed_outcome", "play_episode",
            "policy_fingerprint",
@@ -43,10 +59,7 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
     """A :class:`PolicySpec` for ``policy``: a name in ``POLICIES``, a path to a saved agent (``.zip``, its
     stem or its folder), ``pretrained:<name>`` (a shipped agent), an :class:`Agent`, an SB3 model, anything
     with ``predict``, or a spec."""
-    from prunegym.baselines import POLICIES
 
-    from .agent import Agent
-    from .pretrained import PREFIX, pretrained_path
 
     if isinstance(policy, PolicySpec):
         return replace(policy, name=name or policy.name, hparams={**policy.hparams, **(hparams or {})})
@@ -62,7 +75,6 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
                 raise FileNotFoundError(f"no saved agent at {text!r}")
             if hparams:
                 raise ValueError("hyperparameters apply to baselines only, not to a saved agent")
-            from .agent import agent_label
 
             return PolicySpec("agent", name or agent_label(p), {}, path=str(p))
         raise ValueError(f"unknown policy {text!r}; allowed: {', '.join(POLICIES)}, a path to a saved agent .zip "
@@ -71,7 +83,6 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
         raise ValueError("hyperparameters apply to baseline names only, not to policy objects")
     if isinstance(policy, Agent):
         return PolicySpec("agent", name or policy.name, policy.hparams, path=policy.path, obj=policy)
-    from stable_baselines3.common.base_class import BaseAlgorithm
 
     if isinstance(policy, BaseAlgorithm):
         agent = Agent(policy)
@@ -84,9 +95,7 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
 
 
 def _digest(doc: Any) -> str:
-    import hashlib
 
-    from .results import canonical_json
 
     return "sha256:" + hashlib.sha256(canonical_json(doc).encode()).hexdigest()[:16]
 
@@ -94,11 +103,9 @@ def _digest(doc: Any) -> str:
 def policy_fingerprint(spec: PolicySpec, policy: Any = None) -> str:
     """What ``spec``'s policy *is*, as ``sha256:`` + 16 hex digits (the rows' ``policy_hash``): a baseline's
     name and full hyperparameters (defaults included); a saved agent's file content, observation statistics
-    and env interface (:func:`prunegym.agents.agent.agent_fingerprint`); an in-memory agent's parameters; a
+    and env interface (:func:`prunegym.agents.sb3.agent.agent_fingerprint`); an in-memory agent's parameters; a
     custom object's class and ``hparams``. ``policy``: the loaded object, if there is one already."""
-    from prunegym.baselines import POLICIES
 
-    from .agent import Agent, agent_fingerprint
 
     if spec.fingerprint is not None:
         return spec.fingerprint
@@ -130,9 +137,7 @@ class EpisodeOutcome:
 
 
 def _required_env_kwargs(spec: PolicySpec, policy: Any) -> dict[str, Any]:
-    from prunegym.baselines import policy_pruner
 
-    from .agent import Agent
 
     if spec.kind == "baseline":
         return {"pruner": policy_pruner(spec.name)}
@@ -155,30 +160,9 @@ def _load(spec: PolicySpec) -> Any:
     if spec.obj is not None:
         return spec.obj
     if spec.kind == "agent":
-        from .agent import load_agent
 
         return load_agent(spec.path)
     return None  # a baseline is built once the env exists
-
-
-def play_episode(env, policy: Any, seed: int, on_step: Callable[[dict], None] | None = None):
-    """Run one episode of ``env`` from ``reset(seed=seed)`` with ``policy.predict(..., deterministic=True)``;
-    returns the step infos and rewards."""
-    import numpy as np
-
-    obs, _ = env.reset(seed=int(seed))
-    state, start = None, np.ones((1,), dtype=bool)
-    infos, rewards = [], []
-    while True:
-        action, state = policy.predict(obs, state=state, episode_start=start, deterministic=True)
-        start = np.zeros((1,), dtype=bool)
-        obs, reward, terminated, truncated, info = env.step(action)
-        infos.append(info)
-        rewards.append(float(reward))
-        if on_step is not None:
-            on_step(info)
-        if terminated or truncated:
-            return infos, rewards
 
 
 def _check_action_space(spec: PolicySpec, agent: Any, env) -> None:
@@ -195,7 +179,6 @@ def _check_action_space(spec: PolicySpec, agent: Any, env) -> None:
 
 def _setup(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any]):
     """(env, policy, reported hparams) for one episode; the env is wrapped as the policy needs."""
-    from prunegym.baselines import make_policy
 
     policy = _load(spec)
     env = make_env(env_id, _env_kwargs_for(spec, policy, env_kwargs))
@@ -218,7 +201,6 @@ def check_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | No
     """Build the env and the policy of an episode without running it, and load its data splits once: bad
     env kwargs, a pruner conflict, bad baseline hyperparameters, missing data or sizes the dataset cannot
     hold (``train_size``, ``val_size``, ``test_size``) raise before any episode starts."""
-    from .env_factory import check_env_data
 
     env, _, _ = _setup(spec, canonical_env_id(env_id), dict(env_kwargs or {}))
     try:
@@ -230,9 +212,7 @@ def check_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | No
 def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None, seed: int, *,
                 progress: bool = False) -> EpisodeOutcome:
     """Play one deterministic episode of ``spec`` on ``env_id`` with ``env_kwargs`` and ``seed``."""
-    import torch
 
-    from prunegym.training import runtime
 
     env_id = canonical_env_id(env_id)
     env_kwargs = dict(env_kwargs or {})
@@ -242,7 +222,6 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
         base = env.unwrapped
         bar = None
         if progress:
-            from tqdm.auto import tqdm
 
             bar = tqdm(total=math.ceil(base.epochs / base.decision_interval), desc=f"{spec.name} seed {seed}",
                        unit="step", leave=False)
@@ -307,7 +286,6 @@ def failed_outcome(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | N
     """The outcome of an episode that could not finish (it raised, or its worker died): a row with the
     episode's identity, ``error``, no steps and NaN metrics (see ``EpisodeRow``); its ``runtime`` is this
     process's (versions; the device it was asked for)."""
-    from prunegym.training import runtime
 
     env_kwargs = dict(env_kwargs or {})
     try:

@@ -19,7 +19,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable
 
-from prunegym.training.io import write_text_atomic
+from prunegym.training.io import canonical_json, strict_jsonable, to_jsonable, write_text_atomic
+import fcntl
 
 __all__ = ["FLOAT_FIELDS", "ROW_FIELDS", "SCHEMA", "EpisodeRow", "append_rows", "canonical_json", "completed_keys",
            "has_error", "is_diverged", "is_failed", "latest_rows", "read_rows", "row_key", "strict_jsonable",
@@ -58,7 +59,7 @@ class EpisodeRow:
     ones). Rows of schema ``prunegym.results/1`` have neither (``None`` / ``{}``).
 
     A *failed* episode (one that raised, or whose Ray worker died, after its retry; see
-    :mod:`prunegym.agents.parallel`) has a row too: ``error`` holds ``"<ExceptionType>: <message>"``,
+    :mod:`prunegym.agents.parallel.ray_tasks`) has a row too: ``error`` holds ``"<ExceptionType>: <message>"``,
     ``steps`` and ``epochs`` are 0, the metrics NaN (``null`` in the file) and the lists empty
     (:func:`is_failed`). An episode that diverged is not failed: it ran, and its row has ``steps >= 1`` and the
     env's ``error``.
@@ -107,37 +108,6 @@ FLOAT_FIELDS = ("test_accuracy", "test_loss", "val_accuracy", "compute_fraction"
 _FLOAT_LIST_FIELDS = ("prune_ratios", "kept_fractions")
 
 
-def to_jsonable(x: Any) -> Any:
-    """Plain JSON types: numpy scalars and arrays to Python, tuples to lists, non-finite floats kept as
-    float (see :func:`strict_jsonable` for the file), anything else that is not JSON (a callable reward) to
-    ``str``."""
-    if isinstance(x, dict):
-        return {str(k): to_jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_jsonable(v) for v in x]
-    if x is None or isinstance(x, (bool, str)):
-        return x
-    if isinstance(x, int):
-        return int(x)
-    if isinstance(x, float):
-        return float(x)
-    if hasattr(x, "tolist"):  # numpy scalar / array, torch tensor
-        return to_jsonable(x.tolist())
-    return str(x)
-
-
-def strict_jsonable(x: Any) -> Any:
-    """:func:`to_jsonable` with every non-finite float as ``None``: what strict JSON parsers accept."""
-    x = to_jsonable(x)
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: strict_jsonable(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [strict_jsonable(v) for v in x]
-    return x
-
-
 def _restore_floats(row: dict[str, Any]) -> dict[str, Any]:
     for key in FLOAT_FIELDS:
         if key in row and row[key] is None:
@@ -146,11 +116,6 @@ def _restore_floats(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(row.get(key), list):
             row[key] = [float("nan") if v is None else v for v in row[key]]
     return row
-
-
-def canonical_json(x: Any) -> str:
-    """A stable string for comparing kwargs (sorted keys, JSON types)."""
-    return json.dumps(to_jsonable(x), sort_keys=True)
 
 
 def row_key(row: dict[str, Any]) -> tuple:
@@ -236,7 +201,6 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
 def _locked(folder: Path):
     """An exclusive ``flock`` on the folder itself (no lock file left behind); no-op where unsupported."""
     try:
-        import fcntl
 
         fd = os.open(folder, os.O_RDONLY)
     except (ImportError, OSError):  # not POSIX, or a folder that cannot be opened: no cross-process lock

@@ -25,6 +25,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from prunegym.training.io import canonical_json, write_json_atomic
+from prunegym.baselines import POLICIES, PRUNERS
+from prunegym.envs.reference import cache_dir
+from prunegym.baselines import POLICIES
+from .episode import policy_spec, run_episode
+from tqdm.auto import tqdm
 
 __all__ = ["CALIBRATION_SEEDS", "Calibration", "calibrate", "calibration_cache", "main_knob"]
 
@@ -64,7 +69,6 @@ class Calibration:
 def main_knob(policy: str) -> tuple[str, float, float, bool]:
     """``(name, cheapest, dearest, log_scale)`` of ``policy``'s main knob: the value that saves most compute,
     the one that saves none, and whether to bisect on a log scale."""
-    from prunegym.baselines import POLICIES, PRUNERS
 
     cls = POLICIES[policy]
     name = getattr(cls, "main_knob", "prune_ratio")
@@ -79,7 +83,6 @@ def main_knob(policy: str) -> tuple[str, float, float, bool]:
 
 def calibration_cache() -> Path:
     """``$PRUNEGYM_CACHE/calibration`` (default ``~/.cache/prunegym/calibration``)."""
-    from prunegym.envs.reference import cache_dir
 
     return cache_dir() / "calibration"
 
@@ -101,9 +104,7 @@ def calibrate(env_id: str, policy: str, budget: float, *, env_kwargs: dict[str, 
               cache: str | Path | None = None, progress: bool = False,
               runner: Callable[..., Any] | None = None) -> Calibration:
     """Solve ``policy``'s main knob for ``budget`` on ``env_id`` (see the module docstring)."""
-    from prunegym.baselines import POLICIES
 
-    from .episode import policy_spec, run_episode
 
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; allowed: {', '.join(POLICIES)}")
@@ -122,7 +123,6 @@ def calibrate(env_id: str, policy: str, budget: float, *, env_kwargs: dict[str, 
     points: list[list[float]] = []
     bar = None
     if progress:
-        from tqdm.auto import tqdm
 
         bar = tqdm(total=max_steps + 2, desc=f"calibrate {policy} @ {budget:g}", unit="step", leave=False)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Mapping
+from prunegym.training import runtime_differences
 
 __all__ = ["PREFIX", "PRETRAINED_DIR", "is_pretrained", "pretrained_names", "pretrained_path", "runtime_warning"]
 
@@ -50,7 +51,6 @@ def is_pretrained(path: str | Path | None) -> bool:
 def runtime_warning(label: str, recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> str | None:
     """One line saying how ``current`` (see ``prunegym.training.runtime``) differs from the ``recorded``
     runtime of shipped agent ``label``, or ``None`` if it does not."""
-    from prunegym.training import runtime_differences
 
     diffs = runtime_differences(recorded, current)
     if not diffs:

@@ -12,7 +12,10 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from .parallel import RayOptions, connect_ray, import_ray
+from .ray_tasks import RayOptions, connect_ray, import_ray
+import torch
+from stable_baselines3.common.vec_env.patch_gym import _patch_env
+from stable_baselines3.common.env_util import is_wrapped
 
 __all__ = ["RayVecEnv"]
 
@@ -21,8 +24,6 @@ class _EnvHost:
     """The actor: one env, stepped like SB3's ``SubprocVecEnv`` worker does (auto-reset included)."""
 
     def __init__(self, env_fn: Callable[[], gym.Env], threads: int):
-        import torch
-        from stable_baselines3.common.vec_env.patch_gym import _patch_env
 
         if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
@@ -61,7 +62,6 @@ class _EnvHost:
         return self.env.get_wrapper_attr(name)(*args, **kwargs)
 
     def is_wrapped(self, wrapper_class: type) -> bool:
-        from stable_baselines3.common.env_util import is_wrapped
 
         return is_wrapped(self.env, wrapper_class)
 

@@ -1,10 +1,9 @@
-"""Many evaluation episodes on Ray: one Ray task per (policy, seed), results streamed back as they finish.
+"""A generic Ray task runner: one Ray task per call of a function, results handed back as they finish.
 
-:func:`run_all_ray` is the Ray counterpart of :func:`prunegym.agents.evaluation.run_all`: it takes the same
-:class:`~prunegym.agents.evaluation.EpisodeTask` list and calls the same ``on_result`` (the ``ResultSink``
-that appends to ``results.jsonl`` and writes the TensorBoard run) in this process, for each episode as soon
-as ``ray.wait`` returns it, so rows, runs and the figure are those of the sequential path; only the order
-of the rows in the file and ``wall_clock_s`` differ.
+:func:`run_tasks` runs ``fn(*args)`` for every :class:`RayCall` as a Ray task and passes each result (or a
+:class:`TaskFailure`) to ``on_result`` in this process as soon as ``ray.wait`` returns it. It knows nothing of
+episodes: the evaluation harness (:mod:`prunegym.agents.evaluation.harness`) gives it ``run_episode`` and
+its arguments, and turns failures into failed rows; any other picklable, importable function works too.
 
 Torch threads: on CPU an episode's row does not depend on the process it runs in, but it can depend on
 torch's thread count (float sums are split differently: Fashion-MNIST-MLP accuracies move in the third
@@ -32,16 +31,14 @@ answer Ray's GCS client; otherwise :class:`RayUnreachable` (a ``ValueError``, on
 the option) is raised at once instead of Ray retrying its connection for minutes.
 
 Each task declares ``num_cpus=cpus_per_run`` (default 1) and ``num_gpus=gpus_per_run`` (``0.25`` lets four
-episodes share a GPU; the env needs ``device="cuda"`` in its kwargs to use it) and sets torch's thread
-count to its whole CPUs. A saved agent travels as its path (on a multi-node cluster the nodes must see it,
-e.g. on a shared filesystem); a custom policy object travels pickled.
+tasks share a GPU) and sets torch's thread count to its whole CPUs. Every distinct argument object is put in
+Ray's object store once (a policy spec shared by many episodes travels once); an argument that cannot be
+pickled is a one-line ``ValueError`` naming the call.
 
-Failures: an episode that raises is run once more (application-level retry); a worker that dies (a crash,
-the OOM killer, a lost node) is retried once by Ray (``max_retries=1``). An episode that still fails becomes
-a failed row (:func:`prunegym.agents.episode.failed_outcome`: ``error`` = ``"<Type>: <message>"``, no steps,
-NaN metrics, ``null`` in the file) in ``results.jsonl`` and the tables, its traceback is logged, and the other
-episodes go on.
-``compare`` skips finished episodes on a rerun and runs failed ones again.
+Failures: a call that raises is run once more (application-level retry); a worker that dies (a crash, the
+OOM killer, a lost node) is retried once by Ray (``max_retries=1``). A call that still fails reaches
+``on_result`` as a :class:`TaskFailure` (``error`` = ``"<Type>: <message>"``, its traceback logged), and the
+other calls go on.
 """
 from __future__ import annotations
 
@@ -51,23 +48,22 @@ import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-if TYPE_CHECKING:  # imported where used: the CLI imports this module before anything heavy
-    from .episode import EpisodeOutcome
-    from .evaluation import EpisodeTask
-
-__all__ = ["EXCEPTION_RETRIES", "RAY_INSTALL_HINT", "RAY_MAX_RETRIES", "RayOptions", "RayUnavailable",
-           "RayUnreachable", "check_ray_address", "connect_ray", "import_ray", "ray_session", "run_all_ray",
-           "torch_threads"]
+import torch
+from tqdm.auto import tqdm
 
 from .ray_address import RayUnreachable, check_ray_address, connect_ray
+
+__all__ = ["EXCEPTION_RETRIES", "RAY_INSTALL_HINT", "RAY_MAX_RETRIES", "RayCall", "RayOptions", "RayUnavailable",
+           "RayUnreachable", "TaskFailure", "check_ray_address", "connect_ray", "error_text", "import_ray",
+           "ray_session", "run_tasks", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
 RAY_INSTALL_HINT = 'pip install -e ".[ray]"'
 RAY_MAX_RETRIES = 1  # Ray re-runs a task whose worker died this many times
-EXCEPTION_RETRIES = 1  # run_all_ray re-runs an episode that raised this many times
+EXCEPTION_RETRIES = 1  # run_tasks re-runs a call that raised this many times
 
 
 class RayUnavailable(ImportError):
@@ -172,7 +168,6 @@ def torch_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
-    import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(int(n))
@@ -183,12 +178,20 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 @dataclass
-class _Failure:
-    """What a task returns when its episode raised (exceptions stay in the worker: some do not pickle)."""
+class TaskFailure:
+    """What a call gives when it raised (exceptions stay in the worker: some do not pickle)."""
 
     error: str
     traceback: str
     wall_clock_s: float
+
+
+@dataclass
+class RayCall:
+    """One task: ``fn(*args)``, shown as ``label`` in Ray and in the log."""
+
+    args: tuple
+    label: str
 
 
 def _one_line(text: str, limit: int = 500) -> str:
@@ -196,68 +199,66 @@ def _one_line(text: str, limit: int = 500) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
+    """``"<Type>: <message on one line>"``."""
     return f"{type(exc).__name__}: {_one_line(exc)}" if str(exc) else type(exc).__name__
 
 
-def _episode_task(spec, env_id: str, env_kwargs: dict[str, Any], seed: int, threads: int) -> EpisodeOutcome | _Failure:
-    """Body of the Ray task: one episode with ``threads`` torch threads."""
-    import torch
-
-    from .episode import run_episode
-
+def _call(fn: Callable[..., Any], threads: int, *args: Any) -> Any:
+    """Body of a Ray task: ``fn(*args)`` with ``threads`` torch threads; a raised exception becomes a
+    :class:`TaskFailure`."""
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
     start = time.perf_counter()
     try:
-        return run_episode(spec, env_id, env_kwargs, seed)
+        return fn(*args)
     except Exception as exc:
-        return _Failure(_error_text(exc), traceback.format_exc(), time.perf_counter() - start)
+        return TaskFailure(error_text(exc), traceback.format_exc(), time.perf_counter() - start)
 
 
-def _ship(ray, spec) -> Any:
-    """The spec in Ray's object store, once per spec (a saved agent travels as its path)."""
-    try:
-        return ray.put(spec.portable())
-    except Exception as exc:
-        raise ValueError(f"policy {spec.name!r} cannot be sent to Ray workers ({_error_text(exc)}); save it and "
-                         "pass its path, or run without workers") from exc
+def _put_args(ray, calls: Sequence[RayCall]) -> list[list[Any]]:
+    """The calls' arguments with every distinct non-trivial object put in the object store once."""
+    refs: dict[int, Any] = {}
+    out = []
+    for c in calls:
+        args = []
+        for a in c.args:
+            if a is None or isinstance(a, (bool, int, float, str)):
+                args.append(a)
+                continue
+            if id(a) not in refs:
+                try:
+                    refs[id(a)] = ray.put(a)
+                except Exception as exc:
+                    raise ValueError(f"an argument of {c.label} cannot be sent to Ray workers ({error_text(exc)}); "
+                                     "save it and pass its path, or run without workers") from exc
+            args.append(refs[id(a)])
+        out.append(args)
+    return out
 
 
-def run_all_ray(tasks: Sequence["EpisodeTask"], on_result: Callable[[EpisodeOutcome], None],
-                options: RayOptions, *, progress: bool = False) -> list[EpisodeOutcome]:
-    """Run ``tasks`` as Ray tasks (see the module docstring); ``on_result`` gets each outcome (failed ones
-    included) in this process as it arrives. Returns the outcomes in the order of ``tasks``."""
-    from tqdm.auto import tqdm
-
-    from .episode import failed_outcome
-
+def run_tasks(fn: Callable[..., Any], calls: Sequence[RayCall], on_result: Callable[[int, Any], None],
+              options: RayOptions, *, progress: bool = False, unit: str = "task") -> None:
+    """Run ``fn(*call.args)`` for every call as a Ray task (see the module docstring); ``on_result(i, value)``
+    gets call ``i``'s return value, or a :class:`TaskFailure`, in this process as it arrives."""
     options.validate()
     if not options.enabled:
-        raise ValueError("run_all_ray needs workers=N or address=ADDR")
-    outcomes: list[EpisodeOutcome | None] = [None] * len(tasks)
-    if not tasks:
-        return []
+        raise ValueError("run_tasks needs workers=N or address=ADDR")
+    if not calls:
+        return
     with ray_session(options) as ray:
-        refs: dict[int, Any] = {}
-        specs = []
-        for task in tasks:
-            if id(task.spec) not in refs:
-                refs[id(task.spec)] = _ship(ray, task.spec)
-            specs.append(refs[id(task.spec)])
+        args = _put_args(ray, calls)
         remote = ray.remote(num_cpus=options.cpus, num_gpus=options.gpus_per_run,
-                            max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(_episode_task)
-        cap = options.workers or len(tasks)
-        queue = list(range(len(tasks)))[::-1]  # pop() takes the first task
-        pending: dict[Any, tuple[int, int]] = {}  # ref -> (task index, attempt)
+                            max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(_call)
+        cap = options.workers or len(calls)
+        queue = list(range(len(calls)))[::-1]  # pop() takes the first call
+        pending: dict[Any, tuple[int, int]] = {}  # ref -> (call index, attempt)
 
         def submit(i: int, attempt: int) -> None:
-            t = tasks[i]
-            ref = remote.options(name=f"episode {t.spec.name} seed {t.seed}").remote(
-                specs[i], t.env_id, t.env_kwargs, t.seed, options.threads)
+            ref = remote.options(name=calls[i].label).remote(fn, options.threads, *args[i])
             pending[ref] = (i, attempt)
 
-        bar = tqdm(total=len(tasks), desc="episodes", unit="ep", disable=not progress)
+        bar = tqdm(total=len(calls), desc=f"{unit}s", unit=unit, disable=not progress)
         try:
             while queue or pending:
                 while queue and len(pending) < cap:
@@ -265,29 +266,24 @@ def run_all_ray(tasks: Sequence["EpisodeTask"], on_result: Callable[[EpisodeOutc
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     i, attempt = pending.pop(ref)
-                    t = tasks[i]
-                    what = f"{t.spec.name} seed {t.seed}"
                     retry = attempt <= EXCEPTION_RETRIES
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayTaskError as exc:  # the task itself failed (e.g. unpickling its args)
-                        result = _Failure(_error_text(exc.cause if exc.cause is not None else exc), str(exc),
-                                          float("nan"))
+                        result = TaskFailure(error_text(exc.cause if exc.cause is not None else exc), str(exc),
+                                             float("nan"))
                     except ray.exceptions.RayError as exc:  # worker or node died, and again on Ray's retry
-                        result = _Failure(_error_text(exc), f"(Ray retried it {RAY_MAX_RETRIES} time(s))",
-                                          float("nan"))
+                        result = TaskFailure(error_text(exc), f"(Ray retried it {RAY_MAX_RETRIES} time(s))",
+                                             float("nan"))
                         retry = False
-                    if isinstance(result, _Failure):
-                        log.warning("episode %s failed (attempt %d)%s: %s\n%s", what, attempt,
+                    if isinstance(result, TaskFailure):
+                        log.warning("%s failed (attempt %d)%s: %s\n%s", calls[i].label, attempt,
                                     ", running it again" if retry else "", result.error, result.traceback)
                         if retry:
                             submit(i, attempt + 1)
                             continue
-                        result = failed_outcome(t.spec, t.env_id, t.env_kwargs, t.seed, result.error,
-                                                result.wall_clock_s)
-                    outcomes[i] = result
-                    on_result(result)
-                    bar.set_postfix_str(f"{what} {'FAILED' if result.failed else 'done'}")
+                    on_result(i, result)
+                    bar.set_postfix_str(f"{calls[i].label} {'FAILED' if isinstance(result, TaskFailure) else 'done'}")
                     bar.update()
         except BaseException:
             for ref in pending:  # Ctrl-C or a failing sink: stop what still runs on a joined cluster
@@ -298,4 +294,3 @@ def run_all_ray(tasks: Sequence["EpisodeTask"], on_result: Callable[[EpisodeOutc
             raise
         finally:
             bar.close()
-    return [o for o in outcomes if o is not None]

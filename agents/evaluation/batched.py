@@ -1,6 +1,6 @@
 """One deterministic episode per seed of one policy, all seeds as ONE batch on a
 :class:`~prunegym.envs.PruningVectorEnv`: :func:`run_batched_episodes` returns the
-:class:`~prunegym.agents.episode.EpisodeOutcome` rows that :func:`~prunegym.agents.episode.run_episode` gives
+:class:`~prunegym.agents.evaluation.episode.EpisodeOutcome` rows that :func:`~prunegym.agents.evaluation.episode.run_episode` gives
 seed by seed, from one batched model.
 
 The rows agree with ``run_episode``'s as the vector env agrees with ``PruningEnv`` (kept fractions, compute
@@ -28,8 +28,8 @@ from prunegym.baselines import make_policy
 from prunegym.envs import PruningVectorEnv
 from prunegym.training import runtime
 
-from .agent import Agent
-from .env_factory import canonical_env_id, module_env_id
+from ..sb3.agent import Agent
+from ..env_factory import canonical_env_id, module_env_id
 from .episode import EpisodeOutcome, PolicySpec, _env_kwargs_for, _load, episode_outcome, policy_fingerprint
 
 __all__ = ["run_batched_episodes"]
@@ -57,7 +57,7 @@ def _batched_policy(spec: PolicySpec, policy: Any, venv: PruningVectorEnv) -> tu
 def run_batched_episodes(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None, seeds: Sequence[int], *,
                          backend: str = "auto", progress: bool = False) -> list[EpisodeOutcome]:
     """Play one deterministic episode of ``spec`` (a :class:`PolicySpec`: a baseline or a saved agent, as
-    :func:`~prunegym.agents.episode.run_episode` takes it) per seed of ``seeds``, on ``env_id`` with
+    :func:`~prunegym.agents.evaluation.episode.run_episode` takes it) per seed of ``seeds``, on ``env_id`` with
     ``env_kwargs``, as one batch of ``len(seeds)`` sub-envs (``backend``: the batched engine's). Returns the
     outcomes in the order of ``seeds``. A sub-env whose episode ends early (divergence, ``max_wall_time``)
     stops counting; the batch runs until every episode has ended."""

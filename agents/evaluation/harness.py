@@ -2,11 +2,12 @@
 
 Three layers:
 
-1. :func:`prunegym.agents.episode.run_episode` plays one (policy spec, env id, env kwargs, seed) episode
+1. :func:`prunegym.agents.evaluation.episode.run_episode` plays one (policy spec, env id, env kwargs, seed) episode
    and returns an ``EpisodeOutcome`` (row + per-epoch records), with no side effects;
 2. a scheduler runs a list of :class:`EpisodeTask` and hands each outcome to a callback as soon as it is
    done: :func:`run_all` one after the other in this process, or, with ``workers=`` / ``ray_address=``,
-   :func:`prunegym.agents.parallel.run_all_ray`, one Ray task per episode (failures become failed rows);
+   :func:`prunegym.agents.evaluation.scheduler.run_all_ray`, one Ray task per episode (failures become
+   failed rows) through the generic :func:`prunegym.agents.parallel.ray_tasks.run_tasks`;
 3. :class:`ResultSink` records an outcome (TensorBoard run first, then the ``results.jsonl`` row), and
    ``compare`` turns the rows into tables and the figure once everything has run.
 
@@ -25,15 +26,30 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-from .agent import load_agent
-from .env_factory import canonical_env_id, env_label
+from ..sb3.agent import load_agent
+from ..env_factory import canonical_env_id, env_label
 from .episode import EpisodeOutcome, PolicySpec, check_episode, policy_fingerprint, policy_spec, run_episode
-from .output import new_staging_dir, output_lock, replace_folder, staging_folder, writable_file, writable_folder
-from .parallel import RayOptions, run_all_ray, torch_threads
+from ..output import new_staging_dir, output_lock, replace_folder, staging_folder, writable_file, writable_folder
+from ..parallel.ray_tasks import RayOptions
+from .scheduler import EpisodeTask, run_all, schedule
 from .results import append_rows, canonical_json, completed_keys, is_diverged, is_failed, read_rows, row_key
-from .tensorboard_log import has_events, run_dir, write_episode
+from ..tensorboard import has_events, run_dir, write_episode
+from tqdm.auto import tqdm
+from prunegym.training import SEED_LIMIT
+import torch
+from prunegym.training import resolve_device, runtime
+from ..sb3.agent import Agent
+from ..sb3.pretrained import is_pretrained, runtime_warning
+from prunegym.envs import ENV_IDS, task_config
+from prunegym.baselines import POLICIES
+from .report import accuracy_compute_figure, failures_table, markdown_table, summarize, write_csv
+from ..tensorboard import EpisodeWriter
+import io
+from prunegym.training.io import write_bytes_atomic, write_text_atomic
+import shutil
+from prunegym.training import versions
 
-__all__ = ["Comparison", "EpisodeTask", "Interrupted", "ResultSink", "compare", "evaluate", "run_all"]
+__all__ = ["Comparison", "Interrupted", "ResultSink", "compare", "evaluate"]
 
 
 class Interrupted(KeyboardInterrupt):
@@ -42,40 +58,6 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, done: list[dict[str, Any]]):
         super().__init__()
         self.done = done
-
-
-@dataclass
-class EpisodeTask:
-    """The arguments of one :func:`run_episode` call."""
-
-    spec: PolicySpec
-    env_id: str
-    env_kwargs: dict[str, Any]
-    seed: int
-
-
-def run_all(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], *,
-            progress: bool = False, runner: Callable[..., EpisodeOutcome] = run_episode) -> list[EpisodeOutcome]:
-    """Run ``tasks`` one after the other with ``runner`` and pass each outcome to ``on_result`` when done."""
-    from tqdm.auto import tqdm
-
-    outcomes = []
-    with tqdm(total=len(tasks), desc="episodes", unit="ep", disable=not progress) as bar:
-        for task in tasks:
-            bar.set_postfix_str(f"{task.spec.name} seed {task.seed}")
-            outcome = runner(task.spec, task.env_id, task.env_kwargs, task.seed, progress=progress)
-            on_result(outcome)
-            outcomes.append(outcome)
-            bar.update()
-    return outcomes
-
-
-def _schedule(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], progress: bool,
-              ray: RayOptions) -> list[EpisodeOutcome]:
-    if ray.enabled:
-        return run_all_ray(tasks, on_result, ray, progress=progress)
-    with torch_threads(None if ray.cpus_per_run is None else ray.threads):
-        return run_all(tasks, on_result, progress=progress)
 
 
 @dataclass
@@ -101,7 +83,6 @@ class ResultSink:
 
 
 def _seeds(seeds: Iterable[int]) -> list[int]:
-    from prunegym.training import SEED_LIMIT
 
     out = []
     for s in seeds:
@@ -116,21 +97,16 @@ def _seeds(seeds: Iterable[int]) -> list[int]:
 
 
 def _episode_threads(ray: RayOptions) -> int:
-    import torch
 
     return ray.threads if ray.enabled or ray.cpus_per_run is not None else torch.get_num_threads()
 
 
 def _warn_shipped_runtime(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any], ray: RayOptions) -> None:
     """One warning when a shipped agent runs under other versions, threads or device than it was measured."""
-    from prunegym.training import resolve_device, runtime
 
-    from .agent import Agent
-    from .pretrained import is_pretrained, runtime_warning
 
     if spec.kind != "agent" or not is_pretrained(spec.path) or not isinstance(spec.obj, Agent):
         return
-    from prunegym.envs import ENV_IDS, task_config
 
     device = env_kwargs.get("device") or task_config(ENV_IDS[env_id][0]).device
     current = runtime(device=resolve_device(device), threads=_episode_threads(ray))
@@ -151,7 +127,7 @@ def _prepare(spec: PolicySpec, env_id: str, kwargs: dict[str, Any], ray: RayOpti
 
 def _run(tasks: list[EpisodeTask], sink: ResultSink, progress: bool, ray: RayOptions) -> list[EpisodeOutcome]:
     try:
-        return _schedule(tasks, sink, progress, ray)
+        return schedule(tasks, sink, progress, ray)
     except KeyboardInterrupt:
         raise Interrupted(list(sink.rows)) from None
 
@@ -163,7 +139,7 @@ def evaluate(policy: Any, env_id: str, seeds: Iterable[int], *, results: str | P
              cpus_per_run: float | None = None, gpus_per_run: float = 0.0,
              **more_env_kwargs: Any) -> list[dict[str, Any]]:
     """Run one deterministic episode of ``policy`` per seed on ``env_id`` and return the rows (dicts of
-    the :class:`~prunegym.agents.results.EpisodeRow` schema), appending each to ``results`` as it finishes
+    the :class:`~prunegym.agents.evaluation.results.EpisodeRow` schema), appending each to ``results`` as it finishes
     (``None``: no file) and writing its TensorBoard run under ``tensorboard_log`` (``None``: none).
 
     ``policy``: a name in ``POLICIES`` (the env is made with ``pruner=policy_pruner(name)``; ``hparams``
@@ -172,7 +148,7 @@ def evaluate(policy: Any, env_id: str, seeds: Iterable[int], *, results: str | P
 
     Parallel: ``workers=N`` runs the seeds as Ray tasks on a local Ray with N workers, ``ray_address``
     on a running cluster; each task takes ``cpus_per_run`` CPUs (default 1) and ``gpus_per_run`` GPUs (see
-    :mod:`prunegym.agents.parallel`). There an episode that fails after its retry gives a failed row
+    :mod:`prunegym.agents.parallel.ray_tasks`). There an episode that fails after its retry gives a failed row
     (``results.is_failed``) instead of raising. The rows come back in the order of ``seeds``.
     ``cpus_per_run`` is also each episode's torch thread count, on Ray and, when given, here: CPU results
     can depend on it, and a sequential and a Ray run with the same value give the same rows.
@@ -256,7 +232,6 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
     fail after their retry are in ``rows`` and ``results.jsonl`` as failed rows (``Comparison.failed``), out
     of the summary, and listed under the table.
     """
-    from prunegym.baselines import POLICIES
 
     ray = RayOptions(workers, ray_address, cpus_per_run, gpus_per_run).validate()
     env_id = canonical_env_id(env_id)
@@ -275,12 +250,10 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
         rows = read_rows(results)  # a corrupt file fails now, before any episode
         staging = staging_folder(tb_root)
         if staging.is_dir():
-            import shutil
 
             shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed run (we hold the lock)
         done = set()
         if skip_done:
-            from prunegym.training import versions
 
             done = completed_keys(rows, {s.name: s.fingerprint for s in specs}, versions()["prunegym"])
             done = {k for k in done if has_events(run_dir(tb_root, env_id, k[2], k[3]))}
@@ -299,12 +272,8 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
 def _report(env_id: str, env_kwargs: dict[str, Any], labels: list[str], seeds: list[int], out: Path,
             ran: int, skipped: int) -> Comparison:
     """Tables, figure and TensorBoard summary of the rows of ``out/results.jsonl`` that match."""
-    from .plots import accuracy_compute_figure, failures_table, markdown_table, summarize, write_csv
-    from .tensorboard_log import EpisodeWriter
 
-    import io
 
-    from prunegym.training.io import write_bytes_atomic, write_text_atomic
 
     results, tb_root = out / "results.jsonl", out / "runs"
     wanted = {(env_id, canonical_json(env_kwargs), name, s) for name in labels for s in seeds}

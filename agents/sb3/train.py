@@ -26,10 +26,19 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .agent import ALGOS, Agent, ObsNormalizer, algo_class, save_agent
-from .env_factory import VEC_ENVS, canonical_env_id, check_env_data, env_label, eval_seeds, make_env, make_vec_env
+from ..env_factory import canonical_env_id, check_env_data, env_label, eval_seeds, make_env
+from .vec_envs import VEC_ENVS, make_vec_env
 from .hyperparams import load_hyperparams, make_action_noise, make_wrapper, resolve_hyperparams
-from .output import writable_folder
-from .results import to_jsonable
+from ..output import writable_folder
+from prunegym.training.io import to_jsonable
+from stable_baselines3.common.logger import HumanOutputFormat, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.vec_env import VecNormalize
+from prunegym.training import resolve_device, runtime
+from .callbacks import (EpisodeTagsCallback, HeldOutEvalCallback, ProgressCallback, ResumableCheckpoint,
+                        latest_checkpoint)
+from ..parallel.ray_tasks import RayOptions
+import json
 
 __all__ = ["DEFAULT_PRUNER", "default_out", "train_agent"]
 
@@ -46,7 +55,6 @@ def default_out(algo: str, env_id: str, seed: int) -> Path:
 
 
 def _logger(log_dir: Path | None, verbose: int):
-    from stable_baselines3.common.logger import HumanOutputFormat, Logger, TensorBoardOutputFormat
 
     formats = []
     if verbose:
@@ -85,20 +93,15 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
     that has checkpoints needs ``overwrite=True`` (which deletes them). ``callbacks``: extra SB3 callbacks.
 
     ``vec_env``: how the ``n_envs`` training envs run (``"auto"``, ``"dummy"``, ``"subproc"``, ``"ray"`` or
-    ``"batched"``: one batched model of all envs' runs, see :func:`~prunegym.agents.env_factory.make_vec_env`); with ``"ray"`` each env is a Ray actor with
+    ``"batched"``: one batched model of all envs' runs, see :func:`~prunegym.agents.sb3.vec_envs.make_vec_env`); with ``"ray"`` each env is a Ray actor with
     ``cpus_per_run`` CPUs (default 1; also its torch threads) and ``gpus_per_run`` GPUs, on a local Ray
     started for the training (or the cluster at ``ray_address``), so that the envs' training runs spread
     over a cluster's GPUs (pass ``device="cuda"`` in ``env_kwargs`` for them to use it; ``device`` here is
     the agent's networks'). The envs' torch threads can change their CPU results (see
-    :mod:`prunegym.agents.parallel`): ``subproc`` workers use torch's default.
+    :mod:`prunegym.agents.parallel.ray_tasks`): ``subproc`` workers use torch's default.
     """
-    from stable_baselines3.common.callbacks import CallbackList
-    from stable_baselines3.common.vec_env import VecNormalize
 
-    from prunegym.training import resolve_device, runtime
 
-    from .callbacks import (EpisodeTagsCallback, HeldOutEvalCallback, ProgressCallback, ResumableCheckpoint,
-                            latest_checkpoint)
 
     if algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}; allowed: {', '.join(ALGOS)}")
@@ -107,7 +110,6 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
     if vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
     if vec_env == "ray":
-        from .parallel import RayOptions
 
         RayOptions(1, ray_address, cpus_per_run, gpus_per_run).validate()  # before anything is written
     elif ray_address or cpus_per_run is not None or gpus_per_run != 0.0:
@@ -141,7 +143,6 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
         shutil.rmtree(ckpt_dir)
     state = {"episodes": 0}
     if ckpt is not None:
-        import json
 
         state.update(json.loads(ckpt[1].with_suffix(".json").read_text()))
     start = ckpt[0] if ckpt is not None else 0

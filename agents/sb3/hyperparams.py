@@ -25,6 +25,8 @@ from typing import Any, Callable
 import yaml
 
 from .expressions import literal_expression
+import numpy as np
+from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
 __all__ = [
     "HYPERPARAMS_DIR", "WRAPPERS", "ZOO_KEYS", "HyperParams", "hyperparams_path", "load_hyperparams",
@@ -140,8 +142,6 @@ def make_action_noise(noise_type: str | None, noise_std: float | None, n_actions
     """SB3 action noise for the zoo's ``noise_type`` (``normal``, ``ornstein-uhlenbeck``) and ``noise_std``."""
     if noise_type is None:
         return None
-    import numpy as np
-    from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
     kind = str(noise_type).strip()
     sigma = float(noise_std if noise_std is not None else 0.1) * np.ones(n_actions)

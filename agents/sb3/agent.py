@@ -13,7 +13,7 @@ gets ``DiscreteRatio``.
 Trust: an SB3 ``.zip`` and a ``vecnormalize.pkl`` are pickle-based, so loading one runs whatever code it
 carries, exactly as ``PPO.load`` does: load only agent files you trust (your own, or ``pretrained:<name>``,
 which resolves only inside the shipped folder). The ``.json`` is data: its ``env_wrapper`` may only name a
-wrapper of :data:`prunegym.agents.hyperparams.WRAPPERS`, and nothing in it is evaluated.
+wrapper of :data:`prunegym.agents.sb3.hyperparams.WRAPPERS`, and nothing in it is evaluated.
 """
 from __future__ import annotations
 
@@ -29,6 +29,10 @@ from typing import Any, Callable
 import numpy as np
 
 from .hyperparams import make_wrapper
+import stable_baselines3 as sb3
+from prunegym.training.io import canonical_json, to_jsonable
+from gymnasium import spaces
+from prunegym.envs import DiscreteRatio
 
 __all__ = [
     "AGENT_FORMAT", "ALGOS", "Agent", "ObsNormalizer", "agent_fingerprint", "agent_label", "algo_class", "load_agent",
@@ -42,7 +46,6 @@ _INTERFACE_KWARGS = ("pruner", "pruner_kwargs", "max_prune_ratio")
 
 def algo_class(algo: str):
     """The SB3 class of ``algo`` (one of ``ALGOS``)."""
-    import stable_baselines3 as sb3
 
     if algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}; allowed: {', '.join(ALGOS)}")
@@ -118,10 +121,8 @@ class Agent:
         spec = self.meta.get("env_wrapper")
         if spec is not None:
             return make_wrapper(spec)(env)
-        from gymnasium import spaces
 
         if isinstance(self.model.action_space, spaces.Discrete) and not isinstance(env.action_space, spaces.Discrete):
-            from prunegym.envs import DiscreteRatio
 
             return DiscreteRatio(env)
         return env
@@ -164,7 +165,6 @@ def _stem(path: str | Path) -> Path:
 def save_agent(model, path: str | Path, meta: dict[str, Any], obs_normalizer: ObsNormalizer | None) -> Path:
     """Write ``<stem>.zip`` (SB3) and ``<stem>.json`` (meta + observation statistics); returns the zip path.
     ``path`` may be a folder (``<folder>/model.zip``), a ``.zip`` path or a stem."""
-    from .results import to_jsonable
 
     stem = _stem(path)
     stem.parent.mkdir(parents=True, exist_ok=True)
@@ -294,7 +294,6 @@ def agent_label(path: str | Path) -> str:
 
 
 def _fingerprint(model_digest: str, stats: Any, meta: dict[str, Any]) -> str:
-    from .results import canonical_json
 
     interface = {k: meta.get(k) for k in ("algo", "env_wrapper", "pruner")}
     interface["env_kwargs"] = {k: v for k, v in (meta.get("env_kwargs") or {}).items() if k in _INTERFACE_KWARGS}

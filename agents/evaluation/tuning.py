@@ -5,7 +5,7 @@ calibration and training seeds) in an env with ``compute_budget=budget`` and sco
 *validation* accuracy (never the test set). The search space is the policy's ``tuned`` hyperparameters
 (``static_const``: sharpness, rescale, greedy; ``static_schedule``: also tilt) or, for other policies, the
 hyperparameters named like their pruner's knobs (log scale where the knob is), minus the main knob, which the
-calibration solves for the budget (:mod:`prunegym.agents.calibration`). The sampler is TPE seeded with
+calibration solves for the budget (:mod:`prunegym.agents.evaluation.calibration`). The sampler is TPE seeded with
 ``sampler_seed``; the study lives in an SQLite file (``<out>/<env>/<policy>/budget<b>.db``), so an
 interrupted tuning resumes where it stopped (a resumed sampler draws from a fresh seeded generator: the
 trials that follow differ from an uninterrupted run's, the finished ones are kept). The best settings are
@@ -22,6 +22,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from prunegym.training.io import write_json_atomic
+from prunegym.baselines import POLICIES, PRUNERS
+from .calibration import main_knob
+import optuna
+from prunegym.baselines import POLICIES
+from .episode import policy_spec, run_episode
+from tqdm.auto import tqdm
 
 __all__ = ["TUNING_SEEDS", "TuneResult", "load_tuned", "search_space", "tune", "tuned_path"]
 
@@ -75,9 +81,7 @@ def load_tuned(out: str | Path, env_id: str, policy: str, budget: float) -> Tune
 
 def search_space(policy: str) -> dict[str, tuple[float, float, bool]]:
     """``{hyperparameter: (low, high, log)}`` that :func:`tune` searches for ``policy``."""
-    from prunegym.baselines import POLICIES, PRUNERS
 
-    from .calibration import main_knob
 
     cls = POLICIES[policy]
     knobs = {k.name: k for k in PRUNERS[cls.pruner].knobs}
@@ -104,11 +108,8 @@ def tune(env_id: str, policy: str, budget: float, trials: int, *, out: str | Pat
          runner: Callable[..., Any] | None = None) -> TuneResult:
     """Run ``policy``'s study at ``budget`` until it has ``trials`` finished trials (see the module
     docstring); ``calibrated`` are fixed hyperparameters (the calibrated main knob) added to every trial."""
-    import optuna
 
-    from prunegym.baselines import POLICIES
 
-    from .episode import policy_spec, run_episode
 
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; allowed: {', '.join(POLICIES)}")
@@ -150,7 +151,6 @@ def tune(env_id: str, policy: str, budget: float, trials: int, *, out: str | Pat
     todo = trials - done()
     bar = None
     if progress and todo > 0:
-        from tqdm.auto import tqdm
 
         bar = tqdm(total=trials, initial=done(), desc=f"tune {policy} @ {budget:g}", unit="trial")
     try:

@@ -12,6 +12,8 @@ import logging
 import socket
 from contextlib import contextmanager
 from typing import Iterator
+import os
+import sys
 
 __all__ = ["RAY_CONNECT_TIMEOUT_S", "RayUnreachable", "check_ray_address", "connect_ray"]
 
@@ -71,8 +73,6 @@ def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> N
 
 @contextmanager
 def _native_stderr_silenced() -> Iterator[None]:
-    import os
-    import sys
 
     try:
         sys.stderr.flush()

@@ -1,0 +1,72 @@
+"""The episode schedulers of the harness: :func:`run_all` (one after the other, in this process) and
+:func:`run_all_ray` (one Ray task per episode through :func:`~prunegym.agents.parallel.ray_tasks.run_tasks`;
+an episode that still fails after its retry becomes a failed row, :func:`~.episode.failed_outcome`).
+Either hands each :class:`~.episode.EpisodeOutcome` to ``on_result`` as soon as it is done."""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from ..parallel.ray_tasks import RayCall, RayOptions, TaskFailure, run_tasks, torch_threads
+from .episode import EpisodeOutcome, PolicySpec, failed_outcome, run_episode
+
+__all__ = ["EpisodeTask", "run_all", "run_all_ray", "schedule"]
+
+
+@dataclass
+class EpisodeTask:
+    """The arguments of one :func:`run_episode` call."""
+
+    spec: PolicySpec
+    env_id: str
+    env_kwargs: dict[str, Any]
+    seed: int
+
+
+def run_all(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], *,
+            progress: bool = False, runner: Callable[..., EpisodeOutcome] = run_episode) -> list[EpisodeOutcome]:
+    """Run ``tasks`` one after the other with ``runner`` and pass each outcome to ``on_result`` when done."""
+
+    outcomes = []
+    with tqdm(total=len(tasks), desc="episodes", unit="ep", disable=not progress) as bar:
+        for task in tasks:
+            bar.set_postfix_str(f"{task.spec.name} seed {task.seed}")
+            outcome = runner(task.spec, task.env_id, task.env_kwargs, task.seed, progress=progress)
+            on_result(outcome)
+            outcomes.append(outcome)
+            bar.update()
+    return outcomes
+
+
+def schedule(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], progress: bool,
+              ray: RayOptions) -> list[EpisodeOutcome]:
+    if ray.enabled:
+        return run_all_ray(tasks, on_result, ray, progress=progress)
+    with torch_threads(None if ray.cpus_per_run is None else ray.threads):
+        return run_all(tasks, on_result, progress=progress)
+
+
+def run_all_ray(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], options: RayOptions,
+                *, progress: bool = False) -> list[EpisodeOutcome]:
+    """Run ``tasks`` as Ray tasks (``run_episode`` each; a saved agent travels as its path); ``on_result``
+    gets each outcome, failed ones included, in this process as it arrives. Returns the outcomes in the order
+    of ``tasks``."""
+    portable: dict[int, PolicySpec] = {}
+    calls = []
+    for t in tasks:
+        spec = portable.setdefault(id(t.spec), t.spec.portable())
+        calls.append(RayCall((spec, t.env_id, t.env_kwargs, t.seed), f"episode {t.spec.name} seed {t.seed}"))
+    outcomes: list[EpisodeOutcome | None] = [None] * len(tasks)
+
+    def handle(i: int, result: Any) -> None:
+        t = tasks[i]
+        if isinstance(result, TaskFailure):
+            result = failed_outcome(t.spec, t.env_id, t.env_kwargs, t.seed, result.error, result.wall_clock_s)
+        outcomes[i] = result
+        on_result(result)
+
+    run_tasks(run_episode, calls, handle, options, progress=progress, unit="episode")
+    return [o for o in outcomes if o is not None]

@@ -1,0 +1,70 @@
+"""SB3 vector envs of prunegym training envs: ``dummy`` (this process), ``subproc`` (one process each), ``ray``
+(one Ray actor each) and ``batched`` (one batched model, :class:`~prunegym.envs.PruningVectorEnv`); env ``rank``
+of a run with ``seed`` draws its episodes' run seeds from ``[seed, rank, start_timestep]`` (the convention of
+:mod:`prunegym.agents.env_factory`), whichever is used."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.vector import AutoresetMode
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+from ..env_factory import TrainingSeedStream, make_env, module_env_id
+from ..parallel.ray_vec_env import RayVecEnv
+from .batched_vec_env import BatchedVecEnv
+
+__all__ = ["VEC_ENVS", "make_batched_vec_env", "make_vec_env"]
+
+VEC_ENVS = ("auto", "dummy", "subproc", "ray", "batched")
+
+
+def _env_fn(env_id: str, env_kwargs: dict, wrapper: Callable | None, entropy: list[int]) -> Callable[[], gym.Env]:
+    def init() -> gym.Env:
+        return make_env(env_id, env_kwargs, wrapper, monitor=True, train_entropy=entropy)
+
+    return init
+
+
+def make_batched_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None,
+                         start_timestep: int = 0) -> BatchedVecEnv:
+    """``n_envs`` training envs as one :class:`~prunegym.envs.PruningVectorEnv` (one batched model) behind
+    SB3's ``VecEnv`` API; env ``rank`` draws its run seeds from ``[seed, rank, start_timestep]`` as the other
+    vec envs do (the same seeds give the same episodes, up to the batched engine's float rounding)."""
+    venv = gym.make_vec(module_env_id(env_id), num_envs=int(n_envs), vectorization_mode="vector_entry_point",
+                        autoreset_mode=AutoresetMode.DISABLED, **dict(env_kwargs or {}))
+    streams = [TrainingSeedStream([seed, rank, start_timestep]) for rank in range(int(n_envs))]
+    return BatchedVecEnv(venv, seed_streams=streams)
+
+
+def make_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None,
+                 wrapper: Callable | None = None, start_timestep: int = 0, vec_env: str = "auto", *,
+                 ray_address: str | None = None, cpus_per_env: float = 1.0, gpus_per_env: float = 0.0):
+    """Training envs, env ``rank`` seeded with ``[seed, rank, start_timestep]`` (see the module docstring).
+
+    ``vec_env``: ``"dummy"`` (SB3's ``DummyVecEnv``, in this process), ``"subproc"`` (``SubprocVecEnv``,
+    start method ``forkserver``), ``"ray"`` (:class:`~prunegym.agents.parallel.ray_vec_env.RayVecEnv`: one Ray actor
+    per env with ``cpus_per_env`` CPUs and ``gpus_per_env`` GPUs, on a local Ray or the cluster at
+    ``ray_address``), ``"batched"`` (:func:`make_batched_vec_env`: the envs' training runs as one batched model
+    in this process; no env ``wrapper``, no in-batch selector such as PFB) or ``"auto"`` (``subproc`` when
+    ``n_envs > 1``, else ``dummy``). The same seeds give the same episodes whichever is used (``batched``: up
+    to float rounding)."""
+
+    if vec_env not in VEC_ENVS:
+        raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
+    if vec_env != "ray" and (ray_address or cpus_per_env != 1.0 or gpus_per_env != 0.0):
+        raise ValueError("ray_address, cpus_per_env and gpus_per_env apply to vec_env='ray' only")
+    if vec_env == "batched":
+        if wrapper is not None:
+            raise ValueError("vec_env='batched' cannot apply an env wrapper (e.g. DiscreteRatio for DQN): its envs "
+                             "are sub-envs of one PruningVectorEnv; use vec_env='dummy' or 'subproc'")
+        return make_batched_vec_env(env_id, n_envs, seed, env_kwargs, start_timestep)
+    full_id = module_env_id(env_id)
+    fns = [_env_fn(full_id, dict(env_kwargs or {}), wrapper, [seed, rank, start_timestep]) for rank in range(n_envs)]
+    if vec_env == "ray":
+
+        return RayVecEnv(fns, cpus_per_env=cpus_per_env, gpus_per_env=gpus_per_env, address=ray_address)
+    if vec_env == "subproc" or (vec_env == "auto" and n_envs > 1):
+        return SubprocVecEnv(fns, start_method="forkserver")
+    return DummyVecEnv(fns)
