@@ -203,6 +203,7 @@ class FixedPolicy:
     name: ClassVar[str] = "base"
     pruner: ClassVar[str] = "full"
     defaults: ClassVar[dict[str, Any]] = {}
+    main_knob: ClassVar[str] = "prune_ratio"  # the hyperparameter that sets the compute (calibrated to a budget)
 
     def __init__(self, env: Any, **hparams: Any):
         unknown = sorted(set(hparams) - set(self.defaults))

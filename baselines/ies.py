@@ -127,6 +127,7 @@ class IESPolicy(FixedPolicy):
     name = "ies"
     pruner = "ies"
     defaults = {"threshold": 1e-3}
+    main_knob = "threshold"  # what sets its compute (a larger threshold excludes more samples)
 
     def schedule(self, epoch: int) -> dict[str, float]:
         return {"prune_ratio": 0.0, "threshold": self.hparams["threshold"]}

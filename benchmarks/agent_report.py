@@ -12,31 +12,12 @@ accuracy, its data split) and is the sharper comparison.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 from pathlib import Path
 
 from prunegym.agents import read_rows
-
-# Two-sided 95% Student-t quantiles for n - 1 degrees of freedom (n up to 30; beyond, 1.96).
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        15: 2.131, 20: 2.086, 29: 2.045}
-
-
-def t95(dof: int) -> float:
-    if dof <= 0:
-        return float("nan")
-    keys = [k for k in sorted(_T95) if k <= dof]
-    return _T95[keys[-1]] if dof < 30 else 1.96
-
-
-def half_width(values: list[float]) -> float:
-    """Half-width of the 95% Student-t interval of the mean of ``values`` (NaN for fewer than 2)."""
-    if len(values) < 2:
-        return math.nan
-    return t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-
+from prunegym.agents.evaluation.stats import half_width
 
 def interval(values: list[float], scale: float = 1.0) -> str:
     """``mean ± half-width`` of the 95% t interval, values multiplied by ``scale``."""

@@ -11,7 +11,8 @@ compute it got), never forced.
 
 Results are cached as JSON per (env id, env kwargs, policy, budget, seeds) under
 ``<cache>/calibration/`` with the command that made them; a cached result is reused only if everything
-that defines it matches.
+that defines it matches. The calibrations of prunegym's own benchmarks ship with the package
+(:data:`SHIPPED_CALIBRATIONS`) and are found the same way.
 """
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ from prunegym.baselines import POLICIES
 from .episode import policy_spec, run_episode
 from tqdm.auto import tqdm
 
-__all__ = ["CALIBRATION_SEEDS", "Calibration", "calibrate", "calibration_cache", "main_knob"]
+__all__ = ["CALIBRATION_SEEDS", "SHIPPED_CALIBRATIONS", "Calibration", "calibrate", "calibration_cache", "main_knob"]
 
 CALIBRATION_SEEDS = (20000, 20001)  # disjoint from evaluation (< 10000), tuning (30000+) and training (>= 1e6)
+SHIPPED_CALIBRATIONS = Path(__file__).resolve().parent / "calibrated"  # made by prunegym's benchmarks
 FORMAT = "prunegym-calibration/1"
 
 
@@ -113,12 +115,14 @@ def calibrate(env_id: str, policy: str, budget: float, *, env_kwargs: dict[str, 
     env_kwargs = {k: v for k, v in dict(env_kwargs or {}).items() if k != "compute_budget"}
     knob, cheap, dear, log = main_knob(policy)
     folder = Path(cache) if cache is not None else calibration_cache()
-    path = folder / f"{_key(env_id, env_kwargs, policy, float(budget), seeds, tol)}.json"
-    if path.is_file():
-        try:
-            return Calibration(**json.loads(path.read_text()))
-        except (TypeError, ValueError):
-            pass  # a corrupt or old entry is recomputed
+    name = f"{_key(env_id, env_kwargs, policy, float(budget), seeds, tol)}.json"
+    path = folder / name
+    for known in (path, SHIPPED_CALIBRATIONS / name):  # this machine's cache, then the shipped results
+        if known.is_file():
+            try:
+                return Calibration(**json.loads(known.read_text()))
+            except (TypeError, ValueError):
+                pass  # a corrupt or old entry is recomputed
     run = runner or run_episode
     points: list[list[float]] = []
     bar = None

@@ -210,8 +210,9 @@ def check_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | No
 
 
 def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None, seed: int, *,
-                progress: bool = False) -> EpisodeOutcome:
-    """Play one deterministic episode of ``spec`` on ``env_id`` with ``env_kwargs`` and ``seed``."""
+                progress: bool = False, on_step: Callable[[dict], None] | None = None) -> EpisodeOutcome:
+    """Play one deterministic episode of ``spec`` on ``env_id`` with ``env_kwargs`` and ``seed``; ``on_step``
+    is called with every step's ``info`` (e.g. a live TensorBoard run)."""
 
 
     env_id = canonical_env_id(env_id)
@@ -227,7 +228,13 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
                        unit="step", leave=False)
         start = time.perf_counter()
         try:
-            infos, rewards = play_episode(env, policy, seed, on_step=(lambda _: bar.update()) if bar else None)
+            def step(info: dict) -> None:
+                if bar is not None:
+                    bar.update()
+                if on_step is not None:
+                    on_step(info)
+
+            infos, rewards = play_episode(env, policy, seed, on_step=step)
         finally:
             if bar is not None:
                 bar.close()

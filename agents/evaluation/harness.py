@@ -21,6 +21,7 @@ run exists; anything else runs again.
 """
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +34,7 @@ from ..output import new_staging_dir, output_lock, replace_folder, staging_folde
 from ..parallel.ray_tasks import RayOptions
 from .scheduler import EpisodeTask, run_all, schedule
 from .results import append_rows, canonical_json, completed_keys, is_diverged, is_failed, read_rows, row_key
-from ..tensorboard import has_events, run_dir, write_episode
+from ..tensorboard import LiveRun, episode_hparams, has_events, remove_live_runs, row_run_dir, run_dir, write_episode
 from tqdm.auto import tqdm
 from prunegym.training import SEED_LIMIT
 import torch
@@ -63,9 +64,11 @@ class Interrupted(KeyboardInterrupt):
 @dataclass
 class ResultSink:
     """Records outcomes: writes the TensorBoard run ``<tensorboard_log>/<env>/<policy>/seed<k>`` (if set; not
-    for a failed episode, which has no epochs), replacing an earlier one, then appends the row to ``results``
+    for a failed episode, which has no epochs; ``.../<policy>/budget<b>/seed<k>`` under a compute budget), with
+    its hyperparameters for the HPARAMS tab, replacing an earlier one, then appends the row to ``results``
     (if set; ``replace``: replacing the earlier rows of the pair). In this order a kill between the two
-    leaves a run without a row, which a resumed ``compare`` runs again, never a row without its run."""
+    leaves a run without a row, which a resumed ``compare`` runs again, never a row without its run.
+    :meth:`live_run` gives a running episode its live TensorBoard run."""
 
     results: str | Path | None = None
     tensorboard_log: str | Path | None = None
@@ -75,11 +78,25 @@ class ResultSink:
     def __call__(self, outcome: EpisodeOutcome) -> None:
         row = outcome.row.to_dict()
         if self.tensorboard_log is not None and not outcome.failed:
-            write_episode(run_dir(self.tensorboard_log, row["env_id"], row["policy"], row["seed"]),
-                          outcome.epochs, row, index=0, staging=staging_folder(self.tensorboard_log))
+            write_episode(row_run_dir(self.tensorboard_log, row), outcome.epochs, row,
+                          staging=staging_folder(self.tensorboard_log), hparams=episode_hparams(row))
         if self.results is not None:
             append_rows(self.results, [row], replace=self.replace)
         self.rows.append(row)
+
+    def live_run(self, task: EpisodeTask) -> LiveRun | None:
+        """A live run for ``task``'s episode (its ``epoch/`` scalars as they come), or None without TensorBoard."""
+        if self.tensorboard_log is None:
+            return None
+        budget = task.env_kwargs.get("compute_budget")
+        return LiveRun(run_dir(self.tensorboard_log, task.env_id, task.spec.name, task.seed,
+                               budget if isinstance(budget, (int, float)) else None))
+
+
+def _budget_of(key_kwargs: str) -> float | None:
+    """The compute budget in a row key's canonical env kwargs (``None``: none)."""
+    budget = json.loads(key_kwargs).get("compute_budget")
+    return float(budget) if isinstance(budget, (int, float)) else None
 
 
 def _seeds(seeds: Iterable[int]) -> list[int]:
@@ -125,9 +142,10 @@ def _prepare(spec: PolicySpec, env_id: str, kwargs: dict[str, Any], ray: RayOpti
     return spec
 
 
-def _run(tasks: list[EpisodeTask], sink: ResultSink, progress: bool, ray: RayOptions) -> list[EpisodeOutcome]:
+def _run(tasks: list[EpisodeTask], sink: ResultSink, progress: bool, ray: RayOptions,
+         batched: bool = False) -> list[EpisodeOutcome]:
     try:
-        return schedule(tasks, sink, progress, ray)
+        return schedule(tasks, sink, progress, ray, live=sink.live_run, batched=batched)
     except KeyboardInterrupt:
         raise Interrupted(list(sink.rows)) from None
 
@@ -136,7 +154,7 @@ def evaluate(policy: Any, env_id: str, seeds: Iterable[int], *, results: str | P
              tensorboard_log: str | Path | None = None, name: str | None = None,
              hparams: dict[str, Any] | None = None, env_kwargs: dict[str, Any] | None = None,
              progress: bool = False, workers: int | None = None, ray_address: str | None = None,
-             cpus_per_run: float | None = None, gpus_per_run: float = 0.0,
+             cpus_per_run: float | None = None, gpus_per_run: float = 0.0, batched: bool = False,
              **more_env_kwargs: Any) -> list[dict[str, Any]]:
     """Run one deterministic episode of ``policy`` per seed on ``env_id`` and return the rows (dicts of
     the :class:`~prunegym.agents.evaluation.results.EpisodeRow` schema), appending each to ``results`` as it finishes
@@ -152,6 +170,8 @@ def evaluate(policy: Any, env_id: str, seeds: Iterable[int], *, results: str | P
     (``results.is_failed``) instead of raising. The rows come back in the order of ``seeds``.
     ``cpus_per_run`` is also each episode's torch thread count, on Ray and, when given, here: CPU results
     can depend on it, and a sequential and a Ray run with the same value give the same rows.
+    ``batched``: play all seeds as one batch of a :class:`~prunegym.envs.PruningVectorEnv` (one stacked model;
+    equal to the sequential rows within float rounding; not for PFB or BatchNorm models).
     """
     ray = RayOptions(workers, ray_address, cpus_per_run, gpus_per_run).validate()
     env_id = canonical_env_id(env_id)
@@ -165,7 +185,7 @@ def evaluate(policy: Any, env_id: str, seeds: Iterable[int], *, results: str | P
     if tensorboard_log is not None:
         writable_folder(tensorboard_log, "TensorBoard folder")
     sink = ResultSink(results, tensorboard_log)
-    outcomes = _run([EpisodeTask(spec, env_id, kwargs, s) for s in seeds], sink, progress, ray)
+    outcomes = _run([EpisodeTask(spec, env_id, kwargs, s) for s in seeds], sink, progress, ray, batched)
     return [o.row.to_dict() for o in outcomes]
 
 
@@ -214,13 +234,15 @@ def _unique_labels(specs: list[PolicySpec]) -> list[PolicySpec]:
 def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = None, agents: Iterable[Any] = (),
             out: str | Path = "compare", *, env_kwargs: dict[str, Any] | None = None, progress: bool = False,
             skip_done: bool = True, workers: int | None = None, ray_address: str | None = None,
-            cpus_per_run: float | None = None, gpus_per_run: float = 0.0, **more_env_kwargs: Any) -> Comparison:
-    """Every policy of ``policies`` (default: every name in ``POLICIES``) and every agent of ``agents``
+            cpus_per_run: float | None = None, gpus_per_run: float = 0.0, batched: bool = False,
+            **more_env_kwargs: Any) -> Comparison:
+    """Every policy of ``policies`` (default: every name in ``POLICIES`` that runs without a compute budget;
+    :func:`~prunegym.agents.evaluation.budgets.compare_budgets` compares at matched compute) and every agent of ``agents``
     (paths, :class:`Agent` objects or SB3 models) on the same ``seeds``, into ``out``:
 
     ``results.jsonl`` (rows), ``runs/`` (TensorBoard: one run per policy and seed, and
     ``runs/<env>/comparison`` with the figure and the table), ``accuracy_vs_compute.png``, ``summary.md``
-    and ``summary.csv`` (mean ± std over seeds per policy). With ``skip_done``, (policy, seed) pairs already
+    and ``summary.csv`` (mean ± 95% Student-t interval over seeds per policy). With ``skip_done``, (policy, seed) pairs already
     in ``out/results.jsonl`` for the same env id and env kwargs, from the same policy (``policy_hash``: a
     retrained agent file runs again) and prunegym version, and with their TensorBoard run, are not run
     again, so an interrupted comparison resumes where it stopped (failed episodes are run again). Without
@@ -230,19 +252,33 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
     Parallel: ``workers``, ``ray_address``, ``cpus_per_run``, ``gpus_per_run`` as in :func:`evaluate`; one Ray
     task per (policy, seed), each row, TensorBoard run and the figure as in the sequential run. Episodes that
     fail after their retry are in ``rows`` and ``results.jsonl`` as failed rows (``Comparison.failed``), out
-    of the summary, and listed under the table.
+    of the summary, and listed under the table. ``batched``: each policy's seeds as one batch (see
+    :func:`evaluate`).
     """
 
     ray = RayOptions(workers, ray_address, cpus_per_run, gpus_per_run).validate()
     env_id = canonical_env_id(env_id)
     seeds = _seeds(seeds)
     kwargs = {**(env_kwargs or {}), **more_env_kwargs}
-    names = list(POLICIES) if policies is None else list(policies)
+    names = [n for n, c in POLICIES.items() if not getattr(c, "requires_budget", False)] if policies is None \
+        else list(policies)
     specs = _unique_labels([policy_spec(p) for p in names] + [policy_spec(a) for a in agents])
     if not specs:
         raise ValueError("nothing to compare: no policies and no agents")
     for spec in specs:
         _prepare(spec, env_id, kwargs, ray)
+    tasks = [EpisodeTask(spec, env_id, kwargs, s) for spec in specs for s in seeds]
+    return run_comparison(out, tasks, lambda o, ran, skipped: _report(env_id, kwargs, [s.name for s in specs], seeds,
+                                                                       o, ran=ran, skipped=skipped),
+                          skip_done=skip_done, ray=ray, progress=progress, batched=batched)
+
+
+def run_comparison(out: str | Path, tasks: list[EpisodeTask], report: Callable[[Path, int, int], Any], *,
+                   skip_done: bool, ray: RayOptions, progress: bool, batched: bool = False) -> Any:
+    """Run ``tasks`` into ``out`` under its lock (``compare``'s engine, shared by the budget comparison): the
+    output is checked and its rows read first; with ``skip_done``, tasks whose latest row is a result of the
+    policy as it is now (same ``policy_hash`` for that label and env kwargs, same prunegym version) with its
+    TensorBoard run are skipped; then ``report(out, ran, skipped)`` makes the tables (still under the lock)."""
     out = Path(out)
     with output_lock(out, "prunegym compare"):
         results, tb_root = out / "results.jsonl", out / "runs"
@@ -250,21 +286,18 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
         rows = read_rows(results)  # a corrupt file fails now, before any episode
         staging = staging_folder(tb_root)
         if staging.is_dir():
-
             shutil.rmtree(staging, ignore_errors=True)  # leftovers of a killed run (we hold the lock)
+        remove_live_runs(tb_root)
         done = set()
         if skip_done:
-
-            done = completed_keys(rows, {s.name: s.fingerprint for s in specs}, versions()["prunegym"])
-            done = {k for k in done if has_events(run_dir(tb_root, env_id, k[2], k[3]))}
-        key_kwargs = canonical_json(kwargs)
-        tasks = [EpisodeTask(spec, env_id, kwargs, s) for spec in specs for s in seeds
-                 if (env_id, key_kwargs, spec.name, s) not in done]
+            hashes = {(t.spec.name, canonical_json(t.env_kwargs)): t.spec.fingerprint for t in tasks}
+            done = completed_keys(rows, hashes, versions()["prunegym"])
+            done = {k for k in done if has_events(run_dir(tb_root, k[0], k[2], k[3], _budget_of(k[1])))}
+        todo = [t for t in tasks if (t.env_id, canonical_json(t.env_kwargs), t.spec.name, t.seed) not in done]
         sink = ResultSink(results, tb_root, replace=not skip_done)
-        _run(tasks, sink, progress, ray)
+        _run(todo, sink, progress, ray, batched)
         try:
-            return _report(env_id, kwargs, [s.name for s in specs], seeds, out, ran=len(tasks),
-                           skipped=len(specs) * len(seeds) - len(tasks))
+            return report(out, len(todo), len(tasks) - len(todo))
         except KeyboardInterrupt:
             raise Interrupted(list(sink.rows)) from None
 

@@ -1,8 +1,11 @@
-"""Comparison summaries: per-policy mean and std over seeds, the Pareto front, tables and the figure.
+"""Comparison summaries: per-policy mean, std and 95% interval over seeds, the Pareto front, tables and figures.
 
-The figure (matplotlib's Agg canvas, no display, pyplot untouched) plots test accuracy against the compute
-fraction, one point per policy with std error bars; policies on the Pareto front (no other policy has at
-least its accuracy for at most its compute, one of the two strictly) are ringed and joined by a dashed line.
+Tables show ``mean ± 95% half-width`` (Student t over the seeds; the caption says so and gives the number of
+seeds) and, with a single seed, the mean alone and no Pareto column: one seed has no spread and ranks
+nothing. The figure (matplotlib's Agg canvas, no display, pyplot untouched; saved at 150 dpi) plots test
+accuracy in percent against the compute fraction, one point per policy with 95% error bars; policies on the
+Pareto front (no other policy has at least its accuracy for at most its compute, one of the two strictly)
+are ringed and joined by a dashed line.
 
 Rows with ``error`` set (failed episodes, and episodes that diverged) are kept out of the means and the
 Pareto front; each policy's entry counts them (``n_failed``, ``n_diverged``), the table marks them next to
@@ -14,14 +17,18 @@ import csv
 import math
 from pathlib import Path
 from typing import Any, Iterable
-from .results import is_diverged, is_failed
 import io
 from prunegym.training.io import write_text_atomic
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["METRICS", "accuracy_compute_figure", "failures_table", "markdown_table", "pareto_front", "summarize",
-           "write_csv"]
+from .results import is_diverged, is_failed
+from .stats import half_width
+
+__all__ = ["FIGURE_DPI", "METRICS", "accuracy_compute_figure", "failures_table", "interval_caption", "markdown_table",
+           "pareto_front", "summarize", "write_csv"]
+
+FIGURE_DPI = 150
 
 # row key -> column title
 METRICS: dict[str, str] = {
@@ -44,8 +51,9 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def summarize(rows: Iterable[dict[str, Any]], order: list[str] | None = None) -> list[dict[str, Any]]:
-    """One dict per policy: ``policy``, ``n`` (seeds with a result), ``<metric>_mean`` and ``<metric>_std``
-    (sample std, 0 for one seed; NaN with no result) for every metric of :data:`METRICS`, ``pareto``
+    """One dict per policy: ``policy``, ``n`` (seeds with a result), ``<metric>_mean``, ``<metric>_std``
+    (sample std, 0 for one seed; NaN with no result) and ``<metric>_ci95`` (95% Student-t half-width, NaN for
+    fewer than 2 seeds) for every metric of :data:`METRICS`, ``pareto``
     (bool), ``n_failed`` and ``n_diverged``. Policies in ``order`` first, then in order of appearance; a
     policy with rows but no result is listed with ``n = 0``. Rows with an error (failed or diverged) are
     left out of the means and the front (see :func:`failures_table`)."""
@@ -70,7 +78,9 @@ def summarize(rows: Iterable[dict[str, Any]], order: list[str] | None = None) ->
             continue
         entry: dict[str, Any] = {"policy": name, "n": len(rs)}
         for key in METRICS:
-            entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std([r[key] for r in rs])
+            values = [float(r[key]) for r in rs]
+            entry[f"{key}_mean"], entry[f"{key}_std"] = _mean_std(values)
+            entry[f"{key}_ci95"] = half_width(values)
         entry["n_failed"], entry["n_diverged"] = failed, diverged
         out.append(entry)
     front = set(pareto_front([e for e in out if e["n"] > 0]))
@@ -90,10 +100,12 @@ def pareto_front(summary: list[dict[str, Any]]) -> list[str]:
     return [name for _, _, name in sorted(front)]
 
 
-def _fmt(mean: float, std: float, digits: int) -> str:
+def _fmt(mean: float, spread: float, digits: int, show_spread: bool) -> str:
     if not math.isfinite(mean):
         return "—"
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+    if not show_spread or not math.isfinite(spread):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}"
 
 
 def _seeds_cell(e: dict[str, Any]) -> str:
@@ -101,17 +113,33 @@ def _seeds_cell(e: dict[str, Any]) -> str:
     return f"{e['n']} (+{', '.join(marks)})" if marks else str(e["n"])
 
 
+def interval_caption(summary: list[dict[str, Any]]) -> str:
+    """What the ± of a table means: the 95% Student-t interval over the seeds (or nothing for one seed)."""
+    ns = sorted({int(e["n"]) for e in summary if e.get("n")})
+    if not ns:
+        return "No results."
+    seeds = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]} to {ns[-1]}"
+    if ns[-1] < 2:
+        return "One seed per policy: means only (no interval, no Pareto front)."
+    return f"Mean ± 95% Student-t interval over {seeds} seeds per policy."
+
+
 def markdown_table(summary: list[dict[str, Any]], title: str | None = None) -> str:
-    """A Markdown table, mean ± std per metric, Pareto-front policies marked; diverged and failed episodes
-    are counted next to the seeds (``2 (+1 diverged)``) and left out of the means."""
-    head = ["policy", "seeds"] + list(METRICS.values()) + ["Pareto"]
+    """A Markdown table, mean ± 95% interval per metric (its caption says so), Pareto-front policies marked
+    (with more than one seed); diverged and failed episodes are counted next to the seeds (``2 (+1 diverged)``)
+    and left out of the means."""
+    several = any(e.get("n", 0) > 1 for e in summary)
+    head = ["policy", "seeds"] + list(METRICS.values()) + (["Pareto"] if several else [])
     lines = [f"## {title}", ""] if title else []
+    lines += [interval_caption(summary), ""]
     lines += ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for e in summary:
         cells = [e["policy"], _seeds_cell(e)]
         for key in METRICS:
-            cells.append(_fmt(e[f"{key}_mean"], e[f"{key}_std"], 2 if key == "wall_clock_s" else 4))
-        cells.append("yes" if e["pareto"] else "")
+            cells.append(_fmt(e[f"{key}_mean"], e.get(f"{key}_ci95", math.nan), 2 if key == "wall_clock_s" else 4,
+                              e.get("n", 0) > 1))
+        if several:
+            cells.append("yes" if e["pareto"] else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -142,13 +170,13 @@ def failures_table(rows: Iterable[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def write_csv(summary: list[dict[str, Any]], path: str | Path) -> Path:
-    """The summary as CSV (written atomically): policy, n, <metric>_mean, <metric>_std ..., pareto,
-    n_failed, n_diverged."""
+def write_csv(summary: list[dict[str, Any]], path: str | Path, extra: tuple[str, ...] = ()) -> Path:
+    """The summary as CSV (written atomically): policy, the ``extra`` columns (e.g. ``budget``), n,
+    <metric>_mean, <metric>_std, <metric>_ci95 ..., pareto, n_failed, n_diverged."""
 
 
-    cols = ["policy", "n"] + [f"{k}_{s}" for k in METRICS for s in ("mean", "std")] + ["pareto", "n_failed",
-                                                                                         "n_diverged"]
+    cols = ["policy", *extra, "n"] + [f"{k}_{s}" for k in METRICS for s in ("mean", "std", "ci95")] + ["pareto", "n_failed",
+                                                                                                 "n_diverged"]
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
@@ -158,28 +186,31 @@ def write_csv(summary: list[dict[str, Any]], path: str | Path) -> Path:
 
 
 def accuracy_compute_figure(summary: list[dict[str, Any]], title: str = ""):
-    """A matplotlib ``Figure`` (Agg canvas) of test accuracy versus compute fraction."""
-
-    fig = Figure(figsize=(6.4, 4.8), dpi=100)
+    """A matplotlib ``Figure`` (Agg canvas) of test accuracy (%) versus compute fraction, 95% error bars."""
+    fig = Figure(figsize=(6.4, 4.8), dpi=FIGURE_DPI)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     summary = [e for e in summary if e.get("n", 1) > 0]
-    front = set(pareto_front(summary))
+    several = any(e.get("n", 0) > 1 for e in summary)
+    front = set(pareto_front(summary)) if several else set()
     for i, e in enumerate(summary):
         color = f"C{i % 10}"
-        ax.errorbar(e["compute_fraction_mean"], e["test_accuracy_mean"], xerr=e["compute_fraction_std"],
-                    yerr=e["test_accuracy_std"], fmt="o", color=color, capsize=3, label=e["policy"])
+        x, y = e["compute_fraction_mean"], 100.0 * e["test_accuracy_mean"]
+        xerr, yerr = e.get("compute_fraction_ci95", math.nan), 100.0 * e.get("test_accuracy_ci95", math.nan)
+        ax.errorbar(x, y, xerr=xerr if math.isfinite(xerr) else None, yerr=yerr if math.isfinite(yerr) else None,
+                    fmt="o", color=color, capsize=3, label=e["policy"])
         if e["policy"] in front:
-            ax.scatter([e["compute_fraction_mean"]], [e["test_accuracy_mean"]], s=160, facecolors="none",
-                       edgecolors="black", linewidths=1.2, zorder=3)
-        ax.annotate(e["policy"], (e["compute_fraction_mean"], e["test_accuracy_mean"]), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
-    pts = sorted((e["compute_fraction_mean"], e["test_accuracy_mean"]) for e in summary if e["policy"] in front)
+            ax.scatter([x], [y], s=160, facecolors="none", edgecolors="black", linewidths=1.2, zorder=3)
+        ax.annotate(e["policy"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    pts = sorted((e["compute_fraction_mean"], 100.0 * e["test_accuracy_mean"]) for e in summary
+                 if e["policy"] in front)
     if len(pts) > 1:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "k--", linewidth=1, label="Pareto front")
     ax.set_xlabel("compute fraction (training FLOPs / full-data run)")
-    ax.set_ylabel("test accuracy")
+    ax.set_ylabel("test accuracy (%)")
     ax.set_title(title or "accuracy versus compute")
+    if summary:
+        ax.text(0.01, 0.01, interval_caption(summary), transform=ax.transAxes, fontsize=7, alpha=0.7)
     ax.grid(True, alpha=0.3)
     if summary:
         ax.legend(fontsize=8, loc="best")

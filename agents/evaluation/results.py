@@ -146,18 +146,21 @@ def latest_rows(rows: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
     return latest
 
 
-def completed_keys(rows: Iterable[dict[str, Any]], policy_hashes: dict[str, str | None] | None = None,
+def completed_keys(rows: Iterable[dict[str, Any]], policy_hashes: dict[Any, str | None] | None = None,
                    version: str | None = None) -> set[tuple]:
     """The :func:`row_key` of every experiment whose latest row in ``rows`` is a result (not failed): what a
-    resumed comparison skips. A failed episode is run again. With ``policy_hashes`` (policy label -> the
-    policy's current ``policy_hash``) a row only counts if it has that hash, and with ``version`` if it was
-    written by that prunegym version: a changed agent file or baseline, or another prunegym, runs again."""
+    resumed comparison skips. A failed episode is run again. With ``policy_hashes`` (policy label, or
+    ``(label, canonical env kwargs)`` where one label runs with different settings per env, e.g. per budget
+    -> the policy's current ``policy_hash``) a row only counts if it has that hash, and with ``version`` if it
+    was written by that prunegym version: a changed agent file or baseline, or another prunegym, runs again."""
     out = set()
     for key, row in latest_rows(rows).items():
         if is_failed(row):
             continue
-        if policy_hashes is not None and row.get("policy_hash") != policy_hashes.get(key[2], "not a policy here"):
-            continue
+        if policy_hashes is not None:
+            want = policy_hashes.get((key[2], key[1]), policy_hashes.get(key[2], "not a policy here"))
+            if row.get("policy_hash") != want:
+                continue
         if version is not None and (row.get("runtime") or {}).get("prunegym") != version:
             continue
         out.add(key)

@@ -1,7 +1,9 @@
-"""The episode schedulers of the harness: :func:`run_all` (one after the other, in this process) and
-:func:`run_all_ray` (one Ray task per episode through :func:`~prunegym.agents.parallel.ray_tasks.run_tasks`;
-an episode that still fails after its retry becomes a failed row, :func:`~.episode.failed_outcome`).
-Either hands each :class:`~.episode.EpisodeOutcome` to ``on_result`` as soon as it is done."""
+"""The episode schedulers of the harness: :func:`run_all` (one after the other, in this process),
+:func:`run_all_batched` (each policy's seeds as one batch of a
+:class:`~prunegym.envs.PruningVectorEnv`, in this process) and :func:`run_all_ray` (one Ray task per episode
+through :func:`~prunegym.agents.parallel.ray_tasks.run_tasks`; an episode that still fails after its retry
+becomes a failed row, :func:`~.episode.failed_outcome`). Each hands every :class:`~.episode.EpisodeOutcome`
+to ``on_result`` as soon as it is done."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -10,10 +12,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ..env_factory import module_env_id
 from ..parallel.ray_tasks import RayCall, RayOptions, TaskFailure, run_tasks, torch_threads
+from .batched import run_batched_episodes
 from .episode import EpisodeOutcome, PolicySpec, failed_outcome, run_episode
 
-__all__ = ["EpisodeTask", "run_all", "run_all_ray", "schedule"]
+__all__ = ["EpisodeTask", "run_all", "run_all_batched", "run_all_ray", "schedule"]
 
 
 @dataclass
@@ -27,26 +31,61 @@ class EpisodeTask:
 
 
 def run_all(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], *,
-            progress: bool = False, runner: Callable[..., EpisodeOutcome] = run_episode) -> list[EpisodeOutcome]:
-    """Run ``tasks`` one after the other with ``runner`` and pass each outcome to ``on_result`` when done."""
-
+            progress: bool = False, runner: Callable[..., EpisodeOutcome] = run_episode,
+            live: Callable[[EpisodeTask], Any] | None = None) -> list[EpisodeOutcome]:
+    """Run ``tasks`` one after the other with ``runner`` and pass each outcome to ``on_result`` when done.
+    ``live(task)``: a step callback for the task's episode (a live TensorBoard run), closed after it."""
     outcomes = []
     with tqdm(total=len(tasks), desc="episodes", unit="ep", disable=not progress) as bar:
         for task in tasks:
             bar.set_postfix_str(f"{task.spec.name} seed {task.seed}")
-            outcome = runner(task.spec, task.env_id, task.env_kwargs, task.seed, progress=progress)
+            watcher = live(task) if live is not None else None
+            try:
+                extra = {"on_step": watcher} if watcher is not None else {}
+                outcome = runner(task.spec, task.env_id, task.env_kwargs, task.seed, progress=progress, **extra)
+            finally:
+                if watcher is not None:
+                    watcher.close()
             on_result(outcome)
             outcomes.append(outcome)
             bar.update()
     return outcomes
 
 
+def run_all_batched(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], *,
+                    progress: bool = False) -> list[EpisodeOutcome]:
+    """Run ``tasks`` grouped by (policy, env kwargs), each group's seeds as one batch
+    (:func:`~.batched.run_batched_episodes`); outcomes come back group by group, in the order of ``tasks``
+    within each."""
+    groups: dict[tuple[int, str], list[EpisodeTask]] = {}
+    for t in tasks:
+        groups.setdefault((id(t.spec), repr(sorted(t.env_kwargs.items()))), []).append(t)
+    outcomes: list[EpisodeOutcome] = []
+    with tqdm(total=len(tasks), desc="episodes", unit="ep", disable=not progress) as bar:
+        for group in groups.values():
+            t0 = group[0]
+            bar.set_postfix_str(f"{t0.spec.name} x{len(group)} seeds")
+            for outcome in run_batched_episodes(t0.spec, t0.env_id, t0.env_kwargs, [t.seed for t in group],
+                                                progress=progress):
+                on_result(outcome)
+                outcomes.append(outcome)
+                bar.update()
+    return outcomes
+
+
 def schedule(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], progress: bool,
-              ray: RayOptions) -> list[EpisodeOutcome]:
+             ray: RayOptions, live: Callable[[EpisodeTask], Any] | None = None,
+             batched: bool = False) -> list[EpisodeOutcome]:
+    """Run ``tasks`` on Ray (``ray.enabled``), as batches (``batched``) or one after the other here; ``live``
+    (sequential only: a Ray worker may not see the output folder) gives each episode a step callback."""
     if ray.enabled:
+        if batched:
+            raise ValueError("batched episodes run in this process: drop --batched or the Ray options")
         return run_all_ray(tasks, on_result, ray, progress=progress)
     with torch_threads(None if ray.cpus_per_run is None else ray.threads):
-        return run_all(tasks, on_result, progress=progress)
+        if batched:
+            return run_all_batched(tasks, on_result, progress=progress)
+        return run_all(tasks, on_result, progress=progress, live=live)
 
 
 def run_all_ray(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], options: RayOptions,
@@ -58,7 +97,9 @@ def run_all_ray(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcom
     calls = []
     for t in tasks:
         spec = portable.setdefault(id(t.spec), t.spec.portable())
-        calls.append(RayCall((spec, t.env_id, t.env_kwargs, t.seed), f"episode {t.spec.name} seed {t.seed}"))
+        # the id with its registering module, so that a worker that has not imported it yet can
+        calls.append(RayCall((spec, module_env_id(t.env_id), t.env_kwargs, t.seed),
+                             f"episode {t.spec.name} seed {t.seed}"))
     outcomes: list[EpisodeOutcome | None] = [None] * len(tasks)
 
     def handle(i: int, result: Any) -> None:

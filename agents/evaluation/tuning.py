@@ -29,9 +29,10 @@ from prunegym.baselines import POLICIES
 from .episode import policy_spec, run_episode
 from tqdm.auto import tqdm
 
-__all__ = ["TUNING_SEEDS", "TuneResult", "load_tuned", "search_space", "tune", "tuned_path"]
+__all__ = ["SHIPPED_TUNED", "TUNING_SEEDS", "TuneResult", "load_tuned", "search_space", "tune", "tuned_path"]
 
 TUNING_SEEDS = (30000, 30001)
+SHIPPED_TUNED = Path(__file__).resolve().parent / "tuned"  # the settings prunegym's benchmarks tuned (issue 16)
 FORMAT = "prunegym-tuned/1"
 
 
@@ -68,8 +69,11 @@ def tuned_path(out: str | Path, env_id: str, policy: str, budget: float) -> Path
     return Path(out) / _label(env_id) / policy / f"budget{float(budget):g}.json"
 
 
-def load_tuned(out: str | Path, env_id: str, policy: str, budget: float) -> TuneResult | None:
-    """The tuned settings of (env, policy, budget) under ``out``, or ``None`` if there are none."""
+def load_tuned(out: str | Path | None, env_id: str, policy: str, budget: float) -> TuneResult | None:
+    """The tuned settings of (env, policy, budget) under ``out``, or ``None`` if there are none (or ``out`` is
+    None)."""
+    if out is None:
+        return None
     p = tuned_path(out, env_id, policy, budget)
     if not p.is_file():
         return None
