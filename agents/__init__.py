@@ -15,16 +15,46 @@ Rooms by job (each imports only the ones before it; see ``docs/ARCHITECTURE.md``
   TensorBoard runs, budget calibration and tuning;
 * :mod:`.cli` -- the ``prunegym`` command line.
 """
+
 from __future__ import annotations
 
 from .evaluation import (
-    ROW_FIELDS, SCHEMA, Comparison, EpisodeOutcome, EpisodeRow, PolicySpec, append_rows, compare, evaluate,
-    policy_spec, read_rows, run_batched_episodes, run_episode,
+    ROW_FIELDS,
+    SCHEMA,
+    Comparison,
+    EpisodeOutcome,
+    EpisodeRow,
+    PolicySpec,
+    append_rows,
+    compare,
+    evaluate,
+    policy_spec,
+    read_rows,
+    run_batched_episodes,
+    run_episode,
 )
 from .sb3 import ALGOS, Agent, BatchedVecEnv, ObsNormalizer, load_agent, load_hyperparams, save_agent, train_agent
 
 __all__ = [
-    "ALGOS", "Agent", "BatchedVecEnv", "Comparison", "EpisodeOutcome", "EpisodeRow", "ObsNormalizer", "PolicySpec",
-    "ROW_FIELDS", "SCHEMA", "append_rows", "compare", "evaluate", "load_agent", "load_hyperparams", "policy_spec",
-    "read_rows", "run_batched_episodes", "run_episode", "save_agent", "train_agent",
+    "ALGOS",
+    "Agent",
+    "BatchedVecEnv",
+    "Comparison",
+    "EpisodeOutcome",
+    "EpisodeRow",
+    "ObsNormalizer",
+    "PolicySpec",
+    "ROW_FIELDS",
+    "SCHEMA",
+    "append_rows",
+    "compare",
+    "evaluate",
+    "load_agent",
+    "load_hyperparams",
+    "policy_spec",
+    "read_rows",
+    "run_batched_episodes",
+    "run_episode",
+    "save_agent",
+    "train_agent",
 ]

@@ -1,4 +1,5 @@
 """``python -m prunegym.agents ...``: the ``prunegym`` command line."""
+
 import sys
 
 from .cli import main

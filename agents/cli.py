@@ -14,6 +14,7 @@ training env a Ray actor. Without Ray installed these exit with status 2 and the
 some episodes fail (Ray runs report them instead of stopping) or diverge, the command exits with status 1.
 Ctrl-C prints the command that resumes and exits with status 130.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -64,12 +65,27 @@ def _cmd_train(args) -> int:
     canonical_env_id(args.env)
     try:
         agent = train_agent(
-            args.algo, args.env, args.total_timesteps, args.seed, env_kwargs=parse_kv(args.env_kwargs),
-            hyperparams=parse_kv(args.hyperparams, "--hyperparams"), hyperparams_file=args.hyperparams_file,
-            n_envs=args.n_envs, out=args.out, tensorboard_log=args.tensorboard_log or None,
-            eval_freq=args.eval_freq, n_eval_episodes=args.n_eval_episodes, checkpoint_freq=args.checkpoint_freq,
-            resume=args.resume, overwrite=args.overwrite, device=args.device, verbose=args.verbose,
-            progress=not args.quiet, vec_env=args.vec_env, **ray_kwargs(args))
+            args.algo,
+            args.env,
+            args.total_timesteps,
+            args.seed,
+            env_kwargs=parse_kv(args.env_kwargs),
+            hyperparams=parse_kv(args.hyperparams, "--hyperparams"),
+            hyperparams_file=args.hyperparams_file,
+            n_envs=args.n_envs,
+            out=args.out,
+            tensorboard_log=args.tensorboard_log or None,
+            eval_freq=args.eval_freq,
+            n_eval_episodes=args.n_eval_episodes,
+            checkpoint_freq=args.checkpoint_freq,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            device=args.device,
+            verbose=args.verbose,
+            progress=not args.quiet,
+            vec_env=args.vec_env,
+            **ray_kwargs(args),
+        )
     except KeyboardInterrupt:
         argv = [a for a in args.argv if a != "--overwrite"] + ([] if args.resume else ["--resume"])
         print(f"prunegym train: interrupted; a checkpoint was saved; continue with: {_command(argv)}", file=sys.stderr)
@@ -80,15 +96,27 @@ def _cmd_train(args) -> int:
 
 def _cmd_evaluate(args) -> int:
     try:
-        rows = evaluate(args.policy, args.env, args.seeds, results=args.results,
-                        tensorboard_log=args.tensorboard_log, name=args.name,
-                        hparams=parse_kv(args.hparams, "--hparams") or None, env_kwargs=parse_kv(args.env_kwargs),
-                        progress=not args.quiet, batched=args.batched, **ray_kwargs(args))
+        rows = evaluate(
+            args.policy,
+            args.env,
+            args.seeds,
+            results=args.results,
+            tensorboard_log=args.tensorboard_log,
+            name=args.name,
+            hparams=parse_kv(args.hparams, "--hparams") or None,
+            env_kwargs=parse_kv(args.env_kwargs),
+            progress=not args.quiet,
+            batched=args.batched,
+            **ray_kwargs(args),
+        )
     except Interrupted as exc:
         done = {int(r["seed"]) for r in exc.done}
         left = [s for s in args.seeds if s not in done]
-        print(f"prunegym evaluate: interrupted; {len(done)} finished episode(s) are in {args.results}; evaluate the "
-              f"remaining seeds with: {_command(_replace_seeds(args.argv, left))}", file=sys.stderr)
+        print(
+            f"prunegym evaluate: interrupted; {len(done)} finished episode(s) are in {args.results}; evaluate the "
+            f"remaining seeds with: {_command(_replace_seeds(args.argv, left))}",
+            file=sys.stderr,
+        )
         return 130
     print(_row_table(rows))
     print()
@@ -121,18 +149,30 @@ def _cmd_compare(args) -> int:
         if bad:
             raise CLIError(f"unknown policy {bad[0]!r}; allowed: {', '.join(POLICIES)}")
     agents = [_agent_arg(a) for a in args.agent]
-    common = dict(policies=args.policies, agents=agents, out=args.out, env_kwargs=parse_kv(args.env_kwargs),
-                  progress=not args.quiet, skip_done=not args.rerun, batched=args.batched, **ray_kwargs(args))
+    common = dict(
+        policies=args.policies,
+        agents=agents,
+        out=args.out,
+        env_kwargs=parse_kv(args.env_kwargs),
+        progress=not args.quiet,
+        skip_done=not args.rerun,
+        batched=args.batched,
+        **ray_kwargs(args),
+    )
     try:
         if args.budgets is not None:
             tuned = None if str(args.tuned).lower() == "none" else args.tuned
-            result = compare_budgets(args.env, args.seeds, args.budgets, tuned=tuned,
-                                     calibration_seeds=args.calibration_seeds, **common)
+            result = compare_budgets(
+                args.env, args.seeds, args.budgets, tuned=tuned, calibration_seeds=args.calibration_seeds, **common
+            )
         else:
             result = compare(args.env, args.seeds, **common)
     except Interrupted as exc:
-        print(f"prunegym compare: interrupted; {len(exc.done)} episode(s) of this run are saved in {args.out}; "
-              f"resume with: {_command(args.argv)}", file=sys.stderr)
+        print(
+            f"prunegym compare: interrupted; {len(exc.done)} episode(s) of this run are saved in {args.out}; "
+            f"resume with: {_command(args.argv)}",
+            file=sys.stderr,
+        )
         return 130
     print(result.markdown, end="")
     print(f"ran {result.ran} episode(s), skipped {result.skipped} already in {result.results}")
@@ -146,12 +186,23 @@ def _cmd_compare(args) -> int:
 
 def _cmd_tune(args) -> int:
     try:
-        result = tune(args.env, args.policy, args.budget, args.trials, out=args.out,
-                      env_kwargs=parse_kv(args.env_kwargs), seeds=args.seeds, sampler_seed=args.sampler_seed,
-                      progress=not args.quiet)
+        result = tune(
+            args.env,
+            args.policy,
+            args.budget,
+            args.trials,
+            out=args.out,
+            env_kwargs=parse_kv(args.env_kwargs),
+            seeds=args.seeds,
+            sampler_seed=args.sampler_seed,
+            progress=not args.quiet,
+        )
     except KeyboardInterrupt:
-        print(f"prunegym tune: interrupted; the finished trials are in the study under {args.out}; resume with: "
-              f"{_command(args.argv)}", file=sys.stderr)
+        print(
+            f"prunegym tune: interrupted; the finished trials are in the study under {args.out}; resume with: "
+            f"{_command(args.argv)}",
+            file=sys.stderr,
+        )
         return 130
     settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in result.params.items())
     print(f"{args.policy} at budget {args.budget:g}: best mean validation accuracy {result.value:.4f} with {settings}")
@@ -159,8 +210,13 @@ def _cmd_tune(args) -> int:
     return 0
 
 
-_COMMANDS = {"list": _cmd_list, "train": _cmd_train, "evaluate": _cmd_evaluate, "compare": _cmd_compare,
-             "tune": _cmd_tune}
+_COMMANDS = {
+    "list": _cmd_list,
+    "train": _cmd_train,
+    "evaluate": _cmd_evaluate,
+    "compare": _cmd_compare,
+    "tune": _cmd_tune,
+}
 
 
 def _import_gym_packages(modules: Sequence[str]) -> None:

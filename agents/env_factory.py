@@ -12,6 +12,7 @@ Seed convention (every run seed is the ``seed`` of ``PruningEnv.reset``, which f
 The three ranges are disjoint as long as benchmark seeds stay below 10,000 and evaluation uses fewer than
 990,000 episodes, so an agent is never scored on a training run.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -26,8 +27,18 @@ from prunegym.envs.tasks import task_module
 from prunegym.training import load_splits
 
 __all__ = [
-    "ENV_MODULE", "EVAL_SEED_START", "TRAIN_SEED_MIN", "TrainingSeedStream", "TrainingSeeds", "canonical_env_id",
-    "check_env_data", "env_label", "eval_seeds", "known_env_ids", "make_env", "module_env_id",
+    "ENV_MODULE",
+    "EVAL_SEED_START",
+    "TRAIN_SEED_MIN",
+    "TrainingSeedStream",
+    "TrainingSeeds",
+    "canonical_env_id",
+    "check_env_data",
+    "env_label",
+    "eval_seeds",
+    "known_env_ids",
+    "make_env",
+    "module_env_id",
 ]
 
 ENV_MODULE = "prunegym.envs"
@@ -115,19 +126,30 @@ def check_env_data(env: gym.Env) -> None:
     fail here, in this process, with one error, not once per episode (or per Ray worker)."""
 
     cfg = env.unwrapped.base_config
-    load_splits(cfg.dataset, 0, "cpu", val_size=cfg.val_size, train_size=cfg.train_size, root=cfg.data_root,
-                test_size=cfg.test_size)
+    load_splits(
+        cfg.dataset,
+        0,
+        "cpu",
+        val_size=cfg.val_size,
+        train_size=cfg.train_size,
+        root=cfg.data_root,
+        test_size=cfg.test_size,
+    )
 
 
-def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None, wrapper: Callable | None = None,
-             monitor: bool = False, train_entropy: list[int] | None = None) -> gym.Env:
+def make_env(
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    wrapper: Callable | None = None,
+    monitor: bool = False,
+    train_entropy: list[int] | None = None,
+) -> gym.Env:
     """``gym.make`` of the module-prefixed id with ``env_kwargs``, then (in this order) ``TrainingSeeds``
     when ``train_entropy`` is given, SB3's ``Monitor`` when ``monitor``, and ``wrapper``."""
     env = gym.make(module_env_id(env_id), **dict(env_kwargs or {}))
     if train_entropy is not None:
         env = TrainingSeeds(env, train_entropy)
     if monitor:
-
         env = Monitor(env)
     if wrapper is not None:
         env = wrapper(env)

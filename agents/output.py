@@ -9,19 +9,28 @@
 * :func:`replace_folder` moves a fully written staging folder over a destination folder (a TensorBoard
   run): a reader sees the old run or the new one, never two runs' events in one folder.
 """
+
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
-import fcntl
 
-__all__ = ["LOCK_NAME", "OutputError", "new_staging_dir", "output_lock", "replace_folder", "staging_folder",
-           "writable_file", "writable_folder"]
+__all__ = [
+    "LOCK_NAME",
+    "OutputError",
+    "new_staging_dir",
+    "output_lock",
+    "replace_folder",
+    "staging_folder",
+    "writable_file",
+    "writable_folder",
+]
 
 LOCK_NAME = ".prunegym.lock"
 
@@ -73,8 +82,10 @@ def output_lock(folder: str | os.PathLike, command: str = "prunegym") -> Iterato
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
-            raise OutputError(f"{str(p)!r} is in use by another {command} (pid {holder}); wait for it to finish "
-                              "or choose another output folder") from None
+            raise OutputError(
+                f"{str(p)!r} is in use by another {command} (pid {holder}); wait for it to finish "
+                "or choose another output folder"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield p

@@ -1,8 +1,10 @@
 """One deterministic episode of any SB3-``predict``-able policy on a gymnasium env: the loop the evaluation
 harness, the trainer's held-out evaluation and the benchmarks share."""
+
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

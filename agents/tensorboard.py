@@ -23,13 +23,14 @@ policy and seed, and the live run is removed (:func:`write_episode`): a rerun ne
 leaves the old run or the new one, never half of one (a left-over ``.live`` run is removed by the next
 ``compare`` of that folder).
 """
+
 from __future__ import annotations
 
 import re
-from pathlib import Path
-from typing import Any, Iterable
-
 import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
@@ -38,8 +39,19 @@ from .env_factory import env_label
 from .output import new_staging_dir, replace_folder
 
 __all__ = [
-    "EPISODE_TAGS", "EPOCH_TAGS", "HPARAM_METRICS", "EpisodeWriter", "LiveRun", "episode_hparams", "episode_summary",
-    "epoch_records", "has_events", "remove_live_runs", "row_run_dir", "run_dir", "write_episode",
+    "EPISODE_TAGS",
+    "EPOCH_TAGS",
+    "HPARAM_METRICS",
+    "EpisodeWriter",
+    "LiveRun",
+    "episode_hparams",
+    "episode_summary",
+    "epoch_records",
+    "has_events",
+    "remove_live_runs",
+    "row_run_dir",
+    "run_dir",
+    "write_episode",
 ]
 
 # tag -> key of an epoch record
@@ -86,17 +98,22 @@ def run_dir(root: str | Path, env_id: str, policy: str, seed: int, budget: float
 def row_run_dir(root: str | Path, row: dict[str, Any]) -> Path:
     """The run folder of a results row (its budget, if any, from the row's ``env_kwargs``)."""
     budget = (row.get("env_kwargs") or {}).get("compute_budget")
-    return run_dir(root, row["env_id"], row["policy"], row["seed"], budget if isinstance(budget, (int, float)) else None)
+    return run_dir(
+        root, row["env_id"], row["policy"], row["seed"], budget if isinstance(budget, (int, float)) else None
+    )
 
 
 def episode_hparams(row: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     """``(hyperparameters, metrics)`` of a result row for TensorBoard's HPARAMS tab: policy, pruner, budget
     (``"none"`` without one) and seed; final test accuracy, compute fraction and return."""
     budget = (row.get("env_kwargs") or {}).get("compute_budget")
-    hp = {"policy": str(row["policy"]), "pruner": str((row.get("env_config") or {}).get("pruner", "?")),
-          "budget": f"{float(budget):g}" if isinstance(budget, (int, float)) else "none", "seed": int(row["seed"])}
-    metrics = {tag: float(row[key]) for tag, key in HPARAM_METRICS.items()
-               if isinstance(row.get(key), (int, float))}
+    hp = {
+        "policy": str(row["policy"]),
+        "pruner": str((row.get("env_config") or {}).get("pruner", "?")),
+        "budget": f"{float(budget):g}" if isinstance(budget, (int, float)) else "none",
+        "seed": int(row["seed"]),
+    }
+    metrics = {tag: float(row[key]) for tag, key in HPARAM_METRICS.items() if isinstance(row.get(key), (int, float))}
     return hp, metrics
 
 
@@ -105,17 +122,19 @@ def epoch_records(infos: Iterable[dict[str, Any]]) -> list[dict[str, float]]:
     kept_fraction, prune_ratio, compute_fraction (cumulative) and lr."""
     out = []
     for info in infos:
-        out.append({
-            "epoch": int(info["epoch"]),
-            "val_accuracy": float(info["val_accuracy"]),
-            "val_loss": float(info["val_loss"]),
-            "train_loss": float(info["train_loss"]),
-            "kept_fraction": float(info["kept_fraction"]),
-            "prune_ratio": float(info["prune_ratio"]),
-            "compute_fraction_step": float(info["compute_fraction_step"]),
-            "compute_fraction": float(info["compute_fraction_total"]),
-            "lr": float(info["lr"]),
-        })
+        out.append(
+            {
+                "epoch": int(info["epoch"]),
+                "val_accuracy": float(info["val_accuracy"]),
+                "val_loss": float(info["val_loss"]),
+                "train_loss": float(info["train_loss"]),
+                "kept_fraction": float(info["kept_fraction"]),
+                "prune_ratio": float(info["prune_ratio"]),
+                "compute_fraction_step": float(info["compute_fraction_step"]),
+                "compute_fraction": float(info["compute_fraction_total"]),
+                "lr": float(info["lr"]),
+            }
+        )
     return out
 
 
@@ -202,9 +221,14 @@ def remove_live_runs(root: str | Path) -> None:
                 shutil.rmtree(p, ignore_errors=True)
 
 
-def write_episode(log_dir: str | Path, records: list[dict[str, float]], summary: dict[str, Any],
-                  index: int | None = None, staging: str | Path | None = None,
-                  hparams: tuple[dict[str, Any], dict[str, float]] | None = None) -> Path:
+def write_episode(
+    log_dir: str | Path,
+    records: list[dict[str, float]],
+    summary: dict[str, Any],
+    index: int | None = None,
+    staging: str | Path | None = None,
+    hparams: tuple[dict[str, Any], dict[str, float]] | None = None,
+) -> Path:
     """Write one episode's ``epoch/`` curves, ``episode/`` values (at x = ``index``, default its last epoch) and
     ``hparams`` (see :func:`episode_hparams`) as the run ``log_dir``, replacing what was there and its live run:
     written in a fresh folder of ``staging`` (default ``<parent>/.<name>.staging``), then moved over ``log_dir``."""

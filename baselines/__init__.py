@@ -15,10 +15,18 @@ Files: ``full``, ``uniform`` (and ``uniform_rescaled``), ``epsilon_greedy``, ``u
 ``pfb``, ``seta``, ``ies``, ``learned`` (the agents' parametric pruner), ``static`` (its tuned static
 baselines ``static_const`` and ``static_schedule``), ``sampler``.
 """
+
 from __future__ import annotations
 
 from .base import (
-    ActionEncoder, FixedPolicy, Knob, PolicyContext, Pruner, RankedPruner, kept_count, policy_context_of,
+    ActionEncoder,
+    FixedPolicy,
+    Knob,
+    PolicyContext,
+    Pruner,
+    RankedPruner,
+    kept_count,
+    policy_context_of,
     rank_descending,
 )
 from .epsilon_greedy import EpsilonGreedyPolicy, EpsilonGreedyPruner
@@ -36,10 +44,43 @@ from .ucb import UCBPolicy, UCBPruner
 from .uniform import UniformPolicy, UniformPruner, UniformRescaledPolicy
 
 __all__ = [
-    "POLICIES", "PRUNERS", "SAMPLER_PRUNERS", "ActionEncoder", "EpsilonGreedyPolicy", "EpsilonGreedyPruner",
-    "FixedPolicy", "FullPolicy", "FullPruner", "IESPolicy", "IESPruner", "IndexedDataset", "InfoBatchPolicy",
-    "InfoBatchPruner", "Knob", "LearnedPruner", "PFBPolicy", "PFBPruner", "PolicyContext", "Pruner", "PruningSampler",
-    "RankedPruner", "SeTaPolicy", "SeTaPruner", "StaticConstPolicy", "StaticSchedulePolicy", "SwDPPPolicy",
-    "SwDPPPruner", "UCBPolicy", "UCBPruner", "UniformPolicy", "UniformPruner", "UniformRescaledPolicy", "kept_count",
-    "make_policy", "make_pruner", "policy_context_of", "policy_pruner", "rank_descending",
+    "POLICIES",
+    "PRUNERS",
+    "SAMPLER_PRUNERS",
+    "ActionEncoder",
+    "EpsilonGreedyPolicy",
+    "EpsilonGreedyPruner",
+    "FixedPolicy",
+    "FullPolicy",
+    "FullPruner",
+    "IESPolicy",
+    "IESPruner",
+    "IndexedDataset",
+    "InfoBatchPolicy",
+    "InfoBatchPruner",
+    "Knob",
+    "LearnedPruner",
+    "PFBPolicy",
+    "PFBPruner",
+    "PolicyContext",
+    "Pruner",
+    "PruningSampler",
+    "RankedPruner",
+    "SeTaPolicy",
+    "SeTaPruner",
+    "StaticConstPolicy",
+    "StaticSchedulePolicy",
+    "SwDPPPolicy",
+    "SwDPPPruner",
+    "UCBPolicy",
+    "UCBPruner",
+    "UniformPolicy",
+    "UniformPruner",
+    "UniformRescaledPolicy",
+    "kept_count",
+    "make_policy",
+    "make_pruner",
+    "policy_context_of",
+    "policy_pruner",
+    "rank_descending",
 ]

@@ -16,19 +16,30 @@ pruner it drives, the epoch budget, the action convention, the feature layout) c
 :class:`PolicyContext` that the env provides (``PruningEnv.policy_context``). The epoch index is read from
 the ``epoch_fraction`` feature (``round(epoch_fraction * epochs)``).
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
 
 from prunegym.training import EpochPlan, EpochResult, ScoreTable
 
-__all__ = ["ActionEncoder", "FixedPolicy", "Knob", "PolicyContext", "Pruner", "RankedPruner", "kept_count",
-           "policy_context_of", "rank_descending"]
+__all__ = [
+    "ActionEncoder",
+    "FixedPolicy",
+    "Knob",
+    "PolicyContext",
+    "Pruner",
+    "RankedPruner",
+    "kept_count",
+    "policy_context_of",
+    "rank_descending",
+]
 
 
 @dataclass(frozen=True)
@@ -49,8 +60,9 @@ class Knob:
 
     def __post_init__(self) -> None:
         if self.log and not 0.0 < self.low <= self.high:
-            raise ValueError(f"log-scale knob {self.name!r} needs 0 < low <= high; got low={self.low!r}, "
-                             f"high={self.high!r}")
+            raise ValueError(
+                f"log-scale knob {self.name!r} needs 0 < low <= high; got low={self.low!r}, high={self.high!r}"
+            )
 
     def decode(self, a: float) -> float:
         t = (float(a) + 1.0) * 0.5
@@ -187,8 +199,10 @@ def policy_context_of(env: Any) -> PolicyContext:
     if ctx is None and hasattr(env, "get_attr"):
         ctx = env.get_attr("policy_context")[0]
     if not isinstance(ctx, PolicyContext):
-        raise ValueError(f"{type(env).__name__} provides no policy_context: pass a PruningEnv (or a wrapper or "
-                         "VecEnv of one) or a PolicyContext")
+        raise ValueError(
+            f"{type(env).__name__} provides no policy_context: pass a PruningEnv (or a wrapper or "
+            "VecEnv of one) or a PolicyContext"
+        )
     return ctx
 
 
@@ -208,12 +222,16 @@ class FixedPolicy:
     def __init__(self, env: Any, **hparams: Any):
         unknown = sorted(set(hparams) - set(self.defaults))
         if unknown:
-            raise ValueError(f"policy {self.name!r} has no hyperparameter(s) {', '.join(unknown)}; "
-                             f"allowed: {', '.join(self.defaults) or 'none'}")
+            raise ValueError(
+                f"policy {self.name!r} has no hyperparameter(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(self.defaults) or 'none'}"
+            )
         ctx = policy_context_of(env)
         if ctx.pruner != self.pruner:
-            raise ValueError(f"policy {self.name!r} drives the {self.pruner!r} pruner, but the env was made with "
-                             f"pruner={ctx.pruner!r}; make it with pruner={self.pruner!r}")
+            raise ValueError(
+                f"policy {self.name!r} drives the {self.pruner!r} pruner, but the env was made with "
+                f"pruner={ctx.pruner!r}; make it with pruner={self.pruner!r}"
+            )
         self.context = ctx
         self.hparams = {**self.defaults, **hparams}
         self.epochs = int(ctx.epochs)
@@ -230,8 +248,9 @@ class FixedPolicy:
         for knob in self.codec.knobs:
             v = self.hparams.get(knob.name)
             if v is not None and not knob.low <= v <= knob.high:
-                raise ValueError(f"{knob.name}={v!r} is out of range [{knob.low}, {knob.high}] "
-                                 f"(the {self.pruner!r} pruner's knob)")
+                raise ValueError(
+                    f"{knob.name}={v!r} is out of range [{knob.low}, {knob.high}] (the {self.pruner!r} pruner's knob)"
+                )
 
     def schedule(self, epoch: int) -> dict[str, float]:
         """``{"prune_ratio": r, knob: value}`` for the epoch about to be trained (0-based)."""

@@ -5,10 +5,11 @@ Of ``K = ceil((1 - r) N)`` kept samples, the top ``ceil((1 - eps) K)`` by EMA lo
 (``ScoreTable.ema``) plus ``floor(eps K)`` drawn uniformly without replacement from the rest [2nd for the
 rule]; ``eps`` = knob ``epsilon``, default 0.1 [recon]. No reweighting [paper].
 """
+
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

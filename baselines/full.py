@@ -1,8 +1,9 @@
 """``full``: no pruning; every sample every epoch with weight 1 (the reference every method is judged by): pruner
 and policy."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from prunegym.training import EpochPlan, ScoreTable
 

@@ -33,10 +33,11 @@ arguments). State on the training device: ``[N, 3]`` last losses, ``[N, m + k]``
 first) and counts, updated vectorised; one host sync per epoch (the plan's sizes). ``claimed_prune_ratio`` is
 the excluded fraction (the method's own "saved" share of the epoch).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -52,9 +53,17 @@ class IESPruner(Pruner):
     (moving-average window, default 3), ``k`` (averages summed, default 1)."""
 
     name = "ies"
-    knobs = (Knob("threshold", 1e-5, 1e-1, 1e-3,
-                  "a sample is left out while the sum of its last k moving averages of |second difference of "
-                  "loss| is below this (log scale)", log=True),)
+    knobs = (
+        Knob(
+            "threshold",
+            1e-5,
+            1e-1,
+            1e-3,
+            "a sample is left out while the sum of its last k moving averages of |second difference of "
+            "loss| is below this (log scale)",
+            log=True,
+        ),
+    )
 
     def __init__(self, m: int = 3, k: int = 1):
         for name, v in (("m", m), ("k", k)):
@@ -114,7 +123,7 @@ class IESPruner(Pruner):
             window = window + (a[:, i] - a[:, i - self.m])
             averages.append(window / self.m)
         total = averages[-self.k].abs()
-        for avg in averages[len(averages) - self.k + 1:]:
+        for avg in averages[len(averages) - self.k + 1 :]:
             total = total + avg.abs()
         self.judgement = torch.where(self.num_diffs >= width, total, torch.full_like(total, math.inf))
 

@@ -14,10 +14,11 @@ The realised kept fraction ``1 - (|D1| - int(keep |D1|)) / N`` is what the engin
 ``claimed_prune_ratio`` is ``min(r, 0.9)`` on an epoch that prunes something and 0 on one that prunes nothing
 (``D1`` empty, as at epoch 0, or ``r = 0``).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -25,8 +26,15 @@ from prunegym.training import EpochPlan, ScoreTable
 
 from .base import FixedPolicy, Pruner
 
-__all__ = ["InfoBatchPolicy", "InfoBatchPruner", "MAX_PRUNE_RATIO", "annealing_start", "keep_ratio", "kept_of_d1",
-           "prunes_at"]
+__all__ = [
+    "InfoBatchPolicy",
+    "InfoBatchPruner",
+    "MAX_PRUNE_RATIO",
+    "annealing_start",
+    "keep_ratio",
+    "kept_of_d1",
+    "prunes_at",
+]
 
 MAX_PRUNE_RATIO = 0.9  # keep ratio of D1 >= 0.1 [code]
 
@@ -58,8 +66,9 @@ class InfoBatchPruner(Pruner):
         k1 = kept_of_d1(r, d1.numel())
         kept1 = d1[torch.randperm(d1.numel(), generator=self.generator, device=self.device)[:k1]]
         indices = torch.cat([kept1, d2])
-        weights = torch.cat([torch.full((k1,), 1.0 / keep, device=self.device),
-                             torch.ones(d2.numel(), device=self.device)])
+        weights = torch.cat(
+            [torch.full((k1,), 1.0 / keep, device=self.device), torch.ones(d2.numel(), device=self.device)]
+        )
         plan = self.shuffled(indices, weights)
         plan.claimed_prune_ratio = min(r, MAX_PRUNE_RATIO) if k1 < d1.numel() else 0.0
         return plan
@@ -70,6 +79,7 @@ class InfoBatchPruner(Pruner):
 # with ``e + 1 <= E * delta``, compared in floating point exactly as the official sampler does (no epsilon:
 # ``E = 100, delta = 0.29`` prunes 28 epochs, since ``100 * 0.29 = 28.999999999999996``), then full data with
 # weight 1 (annealing) [paper, code].
+
 
 def prunes_at(epoch: int, delta: float, epochs: int) -> bool:
     """Whether epoch ``epoch`` (0-based) prunes: the official ``iterations <= num_epochs * delta`` with

@@ -86,10 +86,11 @@ UCB's purpose without a fifth action dimension.
 Random draws (tie-breaking permutation, Gumbel noise, the shuffle) come from the generator handed to
 :meth:`reset`; the global RNGs are never touched.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -150,8 +151,14 @@ def _ratio_for_count(num_samples: int, kept: int) -> float:
     return (num_samples - kept + 0.5) / num_samples
 
 
-def mapped_action(method: str, prune_ratio: float, *, epsilon: float = 0.1, num_samples: int | None = None,
-                  num_below_mean: int | None = None) -> dict[str, float]:
+def mapped_action(
+    method: str,
+    prune_ratio: float,
+    *,
+    epsilon: float = 0.1,
+    num_samples: int | None = None,
+    num_below_mean: int | None = None,
+) -> dict[str, float]:
     """The decoded ``learned`` action (``{"prune_ratio", "sharpness", "rescale", "greedy"}``) that reproduces
     ``method``'s keep set at ``prune_ratio`` (see the module docstring): ``"uniform"``, ``"uniform_rescaled"``,
     ``"epsilon_greedy"`` (``epsilon``), ``"ucb"`` / ``"keep_hardest"`` (UCB's ``c`` is the pruner's
@@ -181,8 +188,10 @@ def mapped_action(method: str, prune_ratio: float, *, epsilon: float = 0.1, num_
             return {"prune_ratio": 0.0, "sharpness": 0.0, "rescale": 1.0, "greedy": 0.0}
         greedy = (n2 - 0.5) / k if n2 > 0 else 0.0  # G = ceil(greedy K) = |D2|, half a sample of slack
         return {"prune_ratio": _ratio_for_count(n, k), "sharpness": 0.0, "rescale": 1.0, "greedy": greedy}
-    raise ValueError(f"unknown method {method!r}; allowed: uniform, uniform_rescaled, epsilon_greedy, ucb, "
-                     "keep_hardest, keep_easiest, infobatch")
+    raise ValueError(
+        f"unknown method {method!r}; allowed: uniform, uniform_rescaled, epsilon_greedy, ucb, "
+        "keep_hardest, keep_easiest, infobatch"
+    )
 
 
 class LearnedPruner(Pruner):
@@ -196,16 +205,37 @@ class LearnedPruner(Pruner):
 
     name = "learned"
     knobs = (
-        Knob("sharpness", -1.0, 1.0, 0.0,
-             "selection over loss ranks: -1 keep the easiest, 0 uniform, +1 keep the hardest (Gumbel-top-k)"),
-        Knob("rescale", 0.0, 1.0, 0.0,
-             "importance weight p^-rescale of drawn samples: 0 none, 1 full 1/p (Horvitz-Thompson), clipped"),
-        Knob("greedy", 0.0, 1.0, 0.0,
-             "share of the kept budget given, without a draw, to the highest-score samples (weight 1)"),
+        Knob(
+            "sharpness",
+            -1.0,
+            1.0,
+            0.0,
+            "selection over loss ranks: -1 keep the easiest, 0 uniform, +1 keep the hardest (Gumbel-top-k)",
+        ),
+        Knob(
+            "rescale",
+            0.0,
+            1.0,
+            0.0,
+            "importance weight p^-rescale of drawn samples: 0 none, 1 full 1/p (Horvitz-Thompson), clipped",
+        ),
+        Knob(
+            "greedy",
+            0.0,
+            1.0,
+            0.0,
+            "share of the kept budget given, without a draw, to the highest-score samples (weight 1)",
+        ),
     )
 
-    def __init__(self, warmup_epochs: int = 1, score: str = "ema", optimism: float = 0.0,
-                 max_weight: float = MAX_WEIGHT, beta_scale: float = BETA_SCALE):
+    def __init__(
+        self,
+        warmup_epochs: int = 1,
+        score: str = "ema",
+        optimism: float = 0.0,
+        max_weight: float = MAX_WEIGHT,
+        beta_scale: float = BETA_SCALE,
+    ):
         if not isinstance(warmup_epochs, int) or isinstance(warmup_epochs, bool) or warmup_epochs < 0:
             raise ValueError(f"warmup_epochs={warmup_epochs!r} must be an int >= 0")
         if score not in SCORES:
@@ -253,7 +283,7 @@ class LearnedPruner(Pruner):
         eps = 1.0 - self.knob(action, "greedy")
         g = k - min(k, max(0, math.floor(eps * k + 1e-9)))  # epsilon-greedy's ceil((1 - eps) K) at eps = 1 - greedy
         order = self.ascending_order(scores)
-        protected, rest = order[n - g:], order[:n - g]
+        protected, rest = order[n - g :], order[: n - g]
         n2, k2 = n - g, k - g
         beta = sharpness_beta(sharp, self.beta_scale)
         dev, f64 = self.device, torch.float64
@@ -261,7 +291,7 @@ class LearnedPruner(Pruner):
         if k2 == 0:
             drawn = rest[:0]
         elif math.isinf(beta):
-            drawn = rest[n2 - k2:] if beta > 0 else rest[:k2]  # greedy: the highest (lowest) ranked of the rest
+            drawn = rest[n2 - k2 :] if beta > 0 else rest[:k2]  # greedy: the highest (lowest) ranked of the rest
         else:
             # rest[j] has rank j among all N: u = rank / (N - 1) - 0.5
             u = torch.arange(n2, dtype=f64, device=dev) / max(n - 1, 1) - 0.5
@@ -278,8 +308,11 @@ class LearnedPruner(Pruner):
         indices = torch.cat([protected, drawn])
         weights = None
         if rescale > 0.0:
-            drawn_w = (torch.ones(k2, dtype=f64, device=dev) if p is None
-                       else p.clamp_min(1e-300).pow(-rescale).clamp(max=self.max_weight))
+            drawn_w = (
+                torch.ones(k2, dtype=f64, device=dev)
+                if p is None
+                else p.clamp_min(1e-300).pow(-rescale).clamp(max=self.max_weight)
+            )
             weights = torch.cat([torch.ones(g, dtype=f64, device=dev), drawn_w]).to(torch.float32)
         plan = self.shuffled(indices, weights)
         plan.claimed_prune_ratio = r

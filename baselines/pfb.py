@@ -43,10 +43,11 @@ The selector never syncs with the host: its output length (``floor((1 - p) B)`` 
 batch shape and the rows from ``topk`` (or ``arange``). The policy
 (:class:`PFBPolicy`) schedules the window of pruned epochs.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +84,7 @@ class PFBSelector:
     ``floor((1 - p) B)`` lowest-density rows, at 0 every row (the estimator's warm-up); both update the
     pruner's centres."""
 
-    def __init__(self, pruner: "PFBPruner", prune_ratio: float):
+    def __init__(self, pruner: PFBPruner, prune_ratio: float):
         self.pruner = pruner
         self.prune_ratio = float(prune_ratio)
 
@@ -114,8 +115,9 @@ class PFBPruner(Pruner):
     name = "pfb"
     in_batch_selector = True
 
-    def __init__(self, num_centres: int = 100, descriptor_dim: int = 128, centre_rate: float = 0.01,
-                 noise_scale: float = 0.1):
+    def __init__(
+        self, num_centres: int = 100, descriptor_dim: int = 128, centre_rate: float = 0.01, noise_scale: float = 0.1
+    ):
         if num_centres < 1 or descriptor_dim < 1:
             raise ValueError(f"num_centres={num_centres!r} and descriptor_dim={descriptor_dim!r} must be >= 1")
         if not 0.0 <= centre_rate <= 1.0:
@@ -161,7 +163,7 @@ class PFBPruner(Pruner):
         desc = descriptor(features, self.descriptor_dim)
         b = desc.shape[0]
         if self.centres is None:  # the first batch ever seen
-            self.centres = desc[:self.num_centres].clone()
+            self.centres = desc[: self.num_centres].clone()
             self.counts = torch.ones(self.centres.shape[0], device=desc.device)
         h = self.bandwidth(desc)
         if prune_ratio <= 0.0:  # full-data epoch: keep every row, warm the estimator up
@@ -194,14 +196,15 @@ class PFBPruner(Pruner):
 # -- the published schedule ------------------------------------------------------------------------------------
 # PFB's schedule (Wu et al., ICCV 2025) [code]: full data outside a window of pruned epochs, prune ratio
 # ``p`` inside it.
-# 
+#
 # Window (0-based epochs): ``start <= e < end`` with ``start = max(1, round(start_fraction * E))`` and
 # ``end = round(end_fraction * E)`` (half up); the defaults 16/300 and 260/300 give exactly the authors'
 # Swin-T example (full for epochs 0-15 and 260-299 of 300: the first ~5% and last ~13%); for ``E = 10``: full
 # for epoch 0 and epoch 9. Epoch 0 is never pruned, whatever the run length (``start >= 1``; the pruner
 # enforces it too): its full-data epochs warm the density estimator up. Default ``p = 0.4``, the ratio of the
 # paper's headline ImageNet ResNet-50 result (40% pruned, 76.4 -> 76.9) [paper, 2nd].
-# 
+#
+
 
 def pfb_window(start_fraction: float, end_fraction: float, epochs: int) -> tuple[int, int]:
     """``(start, end)``: epochs ``start <= e < end`` are pruned; rounding half up, ``start >= 1`` (epoch 0 is

@@ -1,6 +1,7 @@
 """The registries of methods: ``PRUNERS`` (keep mechanisms) and ``POLICIES`` (published schedules), and the
 functions that build them by name. Adding a method is one file (its pruner and policy) and one line in each
 table here."""
+
 from __future__ import annotations
 
 from typing import Any

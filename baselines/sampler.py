@@ -31,13 +31,15 @@ end at ``b * N * E`` (within 1% when the method can reach it), counting the sche
 (warm-up, annealing) as they come; ``kept_fractions``, ``realised_fraction`` and ``budget_spent`` report what
 was really passed (the samples whose losses came back through ``update``, else the yielded ones).
 """
+
 from __future__ import annotations
 
 import inspect
 import math
 import warnings
+from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -52,9 +54,11 @@ from .registry import POLICIES, PRUNERS, make_pruner
 __all__ = ["IndexedDataset", "PruningSampler", "SAMPLER_PRUNERS"]
 
 SAMPLER_PRUNERS = ("full", "uniform", "uniform_rescaled", "infobatch", "epsilon_greedy", "ucb")
-_NOT_SAMPLERS = {"pfb": "selects rows inside the forward pass (after the shallow part)",
-                 "swdpp": "mixes kept samples with pruned ones (mix-up partners)",
-                 "learned": "needs an agent's per-epoch actions"}
+_NOT_SAMPLERS = {
+    "pfb": "selects rows inside the forward pass (after the shallow part)",
+    "swdpp": "mixes kept samples with pruned ones (mix-up partners)",
+    "learned": "needs an agent's per-epoch actions",
+}
 MAX_PRUNE_RATIO = 0.9  # the env's default action range
 
 
@@ -92,12 +96,24 @@ class PruningSampler(Sampler[int]):
     score table's. ``process_group``: ``"auto"``, None (not distributed) or a process group.
     """
 
-    def __init__(self, pruner: str = "infobatch", num_samples: int | None = None, epochs: int | None = None,
-                 seed: int = 0, budget: float | None = None, *, device: torch.device | str = "cpu",
-                 ema_rate: float = 0.2, process_group: Any = "auto", **knobs: Any):
+    def __init__(
+        self,
+        pruner: str = "infobatch",
+        num_samples: int | None = None,
+        epochs: int | None = None,
+        seed: int = 0,
+        budget: float | None = None,
+        *,
+        device: torch.device | str = "cpu",
+        ema_rate: float = 0.2,
+        process_group: Any = "auto",
+        **knobs: Any,
+    ):
         if pruner in _NOT_SAMPLERS:
-            raise ValueError(f"pruner {pruner!r} {_NOT_SAMPLERS[pruner]}, which a Sampler cannot do; allowed: "
-                             f"{', '.join(SAMPLER_PRUNERS)} (PFB in a loop: examples/plain_loop.py)")
+            raise ValueError(
+                f"pruner {pruner!r} {_NOT_SAMPLERS[pruner]}, which a Sampler cannot do; allowed: "
+                f"{', '.join(SAMPLER_PRUNERS)} (PFB in a loop: examples/plain_loop.py)"
+            )
         if pruner not in SAMPLER_PRUNERS:
             raise ValueError(f"unknown pruner {pruner!r}; allowed: {', '.join(SAMPLER_PRUNERS)}")
         for name, v in (("num_samples", num_samples), ("epochs", epochs)):
@@ -109,8 +125,10 @@ class PruningSampler(Sampler[int]):
         ctor = {n for n, p in inspect.signature(pruner_cls.__init__).parameters.items() if p.kind in named} - {"self"}
         bad = sorted(set(knobs) - set(policy_cls.defaults) - ctor)
         if bad:
-            raise ValueError(f"pruner {pruner!r} has no knob(s) {', '.join(bad)}; allowed: "
-                             f"{', '.join(sorted(set(policy_cls.defaults) | ctor)) or 'none'}")
+            raise ValueError(
+                f"pruner {pruner!r} has no knob(s) {', '.join(bad)}; allowed: "
+                f"{', '.join(sorted(set(policy_cls.defaults) | ctor)) or 'none'}"
+            )
         if budget is not None:
             if "prune_ratio" in knobs:
                 raise ValueError("give budget= or prune_ratio=, not both: the budget sets the ratio")
@@ -119,10 +137,13 @@ class PruningSampler(Sampler[int]):
         self.name, self.num_samples, self.epochs, self.seed, self.budget = pruner, num_samples, epochs, seed, budget
         self.device = torch.device(device)
         self._pruner = make_pruner(policy_cls.pruner, **{k: v for k, v in knobs.items() if k in ctor})
-        context = PolicyContext(pruner=policy_cls.pruner, epochs=epochs,
-                                codec=_ScheduleOnly(MAX_PRUNE_RATIO, self._pruner.knobs), feature_names=("epoch_fraction",))
-        self.policy = policy_cls(context,
-                                 **{k: v for k, v in knobs.items() if k not in ctor})
+        context = PolicyContext(
+            pruner=policy_cls.pruner,
+            epochs=epochs,
+            codec=_ScheduleOnly(MAX_PRUNE_RATIO, self._pruner.knobs),
+            feature_names=("epoch_fraction",),
+        )
+        self.policy = policy_cls(context, **{k: v for k, v in knobs.items() if k not in ctor})
         self.scores = ScoreTable(num_samples, self.device, ema_rate)
         self._pruner.reset(num_samples, epochs, self.device, torch_generator(seed, "pruner", self.device))
         if process_group == "auto":
@@ -136,9 +157,11 @@ class PruningSampler(Sampler[int]):
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         self._order: list[int] = []
         if budget is not None and budget < self._min_budget() - 1e-9:
-            raise ValueError(f"budget={budget!r} is below what {pruner!r} can reach in {epochs} epochs "
-                             f"(at least {self._min_budget():.4f}: its full epochs plus a keep ratio of "
-                             f"{1 - MAX_PRUNE_RATIO:.1f} in the others)")
+            raise ValueError(
+                f"budget={budget!r} is below what {pruner!r} can reach in {epochs} epochs "
+                f"(at least {self._min_budget():.4f}: its full epochs plus a keep ratio of "
+                f"{1 - MAX_PRUNE_RATIO:.1f} in the others)"
+            )
 
     # -- the schedule ----------------------------------------------------------------------------------------
     def _forced_full(self, e: int) -> bool:
@@ -172,9 +195,12 @@ class PruningSampler(Sampler[int]):
                 return 0.0  # the ratio changes nothing this epoch (InfoBatch's first): later epochs make up
             if not self._warned:
                 self._warned = True
-                warnings.warn(f"budget={self.budget!r} is out of reach for {self.name!r}: at its largest prune "
-                              f"ratio {MAX_PRUNE_RATIO} epoch {e} keeps {at_max} samples, more than the {target:.0f} "
-                              "the budget leaves; the run spends more (budget_spent reports it)", stacklevel=3)
+                warnings.warn(
+                    f"budget={self.budget!r} is out of reach for {self.name!r}: at its largest prune "
+                    f"ratio {MAX_PRUNE_RATIO} epoch {e} keeps {at_max} samples, more than the {target:.0f} "
+                    "the budget leaves; the run spends more (budget_spent reports it)",
+                    stacklevel=3,
+                )
             return hi / 1e6
         while lo < hi:  # smallest ratio whose count is <= target (counts fall as the ratio grows)
             mid = (lo + hi) // 2
@@ -196,8 +222,11 @@ class PruningSampler(Sampler[int]):
             action["prune_ratio"] = self._budget_ratio(e, action)
         plan = self.plan = self._pruner.plan(e, self.scores, action)
         order = plan.indices.to(self.device)
-        weights = plan.weights.to(self.device, torch.float32) if plan.weights is not None else torch.ones(
-            order.numel(), device=self.device)
+        weights = (
+            plan.weights.to(self.device, torch.float32)
+            if plan.weights is not None
+            else torch.ones(order.numel(), device=self.device)
+        )
         self._weights = torch.zeros(self.num_samples, device=self.device)
         self._weights[order] = weights
         self._is_pad = torch.zeros(self.num_samples, dtype=torch.bool, device=self.device)
@@ -227,8 +256,14 @@ class PruningSampler(Sampler[int]):
         if self._pending:
             idx = torch.cat([i.reshape(-1).to(dev, torch.int64) for i, _, _ in self._pending])
             loss = torch.cat([lo.reshape(-1).to(dev) for _, lo, _ in self._pending])
-            correct = torch.cat([c.reshape(-1).to(dev, torch.bool) if c is not None else
-                                 torch.zeros(lo.numel(), dtype=torch.bool, device=dev) for _, lo, c in self._pending])
+            correct = torch.cat(
+                [
+                    c.reshape(-1).to(dev, torch.bool)
+                    if c is not None
+                    else torch.zeros(lo.numel(), dtype=torch.bool, device=dev)
+                    for _, lo, c in self._pending
+                ]
+            )
         else:
             idx = torch.zeros(0, dtype=torch.int64, device=dev)
             loss, correct = torch.zeros(0, device=dev), torch.zeros(0, dtype=torch.bool, device=dev)
@@ -248,8 +283,12 @@ class PruningSampler(Sampler[int]):
             idx, loss, correct = idx[rows], loss[rows], correct[rows]
         idx, loss, correct = idx.to(self.device), loss.to(self.device), correct.to(self.device)
         self.scores.update(idx, loss, correct, self.epoch)
-        result = SimpleNamespace(indices=idx, losses=loss, correct=correct,
-                                 mixed=torch.zeros(idx.numel(), dtype=torch.bool, device=self.device))
+        result = SimpleNamespace(
+            indices=idx,
+            losses=loss,
+            correct=correct,
+            mixed=torch.zeros(idx.numel(), dtype=torch.bool, device=self.device),
+        )
         self._pruner.update(result, self.scores)
         self.kept_fractions.append((passes if self._pending else self._yielded) / self.num_samples)
         self._pending, self._finished = [], True
@@ -266,8 +305,10 @@ class PruningSampler(Sampler[int]):
         if epoch == self.epoch:
             return
         if epoch != self.epoch + 1:
-            raise ValueError(f"set_epoch({epoch!r}): the sampler is at epoch {self.epoch} and moves one epoch at "
-                             f"a time (allowed: {max(self.epoch, 0)} or {self.epoch + 1})")
+            raise ValueError(
+                f"set_epoch({epoch!r}): the sampler is at epoch {self.epoch} and moves one epoch at "
+                f"a time (allowed: {max(self.epoch, 0)} or {self.epoch + 1})"
+            )
         self._next()
 
     def __iter__(self) -> Iterator[int]:
@@ -306,12 +347,15 @@ class PruningSampler(Sampler[int]):
         samples ``indices`` ``[B]`` trained this epoch; any device, no host sync (stored until the epoch ends)."""
         idx = torch.as_tensor(indices)
         if idx.numel() != per_sample_loss.numel() or (correct is not None and correct.numel() != idx.numel()):
-            raise ValueError(f"update: {idx.numel()} indices but {per_sample_loss.numel()} losses"
-                             + (f" and {correct.numel()} correct flags" if correct is not None else ""))
+            raise ValueError(
+                f"update: {idx.numel()} indices but {per_sample_loss.numel()} losses"
+                + (f" and {correct.numel()} correct flags" if correct is not None else "")
+            )
         if self.epoch < 0 or self._finished:
             raise RuntimeError("update() before the epoch's iteration started (iterate the loader first)")
-        self._pending.append((idx.detach(), per_sample_loss.detach(),
-                              correct.detach() if correct is not None else None))
+        self._pending.append(
+            (idx.detach(), per_sample_loss.detach(), correct.detach() if correct is not None else None)
+        )
 
     # -- reports ---------------------------------------------------------------------------------------------
     @property

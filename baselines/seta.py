@@ -43,10 +43,11 @@ one goes on: k-means runs with empty groups, and the window is at least one grou
 Defaults of the authors' CIFAR script: ``r = 0.1``, ``num_group = 5``, ``window_scale = 0.9``, ``delta = 0.875``.
 Cost: no extra pass.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 
@@ -61,8 +62,9 @@ LLOYD_ITERATIONS = 100
 
 
 @torch.no_grad()
-def kmeans_1d(values: torch.Tensor, k: int, generator: torch.Generator,
-              iterations: int = LLOYD_ITERATIONS) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans_1d(
+    values: torch.Tensor, k: int, generator: torch.Generator, iterations: int = LLOYD_ITERATIONS
+) -> tuple[torch.Tensor, torch.Tensor]:
     """1-D k-means of ``values`` ``[m]`` (sorted ascending, ``m >= 1``) into ``k`` groups, on their device.
 
     Returns ``(centres [k] float64 ascending, bounds [k + 1] int64)``: group ``j`` is
@@ -114,9 +116,16 @@ class SeTaPruner(Pruner):
     module docstring). Constructor: ``num_group`` (default 5), ``lloyd_iterations``."""
 
     name = "seta"
-    knobs = (Knob("window_scale", 0.1, 1.0, 0.9,
-                  "share of the loss groups kept by the sliding window: round(num_group * w) of them; 1 keeps all "
-                  "(the partial-annealing epochs)"),)
+    knobs = (
+        Knob(
+            "window_scale",
+            0.1,
+            1.0,
+            0.9,
+            "share of the loss groups kept by the sliding window: round(num_group * w) of them; 1 keeps all "
+            "(the partial-annealing epochs)",
+        ),
+    )
 
     def __init__(self, num_group: int = 5, lloyd_iterations: int = LLOYD_ITERATIONS):
         for name, v in (("num_group", num_group), ("lloyd_iterations", lloyd_iterations)):
@@ -159,7 +168,7 @@ class SeTaPruner(Pruner):
                 ordered, bounds = self.groups(scores.loss.to(self.device), kept)
                 first, end = window_groups(len(bounds) - 1, w, t)
                 self.last_groups = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
-                kept = ordered[bounds[first]:bounds[end]]
+                kept = ordered[bounds[first] : bounds[end]]
         if kept.numel() == 0:  # avoid an empty epoch: one sample drawn from all N [code]
             kept = torch.randint(n, (1,), generator=self.generator, device=self.device)
         plan = self.shuffled(kept)
@@ -184,5 +193,7 @@ class SeTaPolicy(FixedPolicy):
 
     def schedule(self, epoch: int) -> dict[str, float]:
         pruning = prunes_at(epoch, self.hparams["delta"], self.epochs)
-        return {"prune_ratio": self.hparams["prune_ratio"],
-                "window_scale": self.hparams["window_scale"] if pruning else 1.0}
+        return {
+            "prune_ratio": self.hparams["prune_ratio"],
+            "window_scale": self.hparams["window_scale"] if pruning else 1.0,
+        }

@@ -18,6 +18,7 @@ pruner can reach (``m < k_min``) is met by the env's cap, which then trims the l
 Defaults are the pruner's neutral settings (uniform, no reweighting); the point of these policies is to be
 tuned (``prunegym tune --policy static_schedule --budget b``), and ``compare`` picks up the tuned settings.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +30,9 @@ from .base import FixedPolicy
 __all__ = ["StaticConstPolicy", "StaticSchedulePolicy", "keep_schedule"]
 
 
-def keep_schedule(budget: float, epochs: int, tilt: float = 0.0, max_prune_ratio: float = 0.9,
-                  warmup_epochs: int = 1) -> list[float]:
+def keep_schedule(
+    budget: float, epochs: int, tilt: float = 0.0, max_prune_ratio: float = 0.9, warmup_epochs: int = 1
+) -> list[float]:
     """Keep fractions ``[E]`` in [0, 1] per epoch that spend ``budget`` of the full-data run (see the module
     docstring): 1 for the ``warmup_epochs`` full-data epochs, then linear with slope set by ``tilt`` in [-1, 1]."""
     if not 0.0 < budget <= 1.0:
@@ -60,8 +62,14 @@ class StaticSchedulePolicy(FixedPolicy):
 
     name = "static_schedule"
     pruner = "learned"
-    defaults: dict[str, Any] = {"tilt": 0.0, "sharpness": 0.0, "rescale": 0.0, "greedy": 0.0, "budget": None,
-                                "warmup_epochs": 1}
+    defaults: dict[str, Any] = {
+        "tilt": 0.0,
+        "sharpness": 0.0,
+        "rescale": 0.0,
+        "greedy": 0.0,
+        "budget": None,
+        "warmup_epochs": 1,
+    }
     tuned = ("tilt", "sharpness", "rescale", "greedy")  # what ``prunegym tune`` searches
     requires_budget = True  # runs only in an env with a compute budget (or with ``budget=`` given)
 
@@ -71,12 +79,16 @@ class StaticSchedulePolicy(FixedPolicy):
             raise ValueError(f"tilt={self.hparams['tilt']!r} is out of range [-1, 1]")
         b = self.hparams["budget"]
         if b is None and "compute_budget" not in self.context.feature_names:
-            raise ValueError(f"policy {self.name!r} needs a budget: make the env with compute_budget=b or pass "
-                             "budget=b")
+            raise ValueError(
+                f"policy {self.name!r} needs a budget: make the env with compute_budget=b or pass budget=b"
+            )
         if b is not None and not 0.0 < float(b) <= 1.0:
             raise ValueError(f"budget={b!r} must be a fraction in (0, 1]")
-        self._budget_feature = (self.context.feature_names.index("compute_budget")
-                                if "compute_budget" in self.context.feature_names else None)
+        self._budget_feature = (
+            self.context.feature_names.index("compute_budget")
+            if "compute_budget" in self.context.feature_names
+            else None
+        )
 
     def budget_of(self, observation: np.ndarray) -> float:
         b = self.hparams["budget"]
@@ -85,8 +97,13 @@ class StaticSchedulePolicy(FixedPolicy):
         return round(float(observation[self._budget_feature]), 6)  # float32 round-off of the feature
 
     def keep_fractions(self, budget: float) -> list[float]:
-        return keep_schedule(budget, self.epochs, float(self.hparams.get("tilt", 0.0)), self.codec.max_prune_ratio,
-                             int(self.hparams["warmup_epochs"]))
+        return keep_schedule(
+            budget,
+            self.epochs,
+            float(self.hparams.get("tilt", 0.0)),
+            self.codec.max_prune_ratio,
+            int(self.hparams["warmup_epochs"]),
+        )
 
     def action_for(self, observation: np.ndarray) -> np.ndarray:
         epoch = min(self.epoch_of(observation), self.epochs - 1)
@@ -100,8 +117,10 @@ class StaticSchedulePolicy(FixedPolicy):
         if b is None:
             raise ValueError(f"policy {self.name!r} reads its budget from the observation; use predict()")
         ratio = 1.0 - self.keep_fractions(float(b))[min(epoch, self.epochs - 1)]
-        return {"prune_ratio": min(self.codec.max_prune_ratio, max(0.0, ratio)),
-                **{k: float(self.hparams[k]) for k in ("sharpness", "rescale", "greedy")}}
+        return {
+            "prune_ratio": min(self.codec.max_prune_ratio, max(0.0, ratio)),
+            **{k: float(self.hparams[k]) for k in ("sharpness", "rescale", "greedy")},
+        }
 
 
 class StaticConstPolicy(StaticSchedulePolicy):

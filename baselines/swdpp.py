@@ -18,9 +18,11 @@ information diversity at high prune rates. Everything concrete below is [recon]:
 
 At ``r = 0`` the plan is the full data, unmixed (there is no not-kept sample to mix with).
 """
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -46,8 +48,9 @@ class SwDPPPruner(Pruner):
         Knob("mix_prob", 0.0, 1.0, 0.3, "probability m that a kept row is mixed with a not-kept sample"),
     )
 
-    def __init__(self, ema_rate: float = 0.3, warmup_epochs: int = 1, importance_weights: bool = False,
-                 weight_clip: float = 5.0):
+    def __init__(
+        self, ema_rate: float = 0.3, warmup_epochs: int = 1, importance_weights: bool = False, weight_clip: float = 5.0
+    ):
         if not 0.0 < ema_rate <= 1.0:
             raise ValueError(f"ema_rate={ema_rate!r} must be in (0, 1]")
         if warmup_epochs < 0:

@@ -5,9 +5,10 @@ Keeps the top ``K = ceil((1 - r) N)`` samples by ``mu + c sqrt(v)`` with ``mu`` 
 ``v`` = ``ScoreTable.ema_var`` (EMA of the squared deviation) [2nd]; ``c`` = knob ``c``, default 1 [recon;
 one third-party version uses ``v`` itself]. No reweighting, no random draws after the warm-up [paper].
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

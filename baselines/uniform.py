@@ -9,9 +9,10 @@ The ``rescale`` knob (default 0: the paper's rule, no reweighting) gives kept sa
 ``1 + rescale * (1/(1 - r) - 1)``; at 1 this is InfoBatch's 1/(1 - r) rescaling, the control
 (``uniform_rescaled``) that InfoBatch's reviewers asked for.
 """
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 

@@ -16,6 +16,7 @@ resumes. ``--part i/k`` runs every k-th episode (to split the grid over processe
     PRUNEGYM_DATA=/work/main/data OMP_NUM_THREADS=1 python benchmarks/action_landscape.py \\
         --out benchmarks/results/agents/action_landscape.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,13 @@ REFERENCE = ("eps_greedy", 0.5)  # the epsilon_greedy baseline's default action 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--env", default="prunegym/FashionMNIST-MLP-v0")
-    ap.add_argument("--env-kwargs", nargs="*", default=["epochs=10"], metavar="K=V",
-                    help="env arguments (default epochs=10); pruner is always 'learned'")
+    ap.add_argument(
+        "--env-kwargs",
+        nargs="*",
+        default=["epochs=10"],
+        metavar="K=V",
+        help="env arguments (default epochs=10); pruner is always 'learned'",
+    )
     ap.add_argument("--seeds", type=str, default="5000,5001,5002", help="comma-separated run seeds")
     ap.add_argument("--ratios", type=str, default=",".join(map(str, RATIOS)), help="comma-separated prune ratios")
     ap.add_argument("--knobs", type=str, default=",".join(KNOBS), help=f"comma-separated from {', '.join(KNOBS)}")
@@ -93,8 +99,12 @@ def run_one(env, ratio: float, knobs: dict[str, float], seed: int) -> dict:
     policy = ConstantAction(env.unwrapped.encode_action(prune_ratio=ratio, **knobs))
     infos, rewards = play_episode(env, policy, seed)
     last = infos[-1]
-    return {"episode_return": sum(rewards), "val_accuracy": last["val_accuracy"],
-            "test_accuracy": last["test_accuracy"], "compute_fraction": last["compute_fraction_total"]}
+    return {
+        "episode_return": sum(rewards),
+        "val_accuracy": last["val_accuracy"],
+        "test_accuracy": last["test_accuracy"],
+        "compute_fraction": last["compute_fraction_total"],
+    }
 
 
 def table(rows: list[dict]) -> str:
@@ -103,8 +113,7 @@ def table(rows: list[dict]) -> str:
     ref = {s: r["episode_return"] for (k, ra, s), r in by.items() if (k, ra) == REFERENCE}
     knobs = list(dict.fromkeys(r["knobs"] for r in rows))
     ratios = sorted({r["ratio"] for r in rows})
-    lines = ["| knobs | " + " | ".join(f"r = {r:g}" for r in ratios) + " |",
-             "|---|" + "---|" * len(ratios)]
+    lines = ["| knobs | " + " | ".join(f"r = {r:g}" for r in ratios) + " |", "|---|" + "---|" * len(ratios)]
     for k in knobs:
         cells = []
         for ra in ratios:
@@ -150,11 +159,17 @@ def main(argv=None) -> None:
     env = gymnasium.make(args.env, pruner="learned", **args.env_kwargs)
     try:
         for n, (name, ratio, seed) in enumerate(todo, 1):
-            row = {"env_id": args.env, "env_kwargs": args.env_kwargs, "knobs": name, "action": KNOBS[name],
-                   "ratio": ratio, "seed": seed, **run_one(env, ratio, KNOBS[name], seed),
-                   "runtime": runtime(resolve_device(env.unwrapped.base_config.device))}
-            print(f"[{n}/{len(todo)}] {name} r={ratio:g} seed={seed}: return {row['episode_return']:.4f}",
-                  flush=True)
+            row = {
+                "env_id": args.env,
+                "env_kwargs": args.env_kwargs,
+                "knobs": name,
+                "action": KNOBS[name],
+                "ratio": ratio,
+                "seed": seed,
+                **run_one(env, ratio, KNOBS[name], seed),
+                "runtime": runtime(resolve_device(env.unwrapped.base_config.device)),
+            }
+            print(f"[{n}/{len(todo)}] {name} r={ratio:g} seed={seed}: return {row['episode_return']:.4f}", flush=True)
             rows = append_row(args.out, row)
     finally:
         env.close()

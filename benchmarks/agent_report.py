@@ -9,6 +9,7 @@ are left out and counted. ``--paired A`` adds, for policy ``A``, the paired diff
 Policies are seeded alike, so the paired difference removes what every policy shares on a seed (its initial
 accuracy, its data split) and is the sharper comparison.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from prunegym.agents import read_rows
 from prunegym.agents.evaluation.stats import half_width
+
 
 def interval(values: list[float], scale: float = 1.0) -> str:
     """``mean ± half-width`` of the 95% t interval, values multiplied by ``scale``."""
@@ -57,8 +59,10 @@ def paired(by_policy: dict[str, list[dict]], name: str) -> str:
         diffs = [mine[r["seed"]] - r["episode_return"] for r in by_policy[other] if r["seed"] in mine]
         if not diffs:
             continue
-        lines.append(f"| {other} | {len(diffs)} | {statistics.fmean(diffs):+.4f} ± {half_width(diffs):.4f} | "
-                     f"{sum(d > 0 for d in diffs)}/{len(diffs)} |")
+        lines.append(
+            f"| {other} | {len(diffs)} | {statistics.fmean(diffs):+.4f} ± {half_width(diffs):.4f} | "
+            f"{sum(d > 0 for d in diffs)}/{len(diffs)} |"
+        )
     return "\n".join(lines)
 
 
@@ -74,7 +78,8 @@ def report(folder: Path, paired_with: list[str] = ()) -> str:
         lines.append(
             f"| {p} | {len(rs)} | {interval([r['episode_return'] for r in rs])} | "
             f"{interval([r['test_accuracy'] for r in rs], 100.0)} | {interval([r['compute_fraction'] for r in rs])} | "
-            f"{statistics.fmean(r['kept_fraction'] for r in rs):.3f} |")
+            f"{statistics.fmean(r['kept_fraction'] for r in rs):.3f} |"
+        )
     if failed:
         lines.append(f"\n{failed} failed episode(s) left out.")
     for name in paired_with:
@@ -85,8 +90,13 @@ def report(folder: Path, paired_with: list[str] = ()) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="a prunegym compare --out folder")
-    ap.add_argument("--paired", nargs="+", default=[], metavar="POLICY",
-                    help="add paired return differences of these policies against every other")
+    ap.add_argument(
+        "--paired",
+        nargs="+",
+        default=[],
+        metavar="POLICY",
+        help="add paired return differences of these policies against every other",
+    )
     ap.add_argument("--out", type=Path, help="also write the table here")
     args = ap.parse_args(argv)
     text = report(args.folder, args.paired)

@@ -17,6 +17,7 @@ Data: ``$PRUNEGYM_DATA`` (torchvision layout, ``FashionMNIST/raw/*.gz``). Exampl
     PRUNEGYM_DATA=... python benchmarks/baselines.py --env prunegym/FashionMNIST-MLP-v0 --threads 1 \\
         --out benchmarks/results/baselines_mlp_cpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,19 +45,36 @@ SCHEMA = 2  # results of schema 1 (before claimed ratios and selector shares) ar
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--env", default=DEFAULT_ENV, choices=sorted(ENV_IDS), help=f"env id (default {DEFAULT_ENV})")
-    ap.add_argument("--train-size", type=int, default=None,
-                    help="training samples (default: the env's whole training set after the validation split)")
-    ap.add_argument("--val-size", type=int, default=None,
-                    help="validation samples carved from the train pool (default: the env's, 5000 on Fashion-MNIST)")
-    ap.add_argument("--eval-batch-size", type=int, default=256,
-                    help="evaluation batch (no effect on training; 256 evaluates faster than 1024 on a CPU)")
+    ap.add_argument(
+        "--train-size",
+        type=int,
+        default=None,
+        help="training samples (default: the env's whole training set after the validation split)",
+    )
+    ap.add_argument(
+        "--val-size",
+        type=int,
+        default=None,
+        help="validation samples carved from the train pool (default: the env's, 5000 on Fashion-MNIST)",
+    )
+    ap.add_argument(
+        "--eval-batch-size",
+        type=int,
+        default=256,
+        help="evaluation batch (no effect on training; 256 evaluates faster than 1024 on a CPU)",
+    )
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seeds", type=str, default="0,1,2", help="comma-separated run seeds")
     ap.add_argument("--device", type=str, default="cpu", help="cpu, cuda, cuda:1 or auto")
-    ap.add_argument("--policies", type=str, default=",".join(DEFAULT_POLICIES),
-                    help="comma-separated names (default: all ten)")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch intra-op threads (default: torch's; 1 is fastest on a loaded shared CPU)")
+    ap.add_argument(
+        "--policies", type=str, default=",".join(DEFAULT_POLICIES), help="comma-separated names (default: all ten)"
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's; 1 is fastest on a loaded shared CPU)",
+    )
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/baselines.json"))
     args = ap.parse_args(argv)
     args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -95,16 +113,26 @@ def run_one(name: str, seed: int, args: argparse.Namespace) -> dict:
     by_category = run.meter.total_by_category
     full = run.meter.full_run_flops
     out = {
-        "policy": name, "seed": seed, "hparams": policy.hparams,
-        "test_accuracy": info["test_accuracy"], "val_accuracy": info["val_accuracy"],
-        "claimed_prune_ratio": sum(claimed) / len(claimed), "mean_kept_fraction": sum(kept) / len(kept),
+        "policy": name,
+        "seed": seed,
+        "hparams": policy.hparams,
+        "test_accuracy": info["test_accuracy"],
+        "val_accuracy": info["val_accuracy"],
+        "claimed_prune_ratio": sum(claimed) / len(claimed),
+        "mean_kept_fraction": sum(kept) / len(kept),
         "compute_fraction": info["compute_fraction_total"],
         "selector_compute_fraction": by_category["selector"] / full,
         "scoring_compute_fraction": by_category["scoring_forward"] / full,
-        "kept_fraction_per_epoch": kept, "prune_ratio_per_epoch": ratios, "claimed_prune_ratio_per_epoch": claimed,
-        "train_wall_s": train_wall, "episode_wall_s": time.perf_counter() - start,
-        "num_train": run.num_train, "num_val": int(run.data.y_val.numel()), "num_test": int(run.data.y_test.numel()),
-        "shallow_share": run.meter.flops.shallow_share, "error": info.get("error"),
+        "kept_fraction_per_epoch": kept,
+        "prune_ratio_per_epoch": ratios,
+        "claimed_prune_ratio_per_epoch": claimed,
+        "train_wall_s": train_wall,
+        "episode_wall_s": time.perf_counter() - start,
+        "num_train": run.num_train,
+        "num_val": int(run.data.y_val.numel()),
+        "num_test": int(run.data.y_test.numel()),
+        "shallow_share": run.meter.flops.shallow_share,
+        "error": info.get("error"),
     }
     env.close()
     return out
@@ -117,8 +145,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def markdown(results: dict, policies: list[str]) -> str:
     cfg = results["config"]
     runs_all = results["runs"]
-    sizes = (f"{runs_all[0]['num_train']:,} training, {runs_all[0]['num_val']:,} validation and "
-             f"{runs_all[0]['num_test']:,} test samples") if runs_all else "no runs yet"
+    sizes = (
+        (
+            f"{runs_all[0]['num_train']:,} training, {runs_all[0]['num_val']:,} validation and "
+            f"{runs_all[0]['num_test']:,} test samples"
+        )
+        if runs_all
+        else "no runs yet"
+    )
     lines = [
         f"Fixed policies at their defaults on `{cfg['env_id']}`: {sizes}, "
         f"{cfg['epochs']} epochs, device {cfg['device']}, seeds {cfg['seeds']}. Test accuracy: mean ± std "
@@ -146,8 +180,10 @@ def markdown(results: dict, policies: list[str]) -> str:
         note = f"shallow share of FLOPs {runs[0]['shallow_share']:.3f}" if name == "pfb" else ""
         if any(r.get("error") for r in runs):
             note = (note + "; " if note else "") + "diverged in some seed"
-        lines.append(f"| {name} | {len(runs)} | {acc_m:.2f}{std} | {claim_m:.3f} | {kept_m:.3f} | {comp_m:.3f} "
-                     f"| {sel_m:.3f} | {score_m:.3f} | {wall_m:.0f} | {note} |")
+        lines.append(
+            f"| {name} | {len(runs)} | {acc_m:.2f}{std} | {claim_m:.3f} | {kept_m:.3f} | {comp_m:.3f} "
+            f"| {sel_m:.3f} | {score_m:.3f} | {wall_m:.0f} | {note} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -155,8 +191,15 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = {"schema": SCHEMA, "env_id": args.env, "train_size": args.train_size, "val_size": args.val_size,
-              "epochs": args.epochs, "device": args.device, "eval_batch_size": args.eval_batch_size}
+    config = {
+        "schema": SCHEMA,
+        "env_id": args.env,
+        "train_size": args.train_size,
+        "val_size": args.val_size,
+        "epochs": args.epochs,
+        "device": args.device,
+        "eval_batch_size": args.eval_batch_size,
+    }
     results = {"config": {**config, "seeds": args.seeds}, "runs": []}
     if args.out.exists():
         old = json.loads(args.out.read_text())
@@ -176,10 +219,13 @@ def main(argv=None) -> dict:
             results["runs"].append(r)
             write_text_atomic(args.out, json.dumps(results, indent=1, sort_keys=True))
             write_text_atomic(md_path, markdown(results, args.policies))
-            print(f"{name:16s} seed {seed}: test {r['test_accuracy']:.4f} claimed {r['claimed_prune_ratio']:.3f} "
-                  f"kept {r['mean_kept_fraction']:.3f} compute {r['compute_fraction']:.3f} (selector "
-                  f"{r['selector_compute_fraction']:.3f}, scoring {r['scoring_compute_fraction']:.3f}) train "
-                  f"{r['train_wall_s']:.0f}s episode {r['episode_wall_s']:.0f}s", flush=True)
+            print(
+                f"{name:16s} seed {seed}: test {r['test_accuracy']:.4f} claimed {r['claimed_prune_ratio']:.3f} "
+                f"kept {r['mean_kept_fraction']:.3f} compute {r['compute_fraction']:.3f} (selector "
+                f"{r['selector_compute_fraction']:.3f}, scoring {r['scoring_compute_fraction']:.3f}) train "
+                f"{r['train_wall_s']:.0f}s episode {r['episode_wall_s']:.0f}s",
+                flush=True,
+            )
     table = markdown(results, args.policies)
     write_text_atomic(md_path, table)
     print(table)

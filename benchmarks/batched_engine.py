@@ -17,6 +17,7 @@ timing) and a Markdown table.
 
 ``PRUNEGYM_DATA`` must hold ``FashionMNIST/raw/*.gz`` for the Fashion-MNIST task.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,14 @@ def cpu_name() -> str:
 
 
 def machine(device: torch.device) -> dict:
-    info = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(), "device": str(device)}
+    info = {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "device": str(device),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -65,7 +72,7 @@ def sync(device: torch.device) -> None:
 def kept_plan(full: EpochPlan, prune_ratio: float) -> EpochPlan:
     """The first ``ceil((1 - r) N)`` indices of a run's shuffled full plan."""
     n = int(full.indices.numel())
-    return EpochPlan(full.indices[:min(n, max(0, math.ceil((1.0 - prune_ratio) * n - 1e-9)))])
+    return EpochPlan(full.indices[: min(n, max(0, math.ceil((1.0 - prune_ratio) * n - 1e-9)))])
 
 
 def step_sequential(runs: list[TrainingRun], prune_ratio: float) -> tuple[float, float]:
@@ -119,9 +126,15 @@ def measure(cfg: RunConfig, k: int, args) -> dict:
     for name, ts in times.items():
         train = statistics.median(a for a, _ in ts)
         total = statistics.median(a + b for a, b in ts)
-        out[name] = {"train_s": train, "eval_s": statistics.median(b for _, b in ts), "step_s": total,
-                     "train_samples_per_s": samples / train, "run_epochs_per_s": k / total,
-                     "speedup": seq_total / total, "raw": ts}
+        out[name] = {
+            "train_s": train,
+            "eval_s": statistics.median(b for _, b in ts),
+            "step_s": total,
+            "train_samples_per_s": samples / train,
+            "run_epochs_per_s": k / total,
+            "speedup": seq_total / total,
+            "raw": ts,
+        }
     return out
 
 
@@ -132,8 +145,10 @@ def markdown(results: list[dict], backends: list[str]) -> str:
         cells = [r["task"], str(r["K"]), f"{r['sequential']['train_samples_per_s']:,.0f}"]
         cells += [f"{r[b]['train_samples_per_s']:,.0f} ({r[b]['speedup']:.2f}x)" for b in backends]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\nSpeedup: sequential / batched wall-clock of one env step's engine work " \
-                               "(plans, one epoch of all K runs, validation); samples/s: training only.\n"
+    return (
+        "\n".join(lines) + "\n\nSpeedup: sequential / batched wall-clock of one env step's engine work "
+        "(plans, one epoch of all K runs, validation); samples/s: training only.\n"
+    )
 
 
 def main(argv=None) -> int:
@@ -156,9 +171,12 @@ def main(argv=None) -> int:
         p.error("--k, --repeats and --seq-runs must be >= 1")
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    report = {"machine": machine(device), "args": {k: str(v) if isinstance(v, Path) else v
-                                                   for k, v in vars(args).items()},
-              "load_average_before": os.getloadavg(), "results": []}
+    report = {
+        "machine": machine(device),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "load_average_before": os.getloadavg(),
+        "results": [],
+    }
     started = time.perf_counter()
     for task in args.tasks:
         epochs = args.repeats + 2
@@ -171,8 +189,12 @@ def main(argv=None) -> int:
             res = {"task": task, **measure(cfg, k, args)}
             report["results"].append(res)
             speed = ", ".join(f"{b} {res[b]['speedup']:.2f}x" for b in args.backends)
-            print(f"{task} K={k}: sequential {res['sequential']['train_samples_per_s']:,.0f} samples/s; {speed} "
-                  f"({time.perf_counter() - t:.1f} s)", file=sys.stderr, flush=True)
+            print(
+                f"{task} K={k}: sequential {res['sequential']['train_samples_per_s']:,.0f} samples/s; {speed} "
+                f"({time.perf_counter() - t:.1f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     report["load_average_after"] = os.getloadavg()
     report["wall_s"] = time.perf_counter() - started
     table = markdown(report["results"], args.backends)

@@ -14,6 +14,7 @@ The data root comes from ``PRUNEGYM_DATA`` (a folder holding ``FashionMNIST/raw/
 
     PRUNEGYM_DATA=/path/to/data python benchmarks/epoch_overhead.py --train-size 20000 --repeats 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from prunegym.training import (EpochPlan, RunConfig, TrainingRun, build_model, resolve_device, runtime,
-                               torch_generator)
+from prunegym.training import EpochPlan, RunConfig, TrainingRun, build_model, resolve_device, runtime, torch_generator
 
 
 def cpu_name() -> str:
@@ -70,7 +70,7 @@ def plain_epoch(model, optimizer, x, y, batch_size: int, generator: torch.Genera
     model.train()
     perm = torch.randperm(int(y.shape[0]), generator=generator, device=device)[:n]
     for s in range(0, n, batch_size):
-        bi = perm[s:s + batch_size]
+        bi = perm[s : s + batch_size]
         loss = F.cross_entropy(model(x[bi]), y[bi])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -109,8 +109,15 @@ def main(argv: list[str] | None = None) -> dict:
     device = resolve_device(args.device)
     load_before = os.getloadavg()
     cfg = RunConfig(
-        dataset="fashion_mnist", model="cnn", epochs=1 + 2 * args.repeats, batch_size=args.batch_size,
-        optimizer="sgd", device=str(device), seed=args.seed, train_size=args.train_size, val_size=5000,
+        dataset="fashion_mnist",
+        model="cnn",
+        epochs=1 + 2 * args.repeats,
+        batch_size=args.batch_size,
+        optimizer="sgd",
+        device=str(device),
+        seed=args.seed,
+        train_size=args.train_size,
+        val_size=5000,
         test_size=1000,
     )
     t_load = time.perf_counter()
@@ -121,16 +128,25 @@ def main(argv: list[str] | None = None) -> dict:
 
     # (a) the same model, optimizer settings and device-resident tensors, without the engine
     model = build_model("cnn", data.input_shape, data.num_classes, torch_generator(args.seed, "init"), device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                nesterov=cfg.nesterov and cfg.momentum > 0, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov and cfg.momentum > 0,
+        weight_decay=cfg.weight_decay,
+    )
     gen = torch_generator(args.seed, "plain-shuffle", device)
 
     machine = machine_line(device)
-    print(f"machine: {machine['cpu']} ({machine['cpu_count']} cores), torch {machine['torch']}, "
-          f"{machine['torch_threads']} threads, device {machine['device']}"
-          + (f" ({machine['gpu']})" if "gpu" in machine else ""))
-    print(f"Fashion-MNIST CNN: {n} training samples, batch {args.batch_size}, {args.repeats} repeats "
-          f"(data + run set-up {t_load:.1f} s)")
+    print(
+        f"machine: {machine['cpu']} ({machine['cpu_count']} cores), torch {machine['torch']}, "
+        f"{machine['torch_threads']} threads, device {machine['device']}"
+        + (f" ({machine['gpu']})" if "gpu" in machine else "")
+    )
+    print(
+        f"Fashion-MNIST CNN: {n} training samples, batch {args.batch_size}, {args.repeats} repeats "
+        f"(data + run set-up {t_load:.1f} s)"
+    )
 
     warm = min(n, args.warmup_batches * args.batch_size)
     plain_epoch(model, optimizer, data.x_train, data.y_train, args.batch_size, gen, limit=warm)
@@ -146,8 +162,11 @@ def main(argv: list[str] | None = None) -> dict:
         t, w = engine_epoch(run, 0.5)
         times["engine_half"].append(t)
         inner["engine_half"].append(w)
-        print(f"  round {r + 1}: a {times['plain'][-1]:.2f} s   b {times['engine_full'][-1]:.2f} s   "
-              f"c {times['engine_half'][-1]:.2f} s", flush=True)
+        print(
+            f"  round {r + 1}: a {times['plain'][-1]:.2f} s   b {times['engine_full'][-1]:.2f} s   "
+            f"c {times['engine_half'][-1]:.2f} s",
+            flush=True,
+        )
 
     med = {k: statistics.median(v) for k, v in times.items()}
     overhead = med["engine_full"] / med["plain"]
@@ -164,8 +183,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"(1 - c/b)/0.5 = {saving:.3f}  (target >= 0.9: {'ok' if saving >= 0.9 else 'MISSED'})")
     print(f"from the fastest rounds: b/a = {overhead_best:.3f}, (1 - c/b)/0.5 = {saving_best:.3f}")
     busy = max(load_before[0], load_after[0]) > (os.cpu_count() or 1) + 0.5  # this process alone: about 1-2
-    print(f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f} on {os.cpu_count()} cores"
-          + ("  -- other processes competed for the CPU; the medians are noisy" if busy else ""))
+    print(
+        f"load average (1 min) before {load_before[0]:.2f}, after {load_after[0]:.2f} on {os.cpu_count()} cores"
+        + ("  -- other processes competed for the CPU; the medians are noisy" if busy else "")
+    )
 
     results = {
         "benchmark": "epoch_overhead",

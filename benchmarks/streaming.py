@@ -18,6 +18,7 @@ SGD with Nesterov momentum); the learning rate is constant (the schedule does no
 
     PRUNEGYM_DATA=/path/to/data python benchmarks/streaming.py --repeats 5 --out benchmarks/results/streaming_cpu.json
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,7 +77,7 @@ class ListSampler(torch.utils.data.Sampler):
 
 def engine_epoch(run: TrainingRun, fraction: float) -> float:
     indices = run.full_plan().indices
-    plan = EpochPlan(indices[:round(fraction * indices.numel())])
+    plan = EpochPlan(indices[: round(fraction * indices.numel())])
     t0 = time.perf_counter()
     run.run_epoch(plan)
     return time.perf_counter() - t0
@@ -119,15 +120,23 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(2)
     torch.set_num_threads(args.threads)
     epochs = 2 + 2 * args.repeats
-    cfg = task_config("fashion_mnist-mlp").replace(train_size=args.train_size, epochs=epochs, seed=args.seed,
-                                                   lr_schedule="constant", test_size=1000)
+    cfg = task_config("fashion_mnist-mlp").replace(
+        train_size=args.train_size, epochs=epochs, seed=args.seed, lr_schedule="constant", test_size=1000
+    )
     resident = TrainingRun(cfg)
     d = resident.data
-    register_dataset("bench-fmnist-items", {"train": ItemDataset(d.x_train, d.y_train),
-                                            "val": ItemDataset(d.x_val, d.y_val),
-                                            "test": ItemDataset(d.x_test, d.y_test)}, num_classes=d.num_classes)
-    streaming = TrainingRun(cfg.replace(dataset="bench-fmnist-items", num_workers=args.workers, train_size=None,
-                                        test_size=None))
+    register_dataset(
+        "bench-fmnist-items",
+        {
+            "train": ItemDataset(d.x_train, d.y_train),
+            "val": ItemDataset(d.x_val, d.y_val),
+            "test": ItemDataset(d.x_test, d.y_test),
+        },
+        num_classes=d.num_classes,
+    )
+    streaming = TrainingRun(
+        cfg.replace(dataset="bench-fmnist-items", num_workers=args.workers, train_size=None, test_size=None)
+    )
     n = resident.num_train
     assert streaming.num_train == n
 
@@ -135,26 +144,40 @@ def main(argv: list[str] | None = None) -> dict:
     items = ItemDataset(d.x_train, d.y_train)
     perm_gen = torch.Generator().manual_seed(args.seed)
     lists = ListSampler()
-    loader = DataLoader(items, batch_size=cfg.batch_size, sampler=lists, num_workers=args.workers,
-                        persistent_workers=args.workers > 0)
-    pruning = PruningSampler("uniform", num_samples=n, epochs=epochs, seed=args.seed, prune_ratio=0.5,
-                             warmup_epochs=0)
-    pruned_loader = DataLoader(items, batch_size=cfg.batch_size, sampler=pruning, num_workers=args.workers,
-                               persistent_workers=args.workers > 0)
+    loader = DataLoader(
+        items, batch_size=cfg.batch_size, sampler=lists, num_workers=args.workers, persistent_workers=args.workers > 0
+    )
+    pruning = PruningSampler("uniform", num_samples=n, epochs=epochs, seed=args.seed, prune_ratio=0.5, warmup_epochs=0)
+    pruned_loader = DataLoader(
+        items, batch_size=cfg.batch_size, sampler=pruning, num_workers=args.workers, persistent_workers=args.workers > 0
+    )
     sampler_run = TrainingRun(cfg)
 
     def plain(fraction: float) -> float:
         perm = torch.randperm(n, generator=perm_gen)
-        lists.indices = perm[:round(fraction * n)].tolist()
+        lists.indices = perm[: round(fraction * n)].tolist()
         return loop_epoch(plain_run.model, plain_run.optimizer, loader)
 
-    print(f"machine: {cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s); Fashion-MNIST MLP, {n} samples, batch {cfg.batch_size}, "
-          f"{args.workers} DataLoader workers, {args.repeats} rounds", flush=True)
+    print(
+        f"machine: {cpu_name()} ({os.cpu_count()} cores), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} thread(s); Fashion-MNIST MLP, {n} samples, batch {cfg.batch_size}, "
+        f"{args.workers} DataLoader workers, {args.repeats} rounds",
+        flush=True,
+    )
     engine_epoch(resident, 1.0), engine_epoch(streaming, 1.0), plain(1.0)  # warm-up (workers start here)
     sampler_epoch(sampler_run.model, sampler_run.optimizer, pruned_loader, pruning, 0)
-    times: dict[str, list[float]] = {k: [] for k in (
-        "resident_full", "resident_half", "streaming_full", "streaming_half", "plain_full", "plain_half", "sampler")}
+    times: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "resident_full",
+            "resident_half",
+            "streaming_full",
+            "streaming_half",
+            "plain_full",
+            "plain_half",
+            "sampler",
+        )
+    }
     for r in range(args.repeats):
         times["resident_full"].append(engine_epoch(resident, 1.0))
         times["resident_half"].append(engine_epoch(resident, 0.5))
@@ -173,20 +196,36 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print("| path | full epoch (s) | half epoch (s) | realised share of the ideal 0.5 saving |")
     print("|---|---|---|---|")
-    for label, key, full, half in (("(a) resident", "resident", "resident_full", "resident_half"),
-                                   ("(b) streaming", "streaming", "streaming_full", "streaming_half"),
-                                   ("(c) plain DataLoader loop", "plain", "plain_full", "plain_half"),
-                                   ("(d) PruningSampler in (c)", "sampler", "plain_full", "sampler")):
+    for label, key, full, half in (
+        ("(a) resident", "resident", "resident_full", "resident_half"),
+        ("(b) streaming", "streaming", "streaming_full", "streaming_half"),
+        ("(c) plain DataLoader loop", "plain", "plain_full", "plain_half"),
+        ("(d) PruningSampler in (c)", "sampler", "plain_full", "sampler"),
+    ):
         print(f"| {label} | {med[full]:.3f} | {med[half]:.3f} | {share[key]:.3f} |")
-    print(f"streaming / resident full-epoch time: {med['streaming_full'] / med['resident_full']:.2f}x; "
-          f"streaming / plain DataLoader loop: {med['streaming_full'] / med['plain_full']:.2f}x")
+    print(
+        f"streaming / resident full-epoch time: {med['streaming_full'] / med['resident_full']:.2f}x; "
+        f"streaming / plain DataLoader loop: {med['streaming_full'] / med['plain_full']:.2f}x"
+    )
     load = os.getloadavg()[0]
-    results = {"benchmark": "streaming", "machine": {"cpu": cpu_name(),
-                                                    "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                                                    "torch_threads": torch.get_num_threads()},
-               "train_size": n, "batch_size": cfg.batch_size, "workers": args.workers, "repeats": args.repeats,
-               "seconds": times, "median_seconds": med, "realised_share_of_ideal_saving": share,
-               "sampler_kept_fractions": pruning.kept_fractions, "load_average_1min_after": load}
+    results = {
+        "benchmark": "streaming",
+        "machine": {
+            "cpu": cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "train_size": n,
+        "batch_size": cfg.batch_size,
+        "workers": args.workers,
+        "repeats": args.repeats,
+        "seconds": times,
+        "median_seconds": med,
+        "realised_share_of_ideal_saving": share,
+        "sampler_kept_fractions": pruning.kept_fractions,
+        "load_average_1min_after": load,
+    }
     if args.out:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as fh:

@@ -18,6 +18,7 @@ and a Markdown table.
 
 ``PRUNEGYM_DATA`` must hold ``FashionMNIST/raw/*.gz`` for the Fashion-MNIST task.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,10 +55,17 @@ def cpu_name() -> str:
 
 
 def machine(device: torch.device, threads: int) -> dict:
-    info = {"cpu": cpu_name(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "gymnasium": gymnasium.__version__,
-            "stable_baselines3": stable_baselines3.__version__,
-            "numpy": np.__version__, "torch_threads": threads, "device": str(device)}
+    info = {
+        "cpu": cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gymnasium": gymnasium.__version__,
+        "stable_baselines3": stable_baselines3.__version__,
+        "numpy": np.__version__,
+        "torch_threads": threads,
+        "device": str(device),
+    }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info
@@ -145,20 +153,27 @@ def measure_subproc(task: str, kw: dict, args) -> dict:
 
 def markdown(report: dict) -> str:
     m = report["machine"]
-    lines = [f"Env steps per second, {m['device']} ({m.get('gpu', m['cpu'])}), {m['torch_threads']} torch thread(s) "
-             f"per process; torch {m['torch']}, gymnasium {m['gymnasium']}, SB3 {m['stable_baselines3']}; load "
-             f"average before {report['load_average_before'][0]:.2f}, after {report['load_average_after'][0]:.2f}.",
-             "", "| task | K | batched steps/s | sequential steps/s | batched / sequential | SubprocVecEnv (2) steps/s "
-             "| batched / SubprocVecEnv |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Env steps per second, {m['device']} ({m.get('gpu', m['cpu'])}), {m['torch_threads']} torch thread(s) "
+        f"per process; torch {m['torch']}, gymnasium {m['gymnasium']}, SB3 {m['stable_baselines3']}; load "
+        f"average before {report['load_average_before'][0]:.2f}, after {report['load_average_after'][0]:.2f}.",
+        "",
+        "| task | K | batched steps/s | sequential steps/s | batched / sequential | SubprocVecEnv (2) steps/s "
+        "| batched / SubprocVecEnv |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for task in report["tasks"]:
         sub = task["subproc"]["steps_per_s"]
         for row in task["rows"]:
             b, s = row["batched"]["steps_per_s"], row["sequential"]["steps_per_s"]
-            lines.append(f"| {task['task']} | {row['K']} | {b:,.2f} | {s:,.2f} | {b / s:.2f}x | {sub:,.2f} | "
-                         f"{b / sub:.2f}x |")
-    return "\n".join(lines) + ("\n\nA step: one epoch of one sub-env with its plan, validation and observation "
-                               "(median of --steps after a warm-up); sequential: R = min(K, --seq-envs) PruningEnvs "
-                               "stepped one after another in one process.\n")
+            lines.append(
+                f"| {task['task']} | {row['K']} | {b:,.2f} | {s:,.2f} | {b / s:.2f}x | {sub:,.2f} | {b / sub:.2f}x |"
+            )
+    return "\n".join(lines) + (
+        "\n\nA step: one epoch of one sub-env with its plan, validation and observation "
+        "(median of --steps after a warm-up); sequential: R = min(K, --seq-envs) PruningEnvs "
+        "stepped one after another in one process.\n"
+    )
 
 
 def main(argv=None) -> int:
@@ -179,25 +194,37 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
-    report = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-              "machine": machine(device, args.threads), "load_average_before": list(os.getloadavg()),
-              "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "tasks": []}
+    report = {
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine(device, args.threads),
+        "load_average_before": list(os.getloadavg()),
+        "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "tasks": [],
+    }
     for task in args.tasks:
         kw = env_kwargs(args, task)
         epochs = PruningEnv(task, **kw).epochs
         if epochs <= args.steps:
-            raise SystemExit(f"--steps {args.steps} needs episodes longer than {args.steps} epochs (task {task!r} has "
-                             f"{epochs}; pass --epochs)")
+            raise SystemExit(
+                f"--steps {args.steps} needs episodes longer than {args.steps} epochs (task {task!r} has "
+                f"{epochs}; pass --epochs)"
+            )
         entry = {"task": task, "env_kwargs": kw, "rows": []}
         entry["subproc"] = measure_subproc(task, kw, args) if not args.no_subproc else {"steps_per_s": float("nan")}
         for k in args.k:
-            row = {"K": k, "sequential": measure_sequential(task, k, kw, args, device),
-                   "batched": measure_batched(task, k, kw, args, device)}
+            row = {
+                "K": k,
+                "sequential": measure_sequential(task, k, kw, args, device),
+                "batched": measure_batched(task, k, kw, args, device),
+            }
             row["speedup"] = row["batched"]["steps_per_s"] / row["sequential"]["steps_per_s"]
             entry["rows"].append(row)
-            print(f"{task} K={k}: batched {row['batched']['steps_per_s']:.2f} steps/s, sequential "
-                  f"{row['sequential']['steps_per_s']:.2f} ({row['speedup']:.2f}x), subproc(2) "
-                  f"{entry['subproc']['steps_per_s']:.2f}", flush=True)
+            print(
+                f"{task} K={k}: batched {row['batched']['steps_per_s']:.2f} steps/s, sequential "
+                f"{row['sequential']['steps_per_s']:.2f} ({row['speedup']:.2f}x), subproc(2) "
+                f"{entry['subproc']['steps_per_s']:.2f}",
+                flush=True,
+            )
         report["tasks"].append(entry)
     report["load_average_after"] = list(os.getloadavg())
     text = json.dumps(report, indent=2)

@@ -14,6 +14,7 @@ contract), :mod:`.features` (observation features, a table), :mod:`.rewards` (re
 :mod:`.episode_state` (an episode's bookkeeping, shared by both envs), :mod:`.vector_env` and :mod:`.sub_env`
 (the batched vector env), :mod:`.render`. :func:`register_task` adds an id for the user's own data and model.
 """
+
 from __future__ import annotations
 
 import gymnasium
@@ -26,19 +27,53 @@ from .options import EnvOptions
 from .record import EpisodeRecord
 from .replay import ReplayResult, replay
 from .rewards import (
-    DEFAULT_COMPUTE_WEIGHT, NONFINITE_PENALTY, REWARDS, AccuracyReward, CallableReward, LosslessReward, Reward,
-    RewardInput, TradeoffReward, make_reward,
+    DEFAULT_COMPUTE_WEIGHT,
+    NONFINITE_PENALTY,
+    REWARDS,
+    AccuracyReward,
+    CallableReward,
+    LosslessReward,
+    Reward,
+    RewardInput,
+    TradeoffReward,
+    make_reward,
 )
 from .tasks import ENV_IDS, TASKS, register_task, task_config
 from .vector_env import PruningVectorEnv
 from .wrappers import DiscreteRatio, ResidualAction
 
 __all__ = [
-    "BUDGET_FEATURES", "DEFAULT_COMPUTE_WEIGHT", "ENV_IDS", "FEATURES", "FEATURE_DOCS", "FEATURE_NAMES",
-    "NONFINITE_PENALTY", "REWARDS", "TASKS", "AccuracyReward", "ActionCodec", "CallableReward", "DiscreteRatio",
-    "EnvOptions", "EpisodeRecord", "Feature", "LosslessReward", "PruningEnv", "PruningVectorEnv", "ReplayResult",
-    "ResetInfo", "ResidualAction", "Reward", "RewardInput", "StepInfo", "TradeoffReward", "make_reward",
-    "register_envs", "register_task", "replay", "task_config",
+    "BUDGET_FEATURES",
+    "DEFAULT_COMPUTE_WEIGHT",
+    "ENV_IDS",
+    "FEATURES",
+    "FEATURE_DOCS",
+    "FEATURE_NAMES",
+    "NONFINITE_PENALTY",
+    "REWARDS",
+    "TASKS",
+    "AccuracyReward",
+    "ActionCodec",
+    "CallableReward",
+    "DiscreteRatio",
+    "EnvOptions",
+    "EpisodeRecord",
+    "Feature",
+    "LosslessReward",
+    "PruningEnv",
+    "PruningVectorEnv",
+    "ReplayResult",
+    "ResetInfo",
+    "ResidualAction",
+    "Reward",
+    "RewardInput",
+    "StepInfo",
+    "TradeoffReward",
+    "make_reward",
+    "register_envs",
+    "register_task",
+    "replay",
+    "task_config",
 ]
 
 
@@ -48,9 +83,13 @@ def register_envs() -> None:
     for env_id, (task, nondeterministic) in ENV_IDS.items():
         if env_id in gymnasium.registry:
             continue
-        gymnasium.register(id=env_id, entry_point="prunegym.envs.env:PruningEnv",
-                           vector_entry_point="prunegym.envs.vector_env:PruningVectorEnv", kwargs={"task": task},
-                           nondeterministic=nondeterministic)
+        gymnasium.register(
+            id=env_id,
+            entry_point="prunegym.envs.env:PruningEnv",
+            vector_entry_point="prunegym.envs.vector_env:PruningVectorEnv",
+            kwargs={"task": task},
+            nondeterministic=nondeterministic,
+        )
 
 
 register_envs()

@@ -6,6 +6,7 @@ round-off of an action is handled: decoded values are rounded to 6 decimals, so 
 decodes to exactly 0.1 (float32 gives 0.09999999404, which would move ``ceil((1 - r) N)`` by one sample).
 Every policy, agent or baseline, goes through :meth:`ActionCodec.decode` inside ``PruningEnv.step``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -34,7 +35,9 @@ class ActionCodec:
         knobs take their defaults); unknown knobs or out-of-range values raise ``ValueError``."""
         unknown = sorted(set(knobs) - {k.name for k in self.knobs})
         if unknown:
-            raise ValueError(f"no knob(s) {', '.join(unknown)}; allowed: {', '.join(k.name for k in self.knobs) or 'none'}")
+            raise ValueError(
+                f"no knob(s) {', '.join(unknown)}; allowed: {', '.join(k.name for k in self.knobs) or 'none'}"
+            )
         if not 0.0 <= prune_ratio <= self.max_prune_ratio + 1e-12:
             raise ValueError(f"prune_ratio={prune_ratio!r} is out of range [0, {self.max_prune_ratio}]")
         a0 = 2.0 * prune_ratio / self.max_prune_ratio - 1.0 if self.max_prune_ratio > 0 else -1.0

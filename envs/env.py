@@ -1,4 +1,5 @@
 """``PruningEnv``: a classifier's training run as a Gymnasium environment, one epoch per step."""
+
 from __future__ import annotations
 
 import copy
@@ -55,8 +56,9 @@ class PruningEnv(gym.Env):
 
     metadata = {"render_modes": list(RENDER_MODES), "render_fps": 1}
 
-    def __init__(self, task: str = "synthetic-mlp", *, seed: int | None = None, render_mode: str | None = None,
-                 **kwargs: Any):
+    def __init__(
+        self, task: str = "synthetic-mlp", *, seed: int | None = None, render_mode: str | None = None, **kwargs: Any
+    ):
         super().__init__()
         options, run_overrides = split_kwargs(kwargs)
         if render_mode not in (None, *self.metadata["render_modes"]):
@@ -67,9 +69,12 @@ class PruningEnv(gym.Env):
         self.pruner_name = options.pruner
         self.pruner_kwargs = options.pruner_kwargs
         self.pruner: Pruner = make_pruner(options.pruner, **options.pruner_kwargs)
-        self.reward = make_reward(options.reward, lossless_penalty=options.lossless_penalty,
-                                  lossless_tolerance=options.lossless_tolerance,
-                                  nonfinite_penalty=options.nonfinite_penalty)
+        self.reward = make_reward(
+            options.reward,
+            lossless_penalty=options.lossless_penalty,
+            lossless_tolerance=options.lossless_tolerance,
+            nonfinite_penalty=options.nonfinite_penalty,
+        )
         self.reward_name = options.reward if isinstance(options.reward, str) else self.reward.name
         self.compute_weight = float(options.compute_weight)
         self.max_prune_ratio = float(options.max_prune_ratio)
@@ -104,8 +109,13 @@ class PruningEnv(gym.Env):
     @property
     def policy_context(self) -> PolicyContext:
         """What a fixed policy needs of this env: pruner, epochs, action codec and feature layout."""
-        return PolicyContext(pruner=self.pruner_name, epochs=self.epochs, codec=self.codec,
-                             feature_names=self.feature_names, decision_interval=self.decision_interval)
+        return PolicyContext(
+            pruner=self.pruner_name,
+            epochs=self.epochs,
+            codec=self.codec,
+            feature_names=self.feature_names,
+            decision_interval=self.decision_interval,
+        )
 
     def encode_action(self, prune_ratio: float = 0.0, **knobs: float) -> np.ndarray:
         """The action vector for ``prune_ratio`` in ``[0, max_prune_ratio]`` and the pruner's knob values
@@ -161,8 +171,14 @@ class PruningEnv(gym.Env):
                 break
         reward, terminated, truncated, info = ep.conclude(a, decision, adv, run.evaluate("val"))
         if terminated or truncated:
-            ep.finish(info, run.evaluate("test"), self._record_kwargs(), self.task,
-                      self.spec.id if self.spec is not None else None, self._budget_range is not None)
+            ep.finish(
+                info,
+                run.evaluate("test"),
+                self._record_kwargs(),
+                self.task,
+                self.spec.id if self.spec is not None else None,
+                self._budget_range is not None,
+            )
             self._done = True
         out = info.to_dict()
         self._last_info = out

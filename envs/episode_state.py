@@ -7,6 +7,7 @@ step's epochs (:func:`~prunegym.training.step_run` or :func:`~prunegym.training.
 (:class:`~prunegym.envs.features.StepStats`), the reward object, the budget, the ``info`` of the step, the
 termination rules, the return, the actions and the :class:`~prunegym.envs.record.EpisodeRecord`.
 """
+
 from __future__ import annotations
 
 import math
@@ -63,16 +64,15 @@ def check_action(action: Any, shape: tuple[int, ...], names: Sequence[str]) -> n
     try:
         a = np.asarray(action, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"action {action!r} is not numeric; expected shape {shape} with "
-                         f"values in [-1, 1] ({', '.join(names)})") from exc
+        raise ValueError(
+            f"action {action!r} is not numeric; expected shape {shape} with values in [-1, 1] ({', '.join(names)})"
+        ) from exc
     if a.ndim == 0 and shape == (1,):
         a = a.reshape(1)
     if a.shape != shape:
-        raise ValueError(f"action has shape {a.shape}; expected {shape} with values in "
-                         f"[-1, 1] ({', '.join(names)})")
+        raise ValueError(f"action has shape {a.shape}; expected {shape} with values in [-1, 1] ({', '.join(names)})")
     if not np.all(np.isfinite(a)):
-        raise ValueError(f"action {a.tolist()} has NaN or inf; expected finite values in [-1, 1] "
-                         f"of shape {shape}")
+        raise ValueError(f"action {a.tolist()} has NaN or inf; expected finite values in [-1, 1] of shape {shape}")
     return np.clip(a, -1.0, 1.0)
 
 
@@ -85,12 +85,16 @@ def episode_budget(options: dict, budget_range: tuple[float, float] | None, rng:
         b = options["compute_budget"]
         if b is None:
             if budget_range is not None:
-                raise ValueError("compute_budget=None at reset, but this env has a budget; make an env "
-                                 "without compute_budget for unbudgeted episodes")
+                raise ValueError(
+                    "compute_budget=None at reset, but this env has a budget; make an env "
+                    "without compute_budget for unbudgeted episodes"
+                )
             return None
         if budget_range is None:
-            raise ValueError("reset(options={'compute_budget': ...}) needs an env made with compute_budget "
-                             "(its observation has the budget features)")
+            raise ValueError(
+                "reset(options={'compute_budget': ...}) needs an env made with compute_budget "
+                "(its observation has the budget features)"
+            )
         if not (isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 < float(b) <= 1.0):
             raise ValueError(f"compute_budget={b!r} must be a fraction in (0, 1]")
         return float(b)
@@ -105,22 +109,25 @@ class EpisodeState:
     ``compute_budget`` (``None``: none), the env's ``reward`` object (reset here with the initial validation
     accuracy ``val``) and the step memory ``stats``; ``options`` are the env's :class:`EnvOptions`."""
 
-    def __init__(self, run: Any, seed: int, compute_budget: float | None, reward: Reward, val: EvalResult,
-                 options: EnvOptions):
+    def __init__(
+        self, run: Any, seed: int, compute_budget: float | None, reward: Reward, val: EvalResult, options: EnvOptions
+    ):
         self.run, self.seed, self.compute_budget = run, int(seed), compute_budget
         self.reward, self.options = reward, options
         self.initial_val_accuracy = val.accuracy
         reward.reset(val.accuracy)
-        self.stats = StepStats(val_loss=val.loss, val_accuracy=val.accuracy, prev_val_loss=val.loss,
-                               prev_val_accuracy=val.accuracy)
+        self.stats = StepStats(
+            val_loss=val.loss, val_accuracy=val.accuracy, prev_val_loss=val.loss, prev_val_accuracy=val.accuracy
+        )
         self.actions: list[list[float]] = []
         self.kept_fractions: list[float] = []
         self.val_accuracies: list[float] = []
         self.episode_return = 0.0
         self.start = time.perf_counter()
         self.done = False
-        self.reset_info = ResetInfo(epoch=0, val_loss=val.loss, val_accuracy=val.accuracy, seed=self.seed,
-                                    compute_budget=compute_budget).to_dict()
+        self.reset_info = ResetInfo(
+            epoch=0, val_loss=val.loss, val_accuracy=val.accuracy, seed=self.seed, compute_budget=compute_budget
+        ).to_dict()
 
     @property
     def epochs_this_step(self) -> int:
@@ -137,12 +144,14 @@ class EpisodeState:
     def observe(self, features: Sequence[Feature], dev: DeviceStats | None = None) -> np.ndarray:
         """The observation; ``dev``: the run's device statistics if already computed (else one host sync)."""
         run = self.run
-        ctx = FeatureContext(run, self.stats, dev if dev is not None else device_stats(run, self.stats),
-                             self.compute_budget)
+        ctx = FeatureContext(
+            run, self.stats, dev if dev is not None else device_stats(run, self.stats), self.compute_budget
+        )
         return observe(ctx, features)
 
-    def conclude(self, action: np.ndarray, decision: dict[str, float], adv: Advance,
-                 val: EvalResult) -> tuple[float, bool, bool, StepInfo]:
+    def conclude(
+        self, action: np.ndarray, decision: dict[str, float], adv: Advance, val: EvalResult
+    ) -> tuple[float, bool, bool, StepInfo]:
         """The step after its epochs were trained (``adv``) and the run evaluated (``val``): updates the step
         memory, the return and the actions; returns ``(reward, terminated, truncated, info)``. At the end of
         the episode, call :meth:`finish` with the test metrics."""
@@ -178,17 +187,24 @@ class EpisodeState:
         run = self.run
         last = adv.last
         info = StepInfo(
-            epoch=run.epoch, prune_ratio=decision["prune_ratio"],
-            claimed_prune_ratio=sum(r.claimed_prune_ratio for r in adv.results) / len(adv.results), action=decision,
+            epoch=run.epoch,
+            prune_ratio=decision["prune_ratio"],
+            claimed_prune_ratio=sum(r.claimed_prune_ratio for r in adv.results) / len(adv.results),
+            action=decision,
             kept_fraction=self.stats.kept_fraction,
             planned_fraction=sum(r.planned_fraction for r in adv.results) / len(adv.results),
             compute_fraction_step=adv.flops / run.meter.full_run_flops,
             compute_fraction_total=run.meter.total_fraction,
             selector_compute_fraction_step=sum(r.passes.selector_flops for r in adv.results) / run.meter.full_run_flops,
             selector_compute_fraction_total=run.meter.total_passes.selector_flops / run.meter.full_run_flops,
-            flops_step=adv.flops, train_loss=last.train_loss,
-            train_accuracy=last.train_accuracy, val_loss=val.loss, val_accuracy=val.accuracy, lr=last.lr,
-            error=error)
+            flops_step=adv.flops,
+            train_loss=last.train_loss,
+            train_accuracy=last.train_accuracy,
+            val_loss=val.loss,
+            val_accuracy=val.accuracy,
+            lr=last.lr,
+            error=error,
+        )
         if self.compute_budget is not None:
             info.compute_budget = self.compute_budget
             left = max(0.0, self.compute_budget - run.meter.total_fraction)
@@ -200,20 +216,31 @@ class EpisodeState:
         if terminated and self.reward.needs_reference:
             ref = info.reference_accuracy = reference_accuracy(self.run.config)
         r = RewardInput(
-            val_accuracy=val.accuracy, prev_val_accuracy=self.stats.prev_val_accuracy,
-            initial_val_accuracy=self.initial_val_accuracy, compute_fraction_step=info.compute_fraction_step,
-            compute_fraction_total=info.compute_fraction_total, terminated=terminated,
-            compute_weight=float(self.options.compute_weight), reference_accuracy=ref,
-            compute_budget=self.compute_budget)
+            val_accuracy=val.accuracy,
+            prev_val_accuracy=self.stats.prev_val_accuracy,
+            initial_val_accuracy=self.initial_val_accuracy,
+            compute_fraction_step=info.compute_fraction_step,
+            compute_fraction_total=info.compute_fraction_total,
+            terminated=terminated,
+            compute_weight=float(self.options.compute_weight),
+            reference_accuracy=ref,
+            compute_budget=self.compute_budget,
+        )
         return float(self.reward.on_error(r) if error is not None else self.reward.step(r))
 
-    def finish(self, info: StepInfo, test: EvalResult, env_kwargs: dict, task: str, env_id: str | None,
-               record_budget: bool) -> None:
+    def finish(
+        self, info: StepInfo, test: EvalResult, env_kwargs: dict, task: str, env_id: str | None, record_budget: bool
+    ) -> None:
         """End of the episode: test metrics, the return and the episode record (``env_kwargs``: the env's
         rebuild arguments, a copy the caller will not mutate; ``record_budget``: the env has a budget)."""
         info.test_loss, info.test_accuracy, info.episode_return = test.loss, test.accuracy, self.episode_return
         info.episode_record = EpisodeRecord(
-            env_kwargs=env_kwargs, seed=self.seed, actions=[list(x) for x in self.actions], task=task,
-            env_id=env_id, compute_budget=self.compute_budget if record_budget else None,
-            versions=versions()).to_dict()  # replay warns when it runs under other versions
+            env_kwargs=env_kwargs,
+            seed=self.seed,
+            actions=[list(x) for x in self.actions],
+            task=task,
+            env_id=env_id,
+            compute_budget=self.compute_budget if record_budget else None,
+            versions=versions(),
+        ).to_dict()  # replay warns when it runs under other versions
         self.done = True

@@ -11,6 +11,7 @@ epoch.
 :data:`FEATURES` is the default table (its names are :data:`FEATURE_NAMES`); an env with a compute budget
 appends :data:`BUDGET_FEATURES`. Adding a feature is one entry in a table here.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,8 +24,19 @@ import torch
 from prunegym.training import TrainingRun
 
 __all__ = [
-    "BUDGET_FEATURES", "FEATURES", "FEATURE_DOCS", "FEATURE_NAMES", "OBS_BOUND", "DeviceStats", "Feature",
-    "FeatureContext", "StepStats", "device_stats", "device_stats_rows", "features_for", "observe",
+    "BUDGET_FEATURES",
+    "FEATURES",
+    "FEATURE_DOCS",
+    "FEATURE_NAMES",
+    "OBS_BOUND",
+    "DeviceStats",
+    "Feature",
+    "FeatureContext",
+    "StepStats",
+    "device_stats",
+    "device_stats_rows",
+    "features_for",
+    "observe",
 ]
 
 OBS_BOUND = 10.0  # every feature is clipped to [-OBS_BOUND, OBS_BOUND]; NaN -> 0, +-inf -> +-OBS_BOUND
@@ -97,12 +109,23 @@ def device_stats(run: TrainingRun, stats: StepStats) -> DeviceStats:
         kept_mean = pruned_mean = torch.zeros((), device=loss.device)
     observed = s.observed.float()
     spread = s.ema_var.clamp_min(0.0).sqrt()
-    values = torch.stack([
-        q[0], q[1], q[2], loss.std(correction=0), (loss < mean).float().mean(), kept_mean, pruned_mean,
-        (s.forgetting > 0).float().mean(),
-        observed.sum(), (s.last_correct.float() * observed).sum(), (s.ema * observed).sum(), (spread * observed).sum(),
-        s.last_epoch.float().mean(),
-    ]).tolist()  # the one host sync
+    values = torch.stack(
+        [
+            q[0],
+            q[1],
+            q[2],
+            loss.std(correction=0),
+            (loss < mean).float().mean(),
+            kept_mean,
+            pruned_mean,
+            (s.forgetting > 0).float().mean(),
+            observed.sum(),
+            (s.last_correct.float() * observed).sum(),
+            (s.ema * observed).sum(),
+            (spread * observed).sum(),
+            s.last_epoch.float().mean(),
+        ]
+    ).tolist()  # the one host sync
     return DeviceStats(*values)
 
 
@@ -127,13 +150,24 @@ def device_stats_rows(store, k_runs: int, last_trained) -> list[DeviceStats]:
     pruned_mean = torch.where(has_kept, (loss * ~kept_mask).sum(1) / (n - n_kept).clamp(min=1), zero)
     observed = store.observed.view(k_runs, -1).float()
     spread = store.ema_var.view(k_runs, -1).clamp_min(0.0).sqrt()
-    values = torch.stack([
-        q[0], q[1], q[2], loss.std(1, correction=0), (loss < mean).float().mean(1), kept_mean, pruned_mean,
-        (store.forgetting.view(k_runs, -1) > 0).float().mean(1), observed.sum(1),
-        (store.last_correct.view(k_runs, -1).float() * observed).sum(1),
-        (store.ema.view(k_runs, -1) * observed).sum(1), (spread * observed).sum(1),
-        store.last_epoch.view(k_runs, -1).float().mean(1),
-    ], 1).tolist()  # the one host sync
+    values = torch.stack(
+        [
+            q[0],
+            q[1],
+            q[2],
+            loss.std(1, correction=0),
+            (loss < mean).float().mean(1),
+            kept_mean,
+            pruned_mean,
+            (store.forgetting.view(k_runs, -1) > 0).float().mean(1),
+            observed.sum(1),
+            (store.last_correct.view(k_runs, -1).float() * observed).sum(1),
+            (store.ema.view(k_runs, -1) * observed).sum(1),
+            (spread * observed).sum(1),
+            store.last_epoch.view(k_runs, -1).float().mean(1),
+        ],
+        1,
+    ).tolist()  # the one host sync
     return [DeviceStats(*v) for v in values]
 
 
@@ -197,59 +231,147 @@ def _budget_left(c: FeatureContext) -> float:
 
 _INF = math.inf
 FEATURES: tuple[Feature, ...] = (
-    Feature("epoch_fraction", "epochs completed / epoch budget, in [0, 1]", 0, 1,
-            lambda c: c.run.epoch / c.run.epochs),
-    Feature("compute_used", "training FLOPs so far / FLOPs of the full-data run", 0, _INF,
-            lambda c: c.run.meter.total_fraction),
+    Feature("epoch_fraction", "epochs completed / epoch budget, in [0, 1]", 0, 1, lambda c: c.run.epoch / c.run.epochs),
+    Feature(
+        "compute_used",
+        "training FLOPs so far / FLOPs of the full-data run",
+        0,
+        _INF,
+        lambda c: c.run.meter.total_fraction,
+    ),
     Feature("compute_remaining", "1 - compute_used", -_INF, 1, lambda c: 1.0 - c.run.meter.total_fraction),
-    Feature("last_kept_fraction",
-            "samples that reached the loss last step / (training-set size x epochs in the step)", 0, 1,
-            lambda c: c.stats.kept_fraction),
-    Feature("log_train_loss", "ln of last step's mean unweighted train loss (0 before training, 10 if non-finite)",
-            math.log(1e-8), OBS_BOUND, lambda c: _log_loss(c.stats.train_loss) if c.run.epoch > 0 else 0.0),
-    Feature("loss_q10", "10% quantile of the score table's latest per-sample losses", 0, _INF, lambda c: c.dev.loss_q10),
+    Feature(
+        "last_kept_fraction",
+        "samples that reached the loss last step / (training-set size x epochs in the step)",
+        0,
+        1,
+        lambda c: c.stats.kept_fraction,
+    ),
+    Feature(
+        "log_train_loss",
+        "ln of last step's mean unweighted train loss (0 before training, 10 if non-finite)",
+        math.log(1e-8),
+        OBS_BOUND,
+        lambda c: _log_loss(c.stats.train_loss) if c.run.epoch > 0 else 0.0,
+    ),
+    Feature(
+        "loss_q10", "10% quantile of the score table's latest per-sample losses", 0, _INF, lambda c: c.dev.loss_q10
+    ),
     Feature("loss_q50", "median of the latest per-sample losses", 0, _INF, lambda c: c.dev.loss_q50),
     Feature("loss_q90", "90% quantile of the latest per-sample losses", 0, _INF, lambda c: c.dev.loss_q90),
     Feature("loss_std", "standard deviation of the latest per-sample losses", 0, _INF, lambda c: c.dev.loss_std),
-    Feature("frac_below_mean", "fraction of samples whose latest loss is below the mean (InfoBatch's |D1| / N)", 0, 1,
-            lambda c: c.dev.frac_below_mean),
-    Feature("kept_loss_mean", "mean latest loss of the samples trained in the last epoch", 0, _INF,
-            lambda c: c.dev.kept_loss_mean),
-    Feature("pruned_loss_mean", "mean latest (stale) loss of the samples not trained in the last epoch (0 if none)",
-            0, _INF, lambda c: c.dev.pruned_loss_mean),
-    Feature("forgetting_fraction", "fraction of samples with at least one forgetting event (correct -> incorrect)",
-            0, 1, lambda c: c.dev.forgetting_fraction),
-    Feature("val_loss", "validation cross-entropy (10 if non-finite)", 0, OBS_BOUND,
-            lambda c: _finite(c.stats.val_loss, OBS_BOUND)),
+    Feature(
+        "frac_below_mean",
+        "fraction of samples whose latest loss is below the mean (InfoBatch's |D1| / N)",
+        0,
+        1,
+        lambda c: c.dev.frac_below_mean,
+    ),
+    Feature(
+        "kept_loss_mean",
+        "mean latest loss of the samples trained in the last epoch",
+        0,
+        _INF,
+        lambda c: c.dev.kept_loss_mean,
+    ),
+    Feature(
+        "pruned_loss_mean",
+        "mean latest (stale) loss of the samples not trained in the last epoch (0 if none)",
+        0,
+        _INF,
+        lambda c: c.dev.pruned_loss_mean,
+    ),
+    Feature(
+        "forgetting_fraction",
+        "fraction of samples with at least one forgetting event (correct -> incorrect)",
+        0,
+        1,
+        lambda c: c.dev.forgetting_fraction,
+    ),
+    Feature(
+        "val_loss",
+        "validation cross-entropy (10 if non-finite)",
+        0,
+        OBS_BOUND,
+        lambda c: _finite(c.stats.val_loss, OBS_BOUND),
+    ),
     Feature("val_accuracy", "validation accuracy in [0, 1]", 0, 1, lambda c: c.stats.val_accuracy),
-    Feature("val_loss_delta", "change of validation loss since the last step", -_INF, _INF,
-            lambda c: _finite(c.stats.val_loss - c.stats.prev_val_loss)),
-    Feature("val_accuracy_delta", "change of validation accuracy since the last step", -1, 1,
-            lambda c: c.stats.val_accuracy - c.stats.prev_val_accuracy),
+    Feature(
+        "val_loss_delta",
+        "change of validation loss since the last step",
+        -_INF,
+        _INF,
+        lambda c: _finite(c.stats.val_loss - c.stats.prev_val_loss),
+    ),
+    Feature(
+        "val_accuracy_delta",
+        "change of validation accuracy since the last step",
+        -1,
+        1,
+        lambda c: c.stats.val_accuracy - c.stats.prev_val_accuracy,
+    ),
     Feature("lr_fraction", "current learning rate / peak learning rate", 0, 1, lambda c: c.run.lr / c.run.config.lr),
     Feature("log_train_size", "ln(training-set size) / 10", 0, _INF, lambda c: math.log(c.run.num_train) / 10.0),
-    Feature("log_num_classes", "ln(number of classes) / ln(1000)", 0, _INF,
-            lambda c: math.log(c.run.data.num_classes) / math.log(1000.0)),
+    Feature(
+        "log_num_classes",
+        "ln(number of classes) / ln(1000)",
+        0,
+        _INF,
+        lambda c: math.log(c.run.data.num_classes) / math.log(1000.0),
+    ),
     Feature("log_param_count", "ln(parameter count) / 20", 0, _INF, lambda c: math.log(c.run.param_count) / 20.0),
-    Feature("val_accuracy_rel", "validation accuracy / best validation accuracy so far (initial evaluation "
-            "included), in [0, 1]; 1 at a new best", 0, 1, _val_accuracy_rel),
-    Feature("val_accuracy_trend", "least-squares slope of validation accuracy over the last 3 evaluations (the "
-            "initial one included), in accuracy per tenth of the epoch budget; 0 before the first step", -_INF, _INF,
-            lambda c: _slope(c.stats.val_history) * c.run.epochs / 10.0),
-    Feature("train_val_gap", "latest correctness of the training samples trained at least once, averaged (stale for "
-            "pruned ones), minus validation accuracy, in [-1, 1]; 0 before training", -1, 1,
-            lambda c: c.dev.n_correct / c.dev.n_observed - c.stats.val_accuracy if c.dev.n_observed > 0 else 0.0),
-    Feature("score_age", "mean over samples of the epochs since each was last trained / epochs completed, in [0, 1] "
-            "(0 after a full-data epoch; a never-trained sample counts 1; 0 before training)", 0, 1,
-            lambda c: (c.run.epoch - 1 - c.dev.mean_last_epoch) / c.run.epoch if c.run.epoch > 0 else 0.0),
-    Feature("loss_noise", "mean sqrt(ema_var) / (mean ema + mean sqrt(ema_var)) over samples with a recorded loss, in "
-            "[0, 1): how noisy the per-sample scores are (Raju's UCB spread relative to mu)", 0, 1, _loss_noise),
+    Feature(
+        "val_accuracy_rel",
+        "validation accuracy / best validation accuracy so far (initial evaluation "
+        "included), in [0, 1]; 1 at a new best",
+        0,
+        1,
+        _val_accuracy_rel,
+    ),
+    Feature(
+        "val_accuracy_trend",
+        "least-squares slope of validation accuracy over the last 3 evaluations (the "
+        "initial one included), in accuracy per tenth of the epoch budget; 0 before the first step",
+        -_INF,
+        _INF,
+        lambda c: _slope(c.stats.val_history) * c.run.epochs / 10.0,
+    ),
+    Feature(
+        "train_val_gap",
+        "latest correctness of the training samples trained at least once, averaged (stale for "
+        "pruned ones), minus validation accuracy, in [-1, 1]; 0 before training",
+        -1,
+        1,
+        lambda c: c.dev.n_correct / c.dev.n_observed - c.stats.val_accuracy if c.dev.n_observed > 0 else 0.0,
+    ),
+    Feature(
+        "score_age",
+        "mean over samples of the epochs since each was last trained / epochs completed, in [0, 1] "
+        "(0 after a full-data epoch; a never-trained sample counts 1; 0 before training)",
+        0,
+        1,
+        lambda c: (c.run.epoch - 1 - c.dev.mean_last_epoch) / c.run.epoch if c.run.epoch > 0 else 0.0,
+    ),
+    Feature(
+        "loss_noise",
+        "mean sqrt(ema_var) / (mean ema + mean sqrt(ema_var)) over samples with a recorded loss, in "
+        "[0, 1): how noisy the per-sample scores are (Raju's UCB spread relative to mu)",
+        0,
+        1,
+        _loss_noise,
+    ),
 )
 BUDGET_FEATURES: tuple[Feature, ...] = (
-    Feature("compute_budget", "the episode's compute budget: a fraction in (0, 1] of the full-data run's training "
-            "FLOPs (1 without a budget)", 0, 1, lambda c: c.compute_budget if c.compute_budget is not None else 1.0),
-    Feature("budget_left", "share of the budget not yet spent, in [0, 1] (1 at reset, 0 when spent)", 0, 1,
-            _budget_left),
+    Feature(
+        "compute_budget",
+        "the episode's compute budget: a fraction in (0, 1] of the full-data run's training FLOPs (1 without a budget)",
+        0,
+        1,
+        lambda c: c.compute_budget if c.compute_budget is not None else 1.0,
+    ),
+    Feature(
+        "budget_left", "share of the budget not yet spent, in [0, 1] (1 at reset, 0 when spent)", 0, 1, _budget_left
+    ),
 )
 FEATURE_DOCS: dict[str, str] = {f.name: f.doc for f in FEATURES}
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_DOCS)
@@ -272,6 +394,7 @@ def features_for(names: Sequence[str] | None = None, budget: bool = False) -> tu
 def observe(ctx: FeatureContext, features: Sequence[Feature] = FEATURES) -> np.ndarray:
     """The observation ``[len(features)]`` float32: each feature's value, finite and clipped to
     [-OBS_BOUND, OBS_BOUND]."""
-    obs = np.nan_to_num(np.asarray([f.fn(ctx) for f in features], dtype=np.float32), nan=0.0, posinf=OBS_BOUND,
-                        neginf=-OBS_BOUND)
+    obs = np.nan_to_num(
+        np.asarray([f.fn(ctx) for f in features], dtype=np.float32), nan=0.0, posinf=OBS_BOUND, neginf=-OBS_BOUND
+    )
     return np.clip(obs, -OBS_BOUND, OBS_BOUND)

@@ -6,6 +6,7 @@ returns and ``from_dict()`` reads one back (unknown keys, e.g. added by wrappers
 a deterministic function of the seed and the actions, except ``wall_time`` and ``wall_time_total``, which
 only appear with ``record_wall_time=True``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -38,7 +39,7 @@ class ResetInfo:
         return _to_dict(self)
 
     @classmethod
-    def from_dict(cls, info: dict[str, Any]) -> "ResetInfo":
+    def from_dict(cls, info: dict[str, Any]) -> ResetInfo:
         return _from_dict(cls, info)
 
 
@@ -95,5 +96,5 @@ class StepInfo:
         return _to_dict(self)
 
     @classmethod
-    def from_dict(cls, info: dict[str, Any]) -> "StepInfo":
+    def from_dict(cls, info: dict[str, Any]) -> StepInfo:
         return _from_dict(cls, info)

@@ -4,6 +4,7 @@
 :class:`~prunegym.training.RunConfig` fields (overrides of the task's preset); anything else is an error that
 lists both sets.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,8 +76,10 @@ class EnvOptions:
         b = self.compute_budget
         if b is None:
             return None
-        msg = (f"compute_budget={b!r} must be a fraction b in (0, 1] of the full-data run's training FLOPs, or a "
-               "range (lo, hi) with 0 < lo <= hi <= 1 to draw each episode's budget from")
+        msg = (
+            f"compute_budget={b!r} must be a fraction b in (0, 1] of the full-data run's training FLOPs, or a "
+            "range (lo, hi) with 0 < lo <= hi <= 1 to draw each episode's budget from"
+        )
         if isinstance(b, tuple):
             if len(b) != 2 or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in b):
                 raise ValueError(msg)
@@ -93,14 +96,20 @@ class EnvOptions:
         """The options an episode record keeps (the wall-clock ones are not replayed; options added after
         0.1.0 only when set, so older records stay equal)."""
         out: dict[str, Any] = {
-            "pruner": self.pruner, "pruner_kwargs": dict(self.pruner_kwargs), "reward": self.reward,
-            "compute_weight": float(self.compute_weight), "max_prune_ratio": float(self.max_prune_ratio),
-            "decision_interval": self.decision_interval, "lossless_penalty": self.lossless_penalty,
-            "lossless_tolerance": self.lossless_tolerance, "nonfinite_penalty": float(self.nonfinite_penalty),
+            "pruner": self.pruner,
+            "pruner_kwargs": dict(self.pruner_kwargs),
+            "reward": self.reward,
+            "compute_weight": float(self.compute_weight),
+            "max_prune_ratio": float(self.max_prune_ratio),
+            "decision_interval": self.decision_interval,
+            "lossless_penalty": self.lossless_penalty,
+            "lossless_tolerance": self.lossless_tolerance,
+            "nonfinite_penalty": float(self.nonfinite_penalty),
         }
         if self.compute_budget is not None:
-            out["compute_budget"] = list(self.compute_budget) if isinstance(self.compute_budget, tuple) \
-                else float(self.compute_budget)
+            out["compute_budget"] = (
+                list(self.compute_budget) if isinstance(self.compute_budget, tuple) else float(self.compute_budget)
+            )
         if self.features is not None:
             out["features"] = list(self.features)
         return out

@@ -1,5 +1,6 @@
 """:class:`EpisodeRecord`: what :func:`prunegym.envs.replay` needs to reproduce an episode (typed state replay,
 as CompilerGym keeps it), with a JSON round trip."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ class EpisodeRecord:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EpisodeRecord":
+    def from_dict(cls, d: dict[str, Any]) -> EpisodeRecord:
         """Read a record from ``info["episode_record"]`` (also after a JSON round trip); ``ValueError`` names
         what is missing or malformed."""
         if isinstance(d, EpisodeRecord):
@@ -49,14 +50,20 @@ class EpisodeRecord:
         if not d["actions"]:
             raise ValueError("episode record has no actions")
         known = {"env_kwargs", "seed", "actions", "task", "env_id", "compute_budget", "versions", "extra"}
-        return cls(env_kwargs=dict(d["env_kwargs"]), seed=int(d["seed"]),
-                   actions=[[float(v) for v in a] for a in d["actions"]], task=d.get("task"),
-                   env_id=d.get("env_id"), compute_budget=d.get("compute_budget"), versions=d.get("versions"),
-                   extra={**dict(d.get("extra") or {}), **{k: v for k, v in d.items() if k not in known}})
+        return cls(
+            env_kwargs=dict(d["env_kwargs"]),
+            seed=int(d["seed"]),
+            actions=[[float(v) for v in a] for a in d["actions"]],
+            task=d.get("task"),
+            env_id=d.get("env_id"),
+            compute_budget=d.get("compute_budget"),
+            versions=d.get("versions"),
+            extra={**dict(d.get("extra") or {}), **{k: v for k, v in d.items() if k not in known}},
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "EpisodeRecord":
+    def from_json(cls, text: str) -> EpisodeRecord:
         return cls.from_dict(json.loads(text))

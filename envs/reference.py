@@ -3,6 +3,7 @@
 A disk entry is used only if the config stored in it is the config asked for; a cache folder that cannot
 be written is warned about once (``RuntimeWarning``) and the value is kept in memory: the episode goes on.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -82,6 +83,10 @@ def reference_accuracy(config: RunConfig) -> float:
         if folder not in _WARNED:
             _WARNED.add(folder)
             why = f"{type(exc).__name__}: {exc.strerror or exc}"
-            warnings.warn(f"reference cache {folder!r} cannot be written ({why}); keeping the reference in memory "
-                          "only (set PRUNEGYM_CACHE to a writable folder)", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"reference cache {folder!r} cannot be written ({why}); keeping the reference in memory "
+                "only (set PRUNEGYM_CACHE to a writable folder)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return acc

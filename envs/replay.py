@@ -1,5 +1,6 @@
 """Replay an episode from its :class:`~prunegym.envs.record.EpisodeRecord`: same task, kwargs, seed, budget and
 actions -> same metrics on CPU."""
+
 from __future__ import annotations
 
 import warnings
@@ -50,9 +51,12 @@ def replay(record: EpisodeRecord | dict[str, Any], **overrides: Any) -> ReplayRe
     recorded = rec.extra.get("runtime") or rec.versions
     diffs = runtime_differences(recorded, runtime(device=env.run.device)) if isinstance(recorded, dict) else []
     if diffs:
-        warnings.warn(f"replaying an episode recorded under other versions or settings ({'; '.join(diffs)}): the "
-                      "replay is bit-for-bit only under the same versions, torch thread count and device",
-                      RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"replaying an episode recorded under other versions or settings ({'; '.join(diffs)}): the "
+            "replay is bit-for-bit only under the same versions, torch thread count and device",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     infos, rewards = [], []
     for i, a in enumerate(rec.actions):
         _, r, term, trunc, info = env.step(np.asarray(a, dtype=np.float64))

@@ -12,6 +12,7 @@ not 0, and diverging must never pay. So a diverged ``tradeoff`` episode returns
 ``-initial val acc - compute_weight * compute used - 1`` and a diverged ``lossless`` one
 ``-compute used - penalty * max(0, reference - tolerance) - 1``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,8 +20,19 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 __all__ = [
-    "DEFAULT_COMPUTE_WEIGHT", "NONFINITE_PENALTY", "REWARDS", "AccuracyReward", "CallableReward", "LosslessReward",
-    "Reward", "RewardFn", "RewardInput", "TradeoffReward", "lossless_reward", "make_reward", "tradeoff_reward",
+    "DEFAULT_COMPUTE_WEIGHT",
+    "NONFINITE_PENALTY",
+    "REWARDS",
+    "AccuracyReward",
+    "CallableReward",
+    "LosslessReward",
+    "Reward",
+    "RewardFn",
+    "RewardInput",
+    "TradeoffReward",
+    "lossless_reward",
+    "make_reward",
+    "tradeoff_reward",
 ]
 
 # Default price of compute in the ``tradeoff`` reward, in validation accuracy (a fraction in [0, 1]) per
@@ -135,12 +147,16 @@ class CallableReward(Reward):
         return float(self.fn(r))
 
 
-REWARDS: dict[str, type[Reward]] = {"tradeoff": TradeoffReward, "lossless": LosslessReward,
-                                    "accuracy": AccuracyReward}
+REWARDS: dict[str, type[Reward]] = {"tradeoff": TradeoffReward, "lossless": LosslessReward, "accuracy": AccuracyReward}
 
 
-def make_reward(spec: str | RewardFn | Reward, *, lossless_penalty: float = 10.0, lossless_tolerance: float = 0.005,
-                nonfinite_penalty: float = NONFINITE_PENALTY) -> Reward:
+def make_reward(
+    spec: str | RewardFn | Reward,
+    *,
+    lossless_penalty: float = 10.0,
+    lossless_tolerance: float = 0.005,
+    nonfinite_penalty: float = NONFINITE_PENALTY,
+) -> Reward:
     """The :class:`Reward` for ``spec``: a name in :data:`REWARDS`, a :class:`Reward` or a callable."""
     if isinstance(spec, Reward):
         return spec

@@ -1,5 +1,6 @@
 """One sub-env of a ``PruningVectorEnv`` seen as a ``PruningEnv``: what ``get_attr`` / ``call`` (and SB3's
 ``VecEnv.get_attr`` / ``env_method`` through the adapter) read of it."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -1,10 +1,12 @@
 """Task presets behind the registered env ids: dataset, model and training recipe as a :class:`RunConfig`;
 :func:`register_task` adds the user's own (their data, their model) under a Gymnasium id."""
+
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium
 
@@ -16,26 +18,88 @@ __all__ = ["TASKS", "ENV_IDS", "register_task", "task_config", "task_module"]
 # id suffix -> (task name, RunConfig defaults, nondeterministic)
 TASKS: dict[str, RunConfig] = {
     # A whole episode takes about a second on one CPU core: 4,000 samples, 32 features, 8 imbalanced classes.
-    "synthetic-mlp": RunConfig(dataset="synthetic", model="mlp", model_kwargs={"hidden": (64,)}, epochs=10,
-                               batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4,
-                               lr_schedule="onecycle", val_size=1000),
+    "synthetic-mlp": RunConfig(
+        dataset="synthetic",
+        model="mlp",
+        model_kwargs={"hidden": (64,)},
+        epochs=10,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=5e-4,
+        lr_schedule="onecycle",
+        val_size=1000,
+    ),
     # Fashion-MNIST, 55,000 train / 5,000 validation / 10,000 test; MLP 784-256-10 (about 0.5 s an epoch).
-    "fashion_mnist-mlp": RunConfig(dataset="fashion_mnist", model="mlp", model_kwargs={"hidden": (256,)},
-                                   epochs=15, batch_size=256, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
-                                   weight_decay=5e-4, lr_schedule="onecycle"),
+    "fashion_mnist-mlp": RunConfig(
+        dataset="fashion_mnist",
+        model="mlp",
+        model_kwargs={"hidden": (256,)},
+        epochs=15,
+        batch_size=256,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        lr_schedule="onecycle",
+    ),
     # Small conv net (32 and 64 channels, fc 128): about 2,500 images/s on 2 CPU cores.
-    "fashion_mnist-cnn": RunConfig(dataset="fashion_mnist", model="cnn", epochs=10, batch_size=128, optimizer="sgd",
-                                   lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4, lr_schedule="onecycle"),
-    "mnist-cnn": RunConfig(dataset="mnist", model="cnn", epochs=10, batch_size=128, optimizer="sgd", lr=0.05,
-                           momentum=0.9, nesterov=True, weight_decay=5e-4, lr_schedule="onecycle"),
+    "fashion_mnist-cnn": RunConfig(
+        dataset="fashion_mnist",
+        model="cnn",
+        epochs=10,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        lr_schedule="onecycle",
+    ),
+    "mnist-cnn": RunConfig(
+        dataset="mnist",
+        model="cnn",
+        epochs=10,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        lr_schedule="onecycle",
+    ),
     # InfoBatch's CIFAR recipe: SGD momentum 0.9, wd 5e-4, one-cycle max 0.05 pct 0.3, label smoothing 0.1,
     # batch 128, 200 epochs; ResNet-18 CIFAR variant split after layer1.
-    "cifar10-resnet18": RunConfig(dataset="cifar10", model="resnet18", epochs=200, batch_size=128, optimizer="sgd",
-                                  lr=0.05, momentum=0.9, weight_decay=5e-4, label_smoothing=0.1,
-                                  lr_schedule="onecycle", pct_start=0.3, device="auto"),
-    "cifar100-resnet18": RunConfig(dataset="cifar100", model="resnet18", epochs=200, batch_size=128, optimizer="sgd",
-                                   lr=0.05, momentum=0.9, weight_decay=5e-4, label_smoothing=0.1,
-                                   lr_schedule="onecycle", pct_start=0.3, device="auto"),
+    "cifar10-resnet18": RunConfig(
+        dataset="cifar10",
+        model="resnet18",
+        epochs=200,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=5e-4,
+        label_smoothing=0.1,
+        lr_schedule="onecycle",
+        pct_start=0.3,
+        device="auto",
+    ),
+    "cifar100-resnet18": RunConfig(
+        dataset="cifar100",
+        model="resnet18",
+        epochs=200,
+        batch_size=128,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        weight_decay=5e-4,
+        label_smoothing=0.1,
+        lr_schedule="onecycle",
+        pct_start=0.3,
+        device="auto",
+    ),
 }
 
 # registered id -> (task name, nondeterministic)
@@ -55,8 +119,10 @@ _USER_TASKS: dict[str, str | None] = {}  # env id of a registered task -> the mo
 def task_config(task: str) -> RunConfig:
     """The preset :class:`RunConfig` of ``task`` (a copy)."""
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; allowed: {', '.join(TASKS)} (a task of register_task exists "
-                         "once the module that registers it is imported, e.g. with --gym-packages MODULE)")
+        raise ValueError(
+            f"unknown task {task!r}; allowed: {', '.join(TASKS)} (a task of register_task exists "
+            "once the module that registers it is imported, e.g. with --gym-packages MODULE)"
+        )
     return TASKS[task].replace()
 
 
@@ -66,8 +132,16 @@ def task_module(env_id: str) -> str | None:
     return _USER_TASKS.get(env_id)
 
 
-def register_task(env_id: str, dataset: Any, model: str | Callable = "mlp", model_split: str | None = None, *,
-                  num_classes: int | None = None, nondeterministic: bool = False, **run_config: Any) -> str:
+def register_task(
+    env_id: str,
+    dataset: Any,
+    model: str | Callable = "mlp",
+    model_split: str | None = None,
+    *,
+    num_classes: int | None = None,
+    nondeterministic: bool = False,
+    **run_config: Any,
+) -> str:
     """Register a Gymnasium id (``gymnasium.make(env_id)``) for a training run of the user's data and model.
 
     ``dataset``: a name (a preset such as ``"fashion_mnist"``, ``"torchvision:KMNIST"``, or one registered
@@ -95,13 +169,23 @@ def register_task(env_id: str, dataset: Any, model: str | Callable = "mlp", mode
     cfg = RunConfig(dataset=data_name, model=model_name, model_split=model_split, **run_config)
     if data_name in registered_datasets():  # check the model on the data the process holds
         src = dataset_source(data_name)
-        build_model(model_name, src.input_shape, src.num_classes, torch_generator(cfg.seed, "init"),
-                    split=model_split, **cfg.model_kwargs)
+        build_model(
+            model_name,
+            src.input_shape,
+            src.num_classes,
+            torch_generator(cfg.seed, "init"),
+            split=model_split,
+            **cfg.model_kwargs,
+        )
     module = sys._getframe(1).f_globals.get("__name__")
     if env_id in gymnasium.registry and env_id in _USER_TASKS:
         del gymnasium.registry[env_id]  # our own earlier registration: replace it without gymnasium's warning
-    gymnasium.register(id=env_id, entry_point="prunegym.envs.env:PruningEnv", kwargs={"task": env_id},
-                       nondeterministic=nondeterministic)
+    gymnasium.register(
+        id=env_id,
+        entry_point="prunegym.envs.env:PruningEnv",
+        kwargs={"task": env_id},
+        nondeterministic=nondeterministic,
+    )
     TASKS[env_id] = cfg
     _USER_TASKS[env_id] = module if module not in (None, "__main__") else None
     return env_id

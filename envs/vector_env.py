@@ -22,6 +22,7 @@ epochs (their wall-clock divided by the runs trained).
 Not supported: in-batch selectors (``pruner="pfb"``) and models with BatchNorm (the CIFAR ResNet-18 tasks);
 use ``PruningEnv`` (``gym.make_vec(..., vectorization_mode="sync")``) for them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,23 +66,35 @@ class PruningVectorEnv(VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": list(RENDER_MODES), "render_fps": 1}
 
-    def __init__(self, task: str = "synthetic-mlp", num_envs: int = 1, *, seed: int | None = None,
-                 render_mode: str | None = None, backend: str = "auto",
-                 autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP, **kwargs: Any):
+    def __init__(
+        self,
+        task: str = "synthetic-mlp",
+        num_envs: int = 1,
+        *,
+        seed: int | None = None,
+        render_mode: str | None = None,
+        backend: str = "auto",
+        autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
+        **kwargs: Any,
+    ):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs={num_envs!r} must be a positive int")
         options, run_overrides = split_kwargs(kwargs)
         if PRUNERS[options.pruner].in_batch_selector:
-            raise ValueError(f"pruner={options.pruner!r} selects rows inside each batch (an in-batch selector), which "
-                             "the batched engine behind PruningVectorEnv does not support; use PruningEnv "
-                             "(gym.make_vec(..., vectorization_mode='sync'))")
+            raise ValueError(
+                f"pruner={options.pruner!r} selects rows inside each batch (an in-batch selector), which "
+                "the batched engine behind PruningVectorEnv does not support; use PruningEnv "
+                "(gym.make_vec(..., vectorization_mode='sync'))"
+            )
         if render_mode not in (None, *RENDER_MODES):
             raise ValueError(f"render_mode={render_mode!r}; allowed: None, 'ansi', 'rgb_array'")
         try:
             mode = AutoresetMode(autoreset_mode)
         except ValueError:
-            raise ValueError(f"autoreset_mode={autoreset_mode!r}; allowed: "
-                             f"{', '.join(repr(m.value) for m in AutoresetMode)} or an AutoresetMode") from None
+            raise ValueError(
+                f"autoreset_mode={autoreset_mode!r}; allowed: "
+                f"{', '.join(repr(m.value) for m in AutoresetMode)} or an AutoresetMode"
+            ) from None
         self.num_envs = k = int(num_envs)
         self.autoreset_mode = mode
         self.metadata = {**type(self).metadata, "autoreset_mode": mode}
@@ -115,8 +128,12 @@ class PruningVectorEnv(VectorEnv):
     def _make_reward(self) -> Reward:
         o = self.options
         spec = copy.deepcopy(o.reward) if isinstance(o.reward, Reward) else o.reward  # each sub-env its own state
-        return make_reward(spec, lossless_penalty=o.lossless_penalty, lossless_tolerance=o.lossless_tolerance,
-                           nonfinite_penalty=o.nonfinite_penalty)
+        return make_reward(
+            spec,
+            lossless_penalty=o.lossless_penalty,
+            lossless_tolerance=o.lossless_tolerance,
+            nonfinite_penalty=o.nonfinite_penalty,
+        )
 
     # -- what policies and the SB3 adapter read ------------------------------------------------------------
     @property
@@ -126,8 +143,13 @@ class PruningVectorEnv(VectorEnv):
     @property
     def policy_context(self) -> PolicyContext:
         """What a fixed policy needs (the same for every sub-env): pruner, epochs, codec, feature layout."""
-        return PolicyContext(pruner=self.pruner_name, epochs=self.epochs, codec=self.codec,
-                             feature_names=self.feature_names, decision_interval=self.decision_interval)
+        return PolicyContext(
+            pruner=self.pruner_name,
+            epochs=self.epochs,
+            codec=self.codec,
+            feature_names=self.feature_names,
+            decision_interval=self.decision_interval,
+        )
 
     def encode_action(self, prune_ratio: float = 0.0, **knobs: float) -> np.ndarray:
         """One sub-env's action vector ``[A]`` for ``prune_ratio`` and knob values (as ``PruningEnv``'s)."""
@@ -153,8 +175,9 @@ class PruningVectorEnv(VectorEnv):
         if mask is None:
             mask = np.ones(k, dtype=bool)
         elif not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_ and mask.shape == (k,) and mask.any()):
-            raise ValueError(f"options['reset_mask'] must be a bool numpy array of shape ({k},) with a True entry, "
-                             f"got {mask!r}")
+            raise ValueError(
+                f"options['reset_mask'] must be a bool numpy array of shape ({k},) with a True entry, got {mask!r}"
+            )
         if self.batch is None and not mask.all():
             raise ValueError("the first reset must reset every sub-env (no reset_mask)")
         if seed is None:
@@ -231,8 +254,11 @@ class PruningVectorEnv(VectorEnv):
 
     def _observe(self, idx: list[int]) -> None:
         """Observations of sub-envs ``idx`` into ``_obs`` (the device statistics of all runs in one host sync)."""
-        dev = device_stats_rows(self._batch().score_store, self.num_envs,
-                                [ep.stats.last_trained if ep is not None else None for ep in self.episodes])
+        dev = device_stats_rows(
+            self._batch().score_store,
+            self.num_envs,
+            [ep.stats.last_trained if ep is not None else None for ep in self.episodes],
+        )
         for i in idx:
             self._obs[i] = self._episode(i).observe(self.features, dev[i])
 
@@ -244,8 +270,10 @@ class PruningVectorEnv(VectorEnv):
         except (TypeError, ValueError) as exc:
             raise ValueError(f"actions {actions!r} are not numeric; expected shape {shape}") from exc
         if a.shape != shape:
-            raise ValueError(f"actions have shape {a.shape}; expected {shape} (num_envs x "
-                             f"{', '.join(self.action_names)}) with values in [-1, 1]")
+            raise ValueError(
+                f"actions have shape {a.shape}; expected {shape} (num_envs x "
+                f"{', '.join(self.action_names)}) with values in [-1, 1]"
+            )
         return a
 
     def step(self, actions):
@@ -255,8 +283,10 @@ class PruningVectorEnv(VectorEnv):
         a_all = self._check_actions(actions)
         restart = [i for i in range(k) if self._ended[i]] if mode == AutoresetMode.NEXT_STEP else []
         if mode == AutoresetMode.DISABLED and self._ended.any():
-            raise RuntimeError(f"sub-env(s) {np.flatnonzero(self._ended).tolist()} ended; with autoreset_mode "
-                               "DISABLED reset them with reset(options={'reset_mask': mask}) before step()")
+            raise RuntimeError(
+                f"sub-env(s) {np.flatnonzero(self._ended).tolist()} ended; with autoreset_mode "
+                "DISABLED reset them with reset(options={'reset_mask': mask}) before step()"
+            )
         stepping = [i for i in range(k) if i not in restart]
         acts = {i: check_action(a_all[i], self.single_action_space.shape, self.action_names) for i in stepping}
         decisions = {i: self.codec.decode(acts[i]) for i in stepping}
@@ -269,14 +299,16 @@ class PruningVectorEnv(VectorEnv):
         step_infos = {}
         for i in stepping:
             rewards[i], terminated[i], truncated[i], step_infos[i] = self._episode(i).conclude(
-                acts[i], decisions[i], advances[i], val[i])
+                acts[i], decisions[i], advances[i], val[i]
+            )
         ending = [i for i in stepping if terminated[i] or truncated[i]]
         if ending:
             test = self._batch().evaluate("test")
             env_id = self.spec.id if self.spec is not None else None
             for i in ending:
-                self._episode(i).finish(step_infos[i], test[i], self._record_kwargs(), self.task, env_id,
-                                        self._budget_range is not None)
+                self._episode(i).finish(
+                    step_infos[i], test[i], self._record_kwargs(), self.task, env_id, self._budget_range is not None
+                )
         infos: dict[str, Any] = {}
         for i in restart:
             infos = self._add_info(infos, self._episode(i).reset_info, i)
@@ -322,8 +354,10 @@ class PruningVectorEnv(VectorEnv):
         uint8 chart for ``"rgb_array"``); ``None`` without a render mode."""
         if self.render_mode is None:
             return None
-        return tuple(render_episode(self.render_mode, self._last_infos[i], self.episodes[i], self.epochs,
-                                    self.decision_interval) for i in range(self.num_envs))
+        return tuple(
+            render_episode(self.render_mode, self._last_infos[i], self.episodes[i], self.epochs, self.decision_interval)
+            for i in range(self.num_envs)
+        )
 
     def close_extras(self, **kwargs: Any) -> None:
         """Release the batched runs (their tensors)."""

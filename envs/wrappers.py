@@ -1,5 +1,6 @@
 """Wrappers around :class:`PruningEnv` for agents that need another action space: ``DiscreteRatio`` (value-based
 agents) and ``ResidualAction`` (an agent that corrects a fixed policy's action)."""
+
 from __future__ import annotations
 
 import bisect
@@ -9,8 +10,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from prunegym.baselines import POLICIES
-from prunegym.baselines import make_policy
+
+from prunegym.baselines import POLICIES, make_policy
 
 __all__ = ["DiscreteRatio", "ResidualAction", "interpolate_settings"]
 

@@ -8,6 +8,7 @@ gradients are summed, and per-sample losses are all-gathered into identical scor
 ``gloo`` on CPU and ``nccl`` with ``--device cuda`` (each rank takes GPU ``LOCAL_RANK``). Each rank writes
 ``rank<r>.pt`` (score table, per-epoch plans and trained indices, final weights) to ``--out``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,8 +65,9 @@ def main(argv=None) -> None:
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     try:
-        config = task_config(args.task).replace(epochs=args.epochs, train_size=args.train_size, seed=args.seed,
-                                                device=device)
+        config = task_config(args.task).replace(
+            epochs=args.epochs, train_size=args.train_size, seed=args.seed, device=device
+        )
         out = train(config, args.pruner, args.prune_ratio, process_group="default")
         Path(args.out).mkdir(parents=True, exist_ok=True)
         torch.save(out, Path(args.out) / f"rank{dist.get_rank()}.pt")

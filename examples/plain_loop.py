@@ -15,6 +15,7 @@ Two loops over the same small synthetic task (16 features, 4 classes, tensors in
 All randomness comes from explicit generators (data, initialisation, the pruners' ``generator``); the global
 RNGs are never used. Run: ``python examples/plain_loop.py``.
 """
+
 from __future__ import annotations
 
 import math
@@ -75,7 +76,7 @@ def train_infobatch(x, y, epochs: int, batch_size: int, seed: int, prune_ratio: 
         weights = plan.weights if plan.weights is not None else torch.ones(plan.indices.numel())
         losses, correct = [], []
         for s in range(0, plan.indices.numel(), batch_size):
-            bi, w = plan.indices[s:s + batch_size], weights[s:s + batch_size]
+            bi, w = plan.indices[s : s + batch_size], weights[s : s + batch_size]
             logits = deep(shallow(x[bi]))
             per_sample = F.cross_entropy(logits, y[bi], reduction="none")
             loss = (w * per_sample).mean()
@@ -84,8 +85,12 @@ def train_infobatch(x, y, epochs: int, batch_size: int, seed: int, prune_ratio: 
             opt.step()
             losses.append(per_sample.detach())
             correct.append(logits.detach().argmax(1) == y[bi])
-        result = SimpleNamespace(indices=plan.indices, losses=torch.cat(losses), correct=torch.cat(correct),
-                                 mixed=torch.zeros(plan.indices.numel(), dtype=torch.bool))
+        result = SimpleNamespace(
+            indices=plan.indices,
+            losses=torch.cat(losses),
+            correct=torch.cat(correct),
+            mixed=torch.zeros(plan.indices.numel(), dtype=torch.bool),
+        )
         scores.update(result.indices, result.losses, result.correct, epoch)
         pruner.update(result, scores)
         kept.append(plan.indices.numel() / n)
@@ -106,7 +111,7 @@ def train_pfb(x, y, epochs: int, batch_size: int, seed: int, prune_ratio: float 
         p = prune_ratio if 0 < epoch < epochs - 1 else 0.0
         plan = pruner.plan(epoch, scores, {"prune_ratio": p})
         for s in range(0, plan.indices.numel(), batch_size):
-            bi = plan.indices[s:s + batch_size]
+            bi = plan.indices[s : s + batch_size]
             h = shallow(x[bi])
             yb = y[bi]
             if plan.selector is not None:
@@ -121,8 +126,9 @@ def train_pfb(x, y, epochs: int, batch_size: int, seed: int, prune_ratio: float 
     return shallow, deep, rows_shallow, rows_deep
 
 
-def main(n_train: int = 4000, n_test: int = 2000, epochs: int = 8, batch_size: int = 128, seed: int = 0,
-         verbose: bool = True) -> dict:
+def main(
+    n_train: int = 4000, n_test: int = 2000, epochs: int = 8, batch_size: int = 128, seed: int = 0, verbose: bool = True
+) -> dict:
     """Train both loops; returns test accuracies, InfoBatch's per-epoch kept fractions and PFB's deep share."""
     g = torch.Generator().manual_seed(seed)
     x, y = make_data(n_train, g)
@@ -132,8 +138,10 @@ def main(n_train: int = 4000, n_test: int = 2000, epochs: int = 8, batch_size: i
     sh, dp, n_sh, n_dp = train_pfb(x, y, epochs, batch_size, seed)
     out.update(pfb_accuracy=accuracy(sh, dp, x_test, y_test), pfb_deep_share=n_dp / n_sh)
     if verbose:
-        print(f"InfoBatch: test accuracy {out['infobatch_accuracy']:.3f}, kept per epoch "
-              f"{[round(k, 3) for k in kept]}, mean {sum(kept) / len(kept):.3f}")
+        print(
+            f"InfoBatch: test accuracy {out['infobatch_accuracy']:.3f}, kept per epoch "
+            f"{[round(k, 3) for k in kept]}, mean {sum(kept) / len(kept):.3f}"
+        )
         print(f"PFB: test accuracy {out['pfb_accuracy']:.3f}, rows through the deep part {out['pfb_deep_share']:.3f}")
     return out
 

@@ -10,6 +10,7 @@ Each rank's batch is ``batch_size / world_size`` rows; its loss is ``world_size 
 average turns into the engine's ``sum(w_i * loss_i) / n`` over the global batch. Each rank writes
 ``rank<r>.pt``: the plans and score table of the sampler run (``sampler``) and of the engine run (``engine``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,14 @@ def train_with_sampler(config, prune_ratio: float = 0.5, num_workers: int = 0) -
     world = dist.get_world_size()
     run = TrainingRun(config)  # the seed's model, optimizer and data (single-process objects)
     model = DistributedDataParallel(run.model)
-    sampler = PruningSampler("infobatch", num_samples=run.num_train, epochs=config.epochs, seed=config.seed,
-                             prune_ratio=prune_ratio, delta=1.0)  # delta 1: no annealing, as the engine run
+    sampler = PruningSampler(
+        "infobatch",
+        num_samples=run.num_train,
+        epochs=config.epochs,
+        seed=config.seed,
+        prune_ratio=prune_ratio,
+        delta=1.0,
+    )  # delta 1: no annealing, as the engine run
     data = IndexedDataset(TensorDataset(run.data.x_train, run.data.y_train))
     loader = DataLoader(data, batch_size=config.batch_size // world, sampler=sampler, num_workers=num_workers)
     plans = []
@@ -52,8 +59,12 @@ def train_with_sampler(config, prune_ratio: float = 0.5, num_workers: int = 0) -
             sampler.update(idx, loss.detach(), logits.detach().argmax(1) == y)
         plans.append(sampler.plan.indices.cpu())
     sampler.end_epoch()
-    return {"plans": plans, "scores": {k: v.cpu() for k, v in sampler.scores.state_dict().items()},
-            "state": {k: v.cpu() for k, v in run.model.state_dict().items()}, "kept": sampler.kept_fractions}
+    return {
+        "plans": plans,
+        "scores": {k: v.cpu() for k, v in sampler.scores.state_dict().items()},
+        "state": {k: v.cpu() for k, v in run.model.state_dict().items()},
+        "kept": sampler.kept_fractions,
+    }
 
 
 def main(argv=None) -> None:
@@ -70,8 +81,10 @@ def main(argv=None) -> None:
         spec = importlib.util.spec_from_file_location("ddp_train", Path(__file__).with_name("ddp_train.py"))
         ddp_train = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(ddp_train)
-        out = {"sampler": train_with_sampler(config, args.prune_ratio, args.num_workers),
-               "engine": ddp_train.train(config, "infobatch", args.prune_ratio, process_group="default")}
+        out = {
+            "sampler": train_with_sampler(config, args.prune_ratio, args.num_workers),
+            "engine": ddp_train.train(config, "infobatch", args.prune_ratio, process_group="default"),
+        }
         Path(args.out).mkdir(parents=True, exist_ok=True)
         torch.save(out, Path(args.out) / f"rank{dist.get_rank()}.pt")
     finally:

@@ -5,6 +5,7 @@ It is ``$PRUNEGYM_DATA`` when set; otherwise ``<repo>/../shared/datasets`` copie
 pytest temporary folder (torchvision extracts the archives beside themselves, so the root must be writable).
 Tests that need real data are skipped, with the reason, when neither exists.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,6 @@ def data_root(tmp_path_factory) -> Path:
         f"no real datasets: PRUNEGYM_DATA is unset and {str(SHARED_DATASETS)!r} does not exist; set PRUNEGYM_DATA "
         "to a writable folder holding FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz"
     )
-
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
 """prunegym.agents: hyperparameter files, training (PPO, DQN, resume), the evaluation harness, results rows."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,7 @@ import pytest
 import yaml
 
 from prunegym.agents import ROW_FIELDS, EpisodeRow, append_rows, evaluate, load_agent, read_rows, train_agent
-from prunegym.agents.env_factory import (EVAL_SEED_START, TRAIN_SEED_MIN, canonical_env_id, env_label,
-                                         module_env_id)
+from prunegym.agents.env_factory import EVAL_SEED_START, TRAIN_SEED_MIN, canonical_env_id, env_label, module_env_id
 from prunegym.agents.sb3.hyperparams import HYPERPARAMS_DIR, load_hyperparams, make_wrapper, resolve_hyperparams
 from prunegym.envs import ENV_IDS, FEATURE_NAMES, TASKS, DiscreteRatio
 
@@ -23,8 +23,19 @@ TINY_PPO = dict(n_steps=4, batch_size=4, n_epochs=1, n_envs=1)
 def ppo_run(tmp_path_factory):
     """A PPO agent trained for 8 steps (two 4-epoch episodes) with checkpoints, held-out evaluation and TB."""
     root = tmp_path_factory.mktemp("ppo")
-    agent = train_agent("ppo", ENV, 8, 0, env_kwargs=KW, hyperparams=TINY_PPO, out=root / "agent",
-                        tensorboard_log=root / "runs", eval_freq=8, n_eval_episodes=1, checkpoint_freq=4)
+    agent = train_agent(
+        "ppo",
+        ENV,
+        8,
+        0,
+        env_kwargs=KW,
+        hyperparams=TINY_PPO,
+        out=root / "agent",
+        tensorboard_log=root / "runs",
+        eval_freq=8,
+        n_eval_episodes=1,
+        checkpoint_freq=4,
+    )
     return root, agent
 
 
@@ -74,9 +85,16 @@ def test_env_ids_and_seed_ranges():
 def test_ppo_trains_saves_and_evaluates_from_the_saved_file(ppo_run, tmp_path):
     root, agent = ppo_run
     out = root / "agent"
-    for name in ("model.zip", "model.json", "vecnormalize.pkl", "best_model.zip", "best_model.json",
-                 "checkpoints/ppo_4_steps.zip", "checkpoints/ppo_8_steps.zip",
-                 "checkpoints/ppo_vecnormalize_8_steps.pkl"):
+    for name in (
+        "model.zip",
+        "model.json",
+        "vecnormalize.pkl",
+        "best_model.zip",
+        "best_model.json",
+        "checkpoints/ppo_4_steps.zip",
+        "checkpoints/ppo_8_steps.zip",
+        "checkpoints/ppo_vecnormalize_8_steps.pkl",
+    ):
         assert (out / name).is_file(), name
     meta = json.loads((out / "model.json").read_text())
     assert meta["algo"] == "ppo" and meta["num_timesteps"] == 8 and meta["env_kwargs"]["pruner"] == "uniform"
@@ -90,7 +108,11 @@ def test_ppo_trains_saves_and_evaluates_from_the_saved_file(ppo_run, tmp_path):
     assert read_rows(results) == rows
     for row in rows:
         assert tuple(row) == ROW_FIELDS
-        assert row["policy"] == "ppo_uniform" and row["policy_type"] == "agent" and row["env_config"]["pruner"] == "uniform"
+        assert (
+            row["policy"] == "ppo_uniform"
+            and row["policy_type"] == "agent"
+            and row["env_config"]["pruner"] == "uniform"
+        )
         assert row["policy_hparams"]["n_steps"] == 4 and row["agent_path"].endswith("model.zip")
         assert len(row["prune_ratios"]) == len(row["kept_fractions"]) == row["epochs"] == 4
         assert 0 < row["compute_fraction"] <= 1 and 0 <= row["test_accuracy"] <= 1
@@ -167,14 +189,25 @@ def test_resume_continues_from_the_checkpoint_after_an_interruption(tmp_path):
 
     out = tmp_path / "agent"
     with pytest.raises(KeyboardInterrupt):
-        train_agent("ppo", ENV, 12, 0, env_kwargs=KW, hyperparams=TINY_PPO, out=out, eval_freq=0,
-                    checkpoint_freq=0, callbacks=[Interrupt()])
+        train_agent(
+            "ppo",
+            ENV,
+            12,
+            0,
+            env_kwargs=KW,
+            hyperparams=TINY_PPO,
+            out=out,
+            eval_freq=0,
+            checkpoint_freq=0,
+            callbacks=[Interrupt()],
+        )
     assert (out / "checkpoints" / "ppo_6_steps.zip").is_file()  # saved on interruption
     assert not (out / "model.zip").exists()
     with pytest.raises(ValueError, match="resume=True"):
         train_agent("ppo", ENV, 12, 0, env_kwargs=KW, hyperparams=TINY_PPO, out=out, eval_freq=0)
-    agent = train_agent("ppo", ENV, 12, 0, env_kwargs=KW, hyperparams=TINY_PPO, out=out, eval_freq=0,
-                        checkpoint_freq=0, resume=True)
+    agent = train_agent(
+        "ppo", ENV, 12, 0, env_kwargs=KW, hyperparams=TINY_PPO, out=out, eval_freq=0, checkpoint_freq=0, resume=True
+    )
     # 6 restored + two rollouts of 4: the counter continued (a fresh start would stop at 12)
     assert agent.meta["resumed_from"] == 6
     assert agent.model.num_timesteps == 14
@@ -185,14 +218,32 @@ def test_resume_continues_from_the_checkpoint_after_an_interruption(tmp_path):
 def test_dqn_runs_through_the_discrete_wrapper(tmp_path):
     from gymnasium import spaces
 
-    agent = train_agent("dqn", ENV, 8, 0, env_kwargs=KW, out=tmp_path / "dqn", eval_freq=0, checkpoint_freq=4,
-                        hyperparams=dict(learning_starts=2, batch_size=4, buffer_size=100, target_update_interval=4))
+    agent = train_agent(
+        "dqn",
+        ENV,
+        8,
+        0,
+        env_kwargs=KW,
+        out=tmp_path / "dqn",
+        eval_freq=0,
+        checkpoint_freq=4,
+        hyperparams=dict(learning_starts=2, batch_size=4, buffer_size=100, target_update_interval=4),
+    )
     assert isinstance(agent.model.action_space, spaces.Discrete) and agent.model.action_space.n == 10
     assert agent.meta["env_wrapper"] == "prunegym.envs.DiscreteRatio"
     assert (tmp_path / "dqn" / "checkpoints" / "dqn_replay_buffer_8_steps.pkl").is_file()
     assert not (tmp_path / "dqn" / "checkpoints" / "dqn_replay_buffer_4_steps.pkl").exists()  # newest only
-    resumed = train_agent("dqn", ENV, 10, 0, env_kwargs=KW, out=tmp_path / "dqn", eval_freq=0, resume=True,
-                          hyperparams=dict(learning_starts=2, batch_size=4, buffer_size=100, target_update_interval=4))
+    resumed = train_agent(
+        "dqn",
+        ENV,
+        10,
+        0,
+        env_kwargs=KW,
+        out=tmp_path / "dqn",
+        eval_freq=0,
+        resume=True,
+        hyperparams=dict(learning_starts=2, batch_size=4, buffer_size=100, target_update_interval=4),
+    )
     assert resumed.meta["resumed_from"] == 8 and resumed.model.replay_buffer.size() == 10  # buffer restored
     row = evaluate(tmp_path / "dqn" / "model.zip", ENV, [0], results=None, **KW)[0]
     assert row["policy"] == "dqn_uniform"
@@ -276,8 +327,10 @@ def test_shipped_agents_fit_their_env(name):
 
     agent = load_agent(pretrained_path(name))
     kwargs = {k: v for k, v in agent.meta["env_kwargs"].items()}
-    env = gym.make("prunegym.envs:prunegym/Synthetic-MLP-v0", **{"pruner": kwargs.get("pruner", "full"), "epochs": 2,
-                                                                  "train_size": 500})
+    env = gym.make(
+        "prunegym.envs:prunegym/Synthetic-MLP-v0",
+        **{"pruner": kwargs.get("pruner", "full"), "epochs": 2, "train_size": 500},
+    )
     assert agent.model.observation_space.shape == env.observation_space.shape
     assert agent.model.action_space.shape == env.action_space.shape
     obs, _ = env.reset(seed=0)
@@ -286,11 +339,14 @@ def test_shipped_agents_fit_their_env(name):
 
 
 # -- every algo trains (issue 12: only their YAML used to be read) ---------------------------------------------
-@pytest.mark.parametrize("algo, hp", [
-    ("a2c", dict(n_steps=2, n_envs=1)),
-    ("sac", dict(learning_starts=2, batch_size=4, buffer_size=100)),
-    ("td3", dict(learning_starts=2, batch_size=4, buffer_size=100)),
-])
+@pytest.mark.parametrize(
+    "algo, hp",
+    [
+        ("a2c", dict(n_steps=2, n_envs=1)),
+        ("sac", dict(learning_starts=2, batch_size=4, buffer_size=100)),
+        ("td3", dict(learning_starts=2, batch_size=4, buffer_size=100)),
+    ],
+)
 def test_a2c_sac_td3_train_with_their_zoo_settings_save_and_evaluate(algo, hp, tmp_path):
     import torch
     from stable_baselines3.common.noise import NormalActionNoise
@@ -354,15 +410,47 @@ def test_train_with_subproc_vec_env_learns_what_dummy_vec_env_learns(tmp_path, c
 
     from prunegym.agents.cli import main
 
-    argv = ["train", "--algo", "ppo", "--env", ENV, "--total-timesteps", "8", "--n-envs", "2", "--vec-env", "subproc",
-            "--quiet", "--tensorboard-log", "", "--out", str(tmp_path / "sub"), "--eval-freq", "0",
-            "--hyperparams", "n_steps=4", "batch_size=4", "n_epochs=1", "--env-kwargs",
-            *[f"{k}={v}" for k, v in KW.items()]]
+    argv = [
+        "train",
+        "--algo",
+        "ppo",
+        "--env",
+        ENV,
+        "--total-timesteps",
+        "8",
+        "--n-envs",
+        "2",
+        "--vec-env",
+        "subproc",
+        "--quiet",
+        "--tensorboard-log",
+        "",
+        "--out",
+        str(tmp_path / "sub"),
+        "--eval-freq",
+        "0",
+        "--hyperparams",
+        "n_steps=4",
+        "batch_size=4",
+        "n_epochs=1",
+        "--env-kwargs",
+        *[f"{k}={v}" for k, v in KW.items()],
+    ]
     assert main(argv) == 0 and "saved" in capsys.readouterr().out
     meta = json.loads((tmp_path / "sub" / "model.json").read_text())
     assert meta["num_timesteps"] == 8 and meta["runtime"]["vec_env"] == "subproc"
-    dummy = train_agent("ppo", ENV, 8, 0, env_kwargs=KW, n_envs=2, vec_env="dummy", out=tmp_path / "dummy",
-                        eval_freq=0, hyperparams=dict(n_steps=4, batch_size=4, n_epochs=1))
+    dummy = train_agent(
+        "ppo",
+        ENV,
+        8,
+        0,
+        env_kwargs=KW,
+        n_envs=2,
+        vec_env="dummy",
+        out=tmp_path / "dummy",
+        eval_freq=0,
+        hyperparams=dict(n_steps=4, batch_size=4, n_epochs=1),
+    )
     a, b = load_agent(tmp_path / "sub" / "model.zip").model.policy.state_dict(), dummy.model.policy.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -389,13 +477,16 @@ def test_append_is_atomic_under_a_failed_replace_and_concurrent_writers(tmp_path
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl"]
     append_rows(path, [row | {"seed": 3}])
     assert path.stat().st_ino != inode  # rewritten and moved into place, not appended to in place
-    code = ("import sys; from prunegym.agents.evaluation.results import append_rows\n"
-            "for i in range(40): append_rows(sys.argv[1], [{'policy': sys.argv[2], 'seed': i, 'env_id': 'e'}])")
+    code = (
+        "import sys; from prunegym.agents.evaluation.results import append_rows\n"
+        "for i in range(40): append_rows(sys.argv[1], [{'policy': sys.argv[2], 'seed': i, 'env_id': 'e'}])"
+    )
     procs = [subprocess.Popen([sys.executable, "-c", code, str(path), name]) for name in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     rows = read_rows(path)
     assert len(rows) == 2 + 80 and {(r["policy"], r["seed"]) for r in rows[2:]} == {
-        (p, i) for p in "ab" for i in range(40)}
+        (p, i) for p in "ab" for i in range(40)
+    }
 
 
 def test_cli_train_interrupt_exits_130_with_the_resume_command(tmp_path, capsys):
@@ -411,9 +502,29 @@ def test_cli_train_interrupt_exits_130_with_the_resume_command(tmp_path, capsys)
             return True
 
     real = cli.train_agent  # the trainer the command calls
-    argv = ["train", "--algo", "ppo", "--env", ENV, "--total-timesteps", "8", "--quiet", "--tensorboard-log", "",
-            "--out", str(tmp_path / "a"), "--eval-freq", "0", "--hyperparams", "n_steps=2", "batch_size=2",
-            "n_epochs=1", "n_envs=1", "--env-kwargs", *[f"{k}={v}" for k, v in KW.items()]]
+    argv = [
+        "train",
+        "--algo",
+        "ppo",
+        "--env",
+        ENV,
+        "--total-timesteps",
+        "8",
+        "--quiet",
+        "--tensorboard-log",
+        "",
+        "--out",
+        str(tmp_path / "a"),
+        "--eval-freq",
+        "0",
+        "--hyperparams",
+        "n_steps=2",
+        "batch_size=2",
+        "n_epochs=1",
+        "n_envs=1",
+        "--env-kwargs",
+        *[f"{k}={v}" for k, v in KW.items()],
+    ]
     cli.train_agent = lambda *a, **k: real(*a, **{**k, "callbacks": [Interrupt()]})
     try:
         assert main(argv) == 130

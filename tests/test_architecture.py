@@ -4,6 +4,7 @@ imports at module top (except guarded optional dependencies), no module over 400
 The package is read from its source files (``ast``), not imported, so a rule broken inside a function body or
 behind ``TYPE_CHECKING`` is found too.
 """
+
 from __future__ import annotations
 
 import ast
@@ -141,8 +142,9 @@ def test_imports_are_at_module_top():
         for target, line, at_top in imports(name, path):
             if not at_top and target.split(".")[0] not in OPTIONAL:
                 hidden.append(f"{path.relative_to(ROOT)}:{line} imports {target} inside a function")
-    assert not hidden, "function-level imports (only optional dependencies may be imported lazily):\n" + \
-        "\n".join(hidden)
+    assert not hidden, "function-level imports (only optional dependencies may be imported lazily):\n" + "\n".join(
+        hidden
+    )
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))

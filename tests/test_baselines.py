@@ -1,6 +1,7 @@
 """The baselines through the env API: registries, fixed policies (defaults, overrides, schedules) and whole
 synthetic episodes (InfoBatch's annealing, PFB's window, SwDPP's Mixup, global-RNG isolation, seeded
 reproducibility)."""
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,14 @@ PAPER_DEFAULTS = {
     "ies": {"threshold": 1e-3},
     # the budget-matched static baselines of the learned pruner (issue 16): neutral defaults, made to be tuned
     "static_const": {"sharpness": 0.0, "rescale": 0.0, "greedy": 0.0, "budget": None, "warmup_epochs": 1},
-    "static_schedule": {"tilt": 0.0, "sharpness": 0.0, "rescale": 0.0, "greedy": 0.0, "budget": None,
-                        "warmup_epochs": 1},
+    "static_schedule": {
+        "tilt": 0.0,
+        "sharpness": 0.0,
+        "rescale": 0.0,
+        "greedy": 0.0,
+        "budget": None,
+        "warmup_epochs": 1,
+    },
 }
 
 
@@ -76,13 +83,33 @@ def run_episode(name: str, seed: int = 0, record_plans: bool = False, **env_kwar
 
 # -- registries and policies -----------------------------------------------------------------------------------
 def test_registries_list_every_method():
-    assert set(PRUNERS) == {"full", "uniform", "infobatch", "swdpp", "pfb", "epsilon_greedy", "ucb", "seta", "ies",
-                            "learned"}
+    assert set(PRUNERS) == {
+        "full",
+        "uniform",
+        "infobatch",
+        "swdpp",
+        "pfb",
+        "epsilon_greedy",
+        "ucb",
+        "seta",
+        "ies",
+        "learned",
+    }
     assert set(POLICIES) == set(PAPER_DEFAULTS)
     assert {n: policy_pruner(n) for n in POLICIES} == {
-        "full": "full", "uniform": "uniform", "uniform_rescaled": "uniform", "infobatch": "infobatch",
-        "swdpp": "swdpp", "pfb": "pfb", "epsilon_greedy": "epsilon_greedy", "ucb": "ucb", "seta": "seta", "ies": "ies",
-        "static_const": "learned", "static_schedule": "learned"}
+        "full": "full",
+        "uniform": "uniform",
+        "uniform_rescaled": "uniform",
+        "infobatch": "infobatch",
+        "swdpp": "swdpp",
+        "pfb": "pfb",
+        "epsilon_greedy": "epsilon_greedy",
+        "ucb": "ucb",
+        "seta": "seta",
+        "ies": "ies",
+        "static_const": "learned",
+        "static_schedule": "learned",
+    }
     for name in PRUNERS:
         assert make_pruner(name).name == name
     with pytest.raises(ValueError, match="bad hyperparameters"):
@@ -101,18 +128,27 @@ def test_policy_defaults_are_the_papers_and_overridable(name):
         make_policy(name, env, bogus=1.0)
 
 
-@pytest.mark.parametrize("name,bad", [("infobatch", {"delta": 1.5}), ("swdpp", {"floor": -0.1}),
-                                      ("swdpp", {"mix_prob": 2.0}), ("pfb", {"start_fraction": 0.9}),
-                                      ("epsilon_greedy", {"epsilon": 1.2}), ("ucb", {"c": -1.0}),
-                                      ("infobatch", {"prune_ratio": 0.95})])
+@pytest.mark.parametrize(
+    "name,bad",
+    [
+        ("infobatch", {"delta": 1.5}),
+        ("swdpp", {"floor": -0.1}),
+        ("swdpp", {"mix_prob": 2.0}),
+        ("pfb", {"start_fraction": 0.9}),
+        ("epsilon_greedy", {"epsilon": 1.2}),
+        ("ucb", {"c": -1.0}),
+        ("infobatch", {"prune_ratio": 0.95}),
+    ],
+)
 def test_policy_rejects_bad_values(name, bad):
-    (key, value), = bad.items()
+    ((key, value),) = bad.items()
     with pytest.raises(ValueError, match=f"{key}={value!r}"):
         make_policy(name, env_for(name), **bad)
 
 
-@pytest.mark.parametrize("name,key,value,bounds", [("epsilon_greedy", "epsilon", 1.2, "[0.0, 1.0]"),
-                                                    ("ucb", "c", 4.5, "[0.0, 4.0]")])
+@pytest.mark.parametrize(
+    "name,key,value,bounds", [("epsilon_greedy", "epsilon", 1.2, "[0.0, 1.0]"), ("ucb", "c", 4.5, "[0.0, 4.0]")]
+)
 def test_policy_checks_knob_hyperparameters_against_the_knob_range(name, key, value, bounds):
     env = env_for(name)
     knob = next(k for k in env.unwrapped.knobs if k.name == key)
@@ -133,8 +169,10 @@ def test_infobatch_schedule_anneals_from_floor_delta_e(epochs, first_full):
     assert ratios == [0.5] * first_full + [0.0] * (epochs - first_full)
 
 
-@pytest.mark.parametrize("epochs,window", [(300, (16, 260)), (10, (1, 9)), (20, (1, 17)), (100, (5, 87)),
-                                           (8, (1, 7)), (5, (1, 4)), (3, (1, 3)), (1, (1, 1))])
+@pytest.mark.parametrize(
+    "epochs,window",
+    [(300, (16, 260)), (10, (1, 9)), (20, (1, 17)), (100, (5, 87)), (8, (1, 7)), (5, (1, 4)), (3, (1, 3)), (1, (1, 1))],
+)
 def test_pfb_schedule_window(epochs, window):
     """The authors' window; epoch 0 is never pruned, whatever the run length (before issue 11, runs of 9
     epochs or fewer pruned it: round(16 / 300 * E) = 0)."""
@@ -192,7 +230,8 @@ def test_pfb_episode_keeps_every_row_outside_the_window():
     assert kept[1:9] == [pytest.approx(deep / 4000)] * 8
     assert all(i["selector_compute_fraction_step"] > 0 for i in infos)
     assert infos[-1]["selector_compute_fraction_total"] == pytest.approx(
-        sum(i["selector_compute_fraction_step"] for i in infos))
+        sum(i["selector_compute_fraction_step"] for i in infos)
+    )
     # the model's own passes save compute; on this 32-64-8 MLP the selector's arithmetic costs more than that
     assert infos[-1]["compute_fraction_total"] - infos[-1]["selector_compute_fraction_total"] < 1.0
 

@@ -1,4 +1,5 @@
 """``examples/plain_loop.py``: the pruners in a user's own PyTorch loop (no env, no engine) train and prune."""
+
 from __future__ import annotations
 
 import importlib.util

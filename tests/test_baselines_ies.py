@@ -3,6 +3,7 @@
 ``correct_moving_average_new_new``, the exclusion test), written here from its logic: which samples leave and
 come back; a sample without a new loss; the scoring compute of a whole episode; the schedule; and the
 log-scale knob that carries the threshold."""
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,7 @@ import pytest
 import torch
 
 from prunegym.baselines import IESPruner, Knob, make_policy
-from prunegym.envs import ActionCodec
-from prunegym.envs import PruningEnv
+from prunegym.envs import ActionCodec, PruningEnv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -49,9 +49,12 @@ def official_exclusions(losses, m, k, threshold, missing=None, keep_guard=True):
             if len(hist) >= 3:
                 derivatives[i].append(hist[-1] - 2 * hist[-2] + hist[-3])
                 if len(derivatives[i]) > m + k:
-                    derivatives[i] = derivatives[i][-(m + k):]
-        excluded = [i for i, ds in derivatives.items()
-                    if len(ds) >= m + k and np.abs(moving_average(ds, m)[-k:]).sum() < threshold]
+                    derivatives[i] = derivatives[i][-(m + k) :]
+        excluded = [
+            i
+            for i, ds in derivatives.items()
+            if len(ds) >= m + k and np.abs(moving_average(ds, m)[-k:]).sum() < threshold
+        ]
         if excluded or not keep_guard:
             excluded_now = set(excluded)
     return out
@@ -73,9 +76,17 @@ def ours(losses, m=3, k=1, threshold=1e-3, missing=None):
         skip = torch.tensor(sorted((missing or {}).get(e, ())), dtype=torch.int64)
         trained = plan.indices[~torch.isin(plan.indices, skip)]
         scored = out_e[~torch.isin(out_e, skip)]
-        p.update(SimpleNamespace(indices=trained, losses=table[e][trained], correct=torch.ones_like(trained).bool(),
-                                 mixed=torch.zeros_like(trained).bool(), scored_indices=scored,
-                                 scored_losses=table[e][scored]), None)
+        p.update(
+            SimpleNamespace(
+                indices=trained,
+                losses=table[e][trained],
+                correct=torch.ones_like(trained).bool(),
+                mixed=torch.zeros_like(trained).bool(),
+                scored_indices=scored,
+                scored_losses=table[e][scored],
+            ),
+            None,
+        )
     return out, p
 
 

@@ -2,6 +2,7 @@
 (NUS-HPC-AI-Lab/InfoBatch, ``infobatch/infobatch.py``: ``InfoBatch.prune`` and ``IBSampler.reset``), written
 here from the official code's logic, on the same score vectors over a grid of N, r, ties and all-equal scores:
 counts, members of D2, weights, which epochs prune; and the claimed prune ratio of epochs that prune nothing."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -2,6 +2,7 @@
 rare cluster, the noise scaled to the batch's spread, centre updates and their warm-up on unpruned epochs,
 absence of host syncs, the selector's FLOPs against ``FlopCounterMode``, the engine's compute meter with a
 selector; and on three real tasks, the overlap with the noise-free ranking and a whole epoch's FLOPs."""
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from prunegym.baselines import PFBPruner
 from prunegym.baselines.pfb import descriptor
-from prunegym.training import DataSplits, EpochPlan, RunConfig, ScoreTable, TrainingRun
-
+from prunegym.training import DataSplits, RunConfig, ScoreTable, TrainingRun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -209,7 +209,7 @@ def test_first_pruned_batch_meets_a_warmed_up_estimator():
     assert float(counts.sum()) == 100 + 5 * 128
     x, _ = next(rare_cluster_batches(1, seed=9))
     desc = descriptor(x)
-    expected = torch.argsort(p.log_density(desc, p.bandwidth(desc)))[:math.floor(0.6 * 128)]
+    expected = torch.argsort(p.log_density(desc, p.bandwidth(desc)))[: math.floor(0.6 * 128)]
     rows = selector(p, 0.4)(x, torch.arange(128))
     assert set(rows.tolist()) == set(expected.tolist())  # ranked under the warmed-up centres
     assert not torch.allclose(centres, x[:100])
@@ -241,7 +241,7 @@ def test_default_noise_leaves_the_density_in_charge():
         log_f = p.log_density(desc, p.bandwidth(desc)) if p.centres is not None else None
         rows = sel(x, torch.arange(128))
         if log_f is not None:
-            ref = set(torch.argsort(log_f)[:rows.numel()].tolist())
+            ref = set(torch.argsort(log_f)[: rows.numel()].tolist())
             overlaps.append(len(ref & set(rows.tolist())) / rows.numel())
     assert sum(overlaps) / len(overlaps) >= 0.9
 
@@ -273,10 +273,17 @@ def test_engine_charges_shallow_for_all_rows_and_deep_for_kept_rows():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n + 40, 10, generator=g)
     y = (x[:, 0] > 0).long()
-    splits = DataSplits("tiny", x[:n], y[:n], x[n:n + 20], y[n:n + 20], x[n + 20:], y[n + 20:], 2)
+    splits = DataSplits("tiny", x[:n], y[:n], x[n : n + 20], y[n : n + 20], x[n + 20 :], y[n + 20 :], 2)
     # hidden 256 wide: the selector's FLOPs stay below what pruning saves (on a 16-wide MLP they would not)
-    cfg = RunConfig(dataset="synthetic", model="mlp", model_kwargs={"hidden": (256, 256)}, epochs=3, batch_size=bs,
-                    device="cpu", seed=0)
+    cfg = RunConfig(
+        dataset="synthetic",
+        model="mlp",
+        model_kwargs={"hidden": (256, 256)},
+        epochs=3,
+        batch_size=bs,
+        device="cpu",
+        seed=0,
+    )
     run = TrainingRun(cfg, splits=splits)
     p = PFBPruner()
     p.reset(n, 3, "cpu", run.generator("pruner"))

@@ -3,6 +3,7 @@ after the full-data warm-up the kept set of every batch overlaps the noise-free 
 on average (chance: the keep share 0.6), and ``FlopCounterMode`` wrapping a whole pruned epoch (model passes
 and selector) agrees with the compute meter within 1%. Also: the results row's claimed ratios and selector
 compute fraction."""
+
 from __future__ import annotations
 
 import pytest
@@ -49,7 +50,7 @@ def test_density_decides_after_warm_up_and_flop_counter_agrees(task, request):
             desc = descriptor(features, p.descriptor_dim)
             log_f = p.log_density(desc, p.bandwidth(desc))  # the estimator's state the selector ranks by
             rows = inner(features, batch_indices)
-            lowest = set(torch.argsort(log_f)[:rows.numel()].tolist())
+            lowest = set(torch.argsort(log_f)[: rows.numel()].tolist())
             overlaps.append(len(lowest & set(rows.tolist())) / rows.numel())
             return rows
 
@@ -70,8 +71,9 @@ def test_results_row_reports_claimed_ratios_and_selector_compute(tmp_path):
     """``results.jsonl`` rows carry the plans' claimed ratios per step and the selector's compute fraction."""
     from prunegym.agents import evaluate, read_rows
 
-    rows = evaluate("pfb", "prunegym/Synthetic-MLP-v0", [0], results=tmp_path / "results.jsonl", epochs=4,
-                    train_size=1000)
+    rows = evaluate(
+        "pfb", "prunegym/Synthetic-MLP-v0", [0], results=tmp_path / "results.jsonl", epochs=4, train_size=1000
+    )
     row = read_rows(tmp_path / "results.jsonl")[0]
     assert row == rows[0]
     # PFB's window for 4 epochs: epochs 1 and 2 (round(0.05 * 4) = 0 -> 1; round(0.867 * 4) = 3)

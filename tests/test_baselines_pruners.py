@@ -1,6 +1,7 @@
 """Direct tests of the score-based pruners on hand-made score tables: InfoBatch's exact counts and weights,
 Raju et al.'s epsilon-greedy and UCB rankings, SwDPP's soft sampling and probabilistic Mixup, and seeded
 reproducibility of every pruner."""
+
 from __future__ import annotations
 
 import math
@@ -11,12 +12,17 @@ import pytest
 import torch
 
 from prunegym.baselines import (
-    PRUNERS, EpsilonGreedyPruner, InfoBatchPruner, SwDPPPruner, UCBPruner, kept_count, make_pruner,
+    PRUNERS,
+    EpsilonGreedyPruner,
+    InfoBatchPruner,
+    SwDPPPruner,
+    UCBPruner,
+    kept_count,
+    make_pruner,
 )
 from prunegym.baselines.swdpp import sampling_distribution
 from prunegym.envs import ActionCodec
 from prunegym.training import ScoreTable
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -227,8 +233,12 @@ def swdpp_with_scores(score: torch.Tensor, seed: int = 0, **kwargs) -> SwDPPPrun
 
 def test_swdpp_update_is_an_ema_of_unmixed_losses():
     p = reset(SwDPPPruner(), 4)
-    res = lambda losses, mixed: SimpleNamespace(indices=torch.tensor([0, 1, 2]), losses=torch.tensor(losses),
-                                                mixed=torch.tensor(mixed), correct=torch.ones(3, dtype=torch.bool))
+    res = lambda losses, mixed: SimpleNamespace(
+        indices=torch.tensor([0, 1, 2]),
+        losses=torch.tensor(losses),
+        mixed=torch.tensor(mixed),
+        correct=torch.ones(3, dtype=torch.bool),
+    )
     p.update(res([1.0, 2.0, 3.0], [False, False, True]), None)
     assert p.score.tolist() == pytest.approx([1.0, 2.0, 0.0, 0.0])  # first observation sets it; mixed skipped
     p.update(res([2.0, 0.0, 5.0], [False, True, False]), None)
@@ -319,14 +329,24 @@ def plans_of(name: str, seed: int, n: int = 600, epochs: int = 3):
             rec += [plan.selector(feats, plan.indices[:96]) for _ in range(3)]
         out.append(rec)
         losses = skewed_losses(plan.indices.numel(), 10 + e)
-        p.update(SimpleNamespace(indices=plan.indices, losses=losses, correct=losses < 1,
-                                 mixed=torch.zeros(plan.indices.numel(), dtype=torch.bool)), scores)
+        p.update(
+            SimpleNamespace(
+                indices=plan.indices,
+                losses=losses,
+                correct=losses < 1,
+                mixed=torch.zeros(plan.indices.numel(), dtype=torch.bool),
+            ),
+            scores,
+        )
     return out
 
 
 def same(a, b) -> bool:
-    return all((x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
-               for ra, rb in zip(a, b) for x, y in zip(ra, rb))
+    return all(
+        (x is None and y is None) or (x is not None and y is not None and torch.equal(x, y))
+        for ra, rb in zip(a, b)
+        for x, y in zip(ra, rb)
+    )
 
 
 @pytest.mark.parametrize("name", sorted(PRUNERS))

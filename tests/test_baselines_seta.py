@@ -2,6 +2,7 @@
 epochs, the group order (easy to hard), the all-equal case (``torch.chunk`` groups, possibly fewer than
 ``num_group``), the empty selection, the partial-annealing count, the 1-D k-means against the planted (and,
 where installed, scikit-learn's) partition, the published schedule and a whole episode."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -54,10 +55,13 @@ def test_window_rule():
     assert window_groups(5, 0.1, 1) == (1, 2)  # round(0.5) = 0: at least one group (the official code asserts)
 
 
-@pytest.mark.parametrize("w,expected", [
-    (0.9, [range(5), range(1, 5), range(0, 4), range(1, 5), range(0, 4)]),
-    (0.6, [range(5), range(1, 4), range(2, 5), range(0, 3), range(1, 4)]),
-])
+@pytest.mark.parametrize(
+    "w,expected",
+    [
+        (0.9, [range(5), range(1, 5), range(0, 4), range(1, 5), range(0, 4)]),
+        (0.6, [range(5), range(1, 4), range(2, 5), range(0, 3), range(1, 4)]),
+    ],
+)
 def test_window_positions_over_epochs_on_clustered_scores(w, expected):
     """r = 0 keeps every sample in step 1, so each epoch keeps exactly the clusters in the window."""
     scores, labels = clustered()

@@ -7,6 +7,7 @@ evaluation agree within ``WEIGHT_TOL`` (float summation order may differ; on CPU
 bit). For loss-driven rules, near-ties in the losses may flip a few kept samples, so only statistics are
 compared. Padding and masking: a run with no rows keeps weights and optimizer state bit-identical.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,9 +34,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def config(**changes) -> RunConfig:
-    base = dict(dataset="synthetic", model="mlp", model_kwargs={"hidden": (32,)}, epochs=3, batch_size=64,
-                train_size=512, val_size=200, test_size=200, optimizer="sgd", lr=0.05, momentum=0.9,
-                nesterov=True, weight_decay=5e-4, device="cpu")
+    base = dict(
+        dataset="synthetic",
+        model="mlp",
+        model_kwargs={"hidden": (32,)},
+        epochs=3,
+        batch_size=64,
+        train_size=512,
+        val_size=200,
+        test_size=200,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        device="cpu",
+    )
     base.update(changes)
     return RunConfig(**base)
 
@@ -112,9 +126,15 @@ def test_initial_weights_and_evaluation_equal_training_run():
 
 
 # -- equivalence -----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("pruner,optimizer,backend", [
-    ("full", "sgd", "bmm"), ("uniform", "sgd", "bmm"), ("uniform", "adamw", "bmm"), ("uniform", "sgd", "func"),
-])
+@pytest.mark.parametrize(
+    "pruner,optimizer,backend",
+    [
+        ("full", "sgd", "bmm"),
+        ("uniform", "sgd", "bmm"),
+        ("uniform", "adamw", "bmm"),
+        ("uniform", "sgd", "func"),
+    ],
+)
 def test_loss_free_rules_match_training_run(pruner, optimizer, backend):
     cfg = config(optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 3e-3, epochs=4)
     # different ratios per run: kept counts differ, so steps are padded and runs finish at different steps
@@ -126,8 +146,12 @@ def test_loss_free_rules_match_training_run(pruner, optimizer, backend):
             b, r = b_res[e][k], r_res[k][e]
             assert torch.equal(b.indices, r.indices)  # the same kept samples in the same order
             assert b.passes == r.passes and b.flops == r.flops and b.flops_fraction == r.flops_fraction
-            assert (b.kept_fraction, b.planned_fraction, b.lr, b.epoch) == (r.kept_fraction, r.planned_fraction,
-                                                                              r.lr, r.epoch)
+            assert (b.kept_fraction, b.planned_fraction, b.lr, b.epoch) == (
+                r.kept_fraction,
+                r.planned_fraction,
+                r.lr,
+                r.epoch,
+            )
             assert_close(b.losses, r.losses, rtol=1e-4, atol=1e-5)
             assert math.isclose(b.train_loss, r.train_loss, rel_tol=1e-4)
         assert batch.meters[k].total_flops == run.meter.total_flops
@@ -199,7 +223,8 @@ def test_run_with_no_rows_is_frozen(optimizer):
         assert torch.equal(a, b)
     for s0, s1 in zip(before_opt, batch.optimizer_state(1)):
         assert s0.keys() == s1.keys() and all(
-            torch.equal(s0[n], s1[n]) if isinstance(s0[n], torch.Tensor) else s0[n] == s1[n] for n in s0)
+            torch.equal(s0[n], s1[n]) if isinstance(s0[n], torch.Tensor) else s0[n] == s1[n] for n in s0
+        )
     for name, t in batch.scores[1].state_dict().items():
         assert torch.equal(t, before_scores[name]), name
     r = res[1]
@@ -222,11 +247,11 @@ def test_different_kept_counts_weights_and_mixup_in_one_step():
     partner = torch.randperm(n, generator=g)[:64]
     lam = torch.where(torch.rand(64, generator=g) < 0.5, torch.rand(64, generator=g), torch.ones(64))
     plans[1].mixup = MixupSpec(partner, lam)
-    for epoch in range(2):
+    for _ in range(2):
         res = batch.run_epoch(plans)
     for k, s in enumerate(SEEDS):
         run = TrainingRun(cfg.replace(seed=s))
-        for epoch in range(2):
+        for _ in range(2):
             ref = run.run_epoch(plans[k])
         assert torch.equal(res[k].indices, ref.indices) and torch.equal(res[k].mixed, ref.mixed)
         assert res[k].passes == ref.passes and res[k].flops == ref.flops and res[k].lr == ref.lr
@@ -241,8 +266,16 @@ def test_different_kept_counts_weights_and_mixup_in_one_step():
 def test_cnn_preset_matches_training_run_both_backends(data_root):
     if not (data_root / "FashionMNIST" / "raw").is_dir():
         pytest.skip("FashionMNIST/raw not under the data root")
-    cfg = config(dataset="fashion_mnist", model="cnn", model_kwargs={}, data_root=str(data_root), train_size=192,
-                 val_size=64, test_size=64, epochs=1)
+    cfg = config(
+        dataset="fashion_mnist",
+        model="cnn",
+        model_kwargs={},
+        data_root=str(data_root),
+        train_size=192,
+        val_size=64,
+        test_size=64,
+        epochs=1,
+    )
     out = {}
     for backend in ("bmm", "func"):
         batch = BatchedTrainingRun(cfg, SEEDS[:2], backend=backend)
@@ -317,8 +350,15 @@ def test_batchnorm_model_refused_with_the_reason():
     n = 40
     x, y = torch.randn(3 * n, 3, 32, 32, generator=g), torch.randint(0, 10, (3 * n,), generator=g)
     rows = torch.arange(2).view(2, 1) * n
-    data = BatchedData("images", x[:2 * n], y[:2 * n], rows + torch.arange(20), rows + 20 + torch.arange(10),
-                       rows + 30 + torch.arange(10), 10)
+    data = BatchedData(
+        "images",
+        x[: 2 * n],
+        y[: 2 * n],
+        rows + torch.arange(20),
+        rows + 20 + torch.arange(10),
+        rows + 30 + torch.arange(10),
+        10,
+    )
     with pytest.raises(ValueError, match="BatchNorm.*padding|BatchNorm.*pad"):
         BatchedTrainingRun(config(model="resnet18", model_kwargs={}), [0, 1], data=data)
 
@@ -328,8 +368,25 @@ def test_benchmark_script_runs_tiny(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
-    assert bench.main(["--tasks", "synthetic-mlp", "--k", "2", "--repeats", "1", "--seq-runs", "1", "--out", str(out),
-                       "--markdown", str(tmp_path / "bench.md")]) == 0
+    assert (
+        bench.main(
+            [
+                "--tasks",
+                "synthetic-mlp",
+                "--k",
+                "2",
+                "--repeats",
+                "1",
+                "--seq-runs",
+                "1",
+                "--out",
+                str(out),
+                "--markdown",
+                str(tmp_path / "bench.md"),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["machine"]["torch"] == torch.__version__ and len(report["load_average_before"]) == 3
     (res,) = report["results"]
@@ -344,8 +401,16 @@ def test_augmented_images_use_each_runs_stream():
     n, k_runs = 100, 2
     x, y = torch.randn(k_runs * n, 3, 16, 16, generator=g), torch.randint(0, 10, (k_runs * n,), generator=g)
     rows = torch.arange(k_runs).view(k_runs, 1) * n
-    data = BatchedData("images", x, y, rows + torch.arange(60), rows + 60 + torch.arange(20),
-                       rows + 80 + torch.arange(20), 10, augment=True)
+    data = BatchedData(
+        "images",
+        x,
+        y,
+        rows + torch.arange(60),
+        rows + 60 + torch.arange(20),
+        rows + 80 + torch.arange(20),
+        10,
+        augment=True,
+    )
     cfg = config(model="cnn", model_kwargs={}, epochs=1, batch_size=32)
     batch = BatchedTrainingRun(cfg, [0, 1], data=data)
     plans = [EpochPlan(torch.arange(60)), EpochPlan(torch.arange(40, 0, -1))]  # 60 and 40 rows

@@ -7,6 +7,7 @@ Contract: ``BatchedVecEnv`` follows SB3's ``VecEnv`` semantics as ``DummyVecEnv`
 tests/test_vector_env.py). ``run_batched_episodes`` returns ``run_episode``'s rows: identical identity,
 kept fractions, compute, actions and records for rules that read no losses; metrics within float rounding.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,12 +17,12 @@ import numpy as np
 import pytest
 from stable_baselines3.common.monitor import Monitor
 
-from prunegym.agents.evaluation.batched import run_batched_episodes
-from prunegym.agents.sb3.batched_vec_env import BatchedVecEnv
 from prunegym.agents.cli import main
-from prunegym.agents.sb3.vec_envs import VEC_ENVS, make_vec_env
+from prunegym.agents.evaluation.batched import run_batched_episodes
 from prunegym.agents.evaluation.episode import policy_spec, run_episode
+from prunegym.agents.sb3.batched_vec_env import BatchedVecEnv
 from prunegym.agents.sb3.train import train_agent
+from prunegym.agents.sb3.vec_envs import VEC_ENVS, make_vec_env
 from prunegym.envs import PruningVectorEnv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,8 +30,24 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 ENV = "prunegym/Synthetic-MLP-v0"
 KW = {"epochs": 3, "train_size": 500, "val_size": 200, "test_size": 200, "pruner": "uniform"}
 ACC_TOL = 2.0 / 200 + 1e-6
-EXACT = ("env_id", "env_kwargs", "env_config", "policy", "policy_type", "policy_hparams", "agent_path", "seed",
-         "compute_fraction", "kept_fraction", "prune_ratios", "kept_fractions", "epochs", "steps", "actions", "error")
+EXACT = (
+    "env_id",
+    "env_kwargs",
+    "env_config",
+    "policy",
+    "policy_type",
+    "policy_hparams",
+    "agent_path",
+    "seed",
+    "compute_fraction",
+    "kept_fraction",
+    "prune_ratios",
+    "kept_fractions",
+    "epochs",
+    "steps",
+    "actions",
+    "error",
+)
 
 
 def test_batched_vec_env_follows_dummy_vec_env():
@@ -57,14 +74,17 @@ def test_batched_vec_env_follows_dummy_vec_env():
                 assert abs(x["episode"]["r"] - y["episode"]["r"]) <= 2 * ACC_TOL
                 assert x["TimeLimit.truncated"] is False
                 assert x["episode_record"]["seed"] == y["episode_record"]["seed"]
-                np.testing.assert_allclose(x["terminal_observation"], y["terminal_observation"], rtol=1e-3,
-                                           atol=ACC_TOL)
+                np.testing.assert_allclose(
+                    x["terminal_observation"], y["terminal_observation"], rtol=1e-3, atol=ACC_TOL
+                )
         assert [i["seed"] for i in batched.reset_infos] == [i["seed"] for i in dummy.reset_infos]
         assert db.all() == (step % 3 == 2)
     assert batched.get_attr("pruner_name") == dummy.get_attr("pruner_name") == ["uniform"] * 3
     assert batched.get_attr("policy_context", indices=[1])[0].pruner == "uniform"
-    assert batched.env_method("encode_action", 0.5, indices=[2])[0].tolist() == \
-        dummy.env_method("encode_action", 0.5, indices=[2])[0].tolist()
+    assert (
+        batched.env_method("encode_action", 0.5, indices=[2])[0].tolist()
+        == dummy.env_method("encode_action", 0.5, indices=[2])[0].tolist()
+    )
     assert batched.env_is_wrapped(Monitor) == dummy.env_is_wrapped(Monitor) == [True] * 3
     with pytest.raises(AttributeError, match="cannot set 'epochs'"):
         batched.set_attr("epochs", 3)
@@ -73,8 +93,13 @@ def test_batched_vec_env_follows_dummy_vec_env():
 
 
 def test_seed_and_set_options_apply_to_the_next_reset():
-    venv = PruningVectorEnv("synthetic-mlp", 2, autoreset_mode="Disabled", compute_budget=(0.3, 0.6),
-                            **{k: v for k, v in KW.items() if k != "pruner"})
+    venv = PruningVectorEnv(
+        "synthetic-mlp",
+        2,
+        autoreset_mode="Disabled",
+        compute_budget=(0.3, 0.6),
+        **{k: v for k, v in KW.items() if k != "pruner"},
+    )
     vec = BatchedVecEnv(venv)
     assert vec.seed(40) == [40, 41]
     vec.set_options({"compute_budget": 0.5})
@@ -96,9 +121,19 @@ def test_seed_and_set_options_apply_to_the_next_reset():
 
 
 def test_ppo_trains_on_the_batched_env(tmp_path):
-    agent = train_agent("ppo", ENV, 240, seed=0, env_kwargs={k: v for k, v in KW.items() if k != "pruner"},
-                        hyperparams={"n_steps": 12, "batch_size": 24, "n_epochs": 2}, n_envs=4, out=tmp_path / "a",
-                        tensorboard_log=str(tmp_path / "tb"), eval_freq=0, vec_env="batched")
+    agent = train_agent(
+        "ppo",
+        ENV,
+        240,
+        seed=0,
+        env_kwargs={k: v for k, v in KW.items() if k != "pruner"},
+        hyperparams={"n_steps": 12, "batch_size": 24, "n_epochs": 2},
+        n_envs=4,
+        out=tmp_path / "a",
+        tensorboard_log=str(tmp_path / "tb"),
+        eval_freq=0,
+        vec_env="batched",
+    )
     assert agent.meta["num_timesteps"] == 240 and agent.meta["episodes"] == 80 and agent.meta["n_envs"] == 4
     assert (tmp_path / "a" / "model.zip").is_file()
     kw = {k: v for k, v in KW.items() if k != "pruner"}
@@ -108,10 +143,42 @@ def test_ppo_trains_on_the_batched_env(tmp_path):
 
 def test_cli_trains_with_vec_env_batched(tmp_path, capsys):
     out = tmp_path / "agent"
-    assert main(["train", "--algo", "ppo", "--env", ENV, "--total-timesteps", "192", "--seed", "1", "--quiet",
-                 "--tensorboard-log", "", "--out", str(out), "--eval-freq", "0", "--vec-env", "batched",
-                 "--n-envs", "4", "--hyperparams", "n_steps=12", "batch_size=16", "n_epochs=1",
-                 "--env-kwargs", "epochs=3", "train_size=500", "val_size=200", "test_size=200"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--algo",
+                "ppo",
+                "--env",
+                ENV,
+                "--total-timesteps",
+                "192",
+                "--seed",
+                "1",
+                "--quiet",
+                "--tensorboard-log",
+                "",
+                "--out",
+                str(out),
+                "--eval-freq",
+                "0",
+                "--vec-env",
+                "batched",
+                "--n-envs",
+                "4",
+                "--hyperparams",
+                "n_steps=12",
+                "batch_size=16",
+                "n_epochs=1",
+                "--env-kwargs",
+                "epochs=3",
+                "train_size=500",
+                "val_size=200",
+                "test_size=200",
+            ]
+        )
+        == 0
+    )
     assert "saved" in capsys.readouterr().out
     meta = json.loads((out / "model.json").read_text())
     assert meta["num_timesteps"] == 192 and meta["n_envs"] == 4
@@ -126,8 +193,11 @@ def test_batched_episodes_equal_run_episode_rows(policy):
     for out, seed in zip(batched, seeds):
         ref = run_episode(spec, ENV, kw, seed)
         got, want = out.row.__dict__, ref.row.__dict__
-        exact = EXACT if policy != "infobatch" else ("env_id", "env_kwargs", "env_config", "policy", "seed", "steps",
-                                                       "epochs", "actions", "prune_ratios")
+        exact = (
+            EXACT
+            if policy != "infobatch"
+            else ("env_id", "env_kwargs", "env_config", "policy", "seed", "steps", "epochs", "actions", "prune_ratios")
+        )
         assert {k: got[k] for k in exact} == {k: want[k] for k in exact}
         for key in ("test_accuracy", "val_accuracy", "episode_return"):
             assert abs(got[key] - want[key]) <= (ACC_TOL if policy != "infobatch" else 0.03), key
@@ -138,8 +208,18 @@ def test_batched_episodes_equal_run_episode_rows(policy):
 
 def test_batched_episodes_of_a_saved_agent_and_errors(tmp_path):
     kw = {k: v for k, v in KW.items() if k != "pruner"}
-    train_agent("ppo", ENV, 24, seed=0, env_kwargs=kw, hyperparams={"n_steps": 12, "batch_size": 12, "n_epochs": 1},
-                n_envs=2, out=tmp_path / "a", tensorboard_log=None, eval_freq=0)
+    train_agent(
+        "ppo",
+        ENV,
+        24,
+        seed=0,
+        env_kwargs=kw,
+        hyperparams={"n_steps": 12, "batch_size": 12, "n_epochs": 1},
+        n_envs=2,
+        out=tmp_path / "a",
+        tensorboard_log=None,
+        eval_freq=0,
+    )
     spec = policy_spec(str(tmp_path / "a" / "model.zip"))
     (b,) = run_batched_episodes(spec, ENV, kw, [2])
     ref = run_episode(spec, ENV, kw, 2)

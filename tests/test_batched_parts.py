@@ -1,5 +1,6 @@
 """Tests of the batched engine's parts: the vectorised optimizers against ``torch.optim`` (per-run learning
 rates, masked steps) and the stacked model's two back ends against separate models."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,11 +18,17 @@ SEEDS = [3, 0, 11]
 
 
 # -- optimizers against torch.optim ----------------------------------------------------------------------------
-@pytest.mark.parametrize("kind,kwargs", [
-    ("sgd", dict(momentum=0.9)), ("sgd", dict(momentum=0.9, nesterov=True)), ("sgd", dict(weight_decay=1e-2)),
-    ("sgd", dict(momentum=0.8, nesterov=True, weight_decay=5e-4)), ("adamw", dict(weight_decay=1e-2)),
-    ("adamw", dict(weight_decay=0.0)),
-])
+@pytest.mark.parametrize(
+    "kind,kwargs",
+    [
+        ("sgd", dict(momentum=0.9)),
+        ("sgd", dict(momentum=0.9, nesterov=True)),
+        ("sgd", dict(weight_decay=1e-2)),
+        ("sgd", dict(momentum=0.8, nesterov=True, weight_decay=5e-4)),
+        ("adamw", dict(weight_decay=1e-2)),
+        ("adamw", dict(weight_decay=0.0)),
+    ],
+)
 def test_batched_optimizer_matches_torch_optim(kind, kwargs):
     g = torch.Generator().manual_seed(0)
     k_runs, steps = 3, 12

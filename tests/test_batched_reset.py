@@ -6,6 +6,7 @@ to a batch where nothing was reset; the reset run is a new run of its new seed (
 ``load_splits``, its kept sets and FLOPs equal a ``TrainingRun`` of that seed exactly, its weights within
 ``WEIGHT_TOL``), counting its own epochs.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,9 +26,22 @@ NEW_SEED = 7
 
 
 def config(**changes) -> RunConfig:
-    base = dict(dataset="synthetic", model="mlp", model_kwargs={"hidden": (32,)}, epochs=4, batch_size=64,
-                train_size=512, val_size=200, test_size=200, optimizer="sgd", lr=0.05, momentum=0.9,
-                nesterov=True, weight_decay=5e-4, device="cpu")
+    base = dict(
+        dataset="synthetic",
+        model="mlp",
+        model_kwargs={"hidden": (32,)},
+        epochs=4,
+        batch_size=64,
+        train_size=512,
+        val_size=200,
+        test_size=200,
+        optimizer="sgd",
+        lr=0.05,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        device="cpu",
+    )
     base.update(changes)
     return RunConfig(**base)
 
@@ -41,9 +55,11 @@ def weights(model) -> list[torch.Tensor]:
 
 
 def state_equal(a: list[dict], b: list[dict]) -> bool:
-    return all(s0.keys() == s1.keys() and all(
-        torch.equal(s0[n], s1[n]) if isinstance(s0[n], torch.Tensor) else s0[n] == s1[n] for n in s0)
-        for s0, s1 in zip(a, b))
+    return all(
+        s0.keys() == s1.keys()
+        and all(torch.equal(s0[n], s1[n]) if isinstance(s0[n], torch.Tensor) else s0[n] == s1[n] for n in s0)
+        for s0, s1 in zip(a, b)
+    )
 
 
 # counts[e][k]: rows of run k in epoch e (None: left out); run 1 is reset after epoch 1 and then left out once
@@ -96,8 +112,9 @@ def test_reset_run_is_a_new_run_of_its_seed(optimizer):
     for a, b in zip(weights(batch.model(1)), weights(ref.model)):
         assert torch.equal(a, b)  # the initial weights of the new seed
     for count in (512, 200, 64):
-        res = batch.run_epoch([prefix(batch, 0, 100) if batch.runs[0].epoch < 3 else None,
-                               prefix(batch, 1, count), None])[1]
+        res = batch.run_epoch(
+            [prefix(batch, 0, 100) if batch.runs[0].epoch < 3 else None, prefix(batch, 1, count), None]
+        )[1]
         r = ref.run_epoch(EpochPlan(ref.full_plan().indices[:count]))
         assert torch.equal(res.indices, r.indices) and res.passes == r.passes and res.flops == r.flops
         assert res.epoch == r.epoch and res.lr == r.lr and math.isclose(res.train_loss, r.train_loss, rel_tol=1e-4)
@@ -113,15 +130,23 @@ def test_reset_run_is_a_new_run_of_its_seed(optimizer):
 def test_reset_run_in_a_shared_pool(data_root):
     if not (data_root / "FashionMNIST" / "raw").is_dir():
         pytest.skip("FashionMNIST/raw not under the data root")
-    cfg = config(dataset="fashion_mnist", data_root=str(data_root), train_size=600, val_size=300, test_size=200,
-                 model_kwargs={"hidden": (16,)})
+    cfg = config(
+        dataset="fashion_mnist",
+        data_root=str(data_root),
+        train_size=600,
+        val_size=300,
+        test_size=200,
+        model_kwargs={"hidden": (16,)},
+    )
     batch = BatchedTrainingRun(cfg, SEEDS)
     x_before = batch.data.x.clone()
     batch.reset_run(2, NEW_SEED)
     assert torch.equal(batch.data.x, x_before)  # one pool for every seed: only the index maps change
     want = load_splits("fashion_mnist", NEW_SEED, val_size=300, train_size=600, test_size=200, root=data_root)
-    for k, ref in ((2, want), (0, load_splits("fashion_mnist", SEEDS[0], val_size=300, train_size=600,
-                                             test_size=200, root=data_root))):
+    for k, ref in (
+        (2, want),
+        (0, load_splits("fashion_mnist", SEEDS[0], val_size=300, train_size=600, test_size=200, root=data_root)),
+    ):
         got = batch.data.split(k)
         for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
             assert torch.equal(getattr(got, name), getattr(ref, name)), (k, name)

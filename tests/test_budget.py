@@ -1,5 +1,6 @@
 """Compute budgets: plan pricing and trimming in the engine, ``compute_budget`` in the env, the ``accuracy``
 reward and the budget features."""
+
 from __future__ import annotations
 
 import math
@@ -40,11 +41,16 @@ def play(env: PruningEnv, action, seed: int = 0, options=None):
 
 
 # -- the engine: pricing and trimming ---------------------------------------------------------------------------
-@pytest.mark.parametrize("pruner, action", [
-    ("full", {"prune_ratio": 0.0}), ("uniform", {"prune_ratio": 0.5, "rescale": 1.0}),
-    ("swdpp", {"prune_ratio": 0.4, "floor": 0.2, "mix_prob": 0.5}), ("pfb", {"prune_ratio": 0.5}),
-    ("ies", {"prune_ratio": 0.0, "threshold": 0.05}),
-])
+@pytest.mark.parametrize(
+    "pruner, action",
+    [
+        ("full", {"prune_ratio": 0.0}),
+        ("uniform", {"prune_ratio": 0.5, "rescale": 1.0}),
+        ("swdpp", {"prune_ratio": 0.4, "floor": 0.2, "mix_prob": 0.5}),
+        ("pfb", {"prune_ratio": 0.5}),
+        ("ies", {"prune_ratio": 0.0, "threshold": 0.05}),
+    ],
+)
 def test_plan_flops_is_what_the_meter_charges(pruner, action):
     run = small_run()
     p = make_pruner(pruner)
@@ -153,12 +159,12 @@ def test_without_a_budget_the_observation_is_unchanged():
     assert budgeted.feature_names == plain.feature_names + ("compute_budget", "budget_left")
     o1, _ = plain.reset(seed=3)
     o2, _ = budgeted.reset(seed=3)
-    np.testing.assert_array_equal(o2[:len(o1)], o1)
+    np.testing.assert_array_equal(o2[: len(o1)], o1)
     a = plain.encode_action(0.0)
     for _ in range(4):  # a budget of 1 never trims a full-data run: same episode
         o1, r1, *_ = plain.step(a)
         o2, r2, *_ = budgeted.step(a)
-        np.testing.assert_array_equal(o2[:len(o1)], o1)
+        np.testing.assert_array_equal(o2[: len(o1)], o1)
         assert r1 == r2
     with pytest.raises(ValueError, match="unknown feature.*'nope'"):
         make(features=("epoch_fraction", "nope"))

@@ -1,5 +1,6 @@
 """Accuracy at matched compute: the static baselines, calibration, tuning, the budget comparison and its
 TensorBoard runs, through the Python API and the CLI (tiny synthetic episodes)."""
+
 from __future__ import annotations
 
 import json
@@ -66,8 +67,15 @@ def test_calibration_meets_the_budget_and_reports_what_it_cannot_reach(tmp_path)
     cal = calibrate(ENV, "uniform", 0.5, env_kwargs=KW, seeds=[20000], cache=tmp_path)
     assert cal.reachable and abs(cal.compute / 0.5 - 1) <= 0.01 and cal.knob == "prune_ratio"
     assert len(cal.points) <= 4  # compute is exact in the ratio: the secant step lands at once
-    again = calibrate(ENV, "uniform", 0.5, env_kwargs=KW, seeds=[20000], cache=tmp_path,
-                      runner=lambda *a, **k: pytest.fail("a cached calibration must not run episodes"))
+    again = calibrate(
+        ENV,
+        "uniform",
+        0.5,
+        env_kwargs=KW,
+        seeds=[20000],
+        cache=tmp_path,
+        runner=lambda *a, **k: pytest.fail("a cached calibration must not run episodes"),
+    )
     assert again == cal
     stored = json.loads(next(tmp_path.glob("*.json")).read_text())
     assert stored["command"].startswith("prunegym compare --env prunegym/Synthetic-MLP-v0 --budgets 0.5")
@@ -91,8 +99,16 @@ def test_budget_comparison_calibrates_tunes_and_reports(tmp_path, monkeypatch):
     tuned = tmp_path / "tuned"
     tune(ENV, "static_schedule", 0.5, 2, out=tuned, env_kwargs=KW, seeds=[30000])
     with pytest.warns(RuntimeWarning, match="static_schedule at budget 0.4 runs with its neutral defaults"):
-        res = compare_budgets(ENV, [0, 1], [0.4, 0.5], policies=["full", "uniform", "infobatch", "static_schedule"],
-                              out=tmp_path / "cmp", env_kwargs=KW, tuned=tuned, calibration_seeds=[20000])
+        res = compare_budgets(
+            ENV,
+            [0, 1],
+            [0.4, 0.5],
+            policies=["full", "uniform", "infobatch", "static_schedule"],
+            out=tmp_path / "cmp",
+            env_kwargs=KW,
+            tuned=tuned,
+            calibration_seeds=[20000],
+        )
     assert {c.policy for c in res.unreachable} == {"infobatch"}  # InfoBatch prunes only below-mean samples
     for b in (0.4, 0.5):
         rows = {e["policy"]: e for e in res.summaries[b]}
@@ -109,36 +125,109 @@ def test_budget_comparison_calibrates_tunes_and_reports(tmp_path, monkeypatch):
     acc = EventAccumulator(str(run))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"epoch/compute_fraction_total", "epoch/compute_fraction_step", "episode/test_accuracy",
-            "hparams/test_accuracy"} <= tags
+    assert {
+        "epoch/compute_fraction_total",
+        "epoch/compute_fraction_step",
+        "episode/test_accuracy",
+        "hparams/test_accuracy",
+    } <= tags
     assert [e.step for e in acc.Scalars("episode/test_accuracy")] == [KW["epochs"]]  # at the last epoch, not 0
-    plugins = {v.tag: v.metadata.plugin_data.plugin_name for f in run.glob("events.out.tfevents.*")
-               for ev in event_file_loader.EventFileLoader(str(f)).Load() if ev.HasField("summary")
-               for v in ev.summary.value}
+    plugins = {
+        v.tag: v.metadata.plugin_data.plugin_name
+        for f in run.glob("events.out.tfevents.*")
+        for ev in event_file_loader.EventFileLoader(str(f)).Load()
+        if ev.HasField("summary")
+        for v in ev.summary.value
+    }
     assert plugins["_hparams_/experiment"] == plugins["_hparams_/session_start_info"] == "hparams"  # HPARAMS tab
     assert not list((tmp_path / "cmp" / "runs").rglob("*.live"))
     with pytest.warns(RuntimeWarning, match="neutral defaults"):
-        again = compare_budgets(ENV, [0, 1], [0.4, 0.5], policies=["full", "uniform", "infobatch", "static_schedule"],
-                                out=tmp_path / "cmp", env_kwargs=KW, tuned=tuned, calibration_seeds=[20000])
+        again = compare_budgets(
+            ENV,
+            [0, 1],
+            [0.4, 0.5],
+            policies=["full", "uniform", "infobatch", "static_schedule"],
+            out=tmp_path / "cmp",
+            env_kwargs=KW,
+            tuned=tuned,
+            calibration_seeds=[20000],
+        )
     assert again.ran == 0 and again.skipped == len(res.rows)
 
 
 def test_cli_tune_and_budget_compare(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PRUNEGYM_CACHE", str(tmp_path / "cache"))
     kv = [f"{k}={v}" for k, v in KW.items()]
-    assert main(["tune", "--env", ENV, "--policy", "static_const", "--budget", "0.5", "--trials", "1", "--seeds",
-                 "30000", "--out", str(tmp_path / "t"), "--quiet", "--env-kwargs", *kv]) == 0
+    assert (
+        main(
+            [
+                "tune",
+                "--env",
+                ENV,
+                "--policy",
+                "static_const",
+                "--budget",
+                "0.5",
+                "--trials",
+                "1",
+                "--seeds",
+                "30000",
+                "--out",
+                str(tmp_path / "t"),
+                "--quiet",
+                "--env-kwargs",
+                *kv,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "static_const at budget 0.5: best mean validation accuracy" in out
-    assert main(["compare", "--env", ENV, "--budgets", "0.5", "--seeds", "0", "--policies", "uniform", "static_const",
-                 "--tuned", str(tmp_path / "t"), "--calibration-seeds", "20000", "--out", str(tmp_path / "c"),
-                 "--quiet", "--env-kwargs", *kv]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--env",
+                ENV,
+                "--budgets",
+                "0.5",
+                "--seeds",
+                "0",
+                "--policies",
+                "uniform",
+                "static_const",
+                "--tuned",
+                str(tmp_path / "t"),
+                "--calibration-seeds",
+                "20000",
+                "--out",
+                str(tmp_path / "c"),
+                "--quiet",
+                "--env-kwargs",
+                *kv,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "Budget 0.5" in out and "One seed per policy: means only" in out and "±" not in out.split("Budget 0.5")[1]
-    for bad, msg in ((["--budgets", "1.5"], "budget 1.5 must be a fraction in (0, 1]"),
-                     (["--budgets", "0.5", "--env-kwargs", "compute_budget=0.3"], "compute_budget is set by --budgets")):
-        argv = ["compare", "--env", ENV, "--seeds", "0", "--policies", "uniform", "--out", str(tmp_path / "x"),
-                "--quiet", *bad]
+    for bad, msg in (
+        (["--budgets", "1.5"], "budget 1.5 must be a fraction in (0, 1]"),
+        (["--budgets", "0.5", "--env-kwargs", "compute_budget=0.3"], "compute_budget is set by --budgets"),
+    ):
+        argv = [
+            "compare",
+            "--env",
+            ENV,
+            "--seeds",
+            "0",
+            "--policies",
+            "uniform",
+            "--out",
+            str(tmp_path / "x"),
+            "--quiet",
+            *bad,
+        ]
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert msg in err and err.count("\n") == 1
@@ -152,8 +241,19 @@ def test_gym_packages_are_imported_before_the_env_id(tmp_path, capsys):
 def test_interval_caption_and_one_seed_tables():
     from prunegym.agents.evaluation.report import markdown_table, summarize
 
-    rows = [{"policy": "a", "seed": 0, "test_accuracy": 0.5, "compute_fraction": 0.5, "kept_fraction": 0.5,
-             "episode_return": 0.1, "wall_clock_s": 1.0, "error": None, "steps": 3}]
+    rows = [
+        {
+            "policy": "a",
+            "seed": 0,
+            "test_accuracy": 0.5,
+            "compute_fraction": 0.5,
+            "kept_fraction": 0.5,
+            "episode_return": 0.1,
+            "wall_clock_s": 1.0,
+            "error": None,
+            "steps": 3,
+        }
+    ]
     md = markdown_table(summarize(rows))
     assert "One seed per policy" in md and "±" not in md and "| Pareto |" not in md
     two = rows + [{**rows[0], "seed": 1, "test_accuracy": 0.6}]

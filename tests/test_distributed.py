@@ -1,4 +1,5 @@
 """One run over two processes (gloo, CPU) equals the single-process run: issue 6's DDP parity test."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,8 +27,21 @@ def _example():
 @pytest.fixture(scope="module")
 def ddp_outputs(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(EXAMPLE),
-           "--pruner", "infobatch", "--epochs", str(EPOCHS), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(EXAMPLE),
+        "--pruner",
+        "infobatch",
+        "--epochs",
+        str(EPOCHS),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [torch.load(out / f"rank{r}.pt") for r in (0, 1)]
@@ -67,8 +81,23 @@ def test_matches_single_process_run(ddp_outputs):
 def test_pfb_selector_flops_are_summed_over_ranks(tmp_path):
     """Each rank's selector works on its shard ``rows[rank::2]`` of a global batch; the meter sums the ranks'
     selector FLOPs (``PassCounts.selector_flops``) like the pass counts, and every rank reports the sum."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(EXAMPLE),
-           "--pruner", "pfb", "--prune-ratio", "0.4", "--epochs", "2", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(EXAMPLE),
+        "--pruner",
+        "pfb",
+        "--prune-ratio",
+        "0.4",
+        "--epochs",
+        "2",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))

@@ -1,4 +1,5 @@
 """PruningEnv on the synthetic task: spaces, actions, episode structure, rewards, determinism, replay, errors."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,18 @@ import prunegym.envs as E
 from prunegym.baselines import make_policy
 from prunegym.envs import ENV_IDS, FEATURE_NAMES, NONFINITE_PENALTY, PruningEnv, RewardInput, replay
 
-STEP_KEYS = ("epoch", "prune_ratio", "kept_fraction", "compute_fraction_step", "compute_fraction_total", "flops_step",
-             "train_loss", "val_loss", "val_accuracy", "lr")
+STEP_KEYS = (
+    "epoch",
+    "prune_ratio",
+    "kept_fraction",
+    "compute_fraction_step",
+    "compute_fraction_total",
+    "flops_step",
+    "train_loss",
+    "val_loss",
+    "val_accuracy",
+    "lr",
+)
 
 
 def make(epochs: int = 3, train_size: int = 1000, **kw) -> PruningEnv:
@@ -39,8 +50,14 @@ def run_episode(env, actions=None, seed=0, rng_seed=1):
 
 # -- registration and spaces -------------------------------------------------------------------------------------
 def test_ids_registered_with_flags():
-    expected = {"Synthetic-MLP-v0": False, "FashionMNIST-MLP-v0": False, "FashionMNIST-CNN-v0": False,
-                "MNIST-CNN-v0": False, "CIFAR10-ResNet18-v0": True, "CIFAR100-ResNet18-v0": True}
+    expected = {
+        "Synthetic-MLP-v0": False,
+        "FashionMNIST-MLP-v0": False,
+        "FashionMNIST-CNN-v0": False,
+        "MNIST-CNN-v0": False,
+        "CIFAR10-ResNet18-v0": True,
+        "CIFAR100-ResNet18-v0": True,
+    }
     assert {f"prunegym/{k}" for k in expected} <= set(ENV_IDS)
     for name, nondet in expected.items():
         spec = gymnasium.spec(f"prunegym/{name}")
@@ -52,8 +69,17 @@ def test_ids_registered_with_flags():
 
 
 def test_registered_kwargs_override():
-    env = gymnasium.make("prunegym/Synthetic-MLP-v0", pruner="uniform", epochs=4, train_size=1000, batch_size=64,
-                         device="cpu", seed=3, reward="lossless", compute_weight=0.5)
+    env = gymnasium.make(
+        "prunegym/Synthetic-MLP-v0",
+        pruner="uniform",
+        epochs=4,
+        train_size=1000,
+        batch_size=64,
+        device="cpu",
+        seed=3,
+        reward="lossless",
+        compute_weight=0.5,
+    )
     u = env.unwrapped
     cfg = u.base_config
     assert (cfg.epochs, cfg.train_size, cfg.batch_size, cfg.device) == (4, 1000, 64, "cpu")
@@ -94,14 +120,24 @@ def test_encode_decode_round_trip():
 def test_bad_action_raises():
     env = make()
     env.reset(seed=0)
-    bads = [np.zeros(2, np.float32), np.zeros((1, 1), np.float32), [], np.array([np.nan]), np.array([np.inf]),
-            [-np.inf], "a", None]
+    bads = [
+        np.zeros(2, np.float32),
+        np.zeros((1, 1), np.float32),
+        [],
+        np.array([np.nan]),
+        np.array([np.inf]),
+        [-np.inf],
+        "a",
+        None,
+    ]
     for bad in bads:
         with pytest.raises(ValueError, match=r"\(1,\).*\[-1, 1\]|\[-1, 1\].*\(1,\)"):
             env.step(bad)
     uniform = make(pruner="uniform")
     uniform.reset(seed=0)
-    with pytest.raises(ValueError, match=r"shape \(1,\); expected \(2,\) with values in \[-1, 1\] \(prune_ratio, rescale\)"):
+    with pytest.raises(
+        ValueError, match=r"shape \(1,\); expected \(2,\) with values in \[-1, 1\] \(prune_ratio, rescale\)"
+    ):
         uniform.step(np.zeros(1, np.float32))
     _, _, _, _, info = env.step(np.zeros(1, np.float32))  # the env is still usable after rejected actions
     assert info["epoch"] == 1
@@ -189,8 +225,9 @@ def test_tradeoff_return_telescopes():
     assert sum(rewards) == pytest.approx(expected, abs=1e-12)
     assert last["episode_return"] == pytest.approx(sum(rewards), abs=1e-12)
     for prev, info, r in zip(infos, infos[1:], rewards):
-        assert r == pytest.approx(info["val_accuracy"] - prev["val_accuracy"] - 0.3 * info["compute_fraction_step"],
-                                  abs=1e-12)
+        assert r == pytest.approx(
+            info["val_accuracy"] - prev["val_accuracy"] - 0.3 * info["compute_fraction_step"], abs=1e-12
+        )
 
 
 def test_same_seed_same_episode():
@@ -265,8 +302,11 @@ def test_max_wall_time_truncates():
 @pytest.mark.parametrize("pruner", ["full", "uniform"])
 def test_observation_in_space_at_extremes(pruner):
     env = make(epochs=3, pruner=pruner)
-    for action in (env.encode_action(prune_ratio=0.0), env.encode_action(prune_ratio=env.max_prune_ratio),
-                   np.ones(env.action_space.shape, np.float32)):
+    for action in (
+        env.encode_action(prune_ratio=0.0),
+        env.encode_action(prune_ratio=env.max_prune_ratio),
+        np.ones(env.action_space.shape, np.float32),
+    ):
         obs, _ = env.reset(seed=1)
         term = False
         while not term:
@@ -284,7 +324,7 @@ def test_fixed_policies_drive_the_env():
     for name, pruner in (("full", "full"), ("uniform", "uniform"), ("uniform_rescaled", "uniform")):
         env = make(epochs=4, pruner=pruner)
         policy = make_policy(name, env)
-        _, _, infos, term, _ = run_episode(env, actions=lambda o: policy.predict(o)[0])
+        _, _, infos, term, _ = run_episode(env, actions=lambda o, policy=policy: policy.predict(o)[0])
         assert term
         total = infos[-1]["compute_fraction_total"]
         assert total == pytest.approx(1.0) if name == "full" else total < 1.0
@@ -346,8 +386,9 @@ def test_nonfinite_loss_ends_episode_with_penalty():
     with pytest.raises(RuntimeError, match="reset"):
         env.step(env.encode_action(0.0))
     # also through gymnasium.make (passive checker wrappers) and with the lossless reward
-    wrapped = gymnasium.make("prunegym/Synthetic-MLP-v0", epochs=2, lr=1e30, lr_schedule="constant",
-                             nonfinite_penalty=3.0)
+    wrapped = gymnasium.make(
+        "prunegym/Synthetic-MLP-v0", epochs=2, lr=1e30, lr_schedule="constant", nonfinite_penalty=3.0
+    )
     wrapped.reset(seed=1)
     _, r2, term2, _, info2 = wrapped.step(np.zeros(1, np.float32))
     assert term2 and "error" in info2 and r2 < -3.0
@@ -400,8 +441,9 @@ def test_the_disk_reference_cache_returns_the_reference_of_its_own_config(tmp_pa
     env = make(epochs=2, pruner="uniform", reward="lossless")
     full = make(epochs=2, pruner="full")
     policy = make_policy("full", full)
-    truth = {s: run_episode(full, actions=lambda o: policy.predict(o)[0], seed=s)[2][-1]["val_accuracy"]
-             for s in (4, 5)}
+    truth = {
+        s: run_episode(full, actions=lambda o: policy.predict(o)[0], seed=s)[2][-1]["val_accuracy"] for s in (4, 5)
+    }
     for s in (4, 5):  # fill the disk cache
         assert run_episode(env, seed=s)[2][-1]["reference_accuracy"] == truth[s]
     files = sorted((tmp_path / "reference").glob("*.json"))

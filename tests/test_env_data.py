@@ -1,4 +1,5 @@
 """The real-data ids construct and run a step on a small subset (uses the ``data_root`` fixture of conftest)."""
+
 from __future__ import annotations
 
 import math
@@ -11,8 +12,14 @@ import prunegym.envs  # noqa: F401  (registers the ids)
 
 
 def test_fashion_mnist_mlp_episode(data_root):
-    env = gymnasium.make("prunegym/FashionMNIST-MLP-v0", pruner="uniform", train_size=2000, test_size=500,
-                         epochs=2, data_root=str(data_root))
+    env = gymnasium.make(
+        "prunegym/FashionMNIST-MLP-v0",
+        pruner="uniform",
+        train_size=2000,
+        test_size=500,
+        epochs=2,
+        data_root=str(data_root),
+    )
     obs, info = env.reset(seed=0)
     assert env.observation_space.contains(obs)
     run = env.unwrapped.run

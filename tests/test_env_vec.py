@@ -1,4 +1,5 @@
 """PruningEnv under the checkers of gymnasium and SB3, under vectorised envs, and made in a fresh interpreter."""
+
 from __future__ import annotations
 
 import subprocess
@@ -8,7 +9,6 @@ import warnings
 
 import gymnasium
 import numpy as np
-import pytest
 
 import prunegym.envs  # noqa: F401  (registers the ids)
 
@@ -61,8 +61,14 @@ def test_subproc_vec_env_forkserver():
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    vec = make_vec_env(MODULE_ID, n_envs=2, seed=3, env_kwargs={"epochs": 2, "train_size": 1000}, vec_env_cls=SubprocVecEnv,
-                       vec_env_kwargs={"start_method": "forkserver"})
+    vec = make_vec_env(
+        MODULE_ID,
+        n_envs=2,
+        seed=3,
+        env_kwargs={"epochs": 2, "train_size": 1000},
+        vec_env_cls=SubprocVecEnv,
+        vec_env_kwargs={"start_method": "forkserver"},
+    )
     try:
         obs = vec.reset()
         assert obs.shape == (2, len(prunegym.envs.FEATURE_NAMES)) and np.all(np.isfinite(obs))

@@ -7,6 +7,7 @@ written. After the kills the same command is run to the end. Its ``results.jsonl
 doubled), TensorBoard runs (same scalars, one event file each) and summary must equal those of an
 uninterrupted run, wall-clock aside. Tiny synthetic episodes keep the file at about a minute on 2 idle cores.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,23 @@ PAIRS = len(POLICIES) * len(SEEDS)
 
 
 def _argv(out: Path, *extra: str) -> list[str]:
-    return ["compare", "--env", ENV, "--seeds", *SEEDS, "--policies", *POLICIES, "--out", str(out), "--quiet",
-            "--cpus-per-run", "1", *extra, "--env-kwargs", *KW_ARGS]
+    return [
+        "compare",
+        "--env",
+        ENV,
+        "--seeds",
+        *SEEDS,
+        "--policies",
+        *POLICIES,
+        "--out",
+        str(out),
+        "--quiet",
+        "--cpus-per-run",
+        "1",
+        *extra,
+        "--env-kwargs",
+        *KW_ARGS,
+    ]
 
 
 def _rows(path: Path) -> int:
@@ -85,13 +101,22 @@ def _kill_at_random_points(out: Path, extra: list[str], kills: int, rng: random.
         last = attempt == kills - 1
         target = PAIRS if last else min(have + 1 + rng.randrange(0, 3), PAIRS - 1)
         fraction = rng.uniform(0.0, 1.5)
-        proc = subprocess.Popen([sys.executable, "-m", "prunegym.agents", *_argv(out, *extra)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prunegym.agents", *_argv(out, *extra)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
         delay = 0.0
         try:
             start = time.monotonic()
-            while (proc.poll() is None and not _holds_lock(out, proc.pid) and _rows(results) == have
-                   and time.monotonic() - start < 240):
+            while (
+                proc.poll() is None
+                and not _holds_lock(out, proc.pid)
+                and _rows(results) == have
+                and time.monotonic() - start < 240
+            ):
                 time.sleep(0.005)  # the checks are done and the episodes start (or have started)
             seen, arrivals = have, []
             while proc.poll() is None and seen < target and time.monotonic() - start < 240:
@@ -107,8 +132,10 @@ def _kill_at_random_points(out: Path, extra: list[str], kills: int, rng: random.
         finally:
             finished = proc.poll()
             _kill_session(proc)
-        log.append(f"{have} -> {_rows(results)} rows, killed after row {target} + {delay:.3f} s"
-                   + (f" (had exited {finished})" if finished is not None else ""))
+        log.append(
+            f"{have} -> {_rows(results)} rows, killed after row {target} + {delay:.3f} s"
+            + (f" (had exited {finished})" if finished is not None else "")
+        )
         if finished not in (None, 0, -signal.SIGKILL):
             raise AssertionError(f"the command failed ({finished}): {proc.stderr.read().decode()}")
     return log
@@ -142,8 +169,10 @@ def _summary(out: Path) -> tuple[list, list]:
     md = [line.split("|") for line in (out / "summary.md").read_text().splitlines()]
     head = next(cells for cells in md if "wall-clock (s)" in "|".join(cells))
     md_wall = next(i for i, c in enumerate(head) if "wall-clock" in c)
-    return ([[c for i, c in enumerate(r) if i not in wall] for r in csv],
-            [[c for i, c in enumerate(r) if i != md_wall] if len(r) == len(head) else r for r in md])
+    return (
+        [[c for i, c in enumerate(r) if i not in wall] for r in csv],
+        [[c for i, c in enumerate(r) if i != md_wall] if len(r) == len(head) else r for r in md],
+    )
 
 
 def _keyed(out: Path) -> dict:
@@ -177,8 +206,9 @@ def _check_equal(out: Path, reference: Path) -> None:
     assert not [p for p in runs_root.rglob("*") if p.name.startswith(".")]  # no staging debris inside the root
 
 
-@pytest.mark.parametrize("extra, kills, seed", [([], 4, 20240611), (["--workers", "2"], 3, 7)],
-                         ids=["sequential", "ray"])
+@pytest.mark.parametrize(
+    "extra, kills, seed", [([], 4, 20240611), (["--workers", "2"], 3, 7)], ids=["sequential", "ray"]
+)
 def test_killed_compares_resume_to_the_uninterrupted_result(extra, kills, seed, reference, tmp_path, capsys):
     if extra:
         pytest.importorskip("ray")
@@ -186,8 +216,9 @@ def test_killed_compares_resume_to_the_uninterrupted_result(extra, kills, seed, 
     log = _kill_at_random_points(out, extra, kills, random.Random(seed))
     if os.environ.get("PRUNEGYM_FAULT_LOG"):  # where the kills landed
         sys.__stderr__.write(f"\n{extra or 'sequential'}:\n  " + "\n  ".join(log) + "\n")
-    assert any("killed" in line and "exited" not in line and int(line.split(" -> ")[1].split()[0]) < PAIRS
-               for line in log), log  # at least one kill landed among the episodes
+    assert any(
+        "killed" in line and "exited" not in line and int(line.split(" -> ")[1].split()[0]) < PAIRS for line in log
+    ), log  # at least one kill landed among the episodes
     assert main(_argv(out, *extra)) == 0, log
     text = capsys.readouterr().out
     skipped = int(text.split("skipped ")[1].split()[0])

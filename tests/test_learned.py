@@ -1,6 +1,7 @@
 """The ``learned`` pruner (issue 7): its knobs reproduce the kept sets of uniform, epsilon-greedy, UCB and
 InfoBatch on hand-made score tables; its inclusion probabilities and importance weights; seeding; the new
 observation features; and an end-to-end synthetic episode under SB3's env checker."""
+
 from __future__ import annotations
 
 import math
@@ -14,10 +15,18 @@ import torch
 
 import prunegym.envs  # noqa: F401  (registers the ids)
 from prunegym.baselines import (
-    PRUNERS, EpsilonGreedyPruner, InfoBatchPruner, UCBPruner, kept_count, make_pruner,
+    PRUNERS,
+    EpsilonGreedyPruner,
+    InfoBatchPruner,
+    UCBPruner,
+    kept_count,
+    make_pruner,
 )
 from prunegym.baselines.learned import (
-    LearnedPruner, inclusion_probabilities, mapped_action, sharpness_beta,
+    LearnedPruner,
+    inclusion_probabilities,
+    mapped_action,
+    sharpness_beta,
 )
 from prunegym.envs import FEATURE_DOCS, FEATURE_NAMES, ActionCodec, PruningEnv
 from prunegym.envs.features import StepStats, _slope
@@ -73,11 +82,13 @@ def test_registered_with_three_knobs_and_validated():
     assert PRUNERS["learned"] is LearnedPruner and make_pruner("learned").name == "learned"
     assert [k.name for k in LearnedPruner.knobs] == ["sharpness", "rescale", "greedy"]
     assert [(k.low, k.high, k.default) for k in LearnedPruner.knobs] == [(-1, 1, 0), (0, 1, 0), (0, 1, 0)]
-    for bad, message in (({"score": "forgetting"}, r"score='forgetting'; allowed: ema, loss"),
-                         ({"optimism": -1.0}, r"optimism=-1.0 must be a finite number >= 0"),
-                         ({"max_weight": 0.5}, r"max_weight=0.5 must be a finite number >= 1"),
-                         ({"warmup_epochs": -1}, r"warmup_epochs=-1 must be an int >= 0"),
-                         ({"beta_scale": 0.0}, r"beta_scale=0.0 must be a finite number > 0")):
+    for bad, message in (
+        ({"score": "forgetting"}, r"score='forgetting'; allowed: ema, loss"),
+        ({"optimism": -1.0}, r"optimism=-1.0 must be a finite number >= 0"),
+        ({"max_weight": 0.5}, r"max_weight=0.5 must be a finite number >= 1"),
+        ({"warmup_epochs": -1}, r"warmup_epochs=-1 must be an int >= 0"),
+        ({"beta_scale": 0.0}, r"beta_scale=0.0 must be a finite number > 0"),
+    ):
         with pytest.raises(ValueError, match=message):
             make_pruner("learned", **bad)
     assert sharpness_beta(0.0) == 0.0 and sharpness_beta(0.5) == pytest.approx(4.0)
@@ -141,8 +152,9 @@ def test_keep_hardest_and_easiest_at_the_ends():
     # the kept-loss mean moves monotonically from the easiest to the hardest through uniform
     p = learned(n, 2)
     grid = (-1.0, -0.9, -0.5, 0.0, 0.5, 0.9, 1.0)
-    means = [np.mean([float(loss[pl.indices].mean()) for pl in kept_sets(p, s, act(0.5, sharpness=v), 20)])
-             for v in grid]
+    means = [
+        np.mean([float(loss[pl.indices].mean()) for pl in kept_sets(p, s, act(0.5, sharpness=v), 20)]) for v in grid
+    ]
     assert all(a < b for a, b in zip(means, means[1:])), means
 
 
@@ -248,15 +260,20 @@ def test_inclusion_probabilities_match_monte_carlo():
     for k, beta in ((30, 2.0), (30, 8.0), (90, 4.0), (10, 25.0)):
         logits = beta * u
         keys = logits + -torch.log(-torch.log(torch.rand(draws, n, generator=g, dtype=torch.float64)))
-        mc = torch.zeros(n, dtype=torch.float64).index_add_(
-            0, torch.topk(keys, k, dim=1).indices.reshape(-1), torch.ones(draws * k, dtype=torch.float64)) / draws
+        mc = (
+            torch.zeros(n, dtype=torch.float64).index_add_(
+                0, torch.topk(keys, k, dim=1).indices.reshape(-1), torch.ones(draws * k, dtype=torch.float64)
+            )
+            / draws
+        )
         p = inclusion_probabilities(logits, k, spread=beta)
         assert float(p.sum()) == pytest.approx(k, abs=1e-6)
         assert float((p - mc).abs().max()) < 0.03, (k, beta)
         naive = (k * torch.softmax(logits, 0)).clamp(max=1.0)  # the textbook approximation is much worse here
         assert float((naive - mc).abs().max()) > float((p - mc).abs().max())
-    torch.testing.assert_close(inclusion_probabilities(torch.zeros(50, dtype=torch.float64), 20),
-                               torch.full((50,), 0.4, dtype=torch.float64))
+    torch.testing.assert_close(
+        inclusion_probabilities(torch.zeros(50, dtype=torch.float64), 20), torch.full((50,), 0.4, dtype=torch.float64)
+    )
     assert torch.equal(inclusion_probabilities(u, 0), torch.zeros(n, dtype=torch.float64))
     assert torch.equal(inclusion_probabilities(u, n), torch.ones(n, dtype=torch.float64))
 
@@ -267,8 +284,10 @@ def test_importance_weights_are_horvitz_thompson_and_clipped():
     s = table(loss)
     p = learned(n, 12)
     # moderate sharpness: every p_i > 1 / max_weight, so no clipping and the weighted sum is unbiased
-    est = [float((plan.weights.double() * loss[plan.indices].double()).sum())
-           for plan in kept_sets(p, s, act(r, sharpness=0.25, rescale=1.0), draws)]
+    est = [
+        float((plan.weights.double() * loss[plan.indices].double()).sum())
+        for plan in kept_sets(p, s, act(r, sharpness=0.25, rescale=1.0), draws)
+    ]
     assert np.mean(est) == pytest.approx(float(loss.double().sum()), rel=0.015)
     # the greedy part has weight 1, the drawn part p^-rescale, all clipped at max_weight
     for rescale in (0.5, 1.0):
@@ -311,7 +330,7 @@ def test_ties_are_broken_at_random_and_unseen_samples_rank_hardest():
 
 # -- observation features ---------------------------------------------------------------------------------------
 def test_new_features_are_documented_and_appended():
-    assert FEATURE_NAMES[-len(NEW_FEATURES):] == NEW_FEATURES and set(FEATURE_DOCS) == set(FEATURE_NAMES)
+    assert FEATURE_NAMES[-len(NEW_FEATURES) :] == NEW_FEATURES and set(FEATURE_DOCS) == set(FEATURE_NAMES)
     st = StepStats(val_loss=2.0, val_accuracy=0.3, prev_val_loss=2.0, prev_val_accuracy=0.3)
     assert st.best_val_accuracy == 0.3 and st.val_history == ((0, 0.3),)
     for epoch, accuracy in ((1, 0.5), (2, 0.45), (3, 0.6)):
@@ -323,7 +342,7 @@ def test_new_features_are_documented_and_appended():
 
 
 def expected_new_features(env: PruningEnv, accuracies: list[tuple[int, float]]) -> list[float]:
-    run, st = env.run, env._stats
+    run = env.run
     sc = run.scores
     obs = sc.observed
     acc = accuracies[-1][1]
@@ -399,7 +418,6 @@ def test_mapped_infobatch_in_the_env_prunes_like_infobatch():
     n = env.run.num_train
     n1 = round(float(obs[FEATURE_NAMES.index("frac_below_mean")]) * n)
     assert n1 == int((env.run.scores.loss < env.run.scores.loss.mean()).sum())
-    _, _, _, _, info = env.step(env.encode_action(**mapped_action("infobatch", 0.5, num_samples=n,
-                                                                  num_below_mean=n1)))
+    _, _, _, _, info = env.step(env.encode_action(**mapped_action("infobatch", 0.5, num_samples=n, num_below_mean=n1)))
     assert info["kept_fraction"] == pytest.approx(1 - math.ceil(0.5 * n1) / n)
     assert info["kept_fraction"] == pytest.approx(ref["kept_fraction"])  # same seed, same warm-up epoch

@@ -3,6 +3,7 @@
 The first tests run without a Ray instance in this process (the CLI starts and shuts down its own; the
 no-Ray test hides the module). The others share one local Ray (``ray_local``, two CPUs) for the module.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,12 +44,15 @@ def _same(a, b) -> bool:
 
 
 # -- without a Ray instance in this process -------------------------------------------------------------------
-@pytest.mark.parametrize("argv", [
-    ["compare", "--env", ENV, "--policies", "full", "--workers", "2"],
-    ["compare", "--env", ENV, "--policies", "full", "--ray-address", "auto"],
-    ["evaluate", "--policy", "full", "--env", ENV, "--workers", "2"],
-    ["train", "--algo", "ppo", "--env", ENV, "--n-envs", "2", "--vec-env", "ray"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compare", "--env", ENV, "--policies", "full", "--workers", "2"],
+        ["compare", "--env", ENV, "--policies", "full", "--ray-address", "auto"],
+        ["evaluate", "--policy", "full", "--env", ENV, "--workers", "2"],
+        ["train", "--algo", "ppo", "--env", ENV, "--n-envs", "2", "--vec-env", "ray"],
+    ],
+)
 def test_parallel_options_without_ray_exit_2_with_the_install_command(argv, monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     monkeypatch.chdir(tmp_path)
@@ -65,17 +69,22 @@ def test_python_api_without_ray_raises_import_error(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(RayUnavailable, match=r'pip install -e "\.\[ray\]"'):
         compare(ENV, [0], policies=["full"], out=tmp_path / "c", workers=2, **KW)
-    with pytest.raises(ImportError, match=r'parallel runs need Ray, which is not installed; install it with pip install'):
+    with pytest.raises(
+        ImportError, match=r"parallel runs need Ray, which is not installed; install it with pip install"
+    ):
         evaluate("full", ENV, [0], results=None, workers=2, **KW)
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--workers", "0"], "workers=0 must be a positive int"),
-    (["--gpus-per-run", "0.5"], "gpus_per_run applies to Ray runs only"),
-    (["--workers", "2", "--cpus-per-run", "0"], "cpus_per_run=0.0 must be a number > 0"),
-    (["--cpus-per-run", "-1"], "cpus_per_run=-1.0 must be a number > 0"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--workers", "0"], "workers=0 must be a positive int"),
+        (["--gpus-per-run", "0.5"], "gpus_per_run applies to Ray runs only"),
+        (["--workers", "2", "--cpus-per-run", "0"], "cpus_per_run=0.0 must be a number > 0"),
+        (["--cpus-per-run", "-1"], "cpus_per_run=-1.0 must be a number > 0"),
+    ],
+)
 def test_bad_parallel_options_exit_2(argv, expected, tmp_path, capsys):
     assert main(["compare", "--env", ENV, "--policies", "full", "--out", str(tmp_path / "c"), *argv]) == 2
     err = capsys.readouterr().err
@@ -94,8 +103,21 @@ def test_compare_with_workers_equals_the_sequential_run(tmp_path, capsys):
 
     assert not ray.is_initialized()
     threads = torch.get_num_threads()
-    base = ["compare", "--env", ENV, "--seeds", "0", "1", "--policies", *POLICIES, "--quiet", "--cpus-per-run", "1",
-            "--env-kwargs", *KW_ARGS]
+    base = [
+        "compare",
+        "--env",
+        ENV,
+        "--seeds",
+        "0",
+        "1",
+        "--policies",
+        *POLICIES,
+        "--quiet",
+        "--cpus-per-run",
+        "1",
+        "--env-kwargs",
+        *KW_ARGS,
+    ]
     assert main(base + ["--out", str(tmp_path / "seq")]) == 0
     assert torch.get_num_threads() == threads
     assert main(base + ["--out", str(tmp_path / "par"), "--workers", "2"]) == 0
@@ -116,8 +138,7 @@ def test_compare_with_workers_equals_the_sequential_run(tmp_path, capsys):
     def scalars(d, policy, seed):
         acc = EventAccumulator(str(tmp_path / d / "runs" / "prunegym_Synthetic-MLP-v0" / policy / f"seed{seed}"))
         acc.Reload()
-        return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]
-                if "wall" not in t}
+        return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"] if "wall" not in t}
 
     for policy in POLICIES:
         for seed in (0, 1):
@@ -217,8 +238,24 @@ def test_failed_episodes_are_reported_retried_and_rerun(ray_local, tmp_path):
 
 def test_cli_evaluate_with_workers_uses_a_running_ray_and_leaves_it(ray_local, tmp_path, capsys):
     results = tmp_path / "r.jsonl"
-    argv = ["evaluate", "--policy", "uniform", "--env", ENV, "--seeds", "2", "0", "1", "--quiet", "--results",
-            str(results), "--tensorboard-log", str(tmp_path / "runs"), "--env-kwargs", *KW_ARGS]
+    argv = [
+        "evaluate",
+        "--policy",
+        "uniform",
+        "--env",
+        ENV,
+        "--seeds",
+        "2",
+        "0",
+        "1",
+        "--quiet",
+        "--results",
+        str(results),
+        "--tensorboard-log",
+        str(tmp_path / "runs"),
+        "--env-kwargs",
+        *KW_ARGS,
+    ]
     assert main(argv + ["--workers", "2"]) == 0
     assert ray_local.is_initialized()
     out = capsys.readouterr().out
@@ -235,8 +272,8 @@ def test_cli_evaluate_with_workers_uses_a_running_ray_and_leaves_it(ray_local, t
 def test_ray_vec_env_steps_like_dummy_vec_env(ray_local):
     from stable_baselines3.common.monitor import Monitor
 
-    from prunegym.agents.sb3.vec_envs import make_vec_env
     from prunegym.agents.parallel.ray_vec_env import RayVecEnv
+    from prunegym.agents.sb3.vec_envs import make_vec_env
 
     kw = {**KW, "pruner": "uniform"}
     dummy = make_vec_env(ENV, 2, 7, kw, vec_env="dummy")
@@ -246,8 +283,10 @@ def test_ray_vec_env_steps_like_dummy_vec_env(ray_local):
         assert rayv.observation_space == dummy.observation_space and rayv.action_space == dummy.action_space
         assert rayv.get_attr("pruner_name") == ["uniform", "uniform"] and rayv.has_attr("pruner_name")
         assert rayv.env_is_wrapped(Monitor) == [True, True]
-        assert rayv.env_method("encode_action", prune_ratio=0.5, indices=[1])[0].tolist() == \
-            dummy.env_method("encode_action", prune_ratio=0.5, indices=[1])[0].tolist()
+        assert (
+            rayv.env_method("encode_action", prune_ratio=0.5, indices=[1])[0].tolist()
+            == dummy.env_method("encode_action", prune_ratio=0.5, indices=[1])[0].tolist()
+        )
         assert _same(rayv.reset().tolist(), dummy.reset().tolist())
         assert _same(rayv.reset_infos, dummy.reset_infos)
         rng = np.random.default_rng(0)
@@ -260,8 +299,9 @@ def test_ray_vec_env_steps_like_dummy_vec_env(ray_local):
                 for info in (ri, di):
                     info.get("episode", {}).pop("t", None)  # Monitor's wall-clock time
                 assert _same(ri.keys(), di.keys())
-                assert all(np.array_equal(ri[k], di[k]) if isinstance(ri[k], np.ndarray) else _same(ri[k], di[k])
-                           for k in ri), step
+                assert all(
+                    np.array_equal(ri[k], di[k]) if isinstance(ri[k], np.ndarray) else _same(ri[k], di[k]) for k in ri
+                ), step
             assert r_done.all() == (step == KW["epochs"] - 1)
         assert "terminal_observation" not in r_infos[0]
         with pytest.raises(NotImplementedError, match="does not render"):
@@ -279,15 +319,48 @@ def test_train_with_ray_vec_env_learns_what_dummy_vec_env_learns(ray_local, tmp_
 
     from prunegym.agents import train_agent
 
-    argv = ["train", "--algo", "ppo", "--env", ENV, "--total-timesteps", "8", "--n-envs", "2", "--vec-env", "ray",
-            "--quiet", "--tensorboard-log", "", "--out", str(tmp_path / "ray"), "--eval-freq", "0",
-            "--hyperparams", "n_steps=4", "batch_size=4", "n_epochs=1", "--env-kwargs", *KW_ARGS]
+    argv = [
+        "train",
+        "--algo",
+        "ppo",
+        "--env",
+        ENV,
+        "--total-timesteps",
+        "8",
+        "--n-envs",
+        "2",
+        "--vec-env",
+        "ray",
+        "--quiet",
+        "--tensorboard-log",
+        "",
+        "--out",
+        str(tmp_path / "ray"),
+        "--eval-freq",
+        "0",
+        "--hyperparams",
+        "n_steps=4",
+        "batch_size=4",
+        "n_epochs=1",
+        "--env-kwargs",
+        *KW_ARGS,
+    ]
     assert main(argv) == 0
     assert "saved" in capsys.readouterr().out
     meta = json.loads((tmp_path / "ray" / "model.json").read_text())
     assert meta["num_timesteps"] == 8 and meta["n_envs"] == 2
-    dummy = train_agent("ppo", ENV, 8, 0, env_kwargs=KW, n_envs=2, vec_env="dummy", out=tmp_path / "dummy",
-                        eval_freq=0, hyperparams=dict(n_steps=4, batch_size=4, n_epochs=1))
+    dummy = train_agent(
+        "ppo",
+        ENV,
+        8,
+        0,
+        env_kwargs=KW,
+        n_envs=2,
+        vec_env="dummy",
+        out=tmp_path / "dummy",
+        eval_freq=0,
+        hyperparams=dict(n_steps=4, batch_size=4, n_epochs=1),
+    )
     from prunegym.agents import load_agent
 
     ray_agent = load_agent(tmp_path / "ray" / "model.zip")

@@ -4,6 +4,7 @@ A done (policy, seed) pair must match what the policy is now and have its Tensor
 ``--out``; ``--rerun`` replaces; outputs are checked before the first episode; diverged and failed episodes
 are marked, kept out of the means and the Pareto front, and make the command exit 1.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,21 @@ def no_episodes(monkeypatch):
 
 
 def _compare_argv(out: Path, *extra: str, policies=("uniform",), seeds=("0", "1")) -> list[str]:
-    return ["compare", "--env", ENV, "--seeds", *seeds, "--policies", *policies, "--out", str(out), "--quiet",
-            *extra, "--env-kwargs", *KW_ARGS]
+    return [
+        "compare",
+        "--env",
+        ENV,
+        "--seeds",
+        *seeds,
+        "--policies",
+        *policies,
+        "--out",
+        str(out),
+        "--quiet",
+        *extra,
+        "--env-kwargs",
+        *KW_ARGS,
+    ]
 
 
 def _events(run: Path) -> dict[str, list[tuple[int, float]]]:
@@ -60,9 +74,30 @@ def _events(run: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def _train(out: Path, seed: int) -> int:
-    return main(["train", "--algo", "ppo", "--env", ENV, "--total-timesteps", "4", "--seed", str(seed), "--quiet",
-                 "--tensorboard-log", "", "--out", str(out), "--eval-freq", "0", *TINY_PPO, "--overwrite",
-                 "--env-kwargs", *KW_ARGS])
+    return main(
+        [
+            "train",
+            "--algo",
+            "ppo",
+            "--env",
+            ENV,
+            "--total-timesteps",
+            "4",
+            "--seed",
+            str(seed),
+            "--quiet",
+            "--tensorboard-log",
+            "",
+            "--out",
+            str(out),
+            "--eval-freq",
+            "0",
+            *TINY_PPO,
+            "--overwrite",
+            "--env-kwargs",
+            *KW_ARGS,
+        ]
+    )
 
 
 # -- 1: a done pair must match what the policy is --------------------------------------------------------------
@@ -157,9 +192,16 @@ def test_the_run_is_written_before_the_row(tmp_path, monkeypatch):
 def test_a_second_writer_on_one_out_fails_naming_the_holder(tmp_path, capsys, no_episodes):
     out = tmp_path / "cmp"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from prunegym.agents.output import output_lock\n"
-         "with output_lock(sys.argv[1]):\n print('locked', flush=True); time.sleep(60)", str(out)],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from prunegym.agents.output import output_lock\n"
+            "with output_lock(sys.argv[1]):\n print('locked', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         assert main(_compare_argv(out)) == 2
@@ -197,16 +239,58 @@ def test_rerun_replaces_rows_and_tensorboard_runs(tmp_path, capsys):
 
 
 # -- 7: outputs are checked before the first episode ------------------------------------------------------------
-@pytest.mark.parametrize("make_argv", [
-    lambda t: _compare_argv(Path("/proc/prunegym-x")),
-    lambda t: _compare_argv(t / "a-file"),
-    lambda t: ["evaluate", "--policy", "uniform", "--env", ENV, "--seeds", "0", "--quiet", "--results",
-               "/proc/prunegym-x/r.jsonl", "--env-kwargs", *KW_ARGS],
-    lambda t: ["evaluate", "--policy", "uniform", "--env", ENV, "--seeds", "0", "--quiet", "--results", str(t),
-               "--env-kwargs", *KW_ARGS],
-    lambda t: ["evaluate", "--policy", "uniform", "--env", ENV, "--seeds", "0", "--quiet", "--results",
-               str(t / "r.jsonl"), "--tensorboard-log", str(t / "a-file"), "--env-kwargs", *KW_ARGS],
-], ids=["compare-proc", "compare-file", "evaluate-proc", "evaluate-results-is-a-folder", "evaluate-tb-is-a-file"])
+@pytest.mark.parametrize(
+    "make_argv",
+    [
+        lambda t: _compare_argv(Path("/proc/prunegym-x")),
+        lambda t: _compare_argv(t / "a-file"),
+        lambda t: [
+            "evaluate",
+            "--policy",
+            "uniform",
+            "--env",
+            ENV,
+            "--seeds",
+            "0",
+            "--quiet",
+            "--results",
+            "/proc/prunegym-x/r.jsonl",
+            "--env-kwargs",
+            *KW_ARGS,
+        ],
+        lambda t: [
+            "evaluate",
+            "--policy",
+            "uniform",
+            "--env",
+            ENV,
+            "--seeds",
+            "0",
+            "--quiet",
+            "--results",
+            str(t),
+            "--env-kwargs",
+            *KW_ARGS,
+        ],
+        lambda t: [
+            "evaluate",
+            "--policy",
+            "uniform",
+            "--env",
+            ENV,
+            "--seeds",
+            "0",
+            "--quiet",
+            "--results",
+            str(t / "r.jsonl"),
+            "--tensorboard-log",
+            str(t / "a-file"),
+            "--env-kwargs",
+            *KW_ARGS,
+        ],
+    ],
+    ids=["compare-proc", "compare-file", "evaluate-proc", "evaluate-results-is-a-folder", "evaluate-tb-is-a-file"],
+)
 def test_unusable_outputs_fail_before_the_first_episode(make_argv, tmp_path, capsys, no_episodes):
     (tmp_path / "a-file").write_text("x")
     assert main(make_argv(tmp_path)) == 2
@@ -223,8 +307,27 @@ def test_train_checks_its_output_folder_before_training(tmp_path, capsys, monkey
     monkeypatch.setattr(training, "make_vec_env", refuse)
     (tmp_path / "a-file").write_text("x")
     for out in (tmp_path / "a-file", Path("/proc/prunegym-x")):
-        assert main(["train", "--algo", "ppo", "--env", ENV, "--total-timesteps", "4", "--quiet", "--out", str(out),
-                     "--tensorboard-log", "", "--env-kwargs", *KW_ARGS]) == 2
+        assert (
+            main(
+                [
+                    "train",
+                    "--algo",
+                    "ppo",
+                    "--env",
+                    ENV,
+                    "--total-timesteps",
+                    "4",
+                    "--quiet",
+                    "--out",
+                    str(out),
+                    "--tensorboard-log",
+                    "",
+                    "--env-kwargs",
+                    *KW_ARGS,
+                ]
+            )
+            == 2
+        )
         assert str(out) in _one_line(capsys, "prunegym train: error:")
 
 
@@ -243,8 +346,23 @@ def test_a_read_only_out_fails_before_the_first_episode(tmp_path, capsys, no_epi
 # -- 9: diverged and failed episodes ------------------------------------------------------------------------------
 def test_diverged_episodes_are_marked_kept_off_the_front_and_exit_1(tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = ["compare", "--env", ENV, "--seeds", "0", "1", "--policies", "full", "--out", str(out), "--quiet",
-            "--env-kwargs", *KW_ARGS, "lr=1e12", "lr_schedule='constant'"]
+    argv = [
+        "compare",
+        "--env",
+        ENV,
+        "--seeds",
+        "0",
+        "1",
+        "--policies",
+        "full",
+        "--out",
+        str(out),
+        "--quiet",
+        "--env-kwargs",
+        *KW_ARGS,
+        "lr=1e12",
+        "lr_schedule='constant'",
+    ]
     assert main(argv) == 1
     captured = capsys.readouterr()
     err = captured.err
@@ -260,8 +378,27 @@ def test_diverged_episodes_are_marked_kept_off_the_front_and_exit_1(tmp_path, ca
     assert "| full | 0 (+2 diverged) | — ±" not in md and "| full | 0 (+2 diverged) | — |" in md
     assert "**Diverged episodes (2)**" in md and "non-finite training loss" in md
     assert "DIVERGED" not in captured.out  # compare prints the table; evaluate marks its rows (below)
-    assert main(["evaluate", "--policy", "full", "--env", ENV, "--seeds", "0", "--quiet", "--results",
-                 str(tmp_path / "r.jsonl"), "--env-kwargs", *KW_ARGS, "lr=1e12", "lr_schedule='constant'"]) == 1
+    assert (
+        main(
+            [
+                "evaluate",
+                "--policy",
+                "full",
+                "--env",
+                ENV,
+                "--seeds",
+                "0",
+                "--quiet",
+                "--results",
+                str(tmp_path / "r.jsonl"),
+                "--env-kwargs",
+                *KW_ARGS,
+                "lr=1e12",
+                "lr_schedule='constant'",
+            ]
+        )
+        == 1
+    )
     captured = capsys.readouterr()
     assert "DIVERGED: non-finite training loss" in captured.out and "1 episode(s) diverged (full seed 0" in captured.err
 
@@ -270,12 +407,26 @@ def test_summary_keeps_error_rows_out_of_means_and_the_front():
     from prunegym.agents.evaluation.report import markdown_table, summarize
 
     def row(policy, seed, acc, comp, error=None, steps=2):
-        return {"policy": policy, "seed": seed, "test_accuracy": acc, "compute_fraction": comp, "kept_fraction": comp,
-                "episode_return": acc - comp, "wall_clock_s": 1.0, "error": error, "steps": steps}
+        return {
+            "policy": policy,
+            "seed": seed,
+            "test_accuracy": acc,
+            "compute_fraction": comp,
+            "kept_fraction": comp,
+            "episode_return": acc - comp,
+            "wall_clock_s": 1.0,
+            "error": error,
+            "steps": steps,
+        }
 
-    rows = [row("a", 0, 0.5, 0.5), row("a", 1, 0.6, 0.5), row("a", 2, 0.9, 0.1, "non-finite training loss"),
-            row("b", 0, 0.99, 0.01, "non-finite validation loss"),
-            row("c", 0, 0.4, 0.9), row("c", 1, float("nan"), float("nan"), "RuntimeError: boom", steps=0)]
+    rows = [
+        row("a", 0, 0.5, 0.5),
+        row("a", 1, 0.6, 0.5),
+        row("a", 2, 0.9, 0.1, "non-finite training loss"),
+        row("b", 0, 0.99, 0.01, "non-finite validation loss"),
+        row("c", 0, 0.4, 0.9),
+        row("c", 1, float("nan"), float("nan"), "RuntimeError: boom", steps=0),
+    ]
     s = {e["policy"]: e for e in summarize(rows)}
     assert s["a"]["n"] == 2 and s["a"]["n_diverged"] == 1 and s["a"]["test_accuracy_mean"] == pytest.approx(0.55)
     assert s["b"]["n"] == 0 and s["b"]["n_diverged"] == 1 and not s["b"]["pareto"]

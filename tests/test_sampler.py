@@ -1,6 +1,7 @@
 """Issue 14 section 3: ``PruningSampler`` in a plain loop, behind a ``DataLoader`` with 2 workers (``drop_last``
 either way) and in a 2-process gloo run, each against the engine's own run of the same pruner and seed; its
 epoch rules, budget and errors; ``progress_lr``; and the README's example, run as written."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,15 @@ from prunegym.training import EpochPlan, RunConfig, TrainingRun, progress_lr
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
 E, BS = 4, 128
-CFG = RunConfig(dataset="synthetic", model="mlp", model_kwargs={"hidden": (64,)}, epochs=E, batch_size=BS,
-                lr_schedule="constant", seed=0)
+CFG = RunConfig(
+    dataset="synthetic",
+    model="mlp",
+    model_kwargs={"hidden": (64,)},
+    epochs=E,
+    batch_size=BS,
+    lr_schedule="constant",
+    seed=0,
+)
 
 
 def _infobatch_ratio(e: int, epochs: int = E) -> float:
@@ -146,17 +154,20 @@ def test_budget_out_of_reach_warns_and_reports_what_was_spent():
     assert s.budget_spent > 0.61
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(pruner="pfb"), "selects rows inside the forward pass"),
-    (dict(pruner="swdpp"), "mixes kept samples"),
-    (dict(pruner="nope"), "unknown pruner 'nope'; allowed: full, uniform"),
-    (dict(bogus=1), "no knob.s. bogus; allowed: delta, prune_ratio"),
-    (dict(budget=0.5, prune_ratio=0.3), "budget= or prune_ratio=, not both"),
-    (dict(budget=1.5), r"budget=1.5 must be a fraction in \(0, 1\]"),
-    (dict(budget=0.2), "budget=0.2 is below what 'infobatch' can reach"),
-    (dict(num_samples=0), "num_samples=0 must be a positive int"),
-    (dict(prune_ratio=0.95), r"prune_ratio=0.95 is out of range \[0, 0.9\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(pruner="pfb"), "selects rows inside the forward pass"),
+        (dict(pruner="swdpp"), "mixes kept samples"),
+        (dict(pruner="nope"), "unknown pruner 'nope'; allowed: full, uniform"),
+        (dict(bogus=1), "no knob.s. bogus; allowed: delta, prune_ratio"),
+        (dict(budget=0.5, prune_ratio=0.3), "budget= or prune_ratio=, not both"),
+        (dict(budget=1.5), r"budget=1.5 must be a fraction in \(0, 1\]"),
+        (dict(budget=0.2), "budget=0.2 is below what 'infobatch' can reach"),
+        (dict(num_samples=0), "num_samples=0 must be a positive int"),
+        (dict(prune_ratio=0.95), r"prune_ratio=0.95 is out of range \[0, 0.9\]"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors(kwargs, match):
     args = {"pruner": "infobatch", "num_samples": 100, "epochs": 4, **kwargs}
     with pytest.raises(ValueError, match=match):
@@ -181,8 +192,19 @@ def test_weights_are_infobatchs_rescaling_and_update_checks_lengths():
 
 # -- two processes (gloo) -----------------------------------------------------------------------------------------
 def test_two_process_gloo_run_matches_the_engines_ddp_run(tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "examples" / "sampler_ddp.py"), "--epochs", "3", "--out", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "examples" / "sampler_ddp.py"),
+        "--epochs",
+        "3",
+        "--out",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))

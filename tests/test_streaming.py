@@ -1,6 +1,7 @@
 """Issue 14 section 2: the streaming path (a map-style ``Dataset`` through a ``DataLoader`` with workers) gives the
 resident path's kept sets, per-sample losses, pass counts and evaluations on the same data and seed, for an
 epoch-level pruner (InfoBatch), mix-up (SwDPP) and an in-batch selector (PFB); and how the path is chosen."""
+
 from __future__ import annotations
 
 import pytest
@@ -33,8 +34,9 @@ def image_sources():
     x = torch.randn(1200, 1, 8, 8, generator=g)
     y = torch.randint(0, 4, (1200,), generator=g)
     register_dataset("s-tensors", {"train": (x[:1000], y[:1000]), "test": (x[1000:], y[1000:])})
-    register_dataset("s-dataset", {"train": _Images(x[:1000], y[:1000]), "test": _Images(x[1000:], y[1000:])},
-                     num_classes=4)
+    register_dataset(
+        "s-dataset", {"train": _Images(x[:1000], y[:1000]), "test": _Images(x[1000:], y[1000:])}, num_classes=4
+    )
     register_dataset("s-carved", _Images(x, y), num_classes=4)  # no test split: one is carved
     register_dataset("s-carved-t", (x, y))
     return x, y
@@ -66,11 +68,14 @@ def _assert_same(a, b):
     torch.testing.assert_close(run_a.scores.ema, run_b.scores.ema, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("pruner, action", [
-    ("infobatch", {"prune_ratio": 0.5}),
-    ("swdpp", {"prune_ratio": 0.3, "floor": 0.2, "mix_prob": 0.5}),
-    ("pfb", {"prune_ratio": 0.4}),
-])
+@pytest.mark.parametrize(
+    "pruner, action",
+    [
+        ("infobatch", {"prune_ratio": 0.5}),
+        ("swdpp", {"prune_ratio": 0.3, "floor": 0.2, "mix_prob": 0.5}),
+        ("pfb", {"prune_ratio": 0.4}),
+    ],
+)
 def test_streaming_dataset_with_two_workers_equals_resident_tensors(image_sources, pruner, action):
     resident = _episode("s-tensors", pruner, action)
     streamed = _episode("s-dataset", pruner, action, num_workers=2)

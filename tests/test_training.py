@@ -1,6 +1,7 @@
 """Tests of prunegym.training: data splits, determinism, RNG isolation, the pruned epoch engine (weights,
 selectors, mix-up, pass counts, FLOPs), the learning-rate schedule, the score table, augmentation and config
 validation. Real-data tests use small Fashion-MNIST subsets from the ``data_root`` fixture (tests/conftest.py)."""
+
 from __future__ import annotations
 
 import copy
@@ -13,8 +14,22 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from prunegym.training import (
-    DATASETS, MODELS, OPTIMIZERS, SCHEDULES, DataSplits, DatasetMissingError, EpochPlan, MixupSpec, PassCounts,
-    RunConfig, ScoreTable, TrainingRun, build_model, load_splits, lr_at, measure_flops,
+    DATASETS,
+    MODELS,
+    OPTIMIZERS,
+    SCHEDULES,
+    DatasetMissingError,
+    DataSplits,
+    EpochPlan,
+    MixupSpec,
+    PassCounts,
+    RunConfig,
+    ScoreTable,
+    TrainingRun,
+    build_model,
+    load_splits,
+    lr_at,
+    measure_flops,
 )
 from prunegym.training.augment import random_crop_flip
 
@@ -44,13 +59,16 @@ def params(run: TrainingRun) -> list[torch.Tensor]:
     return [p.detach().clone() for p in run.model.parameters()]
 
 
-def image_splits(n: int = 256, shape=(1, 28, 28), classes: int = 10, augment: bool = False,
-                 seed: int = 0) -> DataSplits:
+def image_splits(
+    n: int = 256, shape=(1, 28, 28), classes: int = 10, augment: bool = False, seed: int = 0
+) -> DataSplits:
     """A tiny random image task, so that CNN code paths run without real data."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn((n + 64, *shape), generator=g)
     y = torch.randint(0, classes, (n + 64,), generator=g)
-    return DataSplits("tiny-images", x[:n], y[:n], x[n:n + 32], y[n:n + 32], x[n + 32:], y[n + 32:], classes, augment)
+    return DataSplits(
+        "tiny-images", x[:n], y[:n], x[n : n + 32], y[n : n + 32], x[n + 32 :], y[n + 32 :], classes, augment
+    )
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +113,9 @@ def test_fashion_mnist_validation_is_carved_from_training_set(fmnist_root):
 
 
 def test_fashion_mnist_split_is_seeded(fmnist_root):
-    a, b, c = (load_splits("fashion_mnist", seed, root=fmnist_root, download=False, **FMNIST_SUBSET)
-               for seed in (0, 0, 1))
+    a, b, c = (
+        load_splits("fashion_mnist", seed, root=fmnist_root, download=False, **FMNIST_SUBSET) for seed in (0, 0, 1)
+    )
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
         assert not torch.equal(getattr(a, name), getattr(c, name)), name
@@ -150,8 +169,17 @@ def test_same_config_and_seed_bit_identical_synthetic(syn):
 
 
 def test_same_config_and_seed_bit_identical_fashion_mnist_cnn(fmnist_root):
-    cfg = RunConfig(dataset="fashion_mnist", model="cnn", epochs=2, batch_size=64, seed=3, data_root=str(fmnist_root),
-                    train_size=384, val_size=256, test_size=256)
+    cfg = RunConfig(
+        dataset="fashion_mnist",
+        model="cnn",
+        epochs=2,
+        batch_size=64,
+        seed=3,
+        data_root=str(fmnist_root),
+        train_size=384,
+        val_size=256,
+        test_size=256,
+    )
     _, r1 = _two_epochs(cfg)
     _, r2 = _two_epochs(cfg)
     _assert_same_epochs(r1, r2)
@@ -298,8 +326,9 @@ def test_mixup_partners_mix_inputs_and_losses(syn):
     assert torch.equal(res.mixed, lam < 1) and res.mixed.sum() == k // 2
     x = lam.view(-1, 1) * syn.x_train[idx] + (1 - lam).view(-1, 1) * syn.x_train[partner]
     logits = ref(x)
-    per_sample = lam * F.cross_entropy(logits, syn.y_train[idx], reduction="none") \
-        + (1 - lam) * F.cross_entropy(logits, syn.y_train[partner], reduction="none")
+    per_sample = lam * F.cross_entropy(logits, syn.y_train[idx], reduction="none") + (1 - lam) * F.cross_entropy(
+        logits, syn.y_train[partner], reduction="none"
+    )
     per_sample.mean().backward()
     assert_close(res.losses, per_sample.detach(), rtol=1e-5, atol=1e-6)
     for g, p in zip(grads, ref.parameters()):
@@ -348,12 +377,14 @@ def test_selector_charges_shallow_for_all_rows_and_deep_for_kept_rows(syn):
 
     res = run.run_epoch(EpochPlan(idx, selector=keep_floor_half))
     kept = 7 * 64 + 52
-    assert res.passes == PassCounts(shallow_forward=1001, shallow_backward=1001, deep_forward=kept, deep_backward=kept,
-                                    scoring_forward=50)
+    assert res.passes == PassCounts(
+        shallow_forward=1001, shallow_backward=1001, deep_forward=kept, deep_backward=kept, scoring_forward=50
+    )
     assert res.indices.numel() == kept and torch.unique(res.indices).numel() == kept
     assert torch.isin(res.indices, idx).all()
-    expected = (1001 * (f.shallow_forward + f.shallow_backward) + kept * (f.deep_forward + f.deep_backward)
-                + 50 * f.forward)
+    expected = (
+        1001 * (f.shallow_forward + f.shallow_backward) + kept * (f.deep_forward + f.deep_backward) + 50 * f.forward
+    )
     assert res.flops == pytest.approx(expected, rel=1e-12)
     assert res.kept_fraction == kept / run.num_train and res.planned_fraction == 1001 / run.num_train
     nxt = run.run_epoch(EpochPlan(idx[:10]))
@@ -374,12 +405,14 @@ def test_cnn_flops_match_a_hand_count():
     assert f.deep_backward == pytest.approx(4 * (conv2 + fc + head), rel=0.03)
     assert f.train_step == pytest.approx(25e6, rel=0.03)
     assert f.forward == pytest.approx(f.shallow_forward + f.deep_forward, rel=1e-12)
-    assert f.train_step == pytest.approx(f.shallow_forward + f.deep_forward + f.shallow_backward + f.deep_backward,
-                                         rel=1e-12)
+    assert f.train_step == pytest.approx(
+        f.shallow_forward + f.deep_forward + f.shallow_backward + f.deep_backward, rel=1e-12
+    )
     assert f.shallow_share == pytest.approx(4 * conv1 / f.train_step, rel=0.03)
     # another split point moves conv2 into the shallow part; the whole-model totals do not change
-    g = measure_flops(build_model("cnn", (1, 28, 28), 10, torch.Generator().manual_seed(0), split="block2"),
-                      (1, 28, 28))
+    g = measure_flops(
+        build_model("cnn", (1, 28, 28), 10, torch.Generator().manual_seed(0), split="block2"), (1, 28, 28)
+    )
     assert g.shallow_forward == pytest.approx(2 * (conv1 + conv2), rel=0.03)
     assert g.forward == pytest.approx(f.forward, rel=1e-9) and g.train_step == pytest.approx(f.train_step, rel=1e-9)
 
@@ -394,6 +427,7 @@ def test_lr_follows_progress_not_batch_count(syn):
         def select_all(h, bi):
             log.append(run.optimizer.param_groups[0]["lr"])
             return torch.arange(h.shape[0])
+
         return select_all
 
     for e in range(3):
@@ -468,7 +502,7 @@ def _all_crops_and_flips(x: torch.Tensor, padding: int):
     padded = F.pad(x, (padding,) * 4)
     for dy in range(2 * padding + 1):
         for dx in range(2 * padding + 1):
-            crop = padded[:, dy:dy + h, dx:dx + w]
+            crop = padded[:, dy : dy + h, dx : dx + w]
             yield (dy, dx, False), crop
             yield (dy, dx, True), crop.flip(-1)
 
@@ -499,10 +533,15 @@ def test_random_crop_flip_shape_reproducibility_and_content():
 
 
 # -- configuration ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name,value,allowed", [
-    ("dataset", "imagenet", DATASETS), ("model", "vgg16", MODELS),
-    ("optimizer", "rmsprop", OPTIMIZERS), ("lr_schedule", "step", SCHEDULES),
-])
+@pytest.mark.parametrize(
+    "name,value,allowed",
+    [
+        ("dataset", "imagenet", DATASETS),
+        ("model", "vgg16", MODELS),
+        ("optimizer", "rmsprop", OPTIMIZERS),
+        ("lr_schedule", "step", SCHEDULES),
+    ],
+)
 def test_invalid_choices_raise_naming_value_and_allowed(name, value, allowed):
     with pytest.raises(ValueError) as info:
         RunConfig(**{name: value})
@@ -511,12 +550,24 @@ def test_invalid_choices_raise_naming_value_and_allowed(name, value, allowed):
     assert all(a in msg for a in allowed)
 
 
-@pytest.mark.parametrize("changes", [dict(epochs=0), dict(epochs=-1), dict(batch_size=0), dict(lr=0.0),
-                                     dict(lr=float("inf")), dict(lr=float("nan")), dict(momentum=-0.1),
-                                     dict(weight_decay=float("inf")), dict(ema_rate=1.5),
-                                     dict(pct_start=1.0), dict(label_smoothing=1.0)])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        dict(epochs=0),
+        dict(epochs=-1),
+        dict(batch_size=0),
+        dict(lr=0.0),
+        dict(lr=float("inf")),
+        dict(lr=float("nan")),
+        dict(momentum=-0.1),
+        dict(weight_decay=float("inf")),
+        dict(ema_rate=1.5),
+        dict(pct_start=1.0),
+        dict(label_smoothing=1.0),
+    ],
+)
 def test_invalid_numbers_raise(changes):
-    (name, value), = changes.items()
+    ((name, value),) = changes.items()
     with pytest.raises(ValueError, match=f"{name}={value!r}"):
         RunConfig(**changes)
     with pytest.raises(ValueError, match=f"{name}={value!r}"):

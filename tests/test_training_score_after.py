@@ -1,5 +1,6 @@
 """The engine's support for IES's end-of-epoch scoring pass (``EpochPlan.score_after``) and for an in-batch
 selector's own FLOPs (``Selector.flops``, ``PassCounts.selector_flops``)."""
+
 from __future__ import annotations
 
 import pytest
@@ -12,8 +13,18 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_run(label_smoothing: float = 0.0) -> TrainingRun:
-    cfg = RunConfig(dataset="synthetic", model="mlp", model_kwargs={"hidden": (32,)}, epochs=3, batch_size=64,
-                    train_size=500, val_size=100, seed=0, label_smoothing=label_smoothing, eval_batch_size=128)
+    cfg = RunConfig(
+        dataset="synthetic",
+        model="mlp",
+        model_kwargs={"hidden": (32,)},
+        epochs=3,
+        batch_size=64,
+        train_size=500,
+        val_size=100,
+        seed=0,
+        label_smoothing=label_smoothing,
+        eval_batch_size=128,
+    )
     return TrainingRun(cfg)
 
 
@@ -26,8 +37,9 @@ def test_score_after_returns_eval_losses_after_training_and_charges_this_epoch(l
     assert torch.equal(res.scored_indices, out)
     run.model.eval()
     with torch.no_grad():  # the model after the epoch's training, eval mode, the training criterion
-        expected = F.cross_entropy(run.model(run.data.x_train[out]), run.data.y_train[out], reduction="none",
-                                   label_smoothing=label_smoothing)
+        expected = F.cross_entropy(
+            run.model(run.data.x_train[out]), run.data.y_train[out], reduction="none", label_smoothing=label_smoothing
+        )
     torch.testing.assert_close(res.scored_losses, expected)
     assert res.passes.scoring_forward == 100 and res.kept_fraction == pytest.approx(0.8)
     f = run.meter.flops
@@ -78,7 +90,10 @@ def test_selector_flops_protocol():
     assert res.passes.selector_flops == sum(10.0 * b + b // 2 for b in batches)
     f = run.meter.flops
     deep = sum(b // 2 for b in batches)
-    assert res.flops == pytest.approx(500 * (f.shallow_forward + f.shallow_backward)
-                                      + deep * (f.deep_forward + f.deep_backward) + res.passes.selector_flops)
+    assert res.flops == pytest.approx(
+        500 * (f.shallow_forward + f.shallow_backward)
+        + deep * (f.deep_forward + f.deep_backward)
+        + res.passes.selector_flops
+    )
     res = run.run_epoch(EpochPlan(torch.arange(500), selector=plain))
     assert res.passes.selector_flops == 0.0

@@ -5,6 +5,7 @@ expressions cannot reach code outside prunegym's own; an unwritable cache, bad r
 [0, 2**63), oversized datasets and broken agent files give one line before any episode; Ctrl-C prints the
 command that resumes; rows, agents and the shipped agent record what they were measured with.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,16 @@ def no_episodes(monkeypatch):
 def tiny_agent(tmp_path_factory) -> Path:
     """A PPO agent trained for 4 steps; tests copy its folder before changing anything."""
     out = tmp_path_factory.mktemp("agent") / "agent"
-    train_agent("ppo", ENV, 4, 0, env_kwargs=KW, hyperparams=dict(n_steps=2, batch_size=2, n_epochs=1, n_envs=1),
-                out=out, eval_freq=0)
+    train_agent(
+        "ppo",
+        ENV,
+        4,
+        0,
+        env_kwargs=KW,
+        hyperparams=dict(n_steps=2, batch_size=2, n_epochs=1, n_envs=1),
+        out=out,
+        eval_freq=0,
+    )
     return out
 
 
@@ -62,11 +71,15 @@ def _copy_agent(tiny_agent: Path, dest: Path) -> Path:
 
 
 # -- 2: an unreachable cluster fails fast ------------------------------------------------------------------------
-@pytest.mark.parametrize("argv", [
-    ["compare", "--env", ENV, "--seeds", "0", "--policies", "full"],
-    ["evaluate", "--policy", "full", "--env", ENV, "--seeds", "0"],
-    ["train", "--algo", "ppo", "--env", ENV, "--vec-env", "ray", "--total-timesteps", "4"],
-], ids=["compare", "evaluate", "train"])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compare", "--env", ENV, "--seeds", "0", "--policies", "full"],
+        ["evaluate", "--policy", "full", "--env", ENV, "--seeds", "0"],
+        ["train", "--algo", "ppo", "--env", ENV, "--vec-env", "ray", "--total-timesteps", "4"],
+    ],
+    ids=["compare", "evaluate", "train"],
+)
 @pytest.mark.parametrize("address", ["127.0.0.1:1", "auto"])
 def test_an_unreachable_ray_address_fails_within_seconds_in_one_line(argv, address, tmp_path, capsys, monkeypatch):
     pytest.importorskip("ray")
@@ -119,8 +132,14 @@ def test_pretrained_names_resolve_only_inside_the_shipped_folder(tmp_path, capsy
     shutil.copy(src.with_suffix(".json"), str(outside) + ".json")
     (tmp_path / "a").mkdir()
     shutil.copy(src, tmp_path / "a" / "b.zip")
-    names = [os.path.relpath(outside, PRETRAINED_DIR), str(outside),
-             os.path.relpath(tmp_path / "a" / "b", PRETRAINED_DIR), "a/b", "..", f"{shipped[0]}/../{shipped[0]}"]
+    names = [
+        os.path.relpath(outside, PRETRAINED_DIR),
+        str(outside),
+        os.path.relpath(tmp_path / "a" / "b", PRETRAINED_DIR),
+        "a/b",
+        "..",
+        f"{shipped[0]}/../{shipped[0]}",
+    ]
     for name in names:
         with pytest.raises(ValueError, match=rf"unknown pretrained agent .*; allowed: {shipped[0]}"):
             pretrained_path("pretrained:" + name)
@@ -137,7 +156,8 @@ def marker_module(tmp_path, monkeypatch):
         f"open({str(marker)!r}, 'w').write('imported')\n"
         "def Wrap(env, **kw):\n"
         f"    open({str(marker)!r}, 'w').write('called')\n"
-        "    return env\n")
+        "    return env\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     yield marker
     sys.modules.pop("prunegym_test_payload", None)
@@ -148,11 +168,29 @@ def test_an_agent_json_names_only_prunegym_wrappers(tiny_agent, tmp_path, marker
     meta = json.loads(model.with_suffix(".json").read_text())
     meta["env_wrapper"] = "prunegym_test_payload.Wrap"
     model.with_suffix(".json").write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match=r"env_wrapper 'prunegym_test_payload.Wrap' is not one of prunegym's "
-                                         r"wrappers; allowed: prunegym.envs.DiscreteRatio"):
+    with pytest.raises(
+        ValueError,
+        match=r"env_wrapper 'prunegym_test_payload.Wrap' is not one of prunegym's "
+        r"wrappers; allowed: prunegym.envs.DiscreteRatio",
+    ):
         evaluate(str(model), ENV, [0], results=None, **KW)
-    assert main(["evaluate", "--policy", str(model), "--env", ENV, "--quiet", "--results", str(tmp_path / "r.jsonl"),
-                 "--env-kwargs", *KW_ARGS]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--policy",
+                str(model),
+                "--env",
+                ENV,
+                "--quiet",
+                "--results",
+                str(tmp_path / "r.jsonl"),
+                "--env-kwargs",
+                *KW_ARGS,
+            ]
+        )
+        == 2
+    )
     assert "not one of prunegym's wrappers" in _one_line(capsys)
     assert not marker_module.exists()  # neither imported nor called
     from prunegym.agents.sb3.hyperparams import make_wrapper
@@ -162,15 +200,18 @@ def test_an_agent_json_names_only_prunegym_wrappers(tiny_agent, tmp_path, marker
     assert not marker_module.exists()
 
 
-@pytest.mark.parametrize("expression", [
-    "th.os.system('touch {marker}')",
-    "__import__('os').system('touch {marker}')",
-    "dict(net_arch=[64], x=open('{marker}', 'w'))",
-    "[c for c in ().__class__.__base__.__subclasses__()]",
-    "nn.Module",
-    "dict(**{{'a': 1}})",
-    "lambda: 1",
-])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "th.os.system('touch {marker}')",
+        "__import__('os').system('touch {marker}')",
+        "dict(net_arch=[64], x=open('{marker}', 'w'))",
+        "[c for c in ().__class__.__base__.__subclasses__()]",
+        "nn.Module",
+        "dict(**{{'a': 1}})",
+        "lambda: 1",
+    ],
+)
 def test_hyperparameter_expressions_run_no_code(expression, tmp_path, capsys):
     from prunegym.agents.sb3.hyperparams import load_hyperparams, resolve_hyperparams
 
@@ -183,8 +224,27 @@ def test_hyperparameter_expressions_run_no_code(expression, tmp_path, capsys):
         resolve_hyperparams({**load_hyperparams("ppo", ENV), "normalize": text})
     yml = tmp_path / "ppo.yml"
     yml.write_text(json.dumps({ENV: {**load_hyperparams("ppo", ENV), "policy_kwargs": text}}))
-    assert main(["train", "--algo", "ppo", "--env", ENV, "--hyperparams-file", str(yml), "--quiet",
-                 "--out", str(tmp_path / "out"), "--tensorboard-log", "", "--env-kwargs", *KW_ARGS]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--algo",
+                "ppo",
+                "--env",
+                ENV,
+                "--hyperparams-file",
+                str(yml),
+                "--quiet",
+                "--out",
+                str(tmp_path / "out"),
+                "--tensorboard-log",
+                "",
+                "--env-kwargs",
+                *KW_ARGS,
+            ]
+        )
+        == 2
+    )
     assert "is not allowed" in _one_line(capsys, "prunegym train: error:")
     assert not marker.exists()
 
@@ -195,13 +255,17 @@ def test_zoo_expressions_still_read_as_the_zoo_writes_them():
     from prunegym.agents.sb3.expressions import literal_expression
     from prunegym.agents.sb3.hyperparams import HYPERPARAMS_DIR, load_hyperparams, resolve_hyperparams
 
-    assert literal_expression("dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=nn.Tanh, "
-                              "log_std_init=-0.5, ortho_init=False)") == {
-        "net_arch": {"pi": [64, 64], "vf": [64, 64]}, "activation_fn": torch.nn.Tanh, "log_std_init": -0.5,
-        "ortho_init": False}
-    assert literal_expression("dict(activation_fn=th.nn.ReLU, net_arch=[dict(pi=[8], vf=[8])], x=(1, +2.5e-3), "
-                              "y={'a': None})") == {
-        "activation_fn": torch.nn.ReLU, "net_arch": [{"pi": [8], "vf": [8]}], "x": (1, 2.5e-3), "y": {"a": None}}
+    assert literal_expression(
+        "dict(net_arch=dict(pi=[64, 64], vf=[64, 64]), activation_fn=nn.Tanh, log_std_init=-0.5, ortho_init=False)"
+    ) == {
+        "net_arch": {"pi": [64, 64], "vf": [64, 64]},
+        "activation_fn": torch.nn.Tanh,
+        "log_std_init": -0.5,
+        "ortho_init": False,
+    }
+    assert literal_expression(
+        "dict(activation_fn=th.nn.ReLU, net_arch=[dict(pi=[8], vf=[8])], x=(1, +2.5e-3), y={'a': None})"
+    ) == {"activation_fn": torch.nn.ReLU, "net_arch": [{"pi": [8], "vf": [8]}], "x": (1, 2.5e-3), "y": {"a": None}}
     import yaml
 
     for path in sorted(HYPERPARAMS_DIR.glob("*.yml")):
@@ -244,27 +308,59 @@ def test_lossless_reward_finishes_with_an_unwritable_cache_and_warns_once(tmp_pa
 
 
 # -- 10: smaller ones -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("line, expected", [
-    ("[1, 2]", "results.jsonl:2: a results line must be a JSON object (a row), got list"),
-    ("3", "results.jsonl:2: a results line must be a JSON object (a row), got int"),
-    ('"text"', "results.jsonl:2: a results line must be a JSON object (a row), got str"),
-    ('{"policy": "uniform", "seed": "zero"}', "results.jsonl:2: seed='zero' is not an int"),
-    ('{"env_id": "prunegym/Synth', "results.jsonl:2: not a JSON line"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("[1, 2]", "results.jsonl:2: a results line must be a JSON object (a row), got list"),
+        ("3", "results.jsonl:2: a results line must be a JSON object (a row), got int"),
+        ('"text"', "results.jsonl:2: a results line must be a JSON object (a row), got str"),
+        ('{"policy": "uniform", "seed": "zero"}', "results.jsonl:2: seed='zero' is not an int"),
+        ('{"env_id": "prunegym/Synth', "results.jsonl:2: not a JSON line"),
+    ],
+)
 @pytest.mark.parametrize("rerun", [False, True])
-def test_a_bad_results_file_fails_in_one_line_before_any_episode(line, expected, rerun, tmp_path, capsys,
-                                                               no_episodes):
+def test_a_bad_results_file_fails_in_one_line_before_any_episode(line, expected, rerun, tmp_path, capsys, no_episodes):
     out = tmp_path / "cmp"
     out.mkdir()
     good = json.dumps({"env_id": ENV, "env_kwargs": {}, "policy": "full", "seed": 0})
     (out / "results.jsonl").write_text(good + "\n" + line + "\n")
     before = (out / "results.jsonl").read_text()
-    argv = ["compare", "--env", ENV, "--seeds", "0", "--policies", "uniform", "--out", str(out), "--quiet",
-            *(["--rerun"] if rerun else []), "--env-kwargs", *KW_ARGS]
+    argv = [
+        "compare",
+        "--env",
+        ENV,
+        "--seeds",
+        "0",
+        "--policies",
+        "uniform",
+        "--out",
+        str(out),
+        "--quiet",
+        *(["--rerun"] if rerun else []),
+        "--env-kwargs",
+        *KW_ARGS,
+    ]
     assert main(argv) == 2
     assert expected in _one_line(capsys, "prunegym compare: error:")
-    assert main(["evaluate", "--policy", "uniform", "--env", ENV, "--seeds", "0", "--quiet", "--results",
-                 str(out / "results.jsonl"), "--env-kwargs", *KW_ARGS]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--policy",
+                "uniform",
+                "--env",
+                ENV,
+                "--seeds",
+                "0",
+                "--quiet",
+                "--results",
+                str(out / "results.jsonl"),
+                "--env-kwargs",
+                *KW_ARGS,
+            ]
+        )
+        == 2
+    )
     assert expected in _one_line(capsys, "prunegym evaluate: error:")
     assert (out / "results.jsonl").read_text() == before  # nothing appended to a corrupt file
 
@@ -302,8 +398,24 @@ def test_seeds_outside_0_to_2_pow_63_are_rejected_everywhere(tmp_path, capsys):
 def test_a_too_large_train_size_fails_in_the_pre_check(extra, tmp_path, capsys, no_episodes):
     if extra:
         pytest.importorskip("ray")
-    argv = ["compare", "--env", ENV, "--seeds", "0", "1", "--policies", "full", "uniform", "--out", str(tmp_path / "c"),
-            "--quiet", *extra, "--env-kwargs", "epochs=2", "train_size=1000000"]
+    argv = [
+        "compare",
+        "--env",
+        ENV,
+        "--seeds",
+        "0",
+        "1",
+        "--policies",
+        "full",
+        "uniform",
+        "--out",
+        str(tmp_path / "c"),
+        "--quiet",
+        *extra,
+        "--env-kwargs",
+        "epochs=2",
+        "train_size=1000000",
+    ]
     assert main(argv) == 2
     assert "train_size=1000000 must be in [1, " in _one_line(capsys, "prunegym compare: error:")
     assert not (tmp_path / "c").exists()
@@ -322,12 +434,34 @@ def _wait_for_rows(path: Path, n: int, proc: subprocess.Popen, timeout: float = 
 
 def test_ctrl_c_prints_the_command_that_resumes_and_exits_130(tmp_path, capsys):
     out = tmp_path / "cmp"
-    argv = ["compare", "--env", ENV, "--seeds", *map(str, range(8)), "--policies", "uniform", "--out", str(out),
-            "--quiet", "--cpus-per-run", "1", "--env-kwargs", "epochs=3", "train_size=600", "val_size=100",
-            "test_size=100"]
+    argv = [
+        "compare",
+        "--env",
+        ENV,
+        "--seeds",
+        *map(str, range(8)),
+        "--policies",
+        "uniform",
+        "--out",
+        str(out),
+        "--quiet",
+        "--cpus-per-run",
+        "1",
+        "--env-kwargs",
+        "epochs=3",
+        "train_size=600",
+        "val_size=100",
+        "test_size=100",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.Popen([sys.executable, "-m", "prunegym.agents", *argv], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "prunegym.agents", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
     try:
         _wait_for_rows(out / "results.jsonl", 1, proc)
         proc.send_signal(signal.SIGINT)
@@ -363,8 +497,22 @@ def test_interrupted_evaluate_names_the_seeds_left_and_train_the_resume_flag(tmp
 
     monkeypatch.setattr(evaluation.run_all, "__kwdefaults__", {"progress": False, "runner": interrupt_second})
     results = tmp_path / "r.jsonl"
-    argv = ["evaluate", "--policy", "uniform", "--env", ENV, "--seeds", "5", "6", "7", "--quiet", "--results",
-            str(results), "--env-kwargs", *KW_ARGS]
+    argv = [
+        "evaluate",
+        "--policy",
+        "uniform",
+        "--env",
+        ENV,
+        "--seeds",
+        "5",
+        "6",
+        "7",
+        "--quiet",
+        "--results",
+        str(results),
+        "--env-kwargs",
+        *KW_ARGS,
+    ]
     assert cli_main(argv) == 130
     err = _one_line(capsys, "prunegym evaluate: interrupted; 1 finished episode(s) are in")
     assert err.rstrip().endswith("--seeds 6 7") and [r["seed"] for r in read_rows(results)] == [5]
@@ -379,8 +527,18 @@ def test_interrupted_evaluate_names_the_seeds_left_and_train_the_resume_flag(tmp
     assert "--resume" in err and "--overwrite" not in err
 
 
-@pytest.mark.parametrize("damage", ["truncated-zip", "not-a-zip", "json-garbage", "json-list", "json-bad-stats",
-                                    "bare-zip-bad-data", "bare-zip-truncated-pkl"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncated-zip",
+        "not-a-zip",
+        "json-garbage",
+        "json-list",
+        "json-bad-stats",
+        "bare-zip-bad-data",
+        "bare-zip-truncated-pkl",
+    ],
+)
 def test_a_bad_agent_file_fails_in_one_line_naming_it(damage, tiny_agent, tmp_path, capsys):
     import zipfile
 
@@ -414,9 +572,10 @@ def test_a_bad_agent_file_fails_in_one_line_naming_it(damage, tiny_agent, tmp_pa
         doc["obs_normalizer"] = {"average": [0.0]}
         meta.write_text(json.dumps(doc))
         named = meta
-    for argv in (["evaluate", "--policy", str(model), "--env", ENV, "--quiet", "--results", str(tmp_path / "r.jsonl")],
-                 ["compare", "--env", ENV, "--policies", "full", "--agent", str(model), "--out", str(tmp_path / "c"),
-                  "--quiet"]):
+    for argv in (
+        ["evaluate", "--policy", str(model), "--env", ENV, "--quiet", "--results", str(tmp_path / "r.jsonl")],
+        ["compare", "--env", ENV, "--policies", "full", "--agent", str(model), "--out", str(tmp_path / "c"), "--quiet"],
+    ):
         assert main([*argv, "--env-kwargs", *KW_ARGS]) == 2
         assert str(named) in _one_line(capsys, f"prunegym {argv[0]}: error:")
 
@@ -430,7 +589,7 @@ def test_rows_and_saved_agents_record_versions_threads_and_device(tiny_agent):
 
     row = evaluate("uniform", ENV, [0], results=None, cpus_per_run=1, **KW)[0]
     rt = row["runtime"]
-    assert tuple(rt)[:len(VERSION_KEYS)] == VERSION_KEYS and rt["torch"] == torch.__version__
+    assert tuple(rt)[: len(VERSION_KEYS)] == VERSION_KEYS and rt["torch"] == torch.__version__
     assert rt["numpy"] == np.__version__ and rt["torch_threads"] == 1 and rt["device"] == "cpu"
     assert rt["prunegym"] and rt["stable_baselines3"] and rt["gymnasium"]
     meta = json.loads((tiny_agent / "model.json").read_text())
@@ -497,8 +656,11 @@ def test_replay_warns_when_it_runs_under_other_versions():
 
 
 def test_the_lock_file_pins_the_libraries_the_benchmarks_ran_with():
-    lines = [ln.strip() for ln in (REPO / "requirements-lock.txt").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (REPO / "requirements-lock.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     pins = dict(ln.split("==", 1) for ln in lines)
     assert len(pins) == len(lines)  # every line is name==version
     names = {k.lower().replace("_", "-") for k in pins}

@@ -1,6 +1,7 @@
 """Issue 14 section 1 (any dataset, any model) and issue 12 item 4 (dataset errors): the presets unchanged,
 ``register_dataset`` / ``register_model`` / ``register_task`` with their checks, ``torchvision:`` datasets (a tiny
 KMNIST fixture in the real idx ``.gz`` format) and models, and one-line errors for bad archives and roots."""
+
 from __future__ import annotations
 
 import gzip
@@ -18,8 +19,16 @@ import torch
 from torch import nn
 
 from prunegym.training import (
-    DatasetMissingError, RunConfig, TrainingRun, build_model, load_splits, measure_flops, register_dataset,
-    register_model, split_indices, torch_generator,
+    DatasetMissingError,
+    RunConfig,
+    TrainingRun,
+    build_model,
+    load_splits,
+    measure_flops,
+    register_dataset,
+    register_model,
+    split_indices,
+    torch_generator,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,25 +56,55 @@ def _mlp_factory(input_shape, num_classes, generator):
 
 # -- the presets are bit-identical to the code before issue 14 (hashes computed on commit 4eb067f) ---------------
 PRESET_SPLITS = {
-    ("synthetic", 0, ()): ["f185d107db47268e", "1c3d307106e086e3", "c0464a6e4df32e36", "b6e02af7cf8d977b",
-                           "459df165f6fd51b2", "4ff9412668fd9d0b"],
+    ("synthetic", 0, ()): [
+        "f185d107db47268e",
+        "1c3d307106e086e3",
+        "c0464a6e4df32e36",
+        "b6e02af7cf8d977b",
+        "459df165f6fd51b2",
+        "4ff9412668fd9d0b",
+    ],
     ("synthetic", 3, (("val_size", 0.25), ("train_size", 1000), ("test_size", 500))): [
-        "73a779c613b82c6a", "687477b8ceb6e178", "d5aa759b542dc60a", "13732ebc0d8ae68b", "3c5465fe570b1246",
-        "83f056f7611eba27"],
+        "73a779c613b82c6a",
+        "687477b8ceb6e178",
+        "d5aa759b542dc60a",
+        "13732ebc0d8ae68b",
+        "3c5465fe570b1246",
+        "83f056f7611eba27",
+    ],
 }
 PRESET_REAL = {
     ("fashion_mnist", 0, (("val_size", 500), ("train_size", 2000), ("test_size", 500))): [
-        "2fb6c9e0cdc30d15", "ec579103d3b0b083", "02d901655f95bfbf", "95982e319655d510", "d3c0e98ff534c9f1",
-        "6e32e91cfd3d0d5d"],
-    ("fashion_mnist", 1, ()): ["0307873657f02c20", "a9e43e18f2dde320", "fa3879b1432f92b3", "ed3739de099f3ca4",
-                               "5916441eb59a70ec", "b3e403d9f9509ef6"],
+        "2fb6c9e0cdc30d15",
+        "ec579103d3b0b083",
+        "02d901655f95bfbf",
+        "95982e319655d510",
+        "d3c0e98ff534c9f1",
+        "6e32e91cfd3d0d5d",
+    ],
+    ("fashion_mnist", 1, ()): [
+        "0307873657f02c20",
+        "a9e43e18f2dde320",
+        "fa3879b1432f92b3",
+        "ed3739de099f3ca4",
+        "5916441eb59a70ec",
+        "b3e403d9f9509ef6",
+    ],
     ("mnist", 2, (("val_size", 0.1), ("train_size", 3000), ("test_size", 1000))): [
-        "6ed0fddc55f10421", "96d221f56bafd9cc", "da3f2467f8296583", "74c43e0915731bcd", "85cd1afeee888e78",
-        "f3688587b7a0c62c"],
+        "6ed0fddc55f10421",
+        "96d221f56bafd9cc",
+        "da3f2467f8296583",
+        "74c43e0915731bcd",
+        "85cd1afeee888e78",
+        "f3688587b7a0c62c",
+    ],
 }
-PRESET_MODELS = {("mlp", (1, 28, 28), (("hidden", (256,)),)): "28e402ceb1c50252",
-                 ("mlp", (32,), (("hidden", (64,)),)): "8829ccb67a875d58",
-                 ("cnn", (1, 28, 28), ()): "6fe5d655a6d02cd3", ("resnet18", (3, 32, 32), ()): "63d561a49aae89a3"}
+PRESET_MODELS = {
+    ("mlp", (1, 28, 28), (("hidden", (256,)),)): "28e402ceb1c50252",
+    ("mlp", (32,), (("hidden", (64,)),)): "8829ccb67a875d58",
+    ("cnn", (1, 28, 28), ()): "6fe5d655a6d02cd3",
+    ("resnet18", (3, 32, 32), ()): "63d561a49aae89a3",
+}
 
 
 @pytest.mark.parametrize("key", list(PRESET_SPLITS))
@@ -137,8 +176,12 @@ def test_registered_tensors_carve_seeded_val_and_a_fixed_test_set():
     rows = lambda t: {tuple(r.tolist()) for r in t}  # noqa: E731
     assert not (rows(a.x_test) & (rows(a.x_train) | rows(a.x_val)))
     assert rows(a.x_train) | rows(a.x_val) | rows(a.x_test) == rows(x)
-    given = load_splits(register_dataset("t-given", {"train": (x[:800], y[:800]), "val": (x[800:900], y[800:900]),
-                                                     "test": (x[900:], y[900:])}), 0)
+    given = load_splits(
+        register_dataset(
+            "t-given", {"train": (x[:800], y[:800]), "val": (x[800:900], y[800:900]), "test": (x[900:], y[900:])}
+        ),
+        0,
+    )
     assert torch.equal(given.x_val, x[800:900]) and torch.equal(given.x_test, x[900:]) and given.num_train == 800
 
 
@@ -154,18 +197,34 @@ def test_uint8_images_are_standardised_with_the_seeds_training_split():
     assert abs(float(s.x_val.mean())) > 1e-4  # validation statistics were not used
 
 
-@pytest.mark.parametrize("source, kw, expected", [
-    ({"train": (torch.randn(10, 3), torch.zeros(9, dtype=torch.long))}, {}, "has 10 samples but y has 9"),
-    ({"train": (torch.randn(10, 3), torch.arange(10) % 3)}, {"num_classes": 2}, "outside [0, 2)"),
-    ({"train": (torch.randn(10, 3), -torch.ones(10, dtype=torch.long))}, {}, "labels of split 'train' span [-1, -1]"),
-    ({"train": (torch.randn(10), torch.zeros(10, dtype=torch.long))}, {}, "expected [N, ...]"),
-    ({"train": (torch.randn(10, 3), torch.zeros(10))}, {}, "expected integer class labels"),
-    ({"train": (torch.randn(10, 3), torch.arange(10) % 2), "valid": (torch.randn(2, 3), torch.zeros(2))}, {},
-     "allowed: 'train' (required), 'val', 'test'"),
-    ({"train": (torch.randn(10, 3), torch.arange(10) % 2),
-      "test": (torch.randn(4, 5), torch.zeros(4, dtype=torch.long))}, {}, "different shapes (train: (3,), test: (5,))"),
-    ({"train": (torch.randn(10, 3).int(), torch.arange(10) % 2)}, {}, "dtype torch.int32"),
-])
+@pytest.mark.parametrize(
+    "source, kw, expected",
+    [
+        ({"train": (torch.randn(10, 3), torch.zeros(9, dtype=torch.long))}, {}, "has 10 samples but y has 9"),
+        ({"train": (torch.randn(10, 3), torch.arange(10) % 3)}, {"num_classes": 2}, "outside [0, 2)"),
+        (
+            {"train": (torch.randn(10, 3), -torch.ones(10, dtype=torch.long))},
+            {},
+            "labels of split 'train' span [-1, -1]",
+        ),
+        ({"train": (torch.randn(10), torch.zeros(10, dtype=torch.long))}, {}, "expected [N, ...]"),
+        ({"train": (torch.randn(10, 3), torch.zeros(10))}, {}, "expected integer class labels"),
+        (
+            {"train": (torch.randn(10, 3), torch.arange(10) % 2), "valid": (torch.randn(2, 3), torch.zeros(2))},
+            {},
+            "allowed: 'train' (required), 'val', 'test'",
+        ),
+        (
+            {
+                "train": (torch.randn(10, 3), torch.arange(10) % 2),
+                "test": (torch.randn(4, 5), torch.zeros(4, dtype=torch.long)),
+            },
+            {},
+            "different shapes (train: (3,), test: (5,))",
+        ),
+        ({"train": (torch.randn(10, 3).int(), torch.arange(10) % 2)}, {}, "dtype torch.int32"),
+    ],
+)
 def test_bad_user_data_is_a_one_line_error_naming_the_problem(source, kw, expected):
     with pytest.raises(ValueError) as info:
         register_dataset("t-bad", source, **kw)
@@ -217,15 +276,25 @@ class _FlattenInForward(nn.Module):
         return self.head(self.body(x).flatten(1))
 
 
-@pytest.mark.parametrize("factory, split, expected", [
-    (lambda s, n, g: nn.Sequential(nn.Flatten(), nn.Linear(16, n)), "bogus", "split 'bogus' is not a split point"),
-    (lambda s, n, g: nn.Sequential(nn.Linear(16, n)), None,
-     "has 1 named child(ren) (0); a split model needs at least two"),
-    (lambda s, n, g: _FlattenInForward(n), None, "do not reproduce its forward"),
-    (lambda s, n, g: nn.Sequential(nn.Flatten(), nn.Linear(99, n)), None, "cannot take samples of shape (4, 4)"),
-    (lambda s, n, g: nn.Sequential(nn.Flatten(), nn.Linear(16, n + 1)), None, "expected logits [batch, num_classes]"),
-    (lambda s, n, g: "not a module", None, "returned str, not an nn.Module"),
-])
+@pytest.mark.parametrize(
+    "factory, split, expected",
+    [
+        (lambda s, n, g: nn.Sequential(nn.Flatten(), nn.Linear(16, n)), "bogus", "split 'bogus' is not a split point"),
+        (
+            lambda s, n, g: nn.Sequential(nn.Linear(16, n)),
+            None,
+            "has 1 named child(ren) (0); a split model needs at least two",
+        ),
+        (lambda s, n, g: _FlattenInForward(n), None, "do not reproduce its forward"),
+        (lambda s, n, g: nn.Sequential(nn.Flatten(), nn.Linear(99, n)), None, "cannot take samples of shape (4, 4)"),
+        (
+            lambda s, n, g: nn.Sequential(nn.Flatten(), nn.Linear(16, n + 1)),
+            None,
+            "expected logits [batch, num_classes]",
+        ),
+        (lambda s, n, g: "not a module", None, "returned str, not an nn.Module"),
+    ],
+)
 def test_model_that_cannot_be_split_is_a_one_line_error(factory, split, expected):
     register_model("t-badmodel", factory)
     with pytest.raises(ValueError) as info:
@@ -251,8 +320,11 @@ def test_torchvision_resnet18_split_after_layer1_with_the_flatten_rule():
     assert all(torch.equal(p, q) for p, q in zip(m.state_dict().values(), again.state_dict().values()))
     flops = measure_flops(m, (3, 32, 32))
     assert 0 < flops.shallow_forward < flops.deep_forward  # measured per part, as for the presets
-    with pytest.raises(ValueError, match=r"cannot take samples of shape \(1, 28, 28\) \(torchvision models take "
-                                         r"3-channel images.*expected input.*to have 3 channels"):
+    with pytest.raises(
+        ValueError,
+        match=r"cannot take samples of shape \(1, 28, 28\) \(torchvision models take "
+        r"3-channel images.*expected input.*to have 3 channels",
+    ):
         build_model("torchvision:resnet18", (1, 28, 28), 10, torch_generator(0, "init"))
     with pytest.raises(ValueError, match="'torchvision:mobilenet_v2'.*do not reproduce its forward"):
         build_model("torchvision:mobilenet_v2", (3, 64, 64), 10, torch_generator(0, "init"))  # pools in forward
@@ -267,8 +339,16 @@ def test_user_tensors_and_module_as_an_env_pass_both_checkers_and_compare(tmp_pa
     from prunegym.envs import register_task, replay
 
     x, y = _toy(600)
-    env_id = register_task("test14/Toy-v0", {"train": (x, y)}, _mlp_factory, model_split="2", epochs=3,
-                           val_size=100, test_size=100, batch_size=64)
+    env_id = register_task(
+        "test14/Toy-v0",
+        {"train": (x, y)},
+        _mlp_factory,
+        model_split="2",
+        epochs=3,
+        val_size=100,
+        test_size=100,
+        batch_size=64,
+    )
     env = gymnasium.make(env_id, pruner="infobatch")
     check_env(env.unwrapped)
     sb3_check_env(env.unwrapped)
@@ -293,8 +373,12 @@ def test_register_task_checks_data_against_the_model_now():
     with pytest.raises(ValueError, match=r"'torchvision:resnet18' cannot take samples of shape \(1, 32, 32\)"):
         register_task("test14/Gray-v0", {"train": gray}, "torchvision:resnet18", model_split="layer1")
     with pytest.raises(ValueError, match="split 'layer9' is not a split point.*allowed: conv1"):
-        register_task("test14/Split-v0", {"train": (gray[0].expand(-1, 3, -1, -1), gray[1])}, "torchvision:resnet18",
-                      model_split="layer9")
+        register_task(
+            "test14/Split-v0",
+            {"train": (gray[0].expand(-1, 3, -1, -1), gray[1])},
+            "torchvision:resnet18",
+            model_split="layer9",
+        )
     with pytest.raises(ValueError, match="unknown RunConfig field.s. epochz; allowed: .*epochs"):
         register_task("test14/Kw-v0", {"train": _toy()}, _mlp_factory, epochz=3)
     assert "test14/Gray-v0" not in gymnasium.registry
@@ -331,12 +415,19 @@ def kmnist_root(tmp_path, monkeypatch):
 
 def test_torchvision_kmnist_fixture_loads_through_the_dataset_path(kmnist_root):
     s = load_splits("torchvision:KMNIST", 0, root=kmnist_root, download=False, val_size=20)
-    assert (s.num_train, s.y_val.numel(), s.y_test.numel(), s.num_classes, s.input_shape) == (100, 20, 40, 10, (1, 28, 28))
+    assert (s.num_train, s.y_val.numel(), s.y_test.numel(), s.num_classes, s.input_shape) == (
+        100,
+        20,
+        40,
+        10,
+        (1, 28, 28),
+    )
     assert (kmnist_root / "KMNIST" / "raw" / "train-images-idx3-ubyte").is_file()  # extracted beside the archive
     assert abs(float(s.x_train.mean())) < 1e-5 and abs(float(s.x_train.std(unbiased=False)) - 1) < 1e-4
     assert torch.equal(torch.sort(torch.cat([s.y_train, s.y_val])).values, torch.sort(torch.arange(120) % 10).values)
-    cfg = RunConfig(dataset="torchvision:KMNIST", model="cnn", data_root=str(kmnist_root), epochs=1, val_size=20,
-                    batch_size=32)
+    cfg = RunConfig(
+        dataset="torchvision:KMNIST", model="cnn", data_root=str(kmnist_root), epochs=1, val_size=20, batch_size=32
+    )
     run = TrainingRun(cfg)
     assert run.run_epoch(run.full_plan()).indices.numel() == 100
 
@@ -344,8 +435,11 @@ def test_torchvision_kmnist_fixture_loads_through_the_dataset_path(kmnist_root):
 def test_wrong_checksum_archive_is_named_before_any_download(kmnist_root, monkeypatch):
     import torchvision
 
-    monkeypatch.setattr(torchvision.datasets.KMNIST, "resources",
-                        [(n, "0" * 32) if "train-images" in n else (n, m) for n, m in torchvision.datasets.KMNIST.resources])
+    monkeypatch.setattr(
+        torchvision.datasets.KMNIST,
+        "resources",
+        [(n, "0" * 32) if "train-images" in n else (n, m) for n, m in torchvision.datasets.KMNIST.resources],
+    )
     attempts = _offline_network(monkeypatch)
     with pytest.raises(DatasetMissingError) as info:
         load_splits("torchvision:KMNIST", 0, root=kmnist_root, download=True, val_size=20)
@@ -374,7 +468,6 @@ def _fmnist_layout_ok(msg: str) -> bool:
 
 
 def test_truncated_archive_fails_its_check_with_torchvisions_md5_and_no_download(data_root, tmp_path, monkeypatch):
-    import torchvision
 
     src = data_root / "FashionMNIST" / "raw"
     if not src.is_dir():
@@ -384,7 +477,7 @@ def test_truncated_archive_fails_its_check_with_torchvisions_md5_and_no_download
     for f in src.glob("*.gz"):
         shutil.copy(f, raw / f.name)
     blob = (raw / "train-images-idx3-ubyte.gz").read_bytes()
-    (raw / "train-images-idx3-ubyte.gz").write_bytes(blob[:len(blob) // 3])  # truncated
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(blob[: len(blob) // 3])  # truncated
     attempts = _offline_network(monkeypatch)
     with pytest.raises(DatasetMissingError) as info:
         load_splits("fashion_mnist", 0, root=tmp_path / "root", download=True)
@@ -437,14 +530,30 @@ def test_cli_prints_one_line_and_exits_2_for_a_missing_data_root(tmp_path, monke
     _offline_network(monkeypatch)
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "nodata"
-    code = main(["compare", "--env", "prunegym/FashionMNIST-MLP-v0", "--env-kwargs", f"data_root='{root}'",
-                 "epochs=1", "train_size=100", "--seeds", "0", "--policies", "full", "--quiet", "--out", "out"])
+    code = main(
+        [
+            "compare",
+            "--env",
+            "prunegym/FashionMNIST-MLP-v0",
+            "--env-kwargs",
+            f"data_root='{root}'",
+            "epochs=1",
+            "train_size=100",
+            "--seeds",
+            "0",
+            "--policies",
+            "full",
+            "--quiet",
+            "--out",
+            "out",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and str(root) in err
     assert "PRUNEGYM_DATA" in err and not root.exists()
 
 
-_USER_MODULE = '''
+_USER_MODULE = """
 import torch
 from torch import nn
 from prunegym.envs import register_task
@@ -455,7 +564,7 @@ def factory(input_shape, num_classes, generator):
 g = torch.Generator().manual_seed(0)
 x, y = torch.randn(400, 6, generator=g), torch.randint(0, 3, (400,), generator=g)
 register_task("test14/Mod-v0", {"train": (x, y)}, factory, model_split="2", epochs=2, val_size=50, test_size=50)
-'''
+"""
 
 
 def test_a_task_registered_in_a_module_replays_in_a_fresh_process_that_imports_it(tmp_path, monkeypatch):
@@ -475,12 +584,19 @@ def test_a_task_registered_in_a_module_replays_in_a_fresh_process_that_imports_i
     for _ in range(2):
         *_, info = env.step(env.unwrapped.encode_action(0.5))
     record = json.dumps(info["episode_record"])
-    code = ("import json, sys, gymnasium; from prunegym.envs import replay\n"
-            "try:\n    replay(json.loads(sys.argv[1]))\nexcept ValueError as e:\n    print('ERR', e)\n"
-            "import mytask14\nprint(json.dumps(replay(json.loads(sys.argv[1])).final_info['test_accuracy']))\n"
-            "env = gymnasium.make('mytask14:test14/Mod-v0'); print(env.reset(seed=5)[1]['seed'])\n")
-    proc = subprocess.run([sys.executable, "-c", code, record], capture_output=True, text=True, timeout=120,
-                          env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    code = (
+        "import json, sys, gymnasium; from prunegym.envs import replay\n"
+        "try:\n    replay(json.loads(sys.argv[1]))\nexcept ValueError as e:\n    print('ERR', e)\n"
+        "import mytask14\nprint(json.dumps(replay(json.loads(sys.argv[1])).final_info['test_accuracy']))\n"
+        "env = gymnasium.make('mytask14:test14/Mod-v0'); print(env.reset(seed=5)[1]['seed'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, record],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     first, acc, seed = proc.stdout.strip().splitlines()
     assert first.startswith("ERR unknown task 'test14/Mod-v0'") and "--gym-packages" in first
@@ -500,8 +616,9 @@ def test_torchvision_emnist_from_extracted_idx_files_needs_its_split(tmp_path):
         (raw / f"emnist-balanced-{split}-labels-idx1-ubyte").write_bytes(_idx(labels))
     with pytest.raises(ValueError, match=r"'torchvision:EMNIST'.*split.*allowed: byclass, bymerge, balanced"):
         load_splits("torchvision:EMNIST", 0, root=tmp_path, download=False, val_size=10)
-    s = load_splits("torchvision:EMNIST", 0, root=tmp_path, download=False, val_size=10,
-                    dataset_kwargs={"split": "balanced"})
+    s = load_splits(
+        "torchvision:EMNIST", 0, root=tmp_path, download=False, val_size=10, dataset_kwargs={"split": "balanced"}
+    )
     assert (s.num_train, s.y_test.numel(), s.num_classes, s.input_shape) == (84, 47, 47, (1, 28, 28))
     assert torch.equal(torch.sort(s.y_test).values, torch.arange(47))
 

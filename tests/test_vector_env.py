@@ -10,6 +10,7 @@ comparing losses with their mean) rounding can flip near-ties, so a few other sa
 statistics are compared (kept fraction, compute and accuracy within ``LOSS_RULE_TOL``).
 Infos are compared with ``gymnasium.vector.SyncVectorEnv`` over ``PruningEnv``: same keys, masks and dtypes.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -86,8 +87,13 @@ def test_make_vec_returns_the_batched_env_with_batched_spaces():
         assert venv.get_attr("pruner_name") == ("uniform",) * 4 and len(set(venv.get_attr("run_seed"))) == 4
         assert venv.call("encode_action", prune_ratio=0.45)[2].tolist() == single.encode_action(0.45).tolist()
         ctx, want = venv.policy_context, single.policy_context
-        assert (ctx.pruner, ctx.epochs, ctx.feature_names, ctx.codec.names, ctx.codec.max_prune_ratio) == \
-            (want.pruner, want.epochs, want.feature_names, want.codec.names, want.codec.max_prune_ratio)
+        assert (ctx.pruner, ctx.epochs, ctx.feature_names, ctx.codec.names, ctx.codec.max_prune_ratio) == (
+            want.pruner,
+            want.epochs,
+            want.feature_names,
+            want.codec.names,
+            want.codec.max_prune_ratio,
+        )
     finally:
         venv.close()
     assert venv.closed and venv.batch is None
@@ -140,8 +146,11 @@ def test_autoreset_and_infos_match_sync_vector_env(mode):
         assert np.array_equal(got[2], want[2]) and np.array_equal(got[3], want[3])
         compare_infos(got[4], want[4])
         ended.append(bool(got[2].all()))
-    assert ended == [False, True, False, False, True] if mode == AutoresetMode.NEXT_STEP else \
-        ended == [False, True, False, True, False]
+    assert (
+        ended == [False, True, False, False, True]
+        if mode == AutoresetMode.NEXT_STEP
+        else ended == [False, True, False, True, False]
+    )
     venv.close()
     sync.close()
 
@@ -214,11 +223,22 @@ def play_both(k: int, seed: int, steps_rng_seed: int = 1, reset_options=None, **
             return v_reset, e_reset, steps, venv, envs
 
 
-@pytest.mark.parametrize("pruner,extra", [
-    ("full", {}), ("uniform", {}),
-    ("uniform", {"decision_interval": 2, "reward": "lossless", "record_wall_time": True,
-                 "features": ("epoch_fraction", "val_accuracy", "loss_q50", "kept_loss_mean")}),
-])
+@pytest.mark.parametrize(
+    "pruner,extra",
+    [
+        ("full", {}),
+        ("uniform", {}),
+        (
+            "uniform",
+            {
+                "decision_interval": 2,
+                "reward": "lossless",
+                "record_wall_time": True,
+                "features": ("epoch_fraction", "val_accuracy", "loss_q50", "kept_loss_mean"),
+            },
+        ),
+    ],
+)
 def test_loss_free_rules_equal_pruning_env(pruner, extra, tmp_path, monkeypatch):
     monkeypatch.setenv("PRUNEGYM_CACHE", str(tmp_path))  # the lossless reference runs
     v_reset, e_reset, steps, venv, envs = play_both(3, 40, pruner=pruner, **SMALL, **extra)
@@ -228,8 +248,16 @@ def test_loss_free_rules_equal_pruning_env(pruner, extra, tmp_path, monkeypatch)
         obs, rewards, term, trunc, info = v
         for i, (o_i, r_i, t_i, tr_i, info_i) in enumerate(e):
             assert torch.equal(kept[i][0], kept[i][1])  # the same samples in the same order
-            for key in ("kept_fraction", "planned_fraction", "flops_step", "compute_fraction_step",
-                        "compute_fraction_total", "epoch", "prune_ratio", "lr"):
+            for key in (
+                "kept_fraction",
+                "planned_fraction",
+                "flops_step",
+                "compute_fraction_step",
+                "compute_fraction_total",
+                "epoch",
+                "prune_ratio",
+                "lr",
+            ):
                 assert info[key][i] == info_i[key], key
             assert sorted(k for k in info if not k.startswith("_") and info[f"_{k}"][i]) == sorted(info_i)
             assert term[i] == t_i and trunc[i] == tr_i
@@ -256,8 +284,11 @@ def test_episode_record_replays_in_pruning_env():
     infos = []
     for _ in range(SMALL["epochs"]):
         infos.append(venv.step(actions_for(venv, rng, 2))[4])
-    record = {"env_kwargs": venv._record_kwargs(), "seed": int(infos[-1]["episode_record"]["seed"][1]),
-              "actions": infos[-1]["episode_record"]["actions"][1]}
+    record = {
+        "env_kwargs": venv._record_kwargs(),
+        "seed": int(infos[-1]["episode_record"]["seed"][1]),
+        "actions": infos[-1]["episode_record"]["actions"][1],
+    }
     result = replay(record)
     assert [i["kept_fraction"] for i in result.infos] == [float(x["kept_fraction"][1]) for x in infos]
     assert abs(result.final_info["val_accuracy"] - infos[-1]["val_accuracy"][1]) <= ACC_TOL
@@ -267,8 +298,9 @@ def test_episode_record_replays_in_pruning_env():
 def test_loss_driven_rule_statistics():
     """infobatch keeps the samples whose loss is below the mean with probability 1 - r: float rounding may
     flip samples at the threshold, so kept sets can differ; kept fraction, compute and accuracy stay close."""
-    _, _, steps, venv, envs = play_both(2, 60, pruner="infobatch", epochs=4, train_size=600, val_size=VAL,
-                                        test_size=200, batch_size=64)
+    _, _, steps, venv, envs = play_both(
+        2, 60, pruner="infobatch", epochs=4, train_size=600, val_size=VAL, test_size=200, batch_size=64
+    )
     for v, e, _ in steps:
         for i, e_i in enumerate(e):
             info, info_i = v[4], e_i[4]
@@ -370,8 +402,7 @@ def test_device_stats_of_all_runs_equal_each_runs():
         rows = device_stats_rows(venv.batch.score_store, 3, [ep.stats.last_trained for ep in venv.episodes])
         for i, ep in enumerate(venv.episodes):
             want = device_stats(ep.run, ep.stats)
-            np.testing.assert_allclose(list(vars(rows[i]).values()), list(vars(want).values()), rtol=1e-5,
-                                       atol=1e-6)
+            np.testing.assert_allclose(list(vars(rows[i]).values()), list(vars(want).values()), rtol=1e-5, atol=1e-6)
     venv.close()
 
 
@@ -381,8 +412,28 @@ def test_benchmark_script_runs_tiny(tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out, md = tmp_path / "v.json", tmp_path / "v.md"
-    assert bench.main(["--tasks", "synthetic-mlp", "--k", "1", "2", "--steps", "1", "--train-size", "300",
-                       "--epochs", "3", "--out", str(out), "--markdown", str(md)]) == 0
+    assert (
+        bench.main(
+            [
+                "--tasks",
+                "synthetic-mlp",
+                "--k",
+                "1",
+                "2",
+                "--steps",
+                "1",
+                "--train-size",
+                "300",
+                "--epochs",
+                "3",
+                "--out",
+                str(out),
+                "--markdown",
+                str(md),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["machine"]["torch"] == torch.__version__ and report["machine"]["gymnasium"] == gym.__version__
     assert len(report["load_average_before"]) == 3 and len(report["load_average_after"]) == 3

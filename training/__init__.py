@@ -5,11 +5,20 @@ This package knows nothing of gymnasium or of any pruning method: a caller passe
 to :meth:`TrainingRun.run_epoch` and gets an :class:`EpochResult` back. :class:`BatchedTrainingRun` advances
 K runs of one task in lockstep as one stacked model (one plan and one result per run).
 """
+
 from .batched import BatchedTrainingRun
 from .budget import plan_flops, trim_plan
 from .config import OPTIMIZERS, RunConfig
-from .data import (DATASETS, DataSplits, DatasetMissingError, SplitIndices, data_root, load_splits, make_synthetic,
-                   split_indices)
+from .data import (
+    DATASETS,
+    DatasetMissingError,
+    DataSplits,
+    SplitIndices,
+    data_root,
+    load_splits,
+    make_synthetic,
+    split_indices,
+)
 from .flops import PassFlops, measure_flops
 from .lr_progress import ProgressLR, progress_lr
 from .meter import ComputeMeter
@@ -24,12 +33,52 @@ from .sources import register_dataset
 from .step import finish_epoch, plan_epoch, step_run, step_runs
 
 __all__ = [
-    "DATASETS", "MODELS", "OPTIMIZERS", "SCHEDULES", "SEED_LIMIT",
-    "BatchedTrainingRun", "ComputeMeter", "DataSplits", "DatasetMissingError", "EpochPlan", "EpochResult",
-    "EvalResult", "MixupSpec", "PassCounts", "PassFlops", "ProgressLR", "RunConfig", "ScoreTable", "Selector",
-    "SplitIndices", "SplitModel", "TrainingRun", "build_model", "check_seed", "data_root", "derive_seed",
-    "finish_epoch", "load_splits", "lr_at", "make_synthetic", "measure_flops", "numpy_generator", "plan_epoch",
-    "plan_flops", "progress_lr", "register_dataset", "register_model", "resolve_device", "runtime",
-    "runtime_differences", "selector_flops", "split_indices", "split_points", "step_run", "step_runs",
-    "torch_generator", "trim_plan", "versions",
+    "DATASETS",
+    "MODELS",
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "SEED_LIMIT",
+    "BatchedTrainingRun",
+    "ComputeMeter",
+    "DataSplits",
+    "DatasetMissingError",
+    "EpochPlan",
+    "EpochResult",
+    "EvalResult",
+    "MixupSpec",
+    "PassCounts",
+    "PassFlops",
+    "ProgressLR",
+    "RunConfig",
+    "ScoreTable",
+    "Selector",
+    "SplitIndices",
+    "SplitModel",
+    "TrainingRun",
+    "build_model",
+    "check_seed",
+    "data_root",
+    "derive_seed",
+    "finish_epoch",
+    "load_splits",
+    "lr_at",
+    "make_synthetic",
+    "measure_flops",
+    "numpy_generator",
+    "plan_epoch",
+    "plan_flops",
+    "progress_lr",
+    "register_dataset",
+    "register_model",
+    "resolve_device",
+    "runtime",
+    "runtime_differences",
+    "selector_flops",
+    "split_indices",
+    "split_points",
+    "step_run",
+    "step_runs",
+    "torch_generator",
+    "trim_plan",
+    "versions",
 ]

@@ -2,6 +2,7 @@
 
 Runs per batch on ``[B, C, H, W]`` tensors with a seeded generator on the same device; no host syncs.
 """
+
 from __future__ import annotations
 
 import torch

@@ -15,6 +15,7 @@ each run's own stream) and no host sync. Stacking pays for small models on CPU a
 on CPU a conv net gains nothing (its K-run activations fall out of cache) and may run slower than
 sequential runs.
 """
+
 from __future__ import annotations
 
 import math
@@ -77,15 +78,26 @@ class BatchedTrainingRun:
         self.epochs = config.epochs
         self.epochs_completed = [0] * k_runs
         shape, classes = self.data.input_shape, self.data.num_classes
-        models = [build_model(config.model, shape, classes, torch_generator(s, "init"), split=config.model_split,
-                              device=self.device, **config.model_kwargs) for s in self.seeds]
+        models = [
+            build_model(
+                config.model,
+                shape,
+                classes,
+                torch_generator(s, "init"),
+                split=config.model_split,
+                device=self.device,
+                **config.model_kwargs,
+            )
+            for s in self.seeds
+        ]
         self.stack = StackedModel(models, backend)
         self.backend = self.stack.backend
         self.param_count = self.stack.param_count
         self.flops = flops = measure_flops(models[0], shape)
         del models
-        self.optimizer = make_batched_optimizer(self.stack.parameters(), config.optimizer, config.momentum,
-                                                config.nesterov, config.weight_decay)
+        self.optimizer = make_batched_optimizer(
+            self.stack.parameters(), config.optimizer, config.momentum, config.nesterov, config.weight_decay
+        )
         self.score_store = ScoreTable(k_runs * n, self.device, config.ema_rate)
         self.scores = row_views(self.score_store, k_runs)
         self.meters = [ComputeMeter(flops, n, config.epochs) for _ in range(k_runs)]
@@ -139,8 +151,15 @@ class BatchedTrainingRun:
         self.seeds[k], self.configs[k] = seed, self.config.replace(seed=seed)
         reload_run(self.data, self.config, k, seed)
         c = self.config
-        model = build_model(c.model, self.data.input_shape, self.data.num_classes, torch_generator(seed, "init"),
-                            split=c.model_split, device=self.device, **c.model_kwargs)
+        model = build_model(
+            c.model,
+            self.data.input_shape,
+            self.data.num_classes,
+            torch_generator(seed, "init"),
+            split=c.model_split,
+            device=self.device,
+            **c.model_kwargs,
+        )
         self.stack.set_run(k, model)
         self.optimizer.reset_run(k)
         self.scores[k].clear()
@@ -182,7 +201,7 @@ class BatchedTrainingRun:
         pos = self.data.train.gather(1, pad)
         out = []
         for s in range(0, width, self.config.eval_batch_size):
-            p = pos[:, s:s + self.config.eval_batch_size]
+            p = pos[:, s : s + self.config.eval_batch_size]
             logits = self.stack(self._gather(p))
             out.append(F.cross_entropy(logits.flatten(0, 1), self._labels(p).flatten(), reduction="none").view(p.shape))
         losses = torch.cat(out, 1) if out else torch.zeros(self.num_runs, 0, device=self.device)
@@ -199,11 +218,14 @@ class BatchedTrainingRun:
             if plan is None:
                 continue
             if self.epochs_completed[k] >= self.epochs:
-                raise RuntimeError(f"run {k} has completed its {self.epochs} epochs; pass None as its plan or "
-                                   "reset_run it")
+                raise RuntimeError(
+                    f"run {k} has completed its {self.epochs} epochs; pass None as its plan or reset_run it"
+                )
             if plan.selector is not None:
-                raise ValueError(f"plans[{k}] has an in-batch selector (PFB): BatchedTrainingRun does not support "
-                                 "in-batch selection; run such methods with PruningEnv (one TrainingRun each)")
+                raise ValueError(
+                    f"plans[{k}] has an in-batch selector (PFB): BatchedTrainingRun does not support "
+                    "in-batch selection; run such methods with PruningEnv (one TrainingRun each)"
+                )
             plan.validate(self.num_train)
         return plans
 
@@ -214,8 +236,9 @@ class BatchedTrainingRun:
         b = np.arange(steps)[:, None]
         rows = np.clip(np.asarray(counts)[None, :] - b * bs, 0, bs)
         n_batches = [max(1, math.ceil(c / bs)) for c in counts]
-        lrs = np.array([[self._lr((e[k] + i / n_batches[k]) / self.epochs) for k in range(k_runs)]
-                        for i in range(steps)]).reshape(steps, k_runs)
+        lrs = np.array(
+            [[self._lr((e[k] + i / n_batches[k]) / self.epochs) for k in range(k_runs)] for i in range(steps)]
+        ).reshape(steps, k_runs)
         return rows, lrs, steps
 
     def run_epoch(self, plans) -> list[EpochResult | None]:
@@ -251,16 +274,39 @@ class BatchedTrainingRun:
         padded = [bool((r < r.max()).any()) for r in rows]  # steps with padding rows
         weights = None
         if has_w or any(padded):
-            weights = torch.stack([F.pad(p.weights.to(dev, torch.float32) if p.weights is not None else
-                                         torch.ones(c, device=dev), (0, width - c)) for p, c in zip(plans, counts)])
+            weights = torch.stack(
+                [
+                    F.pad(
+                        p.weights.to(dev, torch.float32) if p.weights is not None else torch.ones(c, device=dev),
+                        (0, width - c),
+                    )
+                    for p, c in zip(plans, counts)
+                ]
+            )
         mixing = any(p.mixup is not None for p in plans)
         if mixing:
-            partner = data.train.gather(1, torch.stack([F.pad(
-                p.mixup.partner.to(dev, torch.int64) if p.mixup is not None else p.indices.to(dev), (0, width - c))
-                for p, c in zip(plans, counts)]))
-            lam = torch.stack([F.pad(p.mixup.lam.to(dev, torch.float32) if p.mixup is not None else
-                                     torch.ones(c, device=dev), (0, width - c), value=1.0)
-                               for p, c in zip(plans, counts)])
+            partner = data.train.gather(
+                1,
+                torch.stack(
+                    [
+                        F.pad(
+                            p.mixup.partner.to(dev, torch.int64) if p.mixup is not None else p.indices.to(dev),
+                            (0, width - c),
+                        )
+                        for p, c in zip(plans, counts)
+                    ]
+                ),
+            )
+            lam = torch.stack(
+                [
+                    F.pad(
+                        p.mixup.lam.to(dev, torch.float32) if p.mixup is not None else torch.ones(c, device=dev),
+                        (0, width - c),
+                        value=1.0,
+                    )
+                    for p, c in zip(plans, counts)
+                ]
+            )
         losses = torch.empty(k_runs, width, device=dev)
         correct = torch.empty(k_runs, width, dtype=torch.bool, device=dev)
         mixed = torch.zeros(k_runs, width, dtype=torch.bool, device=dev)
@@ -281,13 +327,14 @@ class BatchedTrainingRun:
             if data.augment:  # each run's own stream, drawn for its real rows only (as TrainingRun)
                 for k in range(k_runs):
                     if rows[b, k]:
-                        x[k, :rows[b, k]] = random_crop_flip(x[k, :rows[b, k]], self._augment_gens[k])
+                        x[k, : rows[b, k]] = random_crop_flip(x[k, : rows[b, k]], self._augment_gens[k])
             logits = self.stack(x)  # [K, w, C]
             flat_logits = logits.flatten(0, 1)
             per_sample = F.cross_entropy(flat_logits, y.flatten(), reduction="none", label_smoothing=ls).view(y.shape)
             if mixing:
                 per_sample = lam_b * per_sample + (1 - lam_b) * F.cross_entropy(
-                    flat_logits, y2.flatten(), reduction="none", label_smoothing=ls).view(y.shape)
+                    flat_logits, y2.flatten(), reduction="none", label_smoothing=ls
+                ).view(y.shape)
                 mixed[:, c0:c1] = lam_b < 1
             weighted = per_sample * weights[:, c0:c1] if weights is not None and (has_w or padded[b]) else per_sample
             loss = (weighted.sum(1) / denom[b]).sum()
@@ -309,11 +356,18 @@ class BatchedTrainingRun:
         e_k = self.epochs_completed
         if any(counts):  # every run's rows in one update of the [K * N] store
             same = len({e_k[k] for k, c in enumerate(counts) if c}) == 1
-            epoch = e_k[next(k for k, c in enumerate(counts) if c)] if same else torch.cat(
-                [torch.full((c,), e_k[k], dtype=torch.int64, device=dev) for k, c in enumerate(counts)])
+            epoch = (
+                e_k[next(k for k, c in enumerate(counts) if c)]
+                if same
+                else torch.cat([torch.full((c,), e_k[k], dtype=torch.int64, device=dev) for k, c in enumerate(counts)])
+            )
             self.score_store.update(
-                torch.cat([t + k * n for k, t in enumerate(trained)]), torch.cat(run_losses), torch.cat(run_correct),
-                epoch, valid=~torch.cat([mixed[k, :c] for k, c in enumerate(counts)]) if mixing else None)
+                torch.cat([t + k * n for k, t in enumerate(trained)]),
+                torch.cat(run_losses),
+                torch.cat(run_correct),
+                epoch,
+                valid=~torch.cat([mixed[k, :c] for k, c in enumerate(counts)]) if mixing else None,
+            )
         n_trained = k_runs - sum(skipped)
         results: list[EpochResult | None] = []
         for k, (plan, c) in enumerate(zip(plans, counts)):
@@ -325,12 +379,26 @@ class BatchedTrainingRun:
             self._pending_scoring[k] = 0
             flops = self.meters[k].charge(passes)
             loss_k, acc_k = next(stats) if c else (float("nan"), float("nan"))
-            results.append(EpochResult(
-                epoch=e_k[k], indices=trained[k], losses=run_losses[k], correct=run_correct[k],
-                mixed=mixed[k, :c], passes=passes, flops=flops, flops_fraction=flops / self.meters[k].full_epoch_flops,
-                kept_fraction=c / n, planned_fraction=c / n, claimed_prune_ratio=float(plan.claimed_prune_ratio),
-                train_loss=loss_k, train_accuracy=acc_k, lr=self.lr[k], wall_time=wall / n_trained,
-                extra={"batch_wall_time": wall, "num_runs": k_runs}))
+            results.append(
+                EpochResult(
+                    epoch=e_k[k],
+                    indices=trained[k],
+                    losses=run_losses[k],
+                    correct=run_correct[k],
+                    mixed=mixed[k, :c],
+                    passes=passes,
+                    flops=flops,
+                    flops_fraction=flops / self.meters[k].full_epoch_flops,
+                    kept_fraction=c / n,
+                    planned_fraction=c / n,
+                    claimed_prune_ratio=float(plan.claimed_prune_ratio),
+                    train_loss=loss_k,
+                    train_accuracy=acc_k,
+                    lr=self.lr[k],
+                    wall_time=wall / n_trained,
+                    extra={"batch_wall_time": wall, "num_runs": k_runs},
+                )
+            )
             e_k[k] += 1
         return results
 
@@ -346,7 +414,7 @@ class BatchedTrainingRun:
         loss_sum = torch.zeros(self.num_runs, device=self.device)
         hits = torch.zeros(self.num_runs, device=self.device, dtype=torch.int64)
         for s in range(0, m, self.config.eval_batch_size):
-            pos = pos_all[:, s:s + self.config.eval_batch_size]
+            pos = pos_all[:, s : s + self.config.eval_batch_size]
             logits = self.stack(self._gather(pos))
             y = self._labels(pos)
             loss_sum += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)

@@ -6,6 +6,7 @@ datasets share one pool (the official training set followed by the test set) wha
 generated from the seed (``synthetic``, and any dataset not known to be seed-independent) hold each run's
 own samples, concatenated, because their samples differ between seeds.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,9 +57,17 @@ class BatchedData:
 
     def split(self, k: int) -> DataSplits:
         """Run ``k``'s splits as a :class:`DataSplits` (a copy, gathered from the pool)."""
-        return DataSplits(self.name, self.x[self.train[k]], self.y[self.train[k]], self.x[self.val[k]],
-                          self.y[self.val[k]], self.x[self.test[k]], self.y[self.test[k]], self.num_classes,
-                          self.augment)
+        return DataSplits(
+            self.name,
+            self.x[self.train[k]],
+            self.y[self.train[k]],
+            self.x[self.val[k]],
+            self.y[self.val[k]],
+            self.x[self.test[k]],
+            self.y[self.test[k]],
+            self.num_classes,
+            self.augment,
+        )
 
 
 class RunData:
@@ -95,18 +104,34 @@ def load_batched_data(config: RunConfig, seeds: list[int], device: torch.device)
     """The pool and index maps of runs of ``config`` with run seeds ``seeds`` (see the module docstring)."""
     c = config
     if c.dataset not in SHARED_POOL_DATASETS:  # samples depend on the seed: each run's own, concatenated
-        splits = [load_splits(c.dataset, s, "cpu", val_size=c.val_size, train_size=c.train_size, root=c.data_root,
-                              test_size=c.test_size)
-                  for s in seeds]
+        splits = [
+            load_splits(
+                c.dataset,
+                s,
+                "cpu",
+                val_size=c.val_size,
+                train_size=c.train_size,
+                root=c.data_root,
+                test_size=c.test_size,
+            )
+            for s in seeds
+        ]
         s0 = splits[0]
         n, v, t = s0.num_train, int(s0.y_val.shape[0]), int(s0.y_test.shape[0])
         x = torch.cat([torch.cat([s.x_train, s.x_val, s.x_test]) for s in splits]).to(device)
         y = torch.cat([torch.cat([s.y_train, s.y_val, s.y_test]) for s in splits]).to(device)
         per = n + v + t
         rows = torch.arange(len(seeds), device=device).view(-1, 1) * per
-        return BatchedData(c.dataset, x, y, rows + torch.arange(n, device=device),
-                           rows + n + torch.arange(v, device=device), rows + n + v + torch.arange(t, device=device),
-                           s0.num_classes, s0.augment)
+        return BatchedData(
+            c.dataset,
+            x,
+            y,
+            rows + torch.arange(n, device=device),
+            rows + n + torch.arange(v, device=device),
+            rows + n + v + torch.arange(t, device=device),
+            s0.num_classes,
+            s0.augment,
+        )
     # One shared pool: the first seed's full split (train_size / test_size unset), laid out as
     # [its train | its val | the whole test set]; ``where[j]`` = pool position of official training sample j.
     base = load_splits(c.dataset, seeds[0], "cpu", val_size=c.val_size, root=c.data_root)
@@ -135,8 +160,15 @@ def reload_run(data: BatchedData, config: RunConfig, k: int, seed: int) -> None:
     changes."""
     c, dev = config, data.x.device
     if data.where is None:  # run k's own samples, at rows [k * per, (k + 1) * per) of the pool
-        s = load_splits(c.dataset, seed, "cpu", val_size=c.val_size, train_size=c.train_size, root=c.data_root,
-                        test_size=c.test_size)
+        s = load_splits(
+            c.dataset,
+            seed,
+            "cpu",
+            val_size=c.val_size,
+            train_size=c.train_size,
+            root=c.data_root,
+            test_size=c.test_size,
+        )
         x = torch.cat([s.x_train, s.x_val, s.x_test])
         rows = torch.cat([data.train[k], data.val[k], data.test[k]])
         if x.shape[0] != rows.numel():
@@ -146,8 +178,9 @@ def reload_run(data: BatchedData, config: RunConfig, k: int, seed: int) -> None:
         return
     n_pool = int(data.where.numel())
     n_test = int(data.x.shape[0]) - n_pool
-    sp = split_indices(n_pool, seed, int(data.val.shape[1]), c.train_size, n_test=n_test, test_size=c.test_size,
-                       name=c.dataset)
+    sp = split_indices(
+        n_pool, seed, int(data.val.shape[1]), c.train_size, n_test=n_test, test_size=c.test_size, name=c.dataset
+    )
     where = data.where.cpu()
     data.train[k] = where[sp.train].to(dev)
     data.val[k] = where[sp.val].to(dev)

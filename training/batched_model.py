@@ -15,6 +15,7 @@ the same function (up to float rounding):
 ``"auto"`` picks the faster measured one per model type (:data:`AUTO_BACKEND`). Models with BatchNorm (or
 any buffer) are refused: the zero-weight rows that pad a batched step would enter the batch statistics.
 """
+
 from __future__ import annotations
 
 import copy
@@ -92,26 +93,29 @@ class StackedModel:
             what = f"BatchNorm layers ({bn[0]})" if bn else "buffers"
             raise ValueError(
                 f"model {base.arch!r} has {what}: the batched engine does not support them (the zero-weight rows "
-                "that pad a batched step would enter the batch statistics); train it with TrainingRun / PruningEnv")
+                "that pad a batched step would enter the batch statistics); train it with TrainingRun / PruningEnv"
+            )
         self.arch = base.arch
         self.num_runs = len(models)
         self.names = [n for n, _ in base.named_parameters()]
         with torch.no_grad():
             per_model = [dict(m.named_parameters()) for m in models]
-            self.params = {n: torch.stack([p[n].detach() for p in per_model]).requires_grad_(True)
-                           for n in self.names}
+            self.params = {n: torch.stack([p[n].detach() for p in per_model]).requires_grad_(True) for n in self.names}
         self._template = copy.deepcopy(base).to("meta")
         shallow, deep = _leaves(base.shallow, "shallow."), _leaves(base.deep, "deep.")
         leaves = shallow + deep if shallow is not None and deep is not None else None
         if backend == "auto":
             backend = AUTO_BACKEND.get(base.arch, "bmm") if leaves is not None else "func"
         if backend == "bmm" and leaves is None:
-            raise ValueError(f"backend='bmm' does not support model {base.arch!r} (modules other than "
-                             f"{', '.join(t.__name__ for t in _LEAF_TYPES)} in Sequential stages); use 'func'")
+            raise ValueError(
+                f"backend='bmm' does not support model {base.arch!r} (modules other than "
+                f"{', '.join(t.__name__ for t in _LEAF_TYPES)} in Sequential stages); use 'func'"
+            )
         self.backend = backend
         self._leaves = leaves
         self._forward: Callable[[dict, torch.Tensor], torch.Tensor] = (
-            self._forward_bmm if backend == "bmm" else self._forward_func)
+            self._forward_bmm if backend == "bmm" else self._forward_func
+        )
 
     def parameters(self) -> list[torch.Tensor]:
         """The stacked leaf parameters ``[K, *shape]``, in the model's ``named_parameters`` order."""

@@ -10,6 +10,7 @@ mask ``[S, K]`` of its S steps and copied to the device in one transfer (no host
 where some runs are inactive, their rows of the parameters and optimizer state are copied before the update
 and written back after it, so they stay bit-identical; steps where every run is active skip that.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -115,8 +116,9 @@ class BatchedAdamW(BatchedOptimizer):
     ``v = b2 v + (1 - b2) g^2``; ``p -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)``, with ``t``
     the run's own step count (``steps`` ``[K]``, host side)."""
 
-    def __init__(self, params, weight_decay: float = 1e-2, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
+    def __init__(
+        self, params, weight_decay: float = 1e-2, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ):
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = float(eps)
         super().__init__(params, weight_decay)
@@ -132,8 +134,8 @@ class BatchedAdamW(BatchedOptimizer):
         self._steps_after = t[-1].copy() if len(t) else self.steps.copy()
         safe_t = np.maximum(t, 1)
         decay = 1.0 - lrs * self.weight_decay
-        neg_step_size = -lrs / (1.0 - b1 ** safe_t)
-        bc2_sqrt = (1.0 - b2 ** safe_t) ** 0.5
+        neg_step_size = -lrs / (1.0 - b1**safe_t)
+        bc2_sqrt = (1.0 - b2**safe_t) ** 0.5
         out = np.stack([decay, neg_step_size, bc2_sqrt], axis=1)
         return np.where(active[:, None, :], out, np.array([1.0, 0.0, 1.0])[None, :, None])
 
@@ -162,8 +164,9 @@ class BatchedAdamW(BatchedOptimizer):
         p.add_(m.mul(_rows(coef[1], p)).div_(denom))
 
 
-def make_batched_optimizer(params: list[torch.Tensor], optimizer: str, momentum: float, nesterov: bool,
-                           weight_decay: float) -> BatchedOptimizer:
+def make_batched_optimizer(
+    params: list[torch.Tensor], optimizer: str, momentum: float, nesterov: bool, weight_decay: float
+) -> BatchedOptimizer:
     """The batched counterpart of what :class:`~prunegym.training.TrainingRun` builds for ``optimizer``."""
     if optimizer == "sgd":
         return BatchedSGD(params, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)

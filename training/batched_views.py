@@ -1,5 +1,6 @@
 """Per-run views of a :class:`~prunegym.training.BatchedTrainingRun`: row views of its score store and
 :class:`RunView`, run ``k`` with the attributes of a :class:`~prunegym.training.TrainingRun`."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -9,6 +9,7 @@ scoring passes (pending ones from :meth:`TrainingRun.score` and the plan's ``sco
 each. :func:`trim_plan` keeps the longest prefix of the plan (plans are shuffled, so a prefix is a uniform
 subset) whose cost fits the cap.
 """
+
 from __future__ import annotations
 
 import copy
@@ -66,9 +67,12 @@ def plan_flops(run: TrainingRun, plan: EpochPlan) -> float:
 
 def _prefix(plan: EpochPlan, length: int) -> EpochPlan:
     mix = plan.mixup
-    return replace(plan, indices=plan.indices[:length],
-                   weights=plan.weights[:length] if plan.weights is not None else None,
-                   mixup=MixupSpec(mix.partner[:length], mix.lam[:length]) if mix is not None else None)
+    return replace(
+        plan,
+        indices=plan.indices[:length],
+        weights=plan.weights[:length] if plan.weights is not None else None,
+        mixup=MixupSpec(mix.partner[:length], mix.lam[:length]) if mix is not None else None,
+    )
 
 
 def trim_plan(run: TrainingRun, plan: EpochPlan, max_flops: float) -> tuple[EpochPlan, int]:

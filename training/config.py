@@ -1,4 +1,5 @@
 """The configuration of one training run."""
+
 from __future__ import annotations
 
 import math
@@ -98,7 +99,7 @@ class RunConfig:
         if not isinstance(self.num_workers, int) or isinstance(self.num_workers, bool) or self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers!r} must be an int >= 0")
 
-    def replace(self, **changes) -> "RunConfig":
+    def replace(self, **changes) -> RunConfig:
         """A copy with ``changes`` applied; unknown names raise ``ValueError`` listing the fields."""
         names = {f.name for f in fields(self)}
         bad = sorted(set(changes) - names)

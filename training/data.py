@@ -20,14 +20,15 @@ test set with the ``test-subset`` stream. Data without a test split get a test s
 of the seed (the same for every seed, like an official test set), of ``test_size`` samples (default: as many
 as the validation set).
 """
+
 from __future__ import annotations
 
 import math
 import numbers
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -38,8 +39,15 @@ from .seeding import numpy_generator, torch_generator
 from .tv_datasets import load_torchvision
 
 __all__ = [
-    "DATASETS", "DataSplits", "DatasetMissingError", "SplitIndices", "check_val_size", "data_root",
-    "load_splits", "make_synthetic", "split_indices",
+    "DATASETS",
+    "DataSplits",
+    "DatasetMissingError",
+    "SplitIndices",
+    "check_val_size",
+    "data_root",
+    "load_splits",
+    "make_synthetic",
+    "split_indices",
 ]
 
 # Per-channel mean / std of the training sets (the values used throughout the literature).
@@ -90,13 +98,14 @@ class DataSplits:
         return int(self.y_train.shape[0])
 
     # -- batches for the engine (the streaming path has the same three methods) ----------------------------
-    def train_batches(self, indices: torch.Tensor, partners: torch.Tensor | None, batch_size: int,
-                      shard=None) -> Iterator[tuple]:
+    def train_batches(
+        self, indices: torch.Tensor, partners: torch.Tensor | None, batch_size: int, shard=None
+    ) -> Iterator[tuple]:
         """Per batch of ``batch_size`` plan rows: ``(x, y, x_partner, y_partner)`` of the rows ``shard`` keeps
         (all without one); the partner pair is ``(None, None)`` without mix-up partners."""
         for s in range(0, int(indices.numel()), batch_size):
-            bi = indices[s:s + batch_size]
-            pi = partners[s:s + batch_size] if partners is not None else None
+            bi = indices[s : s + batch_size]
+            pi = partners[s : s + batch_size] if partners is not None else None
             if shard is not None:
                 bi = shard(bi)
                 pi = shard(pi) if pi is not None else None
@@ -106,14 +115,14 @@ class DataSplits:
     def index_batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, y)`` of the training samples ``indices`` in batches of ``batch_size`` (the scoring pass)."""
         for s in range(0, int(indices.numel()), batch_size):
-            bi = indices[s:s + batch_size]
+            bi = indices[s : s + batch_size]
             yield self.x_train[bi], self.y_train[bi]
 
     def split_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, y)`` of ``split`` (``"train"``, ``"val"``, ``"test"``) in order, in batches of ``batch_size``."""
         x, y = getattr(self, f"x_{split}"), getattr(self, f"y_{split}")
         for s in range(0, int(y.shape[0]), batch_size):
-            yield x[s:s + batch_size], y[s:s + batch_size]
+            yield x[s : s + batch_size], y[s : s + batch_size]
 
 
 @dataclass(frozen=True)
@@ -134,8 +143,10 @@ def check_val_size(val_size) -> None:
     elif ok:
         ok = 0.0 < val_size < 1.0 or (val_size >= 1 and float(val_size).is_integer())
     if not ok:
-        raise ValueError(f"val_size={val_size!r} is not allowed; allowed: an int count >= 1 of validation "
-                         "samples, or a float fraction in (0, 1) of the training pool")
+        raise ValueError(
+            f"val_size={val_size!r} is not allowed; allowed: an int count >= 1 of validation "
+            "samples, or a float fraction in (0, 1) of the training pool"
+        )
 
 
 def _val_count(val_size, n_pool: int) -> int:
@@ -145,9 +156,17 @@ def _val_count(val_size, n_pool: int) -> int:
     return int(val_size)
 
 
-def split_indices(n_pool: int, seed: int, val_size: int | float = 5000, train_size: int | None = None, *,
-                  n_test: int, test_size: int | None = None, has_val: bool = False,
-                  name: str = "data") -> SplitIndices:
+def split_indices(
+    n_pool: int,
+    seed: int,
+    val_size: int | float = 5000,
+    train_size: int | None = None,
+    *,
+    n_test: int,
+    test_size: int | None = None,
+    has_val: bool = False,
+    name: str = "data",
+) -> SplitIndices:
     """The train / validation / test indices of ``seed`` for a pool of ``n_pool`` training samples and a test
     set of ``n_test`` (see the module docstring). ``has_val``: the data bring their own validation set, so
     ``val`` is empty and the whole (shuffled) pool is the training set. Used by :func:`load_splits`."""
@@ -249,17 +268,26 @@ def _standardizer(x_train: torch.Tensor):
 
 def _raw(name: str, root, download: bool, dataset_kwargs: dict | None) -> RawData:
     if name.startswith(TORCHVISION_PREFIX) or name in _PRESET_CLASS:
-        cls_name = _PRESET_CLASS.get(name) or name[len(TORCHVISION_PREFIX):]
+        cls_name = _PRESET_CLASS.get(name) or name[len(TORCHVISION_PREFIX) :]
         kwargs = dict(dataset_kwargs or {})
-        preset = name if name in _PRESET_CLASS else next(
-            (p for p, c in _PRESET_CLASS.items() if c == cls_name and not kwargs), None)
+        preset = (
+            name
+            if name in _PRESET_CLASS
+            else next((p for p, c in _PRESET_CLASS.items() if c == cls_name and not kwargs), None)
+        )
         root_path = data_root(root)
         key = (preset or name, str(root_path.resolve()), repr(sorted(kwargs.items())))
         if key not in RAW_CACHE:
             x_tr, y_tr, x_te, y_te, nc = load_torchvision(cls_name, root_path, download, kwargs, name)
             if preset is not None:  # the presets' constants, normalised once for every seed
-                RAW_CACHE[key] = RawData(_normalize(x_tr, preset), y_tr, _normalize(x_te, preset), y_te, nc,
-                                          augment=preset in ("cifar10", "cifar100"))
+                RAW_CACHE[key] = RawData(
+                    _normalize(x_tr, preset),
+                    y_tr,
+                    _normalize(x_te, preset),
+                    y_te,
+                    nc,
+                    augment=preset in ("cifar10", "cifar100"),
+                )
             else:
                 scale = "stats" if x_tr.dtype == torch.uint8 else "none"
                 RAW_CACHE[key] = RawData(x_tr, y_tr, x_te, y_te, nc, scale=scale)
@@ -274,14 +302,19 @@ def _raw(name: str, root, download: bool, dataset_kwargs: dict | None) -> RawDat
 def allowed_datasets() -> str:
     """The allowed dataset names, for error messages."""
     reg = sources.registered_datasets()
-    return (", ".join(DATASETS) + f", {TORCHVISION_PREFIX}<class name> (e.g. torchvision:KMNIST), or a name "
-            "registered with register_dataset" + (f" (registered: {', '.join(reg)})" if reg else ""))
+    return (
+        ", ".join(DATASETS) + f", {TORCHVISION_PREFIX}<class name> (e.g. torchvision:KMNIST), or a name "
+        "registered with register_dataset" + (f" (registered: {', '.join(reg)})" if reg else "")
+    )
 
 
 def is_dataset_name(name) -> bool:
     """Whether ``name`` names a preset, a ``torchvision:`` class or a registered dataset."""
-    return isinstance(name, str) and (name in DATASETS or name in sources.registered_datasets()
-                                      or (name.startswith(TORCHVISION_PREFIX) and len(name) > len(TORCHVISION_PREFIX)))
+    return isinstance(name, str) and (
+        name in DATASETS
+        or name in sources.registered_datasets()
+        or (name.startswith(TORCHVISION_PREFIX) and len(name) > len(TORCHVISION_PREFIX))
+    )
 
 
 def load_splits(
@@ -322,8 +355,16 @@ def load_splits(
         x_test, y_test = x_pool[test_idx], y_pool[test_idx]
         x_pool, y_pool = x_pool[pool_idx], y_pool[pool_idx]
         test_size = None
-    idx = split_indices(int(y_pool.shape[0]), seed, val_size, train_size, n_test=int(y_test.shape[0]),
-                        test_size=test_size, has_val=raw.x_val is not None, name=name)
+    idx = split_indices(
+        int(y_pool.shape[0]),
+        seed,
+        val_size,
+        train_size,
+        n_test=int(y_test.shape[0]),
+        test_size=test_size,
+        has_val=raw.x_val is not None,
+        name=name,
+    )
     x_train, y_train = x_pool[idx.train], y_pool[idx.train]
     if raw.x_val is not None:
         x_val, y_val = raw.x_val, raw.y_val

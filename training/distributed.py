@@ -10,6 +10,7 @@ single-process one up to float summation order. Per-sample losses, correctness a
 Limits: BatchNorm statistics are per rank (as in plain DDP without SyncBatchNorm), so models with BatchNorm
 match a single-process run only approximately; an in-batch selector (PFB) sees each rank's shard only.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -35,18 +36,20 @@ class DistContext:
         return dist.get_rank(self.group)
 
     @classmethod
-    def from_group(cls, group) -> "DistContext | None":
+    def from_group(cls, group) -> DistContext | None:
         """``None`` for no group; ``"default"`` or ``True`` for the default (``init_process_group``) group."""
         if group is None or group is False:
             return None
         if not dist.is_available() or not dist.is_initialized():
-            raise ValueError("process_group given but torch.distributed is not initialised; "
-                             "call torch.distributed.init_process_group first (torchrun does the environment)")
+            raise ValueError(
+                "process_group given but torch.distributed is not initialised; "
+                "call torch.distributed.init_process_group first (torchrun does the environment)"
+            )
         return cls(None if group in ("default", True) else group)
 
     def shard(self, rows: torch.Tensor) -> torch.Tensor:
         """This rank's share ``rows[rank::world_size]`` of a global batch."""
-        return rows[self.rank::self.world_size]
+        return rows[self.rank :: self.world_size]
 
     def sum_int(self, value: int, device: torch.device) -> int:
         """Sum of an int over ranks (one small all-reduce)."""
@@ -64,7 +67,7 @@ class DistContext:
         offset = 0
         for g in grads:
             n = g.numel()
-            g.copy_(flat[offset:offset + n].view_as(g))
+            g.copy_(flat[offset : offset + n].view_as(g))
             offset += n
 
     def all_gather_varlen(self, tensor: torch.Tensor) -> torch.Tensor:

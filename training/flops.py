@@ -3,6 +3,7 @@
 Backward is measured, not assumed to be twice the forward: the shallow backward computes weight gradients
 only (the input needs no gradient), the deep backward also the gradient of its input features.
 """
+
 from __future__ import annotations
 
 import copy

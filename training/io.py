@@ -4,6 +4,7 @@ Results, caches and benchmark outputs are written through :func:`write_text_atom
 file or the new one, never a mix) and converted with :func:`to_jsonable` (plain JSON types; non-finite
 floats become ``null`` when ``strict``).
 """
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["canonical_json", "strict_jsonable", "to_jsonable", "write_bytes_atomic", "write_json_atomic",
-           "write_text_atomic"]
+__all__ = [
+    "canonical_json",
+    "strict_jsonable",
+    "to_jsonable",
+    "write_bytes_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+]
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -10,6 +10,7 @@ steps, with progress = epochs completed + the fraction of the current epoch's ba
 covers the same stretch of the schedule as a full one (several scheduler steps per batch when needed).
 This is the rule the engine applies to its own schedules (:mod:`prunegym.training.schedule`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,8 +33,10 @@ class ProgressLR:
         if type(scheduler).__name__ == "ReduceLROnPlateau":
             raise ValueError("ReduceLROnPlateau follows a metric, not training progress; step it yourself")
         if not isinstance(steps_per_epoch, int) or isinstance(steps_per_epoch, bool) or steps_per_epoch < 1:
-            raise ValueError(f"steps_per_epoch={steps_per_epoch!r} must be a positive int (the full epoch's "
-                             "batch count for a per-batch schedule, 1 for a per-epoch one)")
+            raise ValueError(
+                f"steps_per_epoch={steps_per_epoch!r} must be a positive int (the full epoch's "
+                "batch count for a per-batch schedule, 1 for a per-epoch one)"
+            )
         self.scheduler = scheduler
         self.steps_per_epoch = steps_per_epoch
         self.steps = 0
@@ -47,8 +50,10 @@ class ProgressLR:
         """Move to progress ``epoch + batches_done / batches`` (``batches``: this epoch's batch count, which
         pruning makes smaller than a full epoch's)."""
         if batches < 1 or not 0 <= batches_done <= batches or epoch < 0:
-            raise ValueError(f"step(epoch={epoch!r}, batches_done={batches_done!r}, batches={batches!r}): need "
-                             "epoch >= 0 and 0 <= batches_done <= batches, batches >= 1")
+            raise ValueError(
+                f"step(epoch={epoch!r}, batches_done={batches_done!r}, batches={batches!r}): need "
+                "epoch >= 0 and 0 <= batches_done <= batches, batches >= 1"
+            )
         self._advance(epoch * self.steps_per_epoch + (batches_done * self.steps_per_epoch) // batches)
 
     def step_to(self, progress: float) -> None:

@@ -1,4 +1,5 @@
 """The compute meter: FLOPs of an epoch from its sample passes, as fractions of the full-data epoch and run."""
+
 from __future__ import annotations
 
 from .flops import PassFlops

@@ -15,19 +15,27 @@ any custom init in the factory), reproduced from the run's generator: the factor
 ``torch.random.fork_rng`` with the CPU default generator seeded from a draw of ``generator``, and the global
 RNG state is restored afterwards, so callers see it untouched and the same seed gives the same weights.
 """
+
 from __future__ import annotations
 
 import inspect
 import itertools
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torchvision
 from torch import nn
 
-__all__ = ["MODELS", "TORCHVISION_PREFIX", "allowed_models", "build_stages", "register_model", "registered_models",
-           "registration_version"]
+__all__ = [
+    "MODELS",
+    "TORCHVISION_PREFIX",
+    "allowed_models",
+    "build_stages",
+    "register_model",
+    "registered_models",
+    "registration_version",
+]
 
 MODELS = ("mlp", "cnn", "resnet18")  # the presets (built in prunegym.training.models)
 TORCHVISION_PREFIX = "torchvision:"
@@ -45,8 +53,10 @@ def registered_models() -> tuple[str, ...]:
 def allowed_models() -> str:
     """The allowed model names, for error messages."""
     reg = registered_models()
-    return (", ".join(MODELS) + f", {TORCHVISION_PREFIX}<name> (e.g. torchvision:resnet18), or a name registered "
-            "with register_model" + (f" (registered: {', '.join(reg)})" if reg else ""))
+    return (
+        ", ".join(MODELS) + f", {TORCHVISION_PREFIX}<name> (e.g. torchvision:resnet18), or a name registered "
+        "with register_model" + (f" (registered: {', '.join(reg)})" if reg else "")
+    )
 
 
 def registration_version(name: str) -> int | None:
@@ -58,11 +68,15 @@ def register_model(name: str, factory: Factory, split: str | None = None) -> str
     """Register ``factory`` (see the module docstring) as model ``name`` with default split point ``split``
     (None: after the first child); returns ``name``. Registering a name again replaces the factory."""
     if not isinstance(name, str) or not name or name in MODELS or name.startswith(TORCHVISION_PREFIX):
-        raise ValueError(f"model name {name!r} is not allowed: use a non-empty string that is not a preset "
-                         f"({', '.join(MODELS)}) and does not start with {TORCHVISION_PREFIX!r}")
+        raise ValueError(
+            f"model name {name!r} is not allowed: use a non-empty string that is not a preset "
+            f"({', '.join(MODELS)}) and does not start with {TORCHVISION_PREFIX!r}"
+        )
     if not callable(factory):
-        raise ValueError(f"model {name!r}: factory {factory!r} is not callable; expected "
-                         "factory(input_shape, num_classes, generator) -> nn.Module")
+        raise ValueError(
+            f"model {name!r}: factory {factory!r} is not callable; expected "
+            "factory(input_shape, num_classes, generator) -> nn.Module"
+        )
     try:
         inspect.signature(factory).bind((1,), 2, torch.Generator())
     except TypeError as exc:
@@ -77,11 +91,13 @@ def register_model(name: str, factory: Factory, split: str | None = None) -> str
 
 
 def _torchvision_builder(arch: str):
-    name = arch[len(TORCHVISION_PREFIX):]
+    name = arch[len(TORCHVISION_PREFIX) :]
     allowed = torchvision.models.list_models(module=torchvision.models)
     if name not in allowed:
-        raise ValueError(f"unknown model {arch!r}; allowed: torchvision:<one of {', '.join(allowed)}> "
-                         "(torchvision's classification models)")
+        raise ValueError(
+            f"unknown model {arch!r}; allowed: torchvision:<one of {', '.join(allowed)}> "
+            "(torchvision's classification models)"
+        )
 
     def build(input_shape, num_classes, generator, **kwargs):
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **kwargs)
@@ -115,7 +131,7 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:300]}"
 
 
-def _check(model: nn.Module, stages: "OrderedDict[str, nn.Module]", arch: str, input_shape, num_classes):
+def _check(model: nn.Module, stages: OrderedDict[str, nn.Module], arch: str, input_shape, num_classes):
     """Whether ``stages`` in order reproduce ``model``'s forward (with or without a flatten before the last);
     returns the flatten flag, or raises a one-line ``ValueError``."""
     x = torch.randn((2, *input_shape), generator=torch.Generator().manual_seed(0))
@@ -128,12 +144,15 @@ def _check(model: nn.Module, stages: "OrderedDict[str, nn.Module]", arch: str, i
             except Exception as exc:
                 tv = arch.startswith(TORCHVISION_PREFIX)
                 hint = " (torchvision models take 3-channel images [3, H, W])" if tv else ""
-                raise ValueError(f"model {arch!r} cannot take samples of shape {tuple(input_shape)}{hint}: "
-                                 f"{_first_line(exc)}") from None
+                raise ValueError(
+                    f"model {arch!r} cannot take samples of shape {tuple(input_shape)}{hint}: {_first_line(exc)}"
+                ) from None
             if not (isinstance(ref, torch.Tensor) and tuple(ref.shape) == (2, num_classes)):
                 shape = tuple(ref.shape) if isinstance(ref, torch.Tensor) else type(ref).__name__
-                raise ValueError(f"model {arch!r} returns {shape} for a batch of 2; expected logits "
-                                 f"[batch, num_classes] = (2, {num_classes})")
+                raise ValueError(
+                    f"model {arch!r} returns {shape} for a batch of 2; expected logits "
+                    f"[batch, num_classes] = (2, {num_classes})"
+                )
             items = list(stages.values())
             for flatten in (False, True) if arch.startswith(TORCHVISION_PREFIX) else (False,):
                 h = x
@@ -147,20 +166,25 @@ def _check(model: nn.Module, stages: "OrderedDict[str, nn.Module]", arch: str, i
                     return flatten
     finally:
         model.train(was_training)
-    raise ValueError(f"model {arch!r}: its named children ({', '.join(stages)}) applied in order do not reproduce "
-                     "its forward, so it cannot be split into stages; put everything forward does into children "
-                     "(e.g. nn.Flatten(), pooling modules)")
+    raise ValueError(
+        f"model {arch!r}: its named children ({', '.join(stages)}) applied in order do not reproduce "
+        "its forward, so it cannot be split into stages; put everything forward does into children "
+        "(e.g. nn.Flatten(), pooling modules)"
+    )
 
 
-def build_stages(arch: str, input_shape, num_classes: int, generator: torch.Generator, **kwargs
-                 ) -> tuple["OrderedDict[str, nn.Module]", str]:
+def build_stages(
+    arch: str, input_shape, num_classes: int, generator: torch.Generator, **kwargs
+) -> tuple[OrderedDict[str, nn.Module], str]:
     """``(stages, default split)`` of a registered or torchvision model, built on the CPU (module docstring)."""
     factory, default_split = _factory(arch)
     model = _construct(factory, arch, input_shape, num_classes, generator, kwargs)
     stages = OrderedDict(model.named_children())
     if len(stages) < 2:
-        raise ValueError(f"model {arch!r} has {len(stages)} named child(ren) ({', '.join(stages) or 'none'}); "
-                         "a split model needs at least two stages (shallow and deep)")
+        raise ValueError(
+            f"model {arch!r} has {len(stages)} named child(ren) ({', '.join(stages) or 'none'}); "
+            "a split model needs at least two stages (shallow and deep)"
+        )
     key = (arch, tuple(input_shape), int(num_classes), repr(sorted(kwargs.items())))
     if key not in _CHECKED:
         _CHECKED[key] = _check(model, stages, arch, input_shape, num_classes)

@@ -7,6 +7,7 @@ can run ``shallow`` on a whole batch and ``deep`` only on the rows it keeps (PFB
 from an explicit generator (the model is built on the meta device); other models get their own scheme
 reproduced from the generator. Building a model never changes the global RNG state.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,7 +26,7 @@ _DEFAULT_SPLIT = {"mlp": "hidden1", "cnn": "block1", "resnet18": "layer1"}
 class SplitModel(nn.Module):
     """``forward(x) = deep(shallow(x))``; ``stage_names`` lists every possible split point in order."""
 
-    def __init__(self, stages: "OrderedDict[str, nn.Module]", split: str, arch: str):
+    def __init__(self, stages: OrderedDict[str, nn.Module], split: str, arch: str):
         super().__init__()
         names = list(stages)
         if split not in names[:-1]:
@@ -50,7 +51,9 @@ def _mlp_stages(input_shape, num_classes, hidden=(256,)):
         layers = [nn.Flatten()] if i == 1 else []
         stages[f"hidden{i}"] = nn.Sequential(*layers, nn.Linear(prev, h), nn.ReLU())
         prev = h
-    stages["head"] = nn.Linear(prev, num_classes) if hidden else nn.Sequential(nn.Flatten(), nn.Linear(prev, num_classes))
+    stages["head"] = (
+        nn.Linear(prev, num_classes) if hidden else nn.Sequential(nn.Flatten(), nn.Linear(prev, num_classes))
+    )
     return stages
 
 
@@ -103,8 +106,11 @@ _BUILDERS = {"mlp": _mlp_stages, "cnn": _cnn_stages, "resnet18": _resnet18_stage
 
 def is_model_name(name) -> bool:
     """Whether ``name`` names a preset, a ``torchvision:`` model or a registered factory."""
-    return isinstance(name, str) and (name in MODELS or name in registered_models()
-                                      or (name.startswith(TORCHVISION_PREFIX) and len(name) > len(TORCHVISION_PREFIX)))
+    return isinstance(name, str) and (
+        name in MODELS
+        or name in registered_models()
+        or (name.startswith(TORCHVISION_PREFIX) and len(name) > len(TORCHVISION_PREFIX))
+    )
 
 
 def split_points(arch: str, input_shape: tuple[int, ...] | None = None, num_classes: int = 10) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """What one epoch trains on (:class:`EpochPlan`) and what it returns (:class:`EpochResult`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -59,8 +60,8 @@ class EpochPlan:
 
     indices: torch.Tensor
     weights: torch.Tensor | None = None
-    selector: Optional[Selector] = None
-    mixup: Optional[MixupSpec] = None
+    selector: Selector | None = None
+    mixup: MixupSpec | None = None
     claimed_prune_ratio: float = 0.0
     score_after: torch.Tensor | None = None
 
@@ -79,8 +80,9 @@ class EpochPlan:
             if sa.ndim != 1 or sa.dtype != torch.int64:
                 raise ValueError(f"plan score_after must be a 1-D int64 tensor, got shape {tuple(sa.shape)} {sa.dtype}")
             if sa.numel() and (int(sa.min()) < 0 or int(sa.max()) >= num_samples):
-                raise ValueError(f"plan score_after must lie in [0, {num_samples}); "
-                                 f"got [{int(sa.min())}, {int(sa.max())}]")
+                raise ValueError(
+                    f"plan score_after must lie in [0, {num_samples}); got [{int(sa.min())}, {int(sa.max())}]"
+                )
 
 
 @dataclass
@@ -95,7 +97,7 @@ class PassCounts:
     scoring_forward: int = 0
     selector_flops: float = 0.0
 
-    def __iadd__(self, other: "PassCounts") -> "PassCounts":
+    def __iadd__(self, other: PassCounts) -> PassCounts:
         for k in self.__dataclass_fields__:
             setattr(self, k, getattr(self, k) + getattr(other, k))
         return self

@@ -5,12 +5,14 @@ are split differently elsewhere: an RL agent's trajectory can follow differences
 Rows, saved agents and benchmark JSONs record :func:`runtime`; :func:`runtime_differences` says what differs.
 Package versions are read from the installed metadata: this module imports neither gymnasium nor SB3.
 """
+
 from __future__ import annotations
 
 import functools
 import platform
+from collections.abc import Mapping
 from importlib import metadata
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,8 +33,11 @@ def _dist_version(name: str) -> str | None:
 
 @functools.lru_cache(maxsize=1)
 def _versions() -> tuple[tuple[str, str | None], ...]:
-    out: dict[str, str | None] = {"prunegym": _dist_version("prunegym"), "torch": str(torch.__version__),
-                                  "numpy": str(np.__version__)}
+    out: dict[str, str | None] = {
+        "prunegym": _dist_version("prunegym"),
+        "torch": str(torch.__version__),
+        "numpy": str(np.__version__),
+    }
     for key in ("stable_baselines3", "gymnasium"):
         out[key] = _dist_version(_DISTRIBUTIONS[key])
     out["python"] = platform.python_version()
@@ -48,8 +53,11 @@ def versions() -> dict[str, str | None]:
 def runtime(device: str | torch.device | None = None, threads: int | None = None) -> dict[str, Any]:
     """:func:`versions` plus ``torch_threads`` (``threads``, default torch's current intra-op count) and
     ``device`` (the training device as a string, e.g. ``"cpu"``; ``None`` if not given)."""
-    return {**versions(), "torch_threads": int(threads if threads is not None else torch.get_num_threads()),
-            "device": None if device is None else str(device)}
+    return {
+        **versions(),
+        "torch_threads": int(threads if threads is not None else torch.get_num_threads()),
+        "device": None if device is None else str(device),
+    }
 
 
 def runtime_differences(recorded: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:

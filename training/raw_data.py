@@ -1,5 +1,6 @@
 """What every data source shares: the preset dataset names, the ``torchvision:`` prefix, the error type, the
 un-split tensors (:class:`RawData`) and their in-memory cache."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """The training run: a classifier advanced one epoch at a time under an :class:`EpochPlan`."""
+
 from __future__ import annotations
 
 import math
@@ -66,15 +67,24 @@ class TrainingRun:
         self.epochs = config.epochs
         self.epoch = 0  # epochs completed
         self.model = build_model(
-            config.model, splits.input_shape, splits.num_classes, torch_generator(config.seed, "init"),
-            split=config.model_split, device=self.device, **config.model_kwargs,
+            config.model,
+            splits.input_shape,
+            splits.num_classes,
+            torch_generator(config.seed, "init"),
+            split=config.model_split,
+            device=self.device,
+            **config.model_kwargs,
         )
         self.param_count = sum(p.numel() for p in self.model.parameters())
         params = self.model.parameters()
         if config.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                                             nesterov=config.nesterov and config.momentum > 0,
-                                             weight_decay=config.weight_decay)
+            self.optimizer = torch.optim.SGD(
+                params,
+                lr=config.lr,
+                momentum=config.momentum,
+                nesterov=config.nesterov and config.momentum > 0,
+                weight_decay=config.weight_decay,
+            )
         else:
             self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.scores = ScoreTable(self.num_train, self.device, config.ema_rate)
@@ -153,8 +163,9 @@ class TrainingRun:
         model.train()
         offset = 0
         ddp = self.dist
-        batches = self.data.train_batches(idx, partner_all if mix is not None else None, bs,
-                                          ddp.shard if ddp is not None else None)
+        batches = self.data.train_batches(
+            idx, partner_all if mix is not None else None, bs, ddp.shard if ddp is not None else None
+        )
         for b in range(n_batches if k else 0):
             lr = self._lr((self.epoch + b / n_batches) / self.epochs)
             for group in self.optimizer.param_groups:
@@ -199,8 +210,9 @@ class TrainingRun:
             per_sample = F.cross_entropy(logits, y, reduction="none", label_smoothing=cfg.label_smoothing)
             if mix is not None:
                 per_sample = lam * per_sample + (1 - lam) * F.cross_entropy(
-                    logits, y2, reduction="none", label_smoothing=cfg.label_smoothing)
-                mixed[offset:offset + m] = lam < 1
+                    logits, y2, reduction="none", label_smoothing=cfg.label_smoothing
+                )
+                mixed[offset : offset + m] = lam < 1
             weighted = per_sample * bw if bw is not None else per_sample
             loss = weighted.sum() / denom
             self.optimizer.zero_grad(set_to_none=ddp is None)
@@ -211,9 +223,9 @@ class TrainingRun:
             passes.shallow_backward += rows_in
             passes.deep_forward += m
             passes.deep_backward += m
-            losses[offset:offset + m] = per_sample.detach()
-            correct[offset:offset + m] = logits.detach().argmax(1) == y
-            trained[offset:offset + m] = bi
+            losses[offset : offset + m] = per_sample.detach()
+            correct[offset : offset + m] = logits.detach().argmax(1) == y
+            trained[offset : offset + m] = bi
             offset += m
         losses, correct, trained, mixed = losses[:offset], correct[:offset], trained[:offset], mixed[:offset]
         if ddp is not None:  # every rank gets every rank's samples: identical score tables
@@ -243,11 +255,23 @@ class TrainingRun:
         self.scores.update(trained, losses, correct, self.epoch, valid=~mixed if mix is not None else None)
         flops = self.meter.charge(passes)
         result = EpochResult(
-            epoch=self.epoch, indices=trained, losses=losses, correct=correct, mixed=mixed, passes=passes,
-            flops=flops, flops_fraction=flops / self.meter.full_epoch_flops,
-            kept_fraction=offset / self.num_train, planned_fraction=k / self.num_train,
-            claimed_prune_ratio=float(plan.claimed_prune_ratio), train_loss=stats[0], train_accuracy=stats[1],
-            lr=self.lr, wall_time=wall, scored_indices=scored_idx, scored_losses=scored_losses,
+            epoch=self.epoch,
+            indices=trained,
+            losses=losses,
+            correct=correct,
+            mixed=mixed,
+            passes=passes,
+            flops=flops,
+            flops_fraction=flops / self.meter.full_epoch_flops,
+            kept_fraction=offset / self.num_train,
+            planned_fraction=k / self.num_train,
+            claimed_prune_ratio=float(plan.claimed_prune_ratio),
+            train_loss=stats[0],
+            train_accuracy=stats[1],
+            lr=self.lr,
+            wall_time=wall,
+            scored_indices=scored_idx,
+            scored_losses=scored_losses,
         )
         self.epoch += 1
         return result

@@ -3,6 +3,7 @@
 Progress is ``(epoch + fraction of this epoch's batches done) / epochs``: a pruned epoch with fewer batches
 covers the same stretch of the schedule as a full one, so pruning never shifts the schedule.
 """
+
 from __future__ import annotations
 
 import math
@@ -12,8 +13,14 @@ __all__ = ["SCHEDULES", "lr_at"]
 SCHEDULES = ("onecycle", "cosine", "constant")
 
 
-def lr_at(schedule: str, progress: float, peak_lr: float, pct_start: float = 0.3, div_factor: float = 25.0,
-          final_div_factor: float = 1e4) -> float:
+def lr_at(
+    schedule: str,
+    progress: float,
+    peak_lr: float,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> float:
     """Learning rate at ``progress`` in [0, 1].
 
     ``onecycle``: cosine warm-up from ``peak/div_factor`` to ``peak`` over ``pct_start``, then cosine

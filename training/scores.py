@@ -3,6 +3,7 @@
 All fields are ``[N]`` tensors indexed by training-set position. Updates take the indices and unweighted
 losses of the samples just trained and never sync with the host.
 """
+
 from __future__ import annotations
 
 import torch

@@ -3,6 +3,7 @@
 The global torch, numpy and python RNGs are never read or written. A run seed and a stream name give a
 64-bit sub-seed through numpy's ``SeedSequence``, so streams are independent and reproducible.
 """
+
 from __future__ import annotations
 
 import hashlib

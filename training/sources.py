@@ -12,24 +12,24 @@ a ``Dataset`` streams through a ``DataLoader`` (:mod:`prunegym.training.streamin
 
 Registration is per process: a replay (or a Ray worker) must import the module that registers the data.
 """
+
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from .raw_data import DATASETS, RAW_CACHE, TORCHVISION_PREFIX, RawData
-from torch.utils.data import DataLoader
 
 __all__ = ["DataSource", "dataset_source", "register_dataset", "registered_datasets"]
 
-Split = Union[tuple[torch.Tensor, torch.Tensor], Dataset]
+Split = tuple[torch.Tensor, torch.Tensor] | Dataset
 _SPLITS = ("train", "val", "test")
-_SOURCES: dict[str, "DataSource"] = {}
+_SOURCES: dict[str, DataSource] = {}
 _VERSIONS = itertools.count(1)
 
 
@@ -59,28 +59,40 @@ def dataset_source(name: str) -> DataSource:
     """The source registered as ``name``; an unknown name raises a ``ValueError`` saying what is registered."""
     if name not in _SOURCES:
         reg = ", ".join(_SOURCES) or "none"
-        raise ValueError(f"unknown dataset {name!r}; registered with register_dataset: {reg} (import the module "
-                         "that registers it, e.g. with --gym-packages MODULE)")
+        raise ValueError(
+            f"unknown dataset {name!r}; registered with register_dataset: {reg} (import the module "
+            "that registers it, e.g. with --gym-packages MODULE)"
+        )
     return _SOURCES[name]
 
 
 def _tensor_pair(split: str, pair: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
     if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-        raise ValueError(f"dataset {name!r}: split {split!r} must be a pair (x, y) of tensors or a map-style "
-                         f"Dataset, got {type(pair).__name__}")
+        raise ValueError(
+            f"dataset {name!r}: split {split!r} must be a pair (x, y) of tensors or a map-style "
+            f"Dataset, got {type(pair).__name__}"
+        )
     x, y = (p if isinstance(p, torch.Tensor) else torch.as_tensor(np.asarray(p)) for p in pair)
     if x.ndim < 2:
-        raise ValueError(f"dataset {name!r}: x of split {split!r} has shape {tuple(x.shape)}; expected [N, ...] "
-                         "with one sample per row (e.g. [N, D] features or [N, C, H, W] images)")
+        raise ValueError(
+            f"dataset {name!r}: x of split {split!r} has shape {tuple(x.shape)}; expected [N, ...] "
+            "with one sample per row (e.g. [N, D] features or [N, C, H, W] images)"
+        )
     if not (x.is_floating_point() or x.dtype == torch.uint8):
-        raise ValueError(f"dataset {name!r}: x of split {split!r} has dtype {x.dtype}; allowed: a floating "
-                         "point dtype, or uint8 images (scaled to [0, 1] and standardised)")
+        raise ValueError(
+            f"dataset {name!r}: x of split {split!r} has dtype {x.dtype}; allowed: a floating "
+            "point dtype, or uint8 images (scaled to [0, 1] and standardised)"
+        )
     if y.ndim != 1 or y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
-        raise ValueError(f"dataset {name!r}: y of split {split!r} has shape {tuple(y.shape)} and dtype {y.dtype}; "
-                         "expected integer class labels of shape [N]")
+        raise ValueError(
+            f"dataset {name!r}: y of split {split!r} has shape {tuple(y.shape)} and dtype {y.dtype}; "
+            "expected integer class labels of shape [N]"
+        )
     if x.shape[0] != y.shape[0]:
-        raise ValueError(f"dataset {name!r}: x of split {split!r} has {x.shape[0]} samples but y has {y.shape[0]}; "
-                         "they must be the same length")
+        raise ValueError(
+            f"dataset {name!r}: x of split {split!r} has {x.shape[0]} samples but y has {y.shape[0]}; "
+            "they must be the same length"
+        )
     if x.shape[0] == 0:
         raise ValueError(f"dataset {name!r}: split {split!r} is empty")
     return x.detach().cpu().contiguous(), y.detach().cpu().to(torch.int64)
@@ -88,8 +100,10 @@ def _tensor_pair(split: str, pair: Any, name: str) -> tuple[torch.Tensor, torch.
 
 def _dataset_split(split: str, ds: Any, name: str) -> tuple[Dataset, tuple[int, ...], torch.Tensor | None]:
     if isinstance(ds, IterableDataset) or not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
-        raise ValueError(f"dataset {name!r}: split {split!r} ({type(ds).__name__}) is not a map-style Dataset; "
-                         "a plan indexes samples, so it needs __getitem__ and __len__")
+        raise ValueError(
+            f"dataset {name!r}: split {split!r} ({type(ds).__name__}) is not a map-style Dataset; "
+            "a plan indexes samples, so it needs __getitem__ and __len__"
+        )
     if len(ds) == 0:
         raise ValueError(f"dataset {name!r}: split {split!r} is empty")
     item = ds[0]
@@ -106,8 +120,10 @@ def _dataset_split(split: str, ds: Any, name: str) -> tuple[Dataset, tuple[int, 
 def _label_range(split: str, y: torch.Tensor, num_classes: int, name: str) -> None:
     lo, hi = int(y.min()), int(y.max())
     if lo < 0 or hi >= num_classes:
-        raise ValueError(f"dataset {name!r}: labels of split {split!r} span [{lo}, {hi}], outside [0, {num_classes}) "
-                         f"for num_classes={num_classes}; labels must be integers in [0, num_classes)")
+        raise ValueError(
+            f"dataset {name!r}: labels of split {split!r} span [{lo}, {hi}], outside [0, {num_classes}) "
+            f"for num_classes={num_classes}; labels must be integers in [0, num_classes)"
+        )
 
 
 def register_dataset(name: str, source: Any, *, num_classes: int | None = None) -> str:
@@ -119,8 +135,10 @@ def register_dataset(name: str, source: Any, *, num_classes: int | None = None) 
     Registering a name again replaces the data (and every cache of the old data).
     """
     if not isinstance(name, str) or not name or name in DATASETS or name.startswith(TORCHVISION_PREFIX):
-        raise ValueError(f"dataset name {name!r} is not allowed: use a non-empty string that is not a preset "
-                         f"({', '.join(DATASETS)}) and does not start with {TORCHVISION_PREFIX!r}")
+        raise ValueError(
+            f"dataset name {name!r} is not allowed: use a non-empty string that is not a preset "
+            f"({', '.join(DATASETS)}) and does not start with {TORCHVISION_PREFIX!r}"
+        )
     if isinstance(source, dict):
         bad = sorted(set(source) - set(_SPLITS))
         if bad or "train" not in source:
@@ -131,8 +149,9 @@ def register_dataset(name: str, source: Any, *, num_classes: int | None = None) 
     splits: dict[str, Split] = {}
     shapes, labels, kinds = {}, {}, set()
     for split, value in raw.items():
-        if isinstance(value, Dataset) or (hasattr(value, "__getitem__") and hasattr(value, "__len__")
-                                          and not isinstance(value, (tuple, list))):
+        if isinstance(value, Dataset) or (
+            hasattr(value, "__getitem__") and hasattr(value, "__len__") and not isinstance(value, (tuple, list))
+        ):
             ds, shapes[split], y = _dataset_split(split, value, name)
             splits[split] = ds
             kinds.add("dataset")
@@ -143,8 +162,10 @@ def register_dataset(name: str, source: Any, *, num_classes: int | None = None) 
             splits[split], shapes[split], labels[split] = (x, y), tuple(x.shape[1:]), y
             kinds.add("uint8" if x.dtype == torch.uint8 else "float")
     if len(set(shapes.values())) > 1:
-        raise ValueError(f"dataset {name!r}: samples of the splits have different shapes "
-                         f"({', '.join(f'{k}: {v}' for k, v in shapes.items())}); they must all be the same")
+        raise ValueError(
+            f"dataset {name!r}: samples of the splits have different shapes "
+            f"({', '.join(f'{k}: {v}' for k, v in shapes.items())}); they must all be the same"
+        )
     if {"uint8", "float"} <= kinds:
         raise ValueError(f"dataset {name!r}: some splits hold uint8 images and others floats; use one kind")
     for split, y in labels.items():
@@ -157,8 +178,9 @@ def register_dataset(name: str, source: Any, *, num_classes: int | None = None) 
         elif "train" in labels:
             num_classes = max(int(y.max()) for y in labels.values()) + 1
         else:
-            raise ValueError(f"dataset {name!r}: the training Dataset has no .classes, .targets or .labels; "
-                             "pass num_classes=")
+            raise ValueError(
+                f"dataset {name!r}: the training Dataset has no .classes, .targets or .labels; pass num_classes="
+            )
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
         raise ValueError(f"dataset {name!r}: num_classes={num_classes!r} must be an int >= 2")
     for split, y in labels.items():

@@ -5,6 +5,7 @@ reference, the DDP example, the benchmarks) goes through :func:`step_run`, and t
 :class:`~prunegym.training.BatchedTrainingRun` (the vector env) through :func:`step_runs`; both are made of
 :func:`plan_epoch` and :func:`finish_epoch`, so they cannot drift apart.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -26,8 +27,9 @@ class PlanMaker(Protocol):
     def update(self, result: Any, scores: ScoreTable) -> None: ...
 
 
-def plan_epoch(run: Any, pruner: PlanMaker, decision: Mapping[str, float],
-               max_flops: float | None = None) -> tuple[EpochPlan, int]:
+def plan_epoch(
+    run: Any, pruner: PlanMaker, decision: Mapping[str, float], max_flops: float | None = None
+) -> tuple[EpochPlan, int]:
     """``(plan, dropped)``: ``pruner``'s plan for ``run``'s next epoch under ``decision``, cut to ``max_flops``
     when given (``dropped``: planned rows removed, 0 when it fitted). ``run``: a ``TrainingRun`` or a
     ``RunView`` of a batch."""
@@ -47,8 +49,9 @@ def finish_epoch(run: Any, pruner: PlanMaker, result: EpochResult, dropped: int 
     return result
 
 
-def step_run(run: TrainingRun, pruner: PlanMaker, decision: Mapping[str, float],
-             max_flops: float | None = None) -> EpochResult:
+def step_run(
+    run: TrainingRun, pruner: PlanMaker, decision: Mapping[str, float], max_flops: float | None = None
+) -> EpochResult:
     """Train one epoch of ``run`` on ``pruner``'s plan for the decoded ``decision``
     (``{"prune_ratio": r, knob: value}``), then let the pruner read the epoch's losses; returns the result.
 
@@ -59,8 +62,12 @@ def step_run(run: TrainingRun, pruner: PlanMaker, decision: Mapping[str, float],
     return finish_epoch(run, pruner, run.run_epoch(plan), dropped if max_flops is not None else None)
 
 
-def step_runs(batch: Any, pruners: Sequence[PlanMaker | None], decisions: Sequence[Mapping[str, float] | None],
-              max_flops: Sequence[float | None]) -> list[EpochResult | None]:
+def step_runs(
+    batch: Any,
+    pruners: Sequence[PlanMaker | None],
+    decisions: Sequence[Mapping[str, float] | None],
+    max_flops: Sequence[float | None],
+) -> list[EpochResult | None]:
     """:func:`step_run` for the K runs of a ``BatchedTrainingRun`` in one batched epoch: run ``k`` trains
     ``pruners[k]``'s plan for ``decisions[k]`` within ``max_flops[k]``; a ``None`` decision leaves run ``k``
     out (its result is ``None``)."""

@@ -12,18 +12,18 @@ stay on the device. The host syncs once per epoch for the plan's indices (the lo
 :func:`load_run_data` picks the path: ``RunConfig.streaming`` True or False, or None for automatic (stream
 a registered source that holds a ``Dataset``; keep tensors resident).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, TensorDataset
 
 from .config import RunConfig
-from .data import DataSplits, carve_test, load_splits, split_indices
+from .data import DataSplits, _val_count, carve_test, load_splits, split_indices
 from .sources import dataset_source, registered_datasets
-from .data import _val_count
 
 __all__ = ["PlanBatchSampler", "StreamSplits", "load_run_data", "uses_streaming"]
 
@@ -67,48 +67,70 @@ class StreamSplits:
         return int(self.train.numel())
 
     @classmethod
-    def from_tensors(cls, splits: DataSplits, device: torch.device, num_workers: int = 0) -> "StreamSplits":
+    def from_tensors(cls, splits: DataSplits, device: torch.device, num_workers: int = 0) -> StreamSplits:
         """The same tensors (on the CPU) streamed: the splits, order and values of the resident path."""
         parts = [(splits.x_train, splits.y_train), (splits.x_val, splits.y_val), (splits.x_test, splits.y_test)]
         source = ConcatDataset([TensorDataset(x.cpu(), y.cpu()) for x, y in parts])
         n = [int(y.shape[0]) for _, y in parts]
         pos = torch.arange(sum(n))
-        return cls(splits.name, source, pos[:n[0]], pos[n[0]:n[0] + n[1]], pos[n[0] + n[1]:], splits.num_classes,
-                   splits.input_shape, torch.device(device), num_workers, splits.augment)
+        return cls(
+            splits.name,
+            source,
+            pos[: n[0]],
+            pos[n[0] : n[0] + n[1]],
+            pos[n[0] + n[1] :],
+            splits.num_classes,
+            splits.input_shape,
+            torch.device(device),
+            num_workers,
+            splits.augment,
+        )
 
     # -- the loader ----------------------------------------------------------------------------------------
     def _batches(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, y)`` on the device for each index tensor of ``batches`` (an empty one gives empty tensors)."""
         if self._loader is None:
             w = self.num_workers
-            self._loader = DataLoader(self.source, batch_sampler=self._sampler, num_workers=w,
-                                      pin_memory=self.device.type == "cuda", persistent_workers=w > 0,
-                                      generator=torch.Generator().manual_seed(0))  # workers' seeds: not global
+            self._loader = DataLoader(
+                self.source,
+                batch_sampler=self._sampler,
+                num_workers=w,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=w > 0,
+                generator=torch.Generator().manual_seed(0),
+            )  # workers' seeds: not global
         self._sampler.batches = [b.tolist() for b in batches if b.numel()]
         it = iter(self._loader) if self._sampler.batches else iter(())
         for b in batches:
             if not b.numel():
-                yield (torch.zeros((0, *self.input_shape), device=self.device),
-                       torch.zeros(0, dtype=torch.int64, device=self.device))
+                yield (
+                    torch.zeros((0, *self.input_shape), device=self.device),
+                    torch.zeros(0, dtype=torch.int64, device=self.device),
+                )
                 continue
             x, y = next(it)
             y = torch.as_tensor(y)
             lo, hi = torch.aminmax(y)
             if int(lo) < 0 or int(hi) >= self.num_classes:  # a host tensor: no device sync
-                raise ValueError(f"dataset {self.name!r}: a batch has labels in [{int(lo)}, {int(hi)}], outside "
-                                 f"[0, {self.num_classes}); labels must be integers in [0, num_classes)")
-            yield (torch.as_tensor(x).to(self.device, torch.float32, non_blocking=True),
-                   y.to(self.device, torch.int64, non_blocking=True))
+                raise ValueError(
+                    f"dataset {self.name!r}: a batch has labels in [{int(lo)}, {int(hi)}], outside "
+                    f"[0, {self.num_classes}); labels must be integers in [0, num_classes)"
+                )
+            yield (
+                torch.as_tensor(x).to(self.device, torch.float32, non_blocking=True),
+                y.to(self.device, torch.int64, non_blocking=True),
+            )
 
-    def train_batches(self, indices: torch.Tensor, partners: torch.Tensor | None, batch_size: int,
-                      shard=None) -> Iterator[tuple]:
+    def train_batches(
+        self, indices: torch.Tensor, partners: torch.Tensor | None, batch_size: int, shard=None
+    ) -> Iterator[tuple]:
         """As :meth:`DataSplits.train_batches`: ``(x, y, x_partner, y_partner)`` per batch of plan rows."""
         idx = indices.cpu()  # the epoch's one host sync: the loader takes Python ints
         part = partners.cpu() if partners is not None else None
         rows, sizes = [], []
         for s in range(0, int(idx.numel()), batch_size):
-            bi = idx[s:s + batch_size]
-            pi = part[s:s + batch_size] if part is not None else None
+            bi = idx[s : s + batch_size]
+            pi = part[s : s + batch_size] if part is not None else None
             if shard is not None:
                 bi = shard(bi)
                 pi = shard(pi) if pi is not None else None
@@ -123,12 +145,12 @@ class StreamSplits:
     def index_batches(self, indices: torch.Tensor, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, y)`` of training-set positions ``indices`` in batches of ``batch_size`` (the scoring pass)."""
         idx = self.train[indices.cpu()]
-        yield from self._batches([idx[s:s + batch_size] for s in range(0, int(idx.numel()), batch_size)])
+        yield from self._batches([idx[s : s + batch_size] for s in range(0, int(idx.numel()), batch_size)])
 
     def split_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(x, y)`` of ``split`` (``"train"``, ``"val"``, ``"test"``) in order, in batches of ``batch_size``."""
         idx = getattr(self, split)
-        yield from self._batches([idx[s:s + batch_size] for s in range(0, int(idx.numel()), batch_size)])
+        yield from self._batches([idx[s : s + batch_size] for s in range(0, int(idx.numel()), batch_size)])
 
 
 def _as_dataset(split) -> Dataset:
@@ -150,15 +172,31 @@ def _from_source(config: RunConfig, device: torch.device) -> StreamSplits:
         test = offsets["test"] + torch.arange(len(parts["test"]))
         test_size = config.test_size
     else:
-
         n_carve = config.test_size or (len(parts["val"]) if "val" in parts else _val_count(config.val_size, len(pool)))
         pool, test = carve_test(len(pool), n_carve, config.dataset)
         test_size = None
-    idx = split_indices(int(pool.numel()), config.seed, config.val_size, config.train_size, n_test=int(test.numel()),
-                        test_size=test_size, has_val="val" in parts, name=config.dataset)
+    idx = split_indices(
+        int(pool.numel()),
+        config.seed,
+        config.val_size,
+        config.train_size,
+        n_test=int(test.numel()),
+        test_size=test_size,
+        has_val="val" in parts,
+        name=config.dataset,
+    )
     val = offsets["val"] + torch.arange(len(parts["val"])) if "val" in parts else pool[idx.val]
-    return StreamSplits(config.dataset, source, pool[idx.train], val, test[idx.test], src.num_classes,
-                        src.input_shape, device, config.num_workers)
+    return StreamSplits(
+        config.dataset,
+        source,
+        pool[idx.train],
+        val,
+        test[idx.test],
+        src.num_classes,
+        src.input_shape,
+        device,
+        config.num_workers,
+    )
 
 
 def uses_streaming(config: RunConfig) -> bool:
@@ -170,8 +208,13 @@ def uses_streaming(config: RunConfig) -> bool:
 
 def load_run_data(config: RunConfig, device: torch.device) -> DataSplits | StreamSplits:
     """The data of ``config`` on ``device``: resident :class:`DataSplits`, or :class:`StreamSplits`."""
-    kw = dict(val_size=config.val_size, train_size=config.train_size, root=config.data_root,
-              test_size=config.test_size, dataset_kwargs=config.dataset_kwargs)
+    kw = dict(
+        val_size=config.val_size,
+        train_size=config.train_size,
+        root=config.data_root,
+        test_size=config.test_size,
+        dataset_kwargs=config.dataset_kwargs,
+    )
     if not uses_streaming(config):
         return load_splits(config.dataset, config.seed, device, **kw)
     if config.dataset in registered_datasets() and not dataset_source(config.dataset).is_tensors:

@@ -19,6 +19,7 @@ In this order, so that a problem is named before anything is downloaded or creat
    folder it created under the root is removed and the error is one line (the reason, the expected layout,
    ``PRUNEGYM_DATA``).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -29,17 +30,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision  # imported lazily: the synthetic task needs none of it
+from torchvision.datasets.utils import calculate_md5, check_integrity
 
 from .raw_data import DatasetMissingError
-from torchvision.datasets.utils import calculate_md5
-from torchvision.datasets.utils import check_integrity
-import torchvision # imported lazily: the synthetic task needs none of it
 
 __all__ = ["archives", "expected_layout", "load_torchvision"]
 
 _NHWC = {"CIFAR10", "CIFAR100"}  # .data is [N, H, W, C]; every other 4-D layout is [N, C, H, W]
-_HINT = ("Set PRUNEGYM_DATA (or pass data_root=...) to a writable folder holding these files; downloading "
-         "needs internet access.")
+_HINT = (
+    "Set PRUNEGYM_DATA (or pass data_root=...) to a writable folder holding these files; downloading "
+    "needs internet access."
+)
 
 
 def _raw_folder(cls, root: Path) -> Path:
@@ -101,7 +103,8 @@ def _check_archives(cls, root: Path, name: str) -> None:
                     f"{cls.__name__}'s published checksum); the file is truncated or not the official one. "
                     f"Delete it (it is then downloaded again with download=True) or replace it with the "
                     f"official archive; expected layout under the data root (PRUNEGYM_DATA or data_root=): "
-                    f"{expected_layout(cls, root)}")
+                    f"{expected_layout(cls, root)}"
+                )
 
 
 def _writable(path: Path) -> bool:
@@ -131,14 +134,17 @@ def _extract_idx_archives(cls, root: Path) -> None:
 def _split_kwargs(cls, kwargs: dict, name: str) -> tuple[dict, dict | None]:
     """Constructor arguments of the training and test splits (test None: the class has no test split)."""
     params = inspect.signature(cls.__init__).parameters
-    inherited = any("train" in inspect.signature(c.__init__).parameters for c in cls.__mro__
-                    if "__init__" in vars(c))  # EMNIST passes train= on to MNIST through **kwargs
+    inherited = any(
+        "train" in inspect.signature(c.__init__).parameters for c in cls.__mro__ if "__init__" in vars(c)
+    )  # EMNIST passes train= on to MNIST through **kwargs
     if "train" in params or inherited:
         return {**kwargs, "train": True}, {**kwargs, "train": False}
     if "split" in params:
         if "split" in kwargs:
-            raise ValueError(f"dataset {name!r}: split= chooses the train / test split and is set by prunegym; "
-                             "remove it from dataset_kwargs")
+            raise ValueError(
+                f"dataset {name!r}: split= chooses the train / test split and is set by prunegym; "
+                "remove it from dataset_kwargs"
+            )
         return {**kwargs, "split": "train"}, {**kwargs, "split": "test"}
     return dict(kwargs), None
 
@@ -147,13 +153,16 @@ def _build(cls, root: Path, kw: dict, download: bool, name: str):
     try:
         return cls(str(root), download=download, **kw)
     except ImportError as exc:
-        raise ValueError(f"dataset {name!r}: torchvision.datasets.{cls.__name__} needs the package "
-                         f"{exc.name or exc}; install it (pip install {exc.name or '...'})") from None
+        raise ValueError(
+            f"dataset {name!r}: torchvision.datasets.{cls.__name__} needs the package "
+            f"{exc.name or exc}; install it (pip install {exc.name or '...'})"
+        ) from None
     except TypeError as exc:
         need = getattr(cls, "splits", None)
         hint = f" (EMNIST-like: dataset_kwargs={{'split': ...}}, allowed: {', '.join(need)})" if need else ""
-        raise ValueError(f"dataset {name!r}: torchvision.datasets.{cls.__name__}({', '.join(kw)}) failed: "
-                         f"{exc}{hint}") from exc
+        raise ValueError(
+            f"dataset {name!r}: torchvision.datasets.{cls.__name__}({', '.join(kw)}) failed: {exc}{hint}"
+        ) from exc
 
 
 def _snapshot(cls, root: Path) -> dict[Path, set[str] | None]:
@@ -204,7 +213,8 @@ def _open_splits(cls, root: Path, download: bool, kwargs: dict, name: str):
         _extract_idx_archives(cls, root)
         try:
             return _build(cls, root, train_kw, False, name), (
-                _build(cls, root, test_kw, False, name) if test_kw is not None else None)
+                _build(cls, root, test_kw, False, name) if test_kw is not None else None
+            )
         except ValueError:
             raise
         except Exception as exc:  # not there (or not all there): check what is there, then maybe download
@@ -214,14 +224,17 @@ def _open_splits(cls, root: Path, download: bool, kwargs: dict, name: str):
             raise DatasetMissingError(
                 f"dataset {name!r} is not complete under data root {str(root)!r} ({_first_line(first_failure)}) "
                 f"and the root is not writable (torchvision extracts and downloads into it). Expected layout "
-                f"under the data root: {layout}. {_HINT}")
+                f"under the data root: {layout}. {_HINT}"
+            )
     elif root.exists():
-        raise DatasetMissingError(f"data root {str(root)!r} is not a folder. Expected a folder holding {layout}. "
-                                  f"{_HINT}")
+        raise DatasetMissingError(
+            f"data root {str(root)!r} is not a folder. Expected a folder holding {layout}. {_HINT}"
+        )
     if not download:
         why = "does not exist" if not root.exists() else "does not hold it (download=False)"
-        raise DatasetMissingError(f"dataset {name!r}: data root {str(root)!r} {why}. Expected layout under the "
-                                  f"data root: {layout}. {_HINT}")
+        raise DatasetMissingError(
+            f"dataset {name!r}: data root {str(root)!r} {why}. Expected layout under the data root: {layout}. {_HINT}"
+        )
     top = _topmost_missing(root)
     before = _snapshot(cls, root) if top is None else None
     try:
@@ -239,7 +252,8 @@ def _open_splits(cls, root: Path, download: bool, kwargs: dict, name: str):
         raise DatasetMissingError(
             f"dataset {name!r}: data root {str(root)!r} {state} and downloading it failed "
             f"({_first_line(exc)}); nothing was left under the root. Expected layout under the data root: "
-            f"{layout}. {_HINT}") from None
+            f"{layout}. {_HINT}"
+        ) from None
 
 
 def _images(ds, cls_name: str) -> torch.Tensor:
@@ -248,8 +262,10 @@ def _images(ds, cls_name: str) -> torch.Tensor:
         return x.unsqueeze(1).contiguous()
     if x.ndim == 4:
         return (x.permute(0, 3, 1, 2) if cls_name in _NHWC else x).contiguous()
-    raise ValueError(f"torchvision.datasets.{cls_name}.data has shape {tuple(x.shape)}; expected [N, H, W], "
-                     "[N, H, W, C] or [N, C, H, W] images")
+    raise ValueError(
+        f"torchvision.datasets.{cls_name}.data has shape {tuple(x.shape)}; expected [N, H, W], "
+        "[N, H, W, C] or [N, C, H, W] images"
+    )
 
 
 def _labels(ds, cls_name: str) -> torch.Tensor:
@@ -263,8 +279,7 @@ def _labels(ds, cls_name: str) -> torch.Tensor:
     raise ValueError(f"torchvision.datasets.{cls_name} has no .targets or .labels")
 
 
-def load_torchvision(cls_name: str, root: Path, download: bool, kwargs: dict | None = None,
-                     name: str | None = None):
+def load_torchvision(cls_name: str, root: Path, download: bool, kwargs: dict | None = None, name: str | None = None):
     """``(x_train, y_train, x_test, y_test, num_classes)`` of ``torchvision.datasets.<cls_name>`` under
     ``root`` (see the module docstring); ``x_test`` / ``y_test`` are None for a class without a test split.
     ``name``: the dataset's name in messages (default ``torchvision:<cls_name>``)."""
@@ -273,19 +288,25 @@ def load_torchvision(cls_name: str, root: Path, download: bool, kwargs: dict | N
     cls = getattr(torchvision.datasets, cls_name, None)
     if not (inspect.isclass(cls) and issubclass(cls, torchvision.datasets.VisionDataset)):
         known = sorted(n for n in torchvision.datasets.__all__ if n[0].isupper())
-        raise ValueError(f"unknown dataset {name!r}: torchvision.datasets has no dataset class {cls_name!r}; "
-                         f"allowed: torchvision:<one of {', '.join(known)}> (classes keeping images in memory)")
+        raise ValueError(
+            f"unknown dataset {name!r}: torchvision.datasets has no dataset class {cls_name!r}; "
+            f"allowed: torchvision:<one of {', '.join(known)}> (classes keeping images in memory)"
+        )
     train, test = _open_splits(cls, Path(root), download, dict(kwargs or {}), name)
     if getattr(train, "data", None) is None:
-        raise ValueError(f"dataset {name!r} keeps its images as files (no .data array), so it cannot be held "
-                         "as tensors; wrap it with a transform to fixed-size tensors and register it: "
-                         "register_dataset(name, {'train': ..., 'test': ...})")
+        raise ValueError(
+            f"dataset {name!r} keeps its images as files (no .data array), so it cannot be held "
+            "as tensors; wrap it with a transform to fixed-size tensors and register it: "
+            "register_dataset(name, {'train': ..., 'test': ...})"
+        )
     x_tr, y_tr = _images(train, cls_name), _labels(train, cls_name)
     x_te, y_te = (_images(test, cls_name), _labels(test, cls_name)) if test is not None else (None, None)
     classes = getattr(train, "classes", None)
     top = int(max(int(y_tr.max()), int(y_te.max()) if y_te is not None else 0)) + 1
     num_classes = len(classes) if classes else top
     if int(y_tr.min()) < 0 or top > num_classes:
-        raise ValueError(f"dataset {name!r} has labels outside [0, {num_classes}) (unlabelled samples?); "
-                         "choose a labelled split with dataset_kwargs")
+        raise ValueError(
+            f"dataset {name!r} has labels outside [0, {num_classes}) (unlabelled samples?); "
+            "choose a labelled split with dataset_kwargs"
+        )
     return x_tr, y_tr, x_te, y_te, num_classes

@@ -1,7 +1,7 @@
 """One deterministic episode per seed of one policy, all seeds as ONE batch on a
 :class:`~prunegym.envs.PruningVectorEnv`: :func:`run_batched_episodes` returns the
-:class:`~prunegym.agents.evaluation.episode.EpisodeOutcome` rows that :func:`~prunegym.agents.evaluation.episode.run_episode` gives
-seed by seed, from one batched model.
+:class:`~prunegym.agents.evaluation.episode.EpisodeOutcome` rows that
+:func:`~prunegym.agents.evaluation.episode.run_episode` gives seed by seed, from one batched model.
 
 The rows agree with ``run_episode``'s as the vector env agrees with ``PruningEnv`` (kept fractions, compute
 and records of rules that read no losses exactly; accuracies, returns and metrics within float rounding; see
@@ -10,6 +10,7 @@ divided by the number of episodes. Not supported (``ValueError``): in-batch sele
 BatchNorm, and agents trained behind an env wrapper (e.g. DQN's ``DiscreteRatio``); play those with
 ``run_episode``.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,8 @@ from prunegym.baselines import make_policy
 from prunegym.envs import PruningVectorEnv
 from prunegym.training import runtime
 
-from ..sb3.agent import Agent
 from ..env_factory import canonical_env_id, module_env_id
+from ..sb3.agent import Agent
 from .episode import EpisodeOutcome, PolicySpec, _env_kwargs_for, _load, episode_outcome, policy_fingerprint
 
 __all__ = ["run_batched_episodes"]
@@ -43,19 +44,30 @@ def _batched_policy(spec: PolicySpec, policy: Any, venv: PruningVectorEnv) -> tu
     if isinstance(policy, Agent):
         space = getattr(policy.model, "action_space", None)
         if policy.meta.get("env_wrapper") is not None or isinstance(space, spaces.Discrete):
-            raise ValueError(f"agent {spec.name!r} acts through an env wrapper "
-                             f"({policy.meta.get('env_wrapper') or 'DiscreteRatio'}), which a batched episode cannot "
-                             "apply to its sub-envs; play it with run_episode")
+            raise ValueError(
+                f"agent {spec.name!r} acts through an env wrapper "
+                f"({policy.meta.get('env_wrapper') or 'DiscreteRatio'}), which a batched episode cannot "
+                "apply to its sub-envs; play it with run_episode"
+            )
         if space is not None and getattr(space, "shape", None) != venv.single_action_space.shape:
-            raise ValueError(f"agent {spec.name!r} acts in {space} but the env made with pruner="
-                             f"{venv.pruner_name!r} takes {venv.single_action_space}; pass the pruner it was trained "
-                             "with (env kwargs pruner=...)")
+            raise ValueError(
+                f"agent {spec.name!r} acts in {space} but the env made with pruner="
+                f"{venv.pruner_name!r} takes {venv.single_action_space}; pass the pruner it was trained "
+                "with (env kwargs pruner=...)"
+            )
         return policy, dict(spec.hparams) or policy.hparams
     return policy, dict(spec.hparams)  # custom: its predict must take a batch [K, F]
 
 
-def run_batched_episodes(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None, seeds: Sequence[int], *,
-                         backend: str = "auto", progress: bool = False) -> list[EpisodeOutcome]:
+def run_batched_episodes(
+    spec: PolicySpec,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None,
+    seeds: Sequence[int],
+    *,
+    backend: str = "auto",
+    progress: bool = False,
+) -> list[EpisodeOutcome]:
     """Play one deterministic episode of ``spec`` (a :class:`PolicySpec`: a baseline or a saved agent, as
     :func:`~prunegym.agents.evaluation.episode.run_episode` takes it) per seed of ``seeds``, on ``env_id`` with
     ``env_kwargs``, as one batch of ``len(seeds)`` sub-envs (``backend``: the batched engine's). Returns the
@@ -69,15 +81,26 @@ def run_batched_episodes(spec: PolicySpec, env_id: str, env_kwargs: dict[str, An
     policy = _load(spec)
     kwargs = _env_kwargs_for(spec, policy, env_kwargs)
     k = len(seeds)
-    venv = gym.make_vec(module_env_id(env_id), num_envs=k, vectorization_mode="vector_entry_point",
-                        autoreset_mode=AutoresetMode.NEXT_STEP, backend=backend, **kwargs)
+    venv = gym.make_vec(
+        module_env_id(env_id),
+        num_envs=k,
+        vectorization_mode="vector_entry_point",
+        autoreset_mode=AutoresetMode.NEXT_STEP,
+        backend=backend,
+        **kwargs,
+    )
     if not isinstance(venv, PruningVectorEnv):
         venv.close()
         raise ValueError(f"env {env_id!r} has no PruningVectorEnv as its vector entry point; play it with run_episode")
     try:
         policy, hparams = _batched_policy(spec, policy, venv)
-        bar = tqdm(total=math.ceil(venv.epochs / venv.decision_interval), desc=f"{spec.name} x{k} seeds",
-                   unit="step", leave=False, disable=not progress)
+        bar = tqdm(
+            total=math.ceil(venv.epochs / venv.decision_interval),
+            desc=f"{spec.name} x{k} seeds",
+            unit="step",
+            leave=False,
+            disable=not progress,
+        )
         start = time.perf_counter()
         infos: list[list[dict]] = [[] for _ in range(k)]
         rewards: list[list[float]] = [[] for _ in range(k)]
@@ -99,10 +122,25 @@ def run_batched_episodes(spec: PolicySpec, env_id: str, env_kwargs: dict[str, An
         wall = (time.perf_counter() - start) / k
         config = dict(venv.env_kwargs)
         fingerprint = policy_fingerprint(spec, policy)
-        where = runtime(device=str(venv.batch.device) if getattr(venv, "batch", None) is not None else None,
-                        threads=torch.get_num_threads())
+        where = runtime(
+            device=str(venv.batch.device) if getattr(venv, "batch", None) is not None else None,
+            threads=torch.get_num_threads(),
+        )
     finally:
         venv.close()
-    return [episode_outcome(spec, env_id, env_kwargs, hparams, s, infos[i], rewards[i], wall, config,
-                            policy_hash=fingerprint, runtime_info=where)
-            for i, s in enumerate(seeds)]
+    return [
+        episode_outcome(
+            spec,
+            env_id,
+            env_kwargs,
+            hparams,
+            s,
+            infos[i],
+            rewards[i],
+            wall,
+            config,
+            policy_hash=fingerprint,
+            runtime_info=where,
+        )
+        for i, s in enumerate(seeds)
+    ]

@@ -18,6 +18,7 @@ budget points and full data as the reference line (``accuracy_vs_budget.png``, 1
 runs (``runs/<env>/<policy>/budget<b>/seed<k>``) and resuming are those of
 :func:`~prunegym.agents.evaluation.harness.compare`.
 """
+
 from __future__ import annotations
 
 import io
@@ -86,9 +87,16 @@ def _budgets(budgets: Iterable[float]) -> list[float]:
     return sorted(set(out))
 
 
-def _policy_specs(env_id: str, name: str, budget: float, kwargs: dict[str, Any], tuned: str | Path | None,
-                  calibration_seeds: Sequence[int], progress: bool,
-                  notes: dict[str, list]) -> PolicySpec | None:
+def _policy_specs(
+    env_id: str,
+    name: str,
+    budget: float,
+    kwargs: dict[str, Any],
+    tuned: str | Path | None,
+    calibration_seeds: Sequence[int],
+    progress: bool,
+    notes: dict[str, list],
+) -> PolicySpec | None:
     """The spec of baseline ``name`` at ``budget``: tuned (static policies) or calibrated; None if the
     method cannot reach the budget (recorded in ``notes``)."""
     cls = POLICIES[name]
@@ -106,13 +114,25 @@ def _policy_specs(env_id: str, name: str, budget: float, kwargs: dict[str, Any],
     return policy_spec(name, hparams={**hparams, **cal.hparams})
 
 
-def compare_budgets(env_id: str, seeds: Iterable[int], budgets: Iterable[float],
-                    policies: Iterable[str] | None = None, agents: Iterable[Any] = (),
-                    out: str | Path = "compare_budgets", *, env_kwargs: dict[str, Any] | None = None,
-                    tuned: str | Path | None = SHIPPED_TUNED, calibration_seeds: Sequence[int] = CALIBRATION_SEEDS,
-                    progress: bool = False, skip_done: bool = True, workers: int | None = None,
-                    ray_address: str | None = None, cpus_per_run: float | None = None,
-                    gpus_per_run: float = 0.0, batched: bool = False) -> BudgetComparison:
+def compare_budgets(
+    env_id: str,
+    seeds: Iterable[int],
+    budgets: Iterable[float],
+    policies: Iterable[str] | None = None,
+    agents: Iterable[Any] = (),
+    out: str | Path = "compare_budgets",
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    tuned: str | Path | None = SHIPPED_TUNED,
+    calibration_seeds: Sequence[int] = CALIBRATION_SEEDS,
+    progress: bool = False,
+    skip_done: bool = True,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float = 0.0,
+    batched: bool = False,
+) -> BudgetComparison:
     """Every policy (default: all of ``POLICIES``) and agent at every budget (see the module docstring)."""
     ray = RayOptions(workers, ray_address, cpus_per_run, gpus_per_run).validate()
     env_id = canonical_env_id(env_id)
@@ -133,16 +153,25 @@ def compare_budgets(env_id: str, seeds: Iterable[int], budgets: Iterable[float],
         tasks += [EpisodeTask(ref, env_id, kwargs, s) for s in seeds]
     for b in budgets:
         kw = {**kwargs, "compute_budget": b}
-        specs = [s for n in names if n != REFERENCE
-                 for s in [_policy_specs(env_id, n, b, kw, tuned, calibration_seeds, progress, notes)] if s is not None]
+        specs = [
+            s
+            for n in names
+            if n != REFERENCE
+            for s in [_policy_specs(env_id, n, b, kw, tuned, calibration_seeds, progress, notes)]
+            if s is not None
+        ]
         specs += agent_specs
         for spec in specs:
             _prepare(spec, env_id, kw, ray)
         tasks += [EpisodeTask(spec, env_id, kw, s) for spec in specs for s in seeds]
     for name, b in notes["untuned"]:
-        warnings.warn(f"{name} at budget {b:g} runs with its neutral defaults: no tuned settings for it in "
-                      f"{str(tuned)!r} (run: prunegym tune --env {env_id} --policy {name} --budget {b:g} "
-                      "--trials T)", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"{name} at budget {b:g} runs with its neutral defaults: no tuned settings for it in "
+            f"{str(tuned)!r} (run: prunegym tune --env {env_id} --policy {name} --budget {b:g} "
+            "--trials T)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     labels = list(dict.fromkeys([t.spec.name for t in tasks]))
 
     def report(folder: Path, ran: int, skipped: int) -> BudgetComparison:
@@ -151,8 +180,17 @@ def compare_budgets(env_id: str, seeds: Iterable[int], budgets: Iterable[float],
     return run_comparison(out, tasks, report, skip_done=skip_done, ray=ray, progress=progress, batched=batched)
 
 
-def _report(env_id: str, kwargs: dict[str, Any], budgets: list[float], labels: list[str], tasks: list[EpisodeTask],
-            notes: dict[str, list], out: Path, ran: int, skipped: int) -> BudgetComparison:
+def _report(
+    env_id: str,
+    kwargs: dict[str, Any],
+    budgets: list[float],
+    labels: list[str],
+    tasks: list[EpisodeTask],
+    notes: dict[str, list],
+    out: Path,
+    ran: int,
+    skipped: int,
+) -> BudgetComparison:
     results, tb_root = out / "results.jsonl", out / "runs"
     wanted = {(t.env_id, canonical_json(t.env_kwargs), t.spec.name, t.seed) for t in tasks}
     latest: dict[tuple, dict[str, Any]] = {}
@@ -160,11 +198,14 @@ def _report(env_id: str, kwargs: dict[str, Any], budgets: list[float], labels: l
         key = row_key(row)
         if key in wanted:
             latest[key] = row
-    rows = sorted(latest.values(), key=lambda r: (r["env_kwargs"].get("compute_budget", 2.0),
-                                                   labels.index(r["policy"]), r["seed"]))
+    rows = sorted(
+        latest.values(),
+        key=lambda r: (r["env_kwargs"].get("compute_budget", 2.0), labels.index(r["policy"]), r["seed"]),
+    )
     reference = summarize([r for r in rows if "compute_budget" not in r["env_kwargs"]], order=labels)
-    summaries = {b: summarize([r for r in rows if r["env_kwargs"].get("compute_budget") == b], order=labels)
-                 for b in budgets}
+    summaries = {
+        b: summarize([r for r in rows if r["env_kwargs"].get("compute_budget") == b], order=labels) for b in budgets
+    }
     md = _markdown(env_id, kwargs, budgets, summaries, reference, notes)
     write_text_atomic(out / "summary.md", md)
     flat = [{**e, "budget": b} for b, summary in summaries.items() for e in summary]
@@ -184,12 +225,30 @@ def _report(env_id: str, kwargs: dict[str, Any], budgets: list[float], labels: l
     finally:
         writer.close()
     replace_folder(tmp, tb_root / env_label(env_id) / "comparison_budgets", staging)
-    return BudgetComparison(rows, summaries, reference, notes["unreachable"], results, png, out / "summary.md",
-                            csv_path, tb_root, ran, skipped, notes["untuned"])
+    return BudgetComparison(
+        rows,
+        summaries,
+        reference,
+        notes["unreachable"],
+        results,
+        png,
+        out / "summary.md",
+        csv_path,
+        tb_root,
+        ran,
+        skipped,
+        notes["untuned"],
+    )
 
 
-def _markdown(env_id: str, kwargs: dict[str, Any], budgets: list[float], summaries: dict[float, list[dict]],
-              reference: list[dict], notes: dict[str, list]) -> str:
+def _markdown(
+    env_id: str,
+    kwargs: dict[str, Any],
+    budgets: list[float],
+    summaries: dict[float, list[dict]],
+    reference: list[dict],
+    notes: dict[str, list],
+) -> str:
     parts = [f"# {env_id} at matched compute {canonical_json(kwargs)}", ""]
     if reference:
         parts.append(markdown_table(reference, title="Reference: full data, no budget"))
@@ -197,8 +256,11 @@ def _markdown(env_id: str, kwargs: dict[str, Any], budgets: list[float], summari
         parts.append(markdown_table(summaries[b], title=f"Budget {b:g} of the full-data run's training FLOPs"))
         missing = [c for c in notes["unreachable"] if c.budget == b]
         if missing:
-            parts.append("Cannot reach this budget (its cheapest setting, on the calibration seeds, spends more): "
-                         + "; ".join(f"{c.policy} (at least {c.compute:.3f})" for c in missing) + ".\n")
+            parts.append(
+                "Cannot reach this budget (its cheapest setting, on the calibration seeds, spends more): "
+                + "; ".join(f"{c.policy} (at least {c.compute:.3f})" for c in missing)
+                + ".\n"
+            )
         untuned = [n for n, bb in notes["untuned"] if bb == b]
         if untuned:
             parts.append("Run with neutral defaults (not tuned for this budget): " + ", ".join(untuned) + ".\n")
@@ -216,15 +278,30 @@ def budget_figure(summaries: dict[float, list[dict[str, Any]]], reference: list[
         for e in summaries[b]:
             if e.get("n", 0) > 0:
                 points.setdefault(e["policy"], []).append(
-                    (e["compute_fraction_mean"], 100.0 * e["test_accuracy_mean"],
-                     e.get("compute_fraction_ci95", math.nan), 100.0 * e.get("test_accuracy_ci95", math.nan)))
+                    (
+                        e["compute_fraction_mean"],
+                        100.0 * e["test_accuracy_mean"],
+                        e.get("compute_fraction_ci95", math.nan),
+                        100.0 * e.get("test_accuracy_ci95", math.nan),
+                    )
+                )
     for i, (name, pts) in enumerate(points.items()):
         pts.sort()
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         xerr = [p[2] if math.isfinite(p[2]) else 0.0 for p in pts]
         yerr = [p[3] if math.isfinite(p[3]) else 0.0 for p in pts]
-        ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, fmt="o-", color=f"C{i % 10}", capsize=3, markersize=4,
-                    linewidth=1.2, label=name)
+        ax.errorbar(
+            xs,
+            ys,
+            xerr=xerr,
+            yerr=yerr,
+            fmt="o-",
+            color=f"C{i % 10}",
+            capsize=3,
+            markersize=4,
+            linewidth=1.2,
+            label=name,
+        )
     ref = [e for e in reference if e.get("n", 0) > 0]
     if ref:
         e = ref[0]

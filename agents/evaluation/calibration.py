@@ -14,6 +14,7 @@ Results are cached as JSON per (env id, env kwargs, policy, budget, seeds) under
 that defines it matches. The calibrations of prunegym's own benchmarks ship with the package
 (:data:`SHIPPED_CALIBRATIONS`) and are found the same way.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,16 +22,18 @@ import json
 import math
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from prunegym.training.io import canonical_json, write_json_atomic
+from tqdm.auto import tqdm
+
 from prunegym.baselines import POLICIES, PRUNERS
 from prunegym.envs.reference import cache_dir
-from prunegym.baselines import POLICIES
+from prunegym.training.io import canonical_json, write_json_atomic
+
 from .episode import policy_spec, run_episode
-from tqdm.auto import tqdm
 
 __all__ = ["CALIBRATION_SEEDS", "SHIPPED_CALIBRATIONS", "Calibration", "calibrate", "calibration_cache", "main_knob"]
 
@@ -90,23 +93,43 @@ def calibration_cache() -> Path:
 
 
 def _key(env_id: str, env_kwargs: dict[str, Any], policy: str, budget: float, seeds: Sequence[int], tol: float) -> str:
-    text = canonical_json({"env_id": env_id, "env_kwargs": env_kwargs, "policy": policy, "budget": budget,
-                           "seeds": list(seeds), "tol": tol, "format": FORMAT})
+    text = canonical_json(
+        {
+            "env_id": env_id,
+            "env_kwargs": env_kwargs,
+            "policy": policy,
+            "budget": budget,
+            "seeds": list(seeds),
+            "tol": tol,
+            "format": FORMAT,
+        }
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _command(env_id: str, policy: str, budget: float, env_kwargs: dict[str, Any]) -> str:
     kv = " ".join(f"{k}={v!r}" for k, v in sorted(env_kwargs.items()))
-    return (f"prunegym compare --env {env_id} --budgets {budget:g} --policies {policy}"
-            + (f" --env-kwargs {shlex.quote(kv)}" if kv else "") + f"  # (python: {shlex.join(sys.argv)})")
+    return (
+        f"prunegym compare --env {env_id} --budgets {budget:g} --policies {policy}"
+        + (f" --env-kwargs {shlex.quote(kv)}" if kv else "")
+        + f"  # (python: {shlex.join(sys.argv)})"
+    )
 
 
-def calibrate(env_id: str, policy: str, budget: float, *, env_kwargs: dict[str, Any] | None = None,
-              seeds: Sequence[int] = CALIBRATION_SEEDS, tol: float = 0.01, max_steps: int = 14,
-              cache: str | Path | None = None, progress: bool = False,
-              runner: Callable[..., Any] | None = None) -> Calibration:
+def calibrate(
+    env_id: str,
+    policy: str,
+    budget: float,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    seeds: Sequence[int] = CALIBRATION_SEEDS,
+    tol: float = 0.01,
+    max_steps: int = 14,
+    cache: str | Path | None = None,
+    progress: bool = False,
+    runner: Callable[..., Any] | None = None,
+) -> Calibration:
     """Solve ``policy``'s main knob for ``budget`` on ``env_id`` (see the module docstring)."""
-
 
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; allowed: {', '.join(POLICIES)}")
@@ -127,7 +150,6 @@ def calibrate(env_id: str, policy: str, budget: float, *, env_kwargs: dict[str, 
     points: list[list[float]] = []
     bar = None
     if progress:
-
         bar = tqdm(total=max_steps + 2, desc=f"calibrate {policy} @ {budget:g}", unit="step", leave=False)
 
     def compute_at(value: float) -> float:
@@ -157,23 +179,40 @@ def calibrate(env_id: str, policy: str, budget: float, *, env_kwargs: dict[str, 
             if c_dear < b * (1.0 - tol):  # spends less than the budget even at its dearest setting
                 result = (dear, c_dear, True)
             else:
-                x, c, ok = _solve(lambda x: compute_at(from_x(x)), b, tol, (to_x(cheap), c_cheap),
-                                  (to_x(dear), c_dear), max_steps)
+                x, c, ok = _solve(
+                    lambda x: compute_at(from_x(x)), b, tol, (to_x(cheap), c_cheap), (to_x(dear), c_dear), max_steps
+                )
                 result = (from_x(x), c, ok)
     finally:
         if bar is not None:
             bar.close()
     value, comp, ok = result
-    cal = Calibration(env_id=env_id, env_kwargs=env_kwargs, policy=policy, budget=b, knob=knob,
-                      value=None if value is None else round(float(value), 10), compute=comp, reachable=ok,
-                      seeds=[int(s) for s in seeds], tol=tol, points=points,
-                      command=_command(env_id, policy, b, env_kwargs))
+    cal = Calibration(
+        env_id=env_id,
+        env_kwargs=env_kwargs,
+        policy=policy,
+        budget=b,
+        knob=knob,
+        value=None if value is None else round(float(value), 10),
+        compute=comp,
+        reachable=ok,
+        seeds=[int(s) for s in seeds],
+        tol=tol,
+        points=points,
+        command=_command(env_id, policy, b, env_kwargs),
+    )
     write_json_atomic(path, cal.to_dict())
     return cal
 
 
-def _solve(f: Callable[[float], float], b: float, tol: float, low: tuple[float, float],
-           high: tuple[float, float], max_steps: int) -> tuple[float, float, bool]:
+def _solve(
+    f: Callable[[float], float],
+    b: float,
+    tol: float,
+    low: tuple[float, float],
+    high: tuple[float, float],
+    max_steps: int,
+) -> tuple[float, float, bool]:
     """``(x, f(x), ok)`` with ``|f(x) / b - 1| <= tol`` (``ok``), else the closest point seen, by the Illinois
     regula falsi between ``low = (x, f(x) < b)`` and ``high = (x, f(x) > b)``, falling back to the midpoint
     when the secant step leaves the bracket."""

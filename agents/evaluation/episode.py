@@ -4,37 +4,42 @@
 no TensorBoard), builds everything it needs from picklable arguments, and can therefore run in another
 process (a Ray task) as well as in the caller's. Actions are deterministic.
 """
+
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..env_factory import canonical_env_id, make_env
-from ..rollout import play_episode
-from .results import EpisodeRow, to_jsonable
-from ..tensorboard import epoch_records
-from prunegym.baselines import POLICIES
-from ..sb3.agent import Agent
-from ..sb3.pretrained import PREFIX, pretrained_path
-from stable_baselines3.common.base_class import BaseAlgorithm
-import hashlib
-from .results import canonical_json
-from ..sb3.agent import Agent, agent_fingerprint
-from prunegym.baselines import policy_pruner
-from prunegym.baselines import make_policy
-from ..env_factory import check_env_data
 import torch
-from prunegym.training import runtime
-from ..sb3.agent import load_agent
-from ..sb3.agent import agent_label
+from stable_baselines3.common.base_class import BaseAlgorithm
 from tqdm.auto import tqdm
 
-__all__ = ["EpisodeOutcome", "PolicySpec", "check_episode", "episode_outcome", "failed_outcome", "play_episode",
-           "policy_fingerprint",
-           "policy_spec", "run_episode"]
+from prunegym.baselines import POLICIES, make_policy, policy_pruner
+from prunegym.training import runtime
+
+from ..env_factory import canonical_env_id, check_env_data, make_env
+from ..rollout import play_episode
+from ..sb3.agent import Agent, agent_fingerprint, agent_label, load_agent
+from ..sb3.pretrained import PREFIX, pretrained_path
+from ..tensorboard import epoch_records
+from .results import EpisodeRow, canonical_json, to_jsonable
+
+__all__ = [
+    "EpisodeOutcome",
+    "PolicySpec",
+    "check_episode",
+    "episode_outcome",
+    "failed_outcome",
+    "play_episode",
+    "policy_fingerprint",
+    "policy_spec",
+    "run_episode",
+]
 
 
 @dataclass
@@ -50,7 +55,7 @@ class PolicySpec:
     obj: Any = field(default=None, repr=False, compare=False)
     fingerprint: str | None = field(default=None, compare=False)  # see policy_fingerprint
 
-    def portable(self) -> "PolicySpec":
+    def portable(self) -> PolicySpec:
         """A copy without the in-memory object when it can be rebuilt from ``path`` (to ship to workers)."""
         return replace(self, obj=None) if self.path and self.kind == "agent" else self
 
@@ -59,7 +64,6 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
     """A :class:`PolicySpec` for ``policy``: a name in ``POLICIES``, a path to a saved agent (``.zip``, its
     stem or its folder), ``pretrained:<name>`` (a shipped agent), an :class:`Agent`, an SB3 model, anything
     with ``predict``, or a spec."""
-
 
     if isinstance(policy, PolicySpec):
         return replace(policy, name=name or policy.name, hparams={**policy.hparams, **(hparams or {})})
@@ -77,8 +81,10 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
                 raise ValueError("hyperparameters apply to baselines only, not to a saved agent")
 
             return PolicySpec("agent", name or agent_label(p), {}, path=str(p))
-        raise ValueError(f"unknown policy {text!r}; allowed: {', '.join(POLICIES)}, a path to a saved agent .zip "
-                         f"or pretrained:<name>")
+        raise ValueError(
+            f"unknown policy {text!r}; allowed: {', '.join(POLICIES)}, a path to a saved agent .zip "
+            f"or pretrained:<name>"
+        )
     if hparams:
         raise ValueError("hyperparameters apply to baseline names only, not to policy objects")
     if isinstance(policy, Agent):
@@ -90,12 +96,13 @@ def policy_spec(policy: Any, name: str | None = None, hparams: dict[str, Any] | 
     if hasattr(policy, "predict"):
         label = name or getattr(policy, "name", None) or type(policy).__name__
         return PolicySpec("custom", str(label), dict(getattr(policy, "hparams", {}) or {}), obj=policy)
-    raise ValueError(f"cannot evaluate {policy!r}: expected a policy name, a saved agent path, an SB3 model or "
-                     "an object with predict()")
+    raise ValueError(
+        f"cannot evaluate {policy!r}: expected a policy name, a saved agent path, an SB3 model or "
+        "an object with predict()"
+    )
 
 
 def _digest(doc: Any) -> str:
-
 
     return "sha256:" + hashlib.sha256(canonical_json(doc).encode()).hexdigest()[:16]
 
@@ -105,7 +112,6 @@ def policy_fingerprint(spec: PolicySpec, policy: Any = None) -> str:
     name and full hyperparameters (defaults included); a saved agent's file content, observation statistics
     and env interface (:func:`prunegym.agents.sb3.agent.agent_fingerprint`); an in-memory agent's parameters; a
     custom object's class and ``hparams``. ``policy``: the loaded object, if there is one already."""
-
 
     if spec.fingerprint is not None:
         return spec.fingerprint
@@ -119,8 +125,13 @@ def policy_fingerprint(spec: PolicySpec, policy: Any = None) -> str:
         if isinstance(obj, Agent):
             return obj.fingerprint()
     cls = type(obj)
-    return _digest({"custom": f"{cls.__module__}.{cls.__qualname__}", "name": spec.name,
-                    "hparams": dict(getattr(obj, "hparams", {}) or spec.hparams or {})})
+    return _digest(
+        {
+            "custom": f"{cls.__module__}.{cls.__qualname__}",
+            "name": spec.name,
+            "hparams": dict(getattr(obj, "hparams", {}) or spec.hparams or {}),
+        }
+    )
 
 
 @dataclass
@@ -137,7 +148,6 @@ class EpisodeOutcome:
 
 
 def _required_env_kwargs(spec: PolicySpec, policy: Any) -> dict[str, Any]:
-
 
     if spec.kind == "baseline":
         return {"pruner": policy_pruner(spec.name)}
@@ -160,7 +170,6 @@ def _load(spec: PolicySpec) -> Any:
     if spec.obj is not None:
         return spec.obj
     if spec.kind == "agent":
-
         return load_agent(spec.path)
     return None  # a baseline is built once the env exists
 
@@ -169,12 +178,15 @@ def _check_action_space(spec: PolicySpec, agent: Any, env) -> None:
     space = getattr(getattr(agent, "model", None), "action_space", None)
     if space is None:
         return
-    same = (getattr(space, "n", None) == getattr(env.action_space, "n", None)
-            and getattr(space, "shape", None) == getattr(env.action_space, "shape", None))
+    same = getattr(space, "n", None) == getattr(env.action_space, "n", None) and getattr(
+        space, "shape", None
+    ) == getattr(env.action_space, "shape", None)
     if not same:
-        raise ValueError(f"agent {spec.name!r} acts in {space} but the env made with pruner="
-                         f"{env.unwrapped.pruner_name!r} takes {env.action_space}; pass the pruner it was trained "
-                         "with (env kwargs pruner=...)")
+        raise ValueError(
+            f"agent {spec.name!r} acts in {space} but the env made with pruner="
+            f"{env.unwrapped.pruner_name!r} takes {env.action_space}; pass the pruner it was trained "
+            "with (env kwargs pruner=...)"
+        )
 
 
 def _setup(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any]):
@@ -209,11 +221,17 @@ def check_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | No
         env.close()
 
 
-def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None, seed: int, *,
-                progress: bool = False, on_step: Callable[[dict], None] | None = None) -> EpisodeOutcome:
+def run_episode(
+    spec: PolicySpec,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None,
+    seed: int,
+    *,
+    progress: bool = False,
+    on_step: Callable[[dict], None] | None = None,
+) -> EpisodeOutcome:
     """Play one deterministic episode of ``spec`` on ``env_id`` with ``env_kwargs`` and ``seed``; ``on_step``
     is called with every step's ``info`` (e.g. a live TensorBoard run)."""
-
 
     env_id = canonical_env_id(env_id)
     env_kwargs = dict(env_kwargs or {})
@@ -223,11 +241,15 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
         base = env.unwrapped
         bar = None
         if progress:
-
-            bar = tqdm(total=math.ceil(base.epochs / base.decision_interval), desc=f"{spec.name} seed {seed}",
-                       unit="step", leave=False)
+            bar = tqdm(
+                total=math.ceil(base.epochs / base.decision_interval),
+                desc=f"{spec.name} seed {seed}",
+                unit="step",
+                leave=False,
+            )
         start = time.perf_counter()
         try:
+
             def step(info: dict) -> None:
                 if bar is not None:
                     bar.update()
@@ -244,14 +266,35 @@ def run_episode(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None
         threads = torch.get_num_threads()
     finally:
         env.close()
-    return episode_outcome(spec, env_id, env_kwargs, hparams, seed, infos, rewards, wall, kwargs,
-                           policy_hash=fingerprint, runtime_info=runtime(device=device, threads=threads))
+    return episode_outcome(
+        spec,
+        env_id,
+        env_kwargs,
+        hparams,
+        seed,
+        infos,
+        rewards,
+        wall,
+        kwargs,
+        policy_hash=fingerprint,
+        runtime_info=runtime(device=device, threads=threads),
+    )
 
 
-def episode_outcome(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any], hparams: dict[str, Any], seed: int,
-                    infos: list[dict], rewards: list[float], wall_clock_s: float,
-                    env_config: dict[str, Any], *, policy_hash: str | None,
-                    runtime_info: dict[str, Any]) -> EpisodeOutcome:
+def episode_outcome(
+    spec: PolicySpec,
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    hparams: dict[str, Any],
+    seed: int,
+    infos: list[dict],
+    rewards: list[float],
+    wall_clock_s: float,
+    env_config: dict[str, Any],
+    *,
+    policy_hash: str | None,
+    runtime_info: dict[str, Any],
+) -> EpisodeOutcome:
     """The :class:`EpisodeOutcome` of a played episode: its step ``infos`` and ``rewards``, the caller's
     ``env_kwargs``, the policy's reported ``hparams`` and the env's own kwargs ``env_config`` (used when the
     final info has no episode record), the policy's content hash and where it ran (``runtime_info``)."""
@@ -288,8 +331,14 @@ def episode_outcome(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any], h
     return EpisodeOutcome(row, epoch_records(infos))
 
 
-def failed_outcome(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | None, seed: int, error: str,
-                   wall_clock_s: float = float("nan")) -> EpisodeOutcome:
+def failed_outcome(
+    spec: PolicySpec,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None,
+    seed: int,
+    error: str,
+    wall_clock_s: float = float("nan"),
+) -> EpisodeOutcome:
     """The outcome of an episode that could not finish (it raised, or its worker died): a row with the
     episode's identity, ``error``, no steps and NaN metrics (see ``EpisodeRow``); its ``runtime`` is this
     process's (versions; the device it was asked for)."""
@@ -301,11 +350,28 @@ def failed_outcome(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any] | N
         config = env_kwargs
     nan = float("nan")
     row = EpisodeRow(
-        env_id=canonical_env_id(env_id), env_kwargs=to_jsonable(env_kwargs), env_config=to_jsonable(config),
-        policy=spec.name, policy_type=spec.kind, policy_hparams=to_jsonable(spec.hparams),
-        agent_path=str(spec.path) if spec.path else None, seed=int(seed), test_accuracy=nan, test_loss=nan,
-        val_accuracy=nan, compute_fraction=nan, kept_fraction=nan, prune_ratios=[], kept_fractions=[],
-        episode_return=nan, epochs=0, steps=0, actions=[], error=str(error) or "failed",
-        wall_clock_s=float(wall_clock_s), policy_hash=spec.fingerprint,
-        runtime=runtime(device=config.get("device"), threads=None))
+        env_id=canonical_env_id(env_id),
+        env_kwargs=to_jsonable(env_kwargs),
+        env_config=to_jsonable(config),
+        policy=spec.name,
+        policy_type=spec.kind,
+        policy_hparams=to_jsonable(spec.hparams),
+        agent_path=str(spec.path) if spec.path else None,
+        seed=int(seed),
+        test_accuracy=nan,
+        test_loss=nan,
+        val_accuracy=nan,
+        compute_fraction=nan,
+        kept_fraction=nan,
+        prune_ratios=[],
+        kept_fractions=[],
+        episode_return=nan,
+        epochs=0,
+        steps=0,
+        actions=[],
+        error=str(error) or "failed",
+        wall_clock_s=float(wall_clock_s),
+        policy_hash=spec.fingerprint,
+        runtime=runtime(device=config.get("device"), threads=None),
+    )
     return EpisodeOutcome(row, [])

@@ -19,36 +19,44 @@ the lock of ``out`` (a second writer fails at once). A (policy, seed) pair count
 row is a result of the policy as it is now (same ``policy_hash``, same prunegym version) and its TensorBoard
 run exists; anything else runs again.
 """
+
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
-from ..sb3.agent import load_agent
+import torch
+
+from prunegym.baselines import POLICIES
+from prunegym.envs import ENV_IDS, task_config
+from prunegym.training import SEED_LIMIT, resolve_device, runtime, versions
+from prunegym.training.io import write_bytes_atomic, write_text_atomic
+
 from ..env_factory import canonical_env_id, env_label
-from .episode import EpisodeOutcome, PolicySpec, check_episode, policy_fingerprint, policy_spec, run_episode
 from ..output import new_staging_dir, output_lock, replace_folder, staging_folder, writable_file, writable_folder
 from ..parallel.ray_tasks import RayOptions
-from .scheduler import EpisodeTask, run_all, schedule
-from .results import append_rows, canonical_json, completed_keys, is_diverged, is_failed, read_rows, row_key
-from ..tensorboard import LiveRun, episode_hparams, has_events, remove_live_runs, row_run_dir, run_dir, write_episode
-from tqdm.auto import tqdm
-from prunegym.training import SEED_LIMIT
-import torch
-from prunegym.training import resolve_device, runtime
-from ..sb3.agent import Agent
+from ..sb3.agent import Agent, load_agent
 from ..sb3.pretrained import is_pretrained, runtime_warning
-from prunegym.envs import ENV_IDS, task_config
-from prunegym.baselines import POLICIES
+from ..tensorboard import (
+    EpisodeWriter,
+    LiveRun,
+    episode_hparams,
+    has_events,
+    remove_live_runs,
+    row_run_dir,
+    run_dir,
+    write_episode,
+)
+from .episode import EpisodeOutcome, PolicySpec, check_episode, policy_fingerprint, policy_spec
 from .report import accuracy_compute_figure, failures_table, markdown_table, summarize, write_csv
-from ..tensorboard import EpisodeWriter
-import io
-from prunegym.training.io import write_bytes_atomic, write_text_atomic
-import shutil
-from prunegym.training import versions
+from .results import append_rows, canonical_json, completed_keys, is_diverged, is_failed, read_rows, row_key
+from .scheduler import EpisodeTask, schedule
 
 __all__ = ["Comparison", "Interrupted", "ResultSink", "compare", "evaluate"]
 
@@ -78,8 +86,13 @@ class ResultSink:
     def __call__(self, outcome: EpisodeOutcome) -> None:
         row = outcome.row.to_dict()
         if self.tensorboard_log is not None and not outcome.failed:
-            write_episode(row_run_dir(self.tensorboard_log, row), outcome.epochs, row,
-                          staging=staging_folder(self.tensorboard_log), hparams=episode_hparams(row))
+            write_episode(
+                row_run_dir(self.tensorboard_log, row),
+                outcome.epochs,
+                row,
+                staging=staging_folder(self.tensorboard_log),
+                hparams=episode_hparams(row),
+            )
         if self.results is not None:
             append_rows(self.results, [row], replace=self.replace)
         self.rows.append(row)
@@ -89,8 +102,15 @@ class ResultSink:
         if self.tensorboard_log is None:
             return None
         budget = task.env_kwargs.get("compute_budget")
-        return LiveRun(run_dir(self.tensorboard_log, task.env_id, task.spec.name, task.seed,
-                               budget if isinstance(budget, (int, float)) else None))
+        return LiveRun(
+            run_dir(
+                self.tensorboard_log,
+                task.env_id,
+                task.spec.name,
+                task.seed,
+                budget if isinstance(budget, (int, float)) else None,
+            )
+        )
 
 
 def _budget_of(key_kwargs: str) -> float | None:
@@ -121,7 +141,6 @@ def _episode_threads(ray: RayOptions) -> int:
 def _warn_shipped_runtime(spec: PolicySpec, env_id: str, env_kwargs: dict[str, Any], ray: RayOptions) -> None:
     """One warning when a shipped agent runs under other versions, threads or device than it was measured."""
 
-
     if spec.kind != "agent" or not is_pretrained(spec.path) or not isinstance(spec.obj, Agent):
         return
 
@@ -142,20 +161,33 @@ def _prepare(spec: PolicySpec, env_id: str, kwargs: dict[str, Any], ray: RayOpti
     return spec
 
 
-def _run(tasks: list[EpisodeTask], sink: ResultSink, progress: bool, ray: RayOptions,
-         batched: bool = False) -> list[EpisodeOutcome]:
+def _run(
+    tasks: list[EpisodeTask], sink: ResultSink, progress: bool, ray: RayOptions, batched: bool = False
+) -> list[EpisodeOutcome]:
     try:
         return schedule(tasks, sink, progress, ray, live=sink.live_run, batched=batched)
     except KeyboardInterrupt:
         raise Interrupted(list(sink.rows)) from None
 
 
-def evaluate(policy: Any, env_id: str, seeds: Iterable[int], *, results: str | Path | None = "results.jsonl",
-             tensorboard_log: str | Path | None = None, name: str | None = None,
-             hparams: dict[str, Any] | None = None, env_kwargs: dict[str, Any] | None = None,
-             progress: bool = False, workers: int | None = None, ray_address: str | None = None,
-             cpus_per_run: float | None = None, gpus_per_run: float = 0.0, batched: bool = False,
-             **more_env_kwargs: Any) -> list[dict[str, Any]]:
+def evaluate(
+    policy: Any,
+    env_id: str,
+    seeds: Iterable[int],
+    *,
+    results: str | Path | None = "results.jsonl",
+    tensorboard_log: str | Path | None = None,
+    name: str | None = None,
+    hparams: dict[str, Any] | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float = 0.0,
+    batched: bool = False,
+    **more_env_kwargs: Any,
+) -> list[dict[str, Any]]:
     """Run one deterministic episode of ``policy`` per seed on ``env_id`` and return the rows (dicts of
     the :class:`~prunegym.agents.evaluation.results.EpisodeRow` schema), appending each to ``results`` as it finishes
     (``None``: no file) and writing its TensorBoard run under ``tensorboard_log`` (``None``: none).
@@ -231,22 +263,34 @@ def _unique_labels(specs: list[PolicySpec]) -> list[PolicySpec]:
     return out
 
 
-def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = None, agents: Iterable[Any] = (),
-            out: str | Path = "compare", *, env_kwargs: dict[str, Any] | None = None, progress: bool = False,
-            skip_done: bool = True, workers: int | None = None, ray_address: str | None = None,
-            cpus_per_run: float | None = None, gpus_per_run: float = 0.0, batched: bool = False,
-            **more_env_kwargs: Any) -> Comparison:
+def compare(
+    env_id: str,
+    seeds: Iterable[int],
+    policies: Iterable[Any] | None = None,
+    agents: Iterable[Any] = (),
+    out: str | Path = "compare",
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    progress: bool = False,
+    skip_done: bool = True,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float = 0.0,
+    batched: bool = False,
+    **more_env_kwargs: Any,
+) -> Comparison:
     """Every policy of ``policies`` (default: every name in ``POLICIES`` that runs without a compute budget;
-    :func:`~prunegym.agents.evaluation.budgets.compare_budgets` compares at matched compute) and every agent of ``agents``
-    (paths, :class:`Agent` objects or SB3 models) on the same ``seeds``, into ``out``:
+    :func:`~prunegym.agents.evaluation.budgets.compare_budgets` compares at matched compute) and every agent
+    of ``agents`` (paths, :class:`Agent` objects or SB3 models) on the same ``seeds``, into ``out``:
 
     ``results.jsonl`` (rows), ``runs/`` (TensorBoard: one run per policy and seed, and
     ``runs/<env>/comparison`` with the figure and the table), ``accuracy_vs_compute.png``, ``summary.md``
-    and ``summary.csv`` (mean ± 95% Student-t interval over seeds per policy). With ``skip_done``, (policy, seed) pairs already
-    in ``out/results.jsonl`` for the same env id and env kwargs, from the same policy (``policy_hash``: a
-    retrained agent file runs again) and prunegym version, and with their TensorBoard run, are not run
-    again, so an interrupted comparison resumes where it stopped (failed episodes are run again). Without
-    it (``--rerun``) every pair runs and its row and run replace the earlier ones. ``out`` is locked for the
+    and ``summary.csv`` (mean ± 95% Student-t interval over seeds per policy). With ``skip_done``, (policy,
+    seed) pairs already in ``out/results.jsonl`` for the same env id and env kwargs, from the same policy
+    (``policy_hash``: a retrained agent file runs again) and prunegym version, and with their TensorBoard
+    run, are not run again, so an interrupted comparison resumes where it stopped (failed episodes are run
+    again). Without it (``--rerun``) every pair runs and its row and run replace the earlier ones. ``out`` is locked for the
     duration (:func:`prunegym.agents.output.output_lock`).
 
     Parallel: ``workers``, ``ray_address``, ``cpus_per_run``, ``gpus_per_run`` as in :func:`evaluate`; one Ray
@@ -260,21 +304,38 @@ def compare(env_id: str, seeds: Iterable[int], policies: Iterable[Any] | None = 
     env_id = canonical_env_id(env_id)
     seeds = _seeds(seeds)
     kwargs = {**(env_kwargs or {}), **more_env_kwargs}
-    names = [n for n, c in POLICIES.items() if not getattr(c, "requires_budget", False)] if policies is None \
+    names = (
+        [n for n, c in POLICIES.items() if not getattr(c, "requires_budget", False)]
+        if policies is None
         else list(policies)
+    )
     specs = _unique_labels([policy_spec(p) for p in names] + [policy_spec(a) for a in agents])
     if not specs:
         raise ValueError("nothing to compare: no policies and no agents")
     for spec in specs:
         _prepare(spec, env_id, kwargs, ray)
     tasks = [EpisodeTask(spec, env_id, kwargs, s) for spec in specs for s in seeds]
-    return run_comparison(out, tasks, lambda o, ran, skipped: _report(env_id, kwargs, [s.name for s in specs], seeds,
-                                                                       o, ran=ran, skipped=skipped),
-                          skip_done=skip_done, ray=ray, progress=progress, batched=batched)
+    return run_comparison(
+        out,
+        tasks,
+        lambda o, ran, skipped: _report(env_id, kwargs, [s.name for s in specs], seeds, o, ran=ran, skipped=skipped),
+        skip_done=skip_done,
+        ray=ray,
+        progress=progress,
+        batched=batched,
+    )
 
 
-def run_comparison(out: str | Path, tasks: list[EpisodeTask], report: Callable[[Path, int, int], Any], *,
-                   skip_done: bool, ray: RayOptions, progress: bool, batched: bool = False) -> Any:
+def run_comparison(
+    out: str | Path,
+    tasks: list[EpisodeTask],
+    report: Callable[[Path, int, int], Any],
+    *,
+    skip_done: bool,
+    ray: RayOptions,
+    progress: bool,
+    batched: bool = False,
+) -> Any:
     """Run ``tasks`` into ``out`` under its lock (``compare``'s engine, shared by the budget comparison): the
     output is checked and its rows read first; with ``skip_done``, tasks whose latest row is a result of the
     policy as it is now (same ``policy_hash`` for that label and env kwargs, same prunegym version) with its
@@ -302,11 +363,10 @@ def run_comparison(out: str | Path, tasks: list[EpisodeTask], report: Callable[[
             raise Interrupted(list(sink.rows)) from None
 
 
-def _report(env_id: str, env_kwargs: dict[str, Any], labels: list[str], seeds: list[int], out: Path,
-            ran: int, skipped: int) -> Comparison:
+def _report(
+    env_id: str, env_kwargs: dict[str, Any], labels: list[str], seeds: list[int], out: Path, ran: int, skipped: int
+) -> Comparison:
     """Tables, figure and TensorBoard summary of the rows of ``out/results.jsonl`` that match."""
-
-
 
     results, tb_root = out / "results.jsonl", out / "runs"
     wanted = {(env_id, canonical_json(env_kwargs), name, s) for name in labels for s in seeds}

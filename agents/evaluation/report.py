@@ -11,22 +11,35 @@ Rows with ``error`` set (failed episodes, and episodes that diverged) are kept o
 Pareto front; each policy's entry counts them (``n_failed``, ``n_diverged``), the table marks them next to
 the seed count and :func:`failures_table` lists them.
 """
+
 from __future__ import annotations
 
 import csv
-import math
-from pathlib import Path
-from typing import Any, Iterable
 import io
-from prunegym.training.io import write_text_atomic
+import math
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from prunegym.training.io import write_text_atomic
 
 from .results import is_diverged, is_failed
 from .stats import half_width
 
-__all__ = ["FIGURE_DPI", "METRICS", "accuracy_compute_figure", "failures_table", "interval_caption", "markdown_table",
-           "pareto_front", "summarize", "write_csv"]
+__all__ = [
+    "FIGURE_DPI",
+    "METRICS",
+    "accuracy_compute_figure",
+    "failures_table",
+    "interval_caption",
+    "markdown_table",
+    "pareto_front",
+    "summarize",
+    "write_csv",
+]
 
 FIGURE_DPI = 150
 
@@ -136,8 +149,14 @@ def markdown_table(summary: list[dict[str, Any]], title: str | None = None) -> s
     for e in summary:
         cells = [e["policy"], _seeds_cell(e)]
         for key in METRICS:
-            cells.append(_fmt(e[f"{key}_mean"], e.get(f"{key}_ci95", math.nan), 2 if key == "wall_clock_s" else 4,
-                              e.get("n", 0) > 1))
+            cells.append(
+                _fmt(
+                    e[f"{key}_mean"],
+                    e.get(f"{key}_ci95", math.nan),
+                    2 if key == "wall_clock_s" else 4,
+                    e.get("n", 0) > 1,
+                )
+            )
         if several:
             cells.append("yes" if e["pareto"] else "")
         lines.append("| " + " | ".join(cells) + " |")
@@ -161,12 +180,18 @@ def failures_table(rows: Iterable[dict[str, Any]]) -> str:
     diverged = [r for r in rows if is_diverged(r)]
     lines: list[str] = []
     if failed:
-        lines += _error_section(failed, f"**Failed episodes ({len(failed)})**, left out of the table above; a rerun "
-                                        "of the same comparison runs them again:")
+        lines += _error_section(
+            failed,
+            f"**Failed episodes ({len(failed)})**, left out of the table above; a rerun "
+            "of the same comparison runs them again:",
+        )
     if diverged:
-        lines += _error_section(diverged, f"**Diverged episodes ({len(diverged)})** (non-finite loss), left out of "
-                                          "the means and the Pareto front above; deterministic, a rerun gives them "
-                                          "again:")
+        lines += _error_section(
+            diverged,
+            f"**Diverged episodes ({len(diverged)})** (non-finite loss), left out of "
+            "the means and the Pareto front above; deterministic, a rerun gives them "
+            "again:",
+        )
     return "\n".join(lines) + "\n" if lines else ""
 
 
@@ -174,9 +199,11 @@ def write_csv(summary: list[dict[str, Any]], path: str | Path, extra: tuple[str,
     """The summary as CSV (written atomically): policy, the ``extra`` columns (e.g. ``budget``), n,
     <metric>_mean, <metric>_std, <metric>_ci95 ..., pareto, n_failed, n_diverged."""
 
-
-    cols = ["policy", *extra, "n"] + [f"{k}_{s}" for k in METRICS for s in ("mean", "std", "ci95")] + ["pareto", "n_failed",
-                                                                                                 "n_diverged"]
+    cols = (
+        ["policy", *extra, "n"]
+        + [f"{k}_{s}" for k in METRICS for s in ("mean", "std", "ci95")]
+        + ["pareto", "n_failed", "n_diverged"]
+    )
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()
@@ -197,13 +224,20 @@ def accuracy_compute_figure(summary: list[dict[str, Any]], title: str = ""):
         color = f"C{i % 10}"
         x, y = e["compute_fraction_mean"], 100.0 * e["test_accuracy_mean"]
         xerr, yerr = e.get("compute_fraction_ci95", math.nan), 100.0 * e.get("test_accuracy_ci95", math.nan)
-        ax.errorbar(x, y, xerr=xerr if math.isfinite(xerr) else None, yerr=yerr if math.isfinite(yerr) else None,
-                    fmt="o", color=color, capsize=3, label=e["policy"])
+        ax.errorbar(
+            x,
+            y,
+            xerr=xerr if math.isfinite(xerr) else None,
+            yerr=yerr if math.isfinite(yerr) else None,
+            fmt="o",
+            color=color,
+            capsize=3,
+            label=e["policy"],
+        )
         if e["policy"] in front:
             ax.scatter([x], [y], s=160, facecolors="none", edgecolors="black", linewidths=1.2, zorder=3)
         ax.annotate(e["policy"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    pts = sorted((e["compute_fraction_mean"], 100.0 * e["test_accuracy_mean"]) for e in summary
-                 if e["policy"] in front)
+    pts = sorted((e["compute_fraction_mean"], 100.0 * e["test_accuracy_mean"]) for e in summary if e["policy"] in front)
     if len(pts) > 1:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], "k--", linewidth=1, label="Pareto front")
     ax.set_xlabel("compute fraction (training FLOPs / full-data run)")

@@ -9,22 +9,37 @@ the old file intact, and two processes appending at once both keep their rows.
 The file is strict JSON: non-finite floats (the NaN metrics of a failed episode) are written as ``null`` and
 read back by :func:`read_rows` as NaN in the float fields of the schema.
 """
+
 from __future__ import annotations
 
+import fcntl
 import json
-import math
 import os
+from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from prunegym.training.io import canonical_json, strict_jsonable, to_jsonable, write_text_atomic
-import fcntl
 
-__all__ = ["FLOAT_FIELDS", "ROW_FIELDS", "SCHEMA", "EpisodeRow", "append_rows", "canonical_json", "completed_keys",
-           "has_error", "is_diverged", "is_failed", "latest_rows", "read_rows", "row_key", "strict_jsonable",
-           "to_jsonable"]
+__all__ = [
+    "FLOAT_FIELDS",
+    "ROW_FIELDS",
+    "SCHEMA",
+    "EpisodeRow",
+    "append_rows",
+    "canonical_json",
+    "completed_keys",
+    "has_error",
+    "is_diverged",
+    "is_failed",
+    "latest_rows",
+    "read_rows",
+    "row_key",
+    "strict_jsonable",
+    "to_jsonable",
+]
 
 SCHEMA = "prunegym.results/2"  # /2 added policy_hash and runtime; /1 rows still read (without them)
 
@@ -46,7 +61,8 @@ class EpisodeRow:
     epochs; ``prune_ratios`` (the actions'), ``claimed_prune_ratios`` (the pruner's plans' claims, 0 for an
     epoch that prunes nothing) and ``kept_fractions``: per step (one per epoch unless ``decision_interval`` >
     1); ``selector_compute_fraction``: the in-batch selector's own FLOPs / FLOPs of the full-data run (part of
-    ``compute_fraction``; NaN in rows written before it existed); ``episode_return``: the sum of rewards; ``epochs``: epochs trained; ``steps``: env steps;
+    ``compute_fraction``; NaN in rows written before it existed); ``episode_return``: the sum of rewards;
+    ``epochs``: epochs trained; ``steps``: env steps;
     ``actions``: the raw actions given to the env (after any discrete wrapper); ``error``: why the episode
     ended early (non-finite loss), else ``None``; ``wall_clock_s``: seconds from reset to the last step (the
     only field that differs between two runs of the same policy and seed).
@@ -96,15 +112,22 @@ class EpisodeRow:
         return to_jsonable(asdict(self))
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "EpisodeRow":
+    def from_dict(cls, d: dict[str, Any]) -> EpisodeRow:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
 ROW_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(EpisodeRow))
 # fields read back as float (``null`` -> NaN); the list fields hold floats
-FLOAT_FIELDS = ("test_accuracy", "test_loss", "val_accuracy", "compute_fraction", "kept_fraction", "episode_return",
-                "wall_clock_s")
+FLOAT_FIELDS = (
+    "test_accuracy",
+    "test_loss",
+    "val_accuracy",
+    "compute_fraction",
+    "kept_fraction",
+    "episode_return",
+    "wall_clock_s",
+)
 _FLOAT_LIST_FIELDS = ("prune_ratios", "kept_fractions")
 
 
@@ -146,8 +169,9 @@ def latest_rows(rows: Iterable[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
     return latest
 
 
-def completed_keys(rows: Iterable[dict[str, Any]], policy_hashes: dict[Any, str | None] | None = None,
-                   version: str | None = None) -> set[tuple]:
+def completed_keys(
+    rows: Iterable[dict[str, Any]], policy_hashes: dict[Any, str | None] | None = None, version: str | None = None
+) -> set[tuple]:
     """The :func:`row_key` of every experiment whose latest row in ``rows`` is a result (not failed): what a
     resumed comparison skips. A failed episode is run again. With ``policy_hashes`` (policy label, or
     ``(label, canonical env kwargs)`` where one label runs with different settings per env, e.g. per budget
@@ -204,7 +228,6 @@ def read_rows(path: str | os.PathLike) -> list[dict[str, Any]]:
 def _locked(folder: Path):
     """An exclusive ``flock`` on the folder itself (no lock file left behind); no-op where unsupported."""
     try:
-
         fd = os.open(folder, os.O_RDONLY)
     except (ImportError, OSError):  # not POSIX, or a folder that cannot be opened: no cross-process lock
         yield
@@ -216,8 +239,7 @@ def _locked(folder: Path):
         os.close(fd)  # releases the lock
 
 
-def append_rows(path: str | os.PathLike, rows: Iterable[EpisodeRow | dict[str, Any]], *,
-                replace: bool = False) -> Path:
+def append_rows(path: str | os.PathLike, rows: Iterable[EpisodeRow | dict[str, Any]], *, replace: bool = False) -> Path:
     """Append ``rows`` to ``path`` atomically (see the module docstring); returns the path. ``replace``:
     first drop the rows of the same experiments (:func:`row_key`), so that a rerun leaves one row per
     experiment. A corrupt existing file raises ``ValueError`` (naming the line) and is left as it is."""

@@ -4,6 +4,7 @@
 through :func:`~prunegym.agents.parallel.ray_tasks.run_tasks`; an episode that still fails after its retry
 becomes a failed row, :func:`~.episode.failed_outcome`). Each hands every :class:`~.episode.EpisodeOutcome`
 to ``on_result`` as soon as it is done."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -30,9 +31,14 @@ class EpisodeTask:
     seed: int
 
 
-def run_all(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], *,
-            progress: bool = False, runner: Callable[..., EpisodeOutcome] = run_episode,
-            live: Callable[[EpisodeTask], Any] | None = None) -> list[EpisodeOutcome]:
+def run_all(
+    tasks: Sequence[EpisodeTask],
+    on_result: Callable[[EpisodeOutcome], None],
+    *,
+    progress: bool = False,
+    runner: Callable[..., EpisodeOutcome] = run_episode,
+    live: Callable[[EpisodeTask], Any] | None = None,
+) -> list[EpisodeOutcome]:
     """Run ``tasks`` one after the other with ``runner`` and pass each outcome to ``on_result`` when done.
     ``live(task)``: a step callback for the task's episode (a live TensorBoard run), closed after it."""
     outcomes = []
@@ -52,8 +58,9 @@ def run_all(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], 
     return outcomes
 
 
-def run_all_batched(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], *,
-                    progress: bool = False) -> list[EpisodeOutcome]:
+def run_all_batched(
+    tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], *, progress: bool = False
+) -> list[EpisodeOutcome]:
     """Run ``tasks`` grouped by (policy, env kwargs), each group's seeds as one batch
     (:func:`~.batched.run_batched_episodes`); outcomes come back group by group, in the order of ``tasks``
     within each."""
@@ -65,17 +72,23 @@ def run_all_batched(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOu
         for group in groups.values():
             t0 = group[0]
             bar.set_postfix_str(f"{t0.spec.name} x{len(group)} seeds")
-            for outcome in run_batched_episodes(t0.spec, t0.env_id, t0.env_kwargs, [t.seed for t in group],
-                                                progress=progress):
+            for outcome in run_batched_episodes(
+                t0.spec, t0.env_id, t0.env_kwargs, [t.seed for t in group], progress=progress
+            ):
                 on_result(outcome)
                 outcomes.append(outcome)
                 bar.update()
     return outcomes
 
 
-def schedule(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], progress: bool,
-             ray: RayOptions, live: Callable[[EpisodeTask], Any] | None = None,
-             batched: bool = False) -> list[EpisodeOutcome]:
+def schedule(
+    tasks: Sequence[EpisodeTask],
+    on_result: Callable[[EpisodeOutcome], None],
+    progress: bool,
+    ray: RayOptions,
+    live: Callable[[EpisodeTask], Any] | None = None,
+    batched: bool = False,
+) -> list[EpisodeOutcome]:
     """Run ``tasks`` on Ray (``ray.enabled``), as batches (``batched``) or one after the other here; ``live``
     (sequential only: a Ray worker may not see the output folder) gives each episode a step callback."""
     if ray.enabled:
@@ -88,8 +101,13 @@ def schedule(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome],
         return run_all(tasks, on_result, progress=progress, live=live)
 
 
-def run_all_ray(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcome], None], options: RayOptions,
-                *, progress: bool = False) -> list[EpisodeOutcome]:
+def run_all_ray(
+    tasks: Sequence[EpisodeTask],
+    on_result: Callable[[EpisodeOutcome], None],
+    options: RayOptions,
+    *,
+    progress: bool = False,
+) -> list[EpisodeOutcome]:
     """Run ``tasks`` as Ray tasks (``run_episode`` each; a saved agent travels as its path); ``on_result``
     gets each outcome, failed ones included, in this process as it arrives. Returns the outcomes in the order
     of ``tasks``."""
@@ -98,8 +116,9 @@ def run_all_ray(tasks: Sequence[EpisodeTask], on_result: Callable[[EpisodeOutcom
     for t in tasks:
         spec = portable.setdefault(id(t.spec), t.spec.portable())
         # the id with its registering module, so that a worker that has not imported it yet can
-        calls.append(RayCall((spec, module_env_id(t.env_id), t.env_kwargs, t.seed),
-                             f"episode {t.spec.name} seed {t.seed}"))
+        calls.append(
+            RayCall((spec, module_env_id(t.env_id), t.env_kwargs, t.seed), f"episode {t.spec.name} seed {t.seed}")
+        )
     outcomes: list[EpisodeOutcome | None] = [None] * len(tasks)
 
     def handle(i: int, result: Any) -> None:

@@ -12,22 +12,25 @@ trials that follow differ from an uninterrupted run's, the finished ones are kep
 written to ``<out>/<env>/<policy>/budget<b>.json`` (with the episode count and the command), where
 ``compare --tuned <out>`` picks them up.
 """
+
 from __future__ import annotations
 
 import json
 import shlex
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from prunegym.training.io import write_json_atomic
-from prunegym.baselines import POLICIES, PRUNERS
-from .calibration import main_knob
 import optuna
-from prunegym.baselines import POLICIES
-from .episode import policy_spec, run_episode
 from tqdm.auto import tqdm
+
+from prunegym.baselines import POLICIES, PRUNERS
+from prunegym.training.io import write_json_atomic
+
+from .calibration import main_knob
+from .episode import policy_spec, run_episode
 
 __all__ = ["SHIPPED_TUNED", "TUNING_SEEDS", "TuneResult", "load_tuned", "search_space", "tune", "tuned_path"]
 
@@ -86,7 +89,6 @@ def load_tuned(out: str | Path | None, env_id: str, policy: str, budget: float) 
 def search_space(policy: str) -> dict[str, tuple[float, float, bool]]:
     """``{hyperparameter: (low, high, log)}`` that :func:`tune` searches for ``policy``."""
 
-
     cls = POLICIES[policy]
     knobs = {k.name: k for k in PRUNERS[cls.pruner].knobs}
     names = getattr(cls, "tuned", None)
@@ -106,14 +108,22 @@ def search_space(policy: str) -> dict[str, tuple[float, float, bool]]:
     return space
 
 
-def tune(env_id: str, policy: str, budget: float, trials: int, *, out: str | Path = "tuned",
-         env_kwargs: dict[str, Any] | None = None, seeds: Sequence[int] = TUNING_SEEDS, sampler_seed: int = 0,
-         calibrated: dict[str, Any] | None = None, progress: bool = False,
-         runner: Callable[..., Any] | None = None) -> TuneResult:
+def tune(
+    env_id: str,
+    policy: str,
+    budget: float,
+    trials: int,
+    *,
+    out: str | Path = "tuned",
+    env_kwargs: dict[str, Any] | None = None,
+    seeds: Sequence[int] = TUNING_SEEDS,
+    sampler_seed: int = 0,
+    calibrated: dict[str, Any] | None = None,
+    progress: bool = False,
+    runner: Callable[..., Any] | None = None,
+) -> TuneResult:
     """Run ``policy``'s study at ``budget`` until it has ``trials`` finished trials (see the module
     docstring); ``calibrated`` are fixed hyperparameters (the calibrated main knob) added to every trial."""
-
-
 
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; allowed: {', '.join(POLICIES)}")
@@ -132,9 +142,13 @@ def tune(env_id: str, policy: str, budget: float, trials: int, *, out: str | Pat
     db.parent.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{db.resolve()}"
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(study_name=f"{_label(env_id)}/{policy}/budget{float(budget):g}", storage=storage,
-                                load_if_exists=True, direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=sampler_seed))
+    study = optuna.create_study(
+        study_name=f"{_label(env_id)}/{policy}/budget{float(budget):g}",
+        storage=storage,
+        load_if_exists=True,
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
+    )
     fixed = dict(calibrated or {})
 
     def objective(trial) -> float:
@@ -155,7 +169,6 @@ def tune(env_id: str, policy: str, budget: float, trials: int, *, out: str | Pat
     todo = trials - done()
     bar = None
     if progress and todo > 0:
-
         bar = tqdm(total=trials, initial=done(), desc=f"tune {policy} @ {budget:g}", unit="trial")
     try:
         while done() < trials:
@@ -172,11 +185,27 @@ def tune(env_id: str, policy: str, budget: float, trials: int, *, out: str | Pat
     if env_kwargs:
         command += " --env-kwargs " + " ".join(shlex.quote(f"{k}={v!r}") for k, v in sorted(env_kwargs.items()))
     result = TuneResult(
-        env_id=env_id, env_kwargs=dict(env_kwargs or {}), policy=policy, budget=float(budget),
-        params={**fixed, **best.params}, value=float(best.value), n_trials=len(complete),
-        n_episodes=len(complete) * len(seeds), seeds=seeds, sampler_seed=int(sampler_seed), storage=str(db),
+        env_id=env_id,
+        env_kwargs=dict(env_kwargs or {}),
+        policy=policy,
+        budget=float(budget),
+        params={**fixed, **best.params},
+        value=float(best.value),
+        n_trials=len(complete),
+        n_episodes=len(complete) * len(seeds),
+        seeds=seeds,
+        sampler_seed=int(sampler_seed),
+        storage=str(db),
         command=command + f"  # (python: {shlex.join(sys.argv)})",
-        history=[{"number": t.number, "params": t.params, "value": t.value,
-                  "compute_fractions": t.user_attrs.get("compute_fractions")} for t in complete])
+        history=[
+            {
+                "number": t.number,
+                "params": t.params,
+                "value": t.value,
+                "compute_fractions": t.user_attrs.get("compute_fractions"),
+            }
+            for t in complete
+        ],
+    )
     write_json_atomic(result_path, result.to_dict())
     return result

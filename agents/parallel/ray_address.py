@@ -6,20 +6,23 @@ the port to accept a TCP connection and answer an HTTP/2 (gRPC) handshake within
 address to answer Ray's GCS client; otherwise :class:`RayUnreachable` (a ``ValueError``) names the address
 and says how to start a cluster (``ray start --head``) or drop the option.
 """
+
 from __future__ import annotations
 
 import logging
-import socket
-from contextlib import contextmanager
-from typing import Iterator
 import os
+import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 __all__ = ["RAY_CONNECT_TIMEOUT_S", "RayUnreachable", "check_ray_address", "connect_ray"]
 
 RAY_CONNECT_TIMEOUT_S = 5.0
-_START_HINT = ("start a cluster with `ray start --head` (then --ray-address auto), or drop --ray-address to run "
-               "here (--workers N starts a local Ray)")
+_START_HINT = (
+    "start a cluster with `ray start --head` (then --ray-address auto), or drop --ray-address to run "
+    "here (--workers N starts a local Ray)"
+)
 
 
 def _one_line(text, limit: int = 500) -> str:
@@ -43,7 +46,7 @@ def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> N
     cluster whose port accepts a TCP connection within ``timeout`` seconds. ``local`` (a new local Ray) passes."""
     if address == "local":
         return
-    target = address[len("ray://"):] if address.startswith("ray://") else address
+    target = address[len("ray://") :] if address.startswith("ray://") else address
     if target == "auto":
         try:
             from ray._private.services import canonicalize_bootstrap_address
@@ -52,8 +55,9 @@ def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> N
         try:
             target = canonicalize_bootstrap_address("auto")
         except ConnectionError:
-            raise RayUnreachable(f"--ray-address auto: no running Ray cluster found on this machine; {_START_HINT}") \
-                from None
+            raise RayUnreachable(
+                f"--ray-address auto: no running Ray cluster found on this machine; {_START_HINT}"
+            ) from None
         if target is None:
             raise RayUnreachable(f"--ray-address auto: no running Ray cluster found on this machine; {_START_HINT}")
     hp = _host_port(target)
@@ -65,8 +69,10 @@ def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> N
         why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__).lower()
         raise RayUnreachable(f"cannot reach a Ray cluster at {address} ({target}: {why}); {_START_HINT}") from None
     if not answered:
-        raise RayUnreachable(f"no Ray cluster answers at {address} ({target} accepts connections but does not speak "
-                             f"gRPC within {timeout:g} s); {_START_HINT}")
+        raise RayUnreachable(
+            f"no Ray cluster answers at {address} ({target} accepts connections but does not speak "
+            f"gRPC within {timeout:g} s); {_START_HINT}"
+        )
     if not address.startswith("ray://"):
         _check_gcs(address, target)
 
@@ -101,8 +107,9 @@ def _check_gcs(address: str, target: str) -> None:
         with _native_stderr_silenced():  # Ray's C++ logger prints its own lines for a failed connection
             GcsClient(address=target)
     except Exception as exc:
-        raise RayUnreachable(f"no Ray cluster answers at {address} ({target}: {_one_line(exc, 160)}); "
-                             f"{_START_HINT}") from None
+        raise RayUnreachable(
+            f"no Ray cluster answers at {address} ({target}: {_one_line(exc, 160)}); {_START_HINT}"
+        ) from None
 
 
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # + empty SETTINGS
@@ -122,7 +129,7 @@ def _grpc_handshake(host_port: tuple[str, int], timeout: float) -> bool:
                 if not chunk:
                     break
                 head += chunk
-        except socket.timeout:
+        except TimeoutError:
             return False
         return len(head) == 9 and head[3] == 0x04  # frame type SETTINGS
     finally:
@@ -136,7 +143,6 @@ def connect_ray(ray, address: str) -> None:
     try:
         ray.init(address=address, logging_level=logging.WARNING)
     except (ConnectionError, TimeoutError) as exc:
-        raise RayUnreachable(f"cannot connect to the Ray cluster at {address} ({_one_line(exc, 200)}); "
-                             f"{_START_HINT}") from None
-
-
+        raise RayUnreachable(
+            f"cannot connect to the Ray cluster at {address} ({_one_line(exc, 200)}); {_START_HINT}"
+        ) from None

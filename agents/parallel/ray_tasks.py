@@ -27,8 +27,8 @@ Where the episodes run (:class:`RayOptions`):
 An ``address`` is checked before anything runs (:func:`check_ray_address`): ``auto`` must find a running
 cluster, and the port of ``host:port`` (or ``ray://host:port``) must accept a TCP connection and answer an
 HTTP/2 (gRPC, what Ray's GCS and client server speak) handshake, each within 5 s, and a GCS address must
-answer Ray's GCS client; otherwise :class:`RayUnreachable` (a ``ValueError``, one line: the address, ``ray start --head`` or dropping
-the option) is raised at once instead of Ray retrying its connection for minutes.
+answer Ray's GCS client; otherwise :class:`RayUnreachable` (a ``ValueError``, one line: the address,
+``ray start --head`` or dropping the option) is raised at once instead of Ray retrying its connection for minutes.
 
 Each task declares ``num_cpus=cpus_per_run`` (default 1) and ``num_gpus=gpus_per_run`` (``0.25`` lets four
 tasks share a GPU) and sets torch's thread count to its whole CPUs. Every distinct argument object is put in
@@ -40,24 +40,40 @@ OOM killer, a lost node) is retried once by Ray (``max_retries=1``). A call that
 ``on_result`` as a :class:`TaskFailure` (``error`` = ``"<Type>: <message>"``, its traceback logged), and the
 other calls go on.
 """
+
 from __future__ import annotations
 
 import logging
 import math
 import time
 import traceback
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from .ray_address import RayUnreachable, check_ray_address, connect_ray
 
-__all__ = ["EXCEPTION_RETRIES", "RAY_INSTALL_HINT", "RAY_MAX_RETRIES", "RayCall", "RayOptions", "RayUnavailable",
-           "RayUnreachable", "TaskFailure", "check_ray_address", "connect_ray", "error_text", "import_ray",
-           "ray_session", "run_tasks", "torch_threads"]
+__all__ = [
+    "EXCEPTION_RETRIES",
+    "RAY_INSTALL_HINT",
+    "RAY_MAX_RETRIES",
+    "RayCall",
+    "RayOptions",
+    "RayUnavailable",
+    "RayUnreachable",
+    "TaskFailure",
+    "check_ray_address",
+    "connect_ray",
+    "error_text",
+    "import_ray",
+    "ray_session",
+    "run_tasks",
+    "torch_threads",
+]
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +91,9 @@ def import_ray():
     try:
         import ray
     except ImportError as exc:
-        raise RayUnavailable(f"parallel runs need Ray, which is not installed; install it with "
-                             f"{RAY_INSTALL_HINT}") from exc
+        raise RayUnavailable(
+            f"parallel runs need Ray, which is not installed; install it with {RAY_INSTALL_HINT}"
+        ) from exc
     return ray
 
 
@@ -105,7 +122,7 @@ class RayOptions:
         """torch threads of one episode: its whole CPUs, at least one."""
         return max(1, int(self.cpus))
 
-    def validate(self) -> "RayOptions":
+    def validate(self) -> RayOptions:
         """Check the values (``ValueError``) and, when enabled, that Ray imports (:class:`RayUnavailable`)."""
         w = self.workers
         if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
@@ -140,9 +157,12 @@ def ray_session(options: RayOptions) -> Iterator[Any]:
         connect_ray(ray, options.address)
     else:
         workers = options.workers or 1
-        ray.init(num_cpus=max(1, math.ceil(workers * options.cpus)),
-                 num_gpus=None if options.gpus_per_run > 0 else 0,  # None: Ray counts this machine's GPUs
-                 include_dashboard=False, logging_level=logging.WARNING)
+        ray.init(
+            num_cpus=max(1, math.ceil(workers * options.cpus)),
+            num_gpus=None if options.gpus_per_run > 0 else 0,  # None: Ray counts this machine's GPUs
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+        )
     try:
         _check_resources(ray, options, local=not options.address)
         yield ray
@@ -155,8 +175,9 @@ def _check_resources(ray, options: RayOptions, local: bool) -> None:
     have = ray.cluster_resources()
     for key, need in (("CPU", options.cpus), ("GPU", options.gpus_per_run)):
         if need > have.get(key, 0.0):
-            msg = (f"each run asks for {need:g} {key}(s) but the Ray cluster has {have.get(key, 0.0):g}"
-                   + ("" if key == "CPU" else "; use --gpus-per-run 0 on a machine without GPU"))
+            msg = f"each run asks for {need:g} {key}(s) but the Ray cluster has {have.get(key, 0.0):g}" + (
+                "" if key == "CPU" else "; use --gpus-per-run 0 on a machine without GPU"
+            )
             if local:
                 raise ValueError(msg)
             log.warning("%s; the runs wait until the cluster grows", msg)
@@ -230,15 +251,24 @@ def _put_args(ray, calls: Sequence[RayCall]) -> list[list[Any]]:
                 try:
                     refs[id(a)] = ray.put(a)
                 except Exception as exc:
-                    raise ValueError(f"an argument of {c.label} cannot be sent to Ray workers ({error_text(exc)}); "
-                                     "save it and pass its path, or run without workers") from exc
+                    raise ValueError(
+                        f"an argument of {c.label} cannot be sent to Ray workers ({error_text(exc)}); "
+                        "save it and pass its path, or run without workers"
+                    ) from exc
             args.append(refs[id(a)])
         out.append(args)
     return out
 
 
-def run_tasks(fn: Callable[..., Any], calls: Sequence[RayCall], on_result: Callable[[int, Any], None],
-              options: RayOptions, *, progress: bool = False, unit: str = "task") -> None:
+def run_tasks(
+    fn: Callable[..., Any],
+    calls: Sequence[RayCall],
+    on_result: Callable[[int, Any], None],
+    options: RayOptions,
+    *,
+    progress: bool = False,
+    unit: str = "task",
+) -> None:
     """Run ``fn(*call.args)`` for every call as a Ray task (see the module docstring); ``on_result(i, value)``
     gets call ``i``'s return value, or a :class:`TaskFailure`, in this process as it arrives."""
     options.validate()
@@ -248,8 +278,9 @@ def run_tasks(fn: Callable[..., Any], calls: Sequence[RayCall], on_result: Calla
         return
     with ray_session(options) as ray:
         args = _put_args(ray, calls)
-        remote = ray.remote(num_cpus=options.cpus, num_gpus=options.gpus_per_run,
-                            max_retries=RAY_MAX_RETRIES, retry_exceptions=False)(_call)
+        remote = ray.remote(
+            num_cpus=options.cpus, num_gpus=options.gpus_per_run, max_retries=RAY_MAX_RETRIES, retry_exceptions=False
+        )(_call)
         cap = options.workers or len(calls)
         queue = list(range(len(calls)))[::-1]  # pop() takes the first call
         pending: dict[Any, tuple[int, int]] = {}  # ref -> (call index, attempt)
@@ -270,15 +301,23 @@ def run_tasks(fn: Callable[..., Any], calls: Sequence[RayCall], on_result: Calla
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayTaskError as exc:  # the task itself failed (e.g. unpickling its args)
-                        result = TaskFailure(error_text(exc.cause if exc.cause is not None else exc), str(exc),
-                                             float("nan"))
+                        result = TaskFailure(
+                            error_text(exc.cause if exc.cause is not None else exc), str(exc), float("nan")
+                        )
                     except ray.exceptions.RayError as exc:  # worker or node died, and again on Ray's retry
-                        result = TaskFailure(error_text(exc), f"(Ray retried it {RAY_MAX_RETRIES} time(s))",
-                                             float("nan"))
+                        result = TaskFailure(
+                            error_text(exc), f"(Ray retried it {RAY_MAX_RETRIES} time(s))", float("nan")
+                        )
                         retry = False
                     if isinstance(result, TaskFailure):
-                        log.warning("%s failed (attempt %d)%s: %s\n%s", calls[i].label, attempt,
-                                    ", running it again" if retry else "", result.error, result.traceback)
+                        log.warning(
+                            "%s failed (attempt %d)%s: %s\n%s",
+                            calls[i].label,
+                            attempt,
+                            ", running it again" if retry else "",
+                            result.error,
+                            result.traceback,
+                        )
                         if retry:
                             submit(i, attempt + 1)
                             continue

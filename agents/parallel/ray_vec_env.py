@@ -1,21 +1,23 @@
 """``RayVecEnv``: an SB3 ``VecEnv`` whose environments are Ray actors, so that an agent's training runs can
 spread over a cluster's CPUs and GPUs (``train_agent(..., vec_env="ray")``, ``prunegym train --vec-env ray``).
 """
+
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
+from stable_baselines3.common.env_util import is_wrapped
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv, VecEnvIndices, VecEnvObs, VecEnvStepReturn
+from stable_baselines3.common.vec_env.patch_gym import _patch_env
 
 from .ray_tasks import RayOptions, connect_ray, import_ray
-import torch
-from stable_baselines3.common.vec_env.patch_gym import _patch_env
-from stable_baselines3.common.env_util import is_wrapped
 
 __all__ = ["RayVecEnv"]
 
@@ -102,8 +104,14 @@ class RayVecEnv(VecEnv):
     module, ``"prunegym.envs:prunegym/..."``).
     """
 
-    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], *, cpus_per_env: float = 1.0,
-                 gpus_per_env: float = 0.0, address: str | None = None):
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        *,
+        cpus_per_env: float = 1.0,
+        gpus_per_env: float = 0.0,
+        address: str | None = None,
+    ):
         if not env_fns:
             raise ValueError("RayVecEnv needs at least one env function")
         RayOptions(len(env_fns), address, cpus_per_env, gpus_per_env).validate()
@@ -114,9 +122,12 @@ class RayVecEnv(VecEnv):
             if address:
                 connect_ray(ray, address)
             else:
-                ray.init(num_cpus=max(1, math.ceil(len(env_fns) * cpus_per_env)),
-                         num_gpus=None if gpus_per_env > 0 else 0, include_dashboard=False,
-                         logging_level=logging.WARNING)
+                ray.init(
+                    num_cpus=max(1, math.ceil(len(env_fns) * cpus_per_env)),
+                    num_gpus=None if gpus_per_env > 0 else 0,
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                )
             self._owns_ray = True
         self.closed = False
         self.waiting = False
@@ -133,8 +144,9 @@ class RayVecEnv(VecEnv):
 
     # -- core API ---------------------------------------------------------------------------------------------
     def reset(self) -> VecEnvObs:
-        results = self._ray.get([a.reset.remote(self._seeds[i], self._options[i] or None)
-                                 for i, a in enumerate(self.actors)])
+        results = self._ray.get(
+            [a.reset.remote(self._seeds[i], self._options[i] or None) for i, a in enumerate(self.actors)]
+        )
         obs, infos = zip(*results)
         self.reset_infos = list(infos)
         self._reset_seeds()
@@ -150,8 +162,12 @@ class RayVecEnv(VecEnv):
         self._refs, self.waiting = [], False
         obs, rewards, dones, infos, reset_infos = zip(*results)
         self.reset_infos = list(reset_infos)
-        return (_stack(obs, self.observation_space), np.asarray(rewards, dtype=np.float32),
-                np.asarray(dones, dtype=bool), list(infos))
+        return (
+            _stack(obs, self.observation_space),
+            np.asarray(rewards, dtype=np.float32),
+            np.asarray(dones, dtype=bool),
+            list(infos),
+        )
 
     def close(self) -> None:
         if self.closed:
@@ -190,8 +206,9 @@ class RayVecEnv(VecEnv):
         self._ray.get([a.set_attr.remote(attr_name, value) for a in self._targets(indices)])
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        return self._ray.get([a.env_method.remote(method_name, method_args, method_kwargs)
-                              for a in self._targets(indices)])
+        return self._ray.get(
+            [a.env_method.remote(method_name, method_args, method_kwargs) for a in self._targets(indices)]
+        )
 
     def env_is_wrapped(self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None) -> list[bool]:
         return self._ray.get([a.is_wrapped.remote(wrapper_class) for a in self._targets(indices)])

@@ -15,6 +15,7 @@ carries, exactly as ``PPO.load`` does: load only agent files you trust (your own
 which resolves only inside the shipped folder). The ``.json`` is data: its ``env_wrapper`` may only name a
 wrapper of :data:`prunegym.agents.sb3.hyperparams.WRAPPERS`, and nothing in it is evaluated.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,20 +23,29 @@ import json
 import pickle
 import re
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
+import stable_baselines3 as sb3
+from gymnasium import spaces
+
+from prunegym.envs import DiscreteRatio
+from prunegym.training.io import canonical_json, to_jsonable
 
 from .hyperparams import make_wrapper
-import stable_baselines3 as sb3
-from prunegym.training.io import canonical_json, to_jsonable
-from gymnasium import spaces
-from prunegym.envs import DiscreteRatio
 
 __all__ = [
-    "AGENT_FORMAT", "ALGOS", "Agent", "ObsNormalizer", "agent_fingerprint", "agent_label", "algo_class", "load_agent",
+    "AGENT_FORMAT",
+    "ALGOS",
+    "Agent",
+    "ObsNormalizer",
+    "agent_fingerprint",
+    "agent_label",
+    "algo_class",
+    "load_agent",
     "save_agent",
 ]
 
@@ -69,12 +79,17 @@ class ObsNormalizer:
         return np.clip(out, -self.clip_obs, self.clip_obs).astype(np.float32)
 
     @classmethod
-    def from_vecnormalize(cls, vn) -> "ObsNormalizer | None":
+    def from_vecnormalize(cls, vn) -> ObsNormalizer | None:
         if vn is None or not getattr(vn, "norm_obs", False):
             return None
         rms = vn.obs_rms
-        return cls(mean=[float(v) for v in np.ravel(rms.mean)], var=[float(v) for v in np.ravel(rms.var)],
-                   epsilon=float(vn.epsilon), clip_obs=float(vn.clip_obs), count=float(rms.count))
+        return cls(
+            mean=[float(v) for v in np.ravel(rms.mean)],
+            var=[float(v) for v in np.ravel(rms.var)],
+            epsilon=float(vn.epsilon),
+            clip_obs=float(vn.clip_obs),
+            count=float(rms.count),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,8 +103,13 @@ class Agent:
     ``VecNormalize.normalize_obs`` during training) or ``None``. ``meta``: the ``<stem>.json`` contents.
     """
 
-    def __init__(self, model, meta: dict[str, Any] | None = None, obs_normalizer: Callable | None = None,
-                 path: str | Path | None = None):
+    def __init__(
+        self,
+        model,
+        meta: dict[str, Any] | None = None,
+        obs_normalizer: Callable | None = None,
+        path: str | Path | None = None,
+    ):
         self.model = model
         self.meta = dict(meta or {})
         self.obs_normalizer = obs_normalizer
@@ -123,7 +143,6 @@ class Agent:
             return make_wrapper(spec)(env)
 
         if isinstance(self.model.action_space, spaces.Discrete) and not isinstance(env.action_space, spaces.Discrete):
-
             return DiscreteRatio(env)
         return env
 
@@ -131,8 +150,9 @@ class Agent:
         return self.obs_normalizer(observation) if self.obs_normalizer is not None else observation
 
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        return self.model.predict(self.normalize(observation), state=state, episode_start=episode_start,
-                                  deterministic=deterministic)
+        return self.model.predict(
+            self.normalize(observation), state=state, episode_start=episode_start, deterministic=deterministic
+        )
 
     def fingerprint(self) -> str:
         """What this agent *is*: :func:`agent_fingerprint` of its file when it was loaded from one, else a hash
@@ -169,8 +189,11 @@ def save_agent(model, path: str | Path, meta: dict[str, Any], obs_normalizer: Ob
     stem = _stem(path)
     stem.parent.mkdir(parents=True, exist_ok=True)
     model.save(str(stem) + ".zip")
-    doc = {**to_jsonable(meta), "format": AGENT_FORMAT,
-           "obs_normalizer": obs_normalizer.to_dict() if obs_normalizer is not None else None}
+    doc = {
+        **to_jsonable(meta),
+        "format": AGENT_FORMAT,
+        "obs_normalizer": obs_normalizer.to_dict() if obs_normalizer is not None else None,
+    }
     tmp = stem.with_name(stem.name + ".json.tmp")
     tmp.write_text(json.dumps(doc, indent=1, sort_keys=True))
     tmp.replace(str(stem) + ".json")
@@ -179,8 +202,10 @@ def save_agent(model, path: str | Path, meta: dict[str, Any], obs_normalizer: Ob
 
 def _not_an_agent(path: Path, exc: BaseException) -> ValueError:
     reason = " ".join(str(exc).split()) or type(exc).__name__
-    return ValueError(f"cannot load agent {str(path)!r}: {type(exc).__name__}: {reason} (not an intact SB3 .zip "
-                      "saved by prunegym train, RL Zoo or SB3's save)")
+    return ValueError(
+        f"cannot load agent {str(path)!r}: {type(exc).__name__}: {reason} (not an intact SB3 .zip "
+        "saved by prunegym train, RL Zoo or SB3's save)"
+    )
 
 
 def _infer_algo(zip_path: Path) -> str:
@@ -193,8 +218,13 @@ def _infer_algo(zip_path: Path) -> str:
         keys = set(data)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as exc:
         raise _not_an_agent(zip_path, exc) from exc
-    for algo, key in (("dqn", "exploration_fraction"), ("td3", "policy_delay"), ("sac", "target_entropy"),
-                      ("ppo", "clip_range"), ("a2c", "gae_lambda")):
+    for algo, key in (
+        ("dqn", "exploration_fraction"),
+        ("td3", "policy_delay"),
+        ("sac", "target_entropy"),
+        ("ppo", "clip_range"),
+        ("a2c", "gae_lambda"),
+    ):
         if key in keys:
             return algo
     raise ValueError(f"cannot tell the algo of {str(zip_path)!r}; pass algo= (one of {', '.join(ALGOS)})")
@@ -206,8 +236,9 @@ def _load_vecnormalize(path: Path) -> ObsNormalizer | None:
         with open(path, "rb") as f:
             return ObsNormalizer.from_vecnormalize(pickle.load(f))
     except Exception as exc:  # a truncated or foreign pickle
-        raise ValueError(f"cannot load observation statistics {str(path)!r}: {type(exc).__name__}: "
-                         f"{' '.join(str(exc).split())}") from exc
+        raise ValueError(
+            f"cannot load observation statistics {str(path)!r}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+        ) from exc
 
 
 def _zoo_obs_normalizer(zip_path: Path) -> ObsNormalizer | None:
@@ -241,8 +272,13 @@ def _checkpoint_meta(stem: Path, state: dict[str, Any]) -> tuple[dict[str, Any],
         return None
     steps = int(m.group("steps"))
     meta = {k: v for k, v in meta.items() if k not in _RUN_ONLY}
-    meta.update(algo=meta.get("algo") or m.group("prefix"), num_timesteps=steps, episodes=state.get("episodes"),
-                name=f"{meta.get('name') or m.group('prefix')}@{steps}", checkpoint=str(stem) + ".zip")
+    meta.update(
+        algo=meta.get("algo") or m.group("prefix"),
+        num_timesteps=steps,
+        episodes=state.get("episodes"),
+        name=f"{meta.get('name') or m.group('prefix')}@{steps}",
+        checkpoint=str(stem) + ".zip",
+    )
     pkl = stem.with_name(f"{m.group('prefix')}_vecnormalize_{steps}_steps.pkl")
     norm = _load_vecnormalize(pkl) if pkl.is_file() else None
     return meta, norm
@@ -278,8 +314,10 @@ def _read_meta(stem: Path) -> tuple[dict[str, Any], ObsNormalizer | None] | None
         return meta, _normalizer(meta_path, meta.get("obs_normalizer"))
     found = _checkpoint_meta(stem, meta)
     if found is None:
-        raise ValueError(f"{str(meta_path)!r} is neither a saved agent's meta (no 'algo') nor a trainer checkpoint "
-                         "with its run's model.json or best_model.json one folder up")
+        raise ValueError(
+            f"{str(meta_path)!r} is neither a saved agent's meta (no 'algo') nor a trainer checkpoint "
+            "with its run's model.json or best_model.json one folder up"
+        )
     return found
 
 

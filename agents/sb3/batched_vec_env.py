@@ -13,6 +13,7 @@ env's reset info, ``seed(s)`` seeds the next ``reset`` with ``s + i``, and SB3's
 gets the next seed of stream ``i`` and seeds passed through ``seed()`` are ignored, as
 :class:`~prunegym.agents.env_factory.TrainingSeeds` does for the other vec envs.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,13 +37,16 @@ class BatchedVecEnv(VecEnv):
     docstring. ``monitor``: add SB3 ``Monitor``'s ``info["episode"]`` (``env_is_wrapped(Monitor)`` is then
     True, since the infos carry what ``Monitor`` would add)."""
 
-    def __init__(self, venv: PruningVectorEnv, seed_streams: Sequence[Callable[[], int]] | None = None,
-                 monitor: bool = True):
+    def __init__(
+        self, venv: PruningVectorEnv, seed_streams: Sequence[Callable[[], int]] | None = None, monitor: bool = True
+    ):
         if not isinstance(venv, PruningVectorEnv):
             raise ValueError(f"BatchedVecEnv wraps a PruningVectorEnv, got {type(venv).__name__}")
         if venv.autoreset_mode != AutoresetMode.DISABLED:
-            raise ValueError(f"BatchedVecEnv needs a PruningVectorEnv with autoreset_mode='Disabled' (it resets ended "
-                             f"sub-envs itself), got {venv.autoreset_mode.value!r}")
+            raise ValueError(
+                f"BatchedVecEnv needs a PruningVectorEnv with autoreset_mode='Disabled' (it resets ended "
+                f"sub-envs itself), got {venv.autoreset_mode.value!r}"
+            )
         if seed_streams is not None and len(seed_streams) != venv.num_envs:
             raise ValueError(f"{len(seed_streams)} seed streams for {venv.num_envs} envs; give one per env")
         self.venv = venv
@@ -116,8 +120,11 @@ class BatchedVecEnv(VecEnv):
             info = infos[i]
             info["terminal_observation"] = obs[i].copy()
             if self.monitor:
-                info["episode"] = {"r": round(float(self._returns[i]), 6), "l": int(self._lengths[i]),
-                                   "t": round(time.time() - self._t_start, 6)}
+                info["episode"] = {
+                    "r": round(float(self._returns[i]), 6),
+                    "l": int(self._lengths[i]),
+                    "t": round(time.time() - self._t_start, 6),
+                }
         ended = [int(i) for i in np.flatnonzero(dones)]
         if ended:
             obs = self._reset_envs(ended)
@@ -134,8 +141,10 @@ class BatchedVecEnv(VecEnv):
         return [getattr(s, attr_name) for s in self._sub_envs(indices)]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        raise AttributeError(f"BatchedVecEnv cannot set {attr_name!r} on single envs: they are sub-envs of one "
-                             "PruningVectorEnv (its .venv); use vec_env='dummy' for per-env attributes")
+        raise AttributeError(
+            f"BatchedVecEnv cannot set {attr_name!r} on single envs: they are sub-envs of one "
+            "PruningVectorEnv (its .venv); use vec_env='dummy' for per-env attributes"
+        )
 
     def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
         return [getattr(s, method_name)(*method_args, **method_kwargs) for s in self._sub_envs(indices)]

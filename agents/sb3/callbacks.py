@@ -1,22 +1,22 @@
 """SB3 callbacks of the trainer: checkpoints that can be resumed, held-out evaluation, episode tags, progress."""
+
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
-
-from .agent import Agent, ObsNormalizer, save_agent
-from ..tensorboard import episode_summary
 import numpy as np
-from ..rollout import play_episode
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback
 from tqdm.auto import tqdm
-from ..tensorboard import EpisodeWriter
 
-__all__ = ["EpisodeTagsCallback", "HeldOutEvalCallback", "ProgressCallback", "ResumableCheckpoint",
-           "latest_checkpoint"]
+from ..rollout import play_episode
+from ..tensorboard import EpisodeWriter, episode_summary
+from .agent import Agent, ObsNormalizer, save_agent
+
+__all__ = ["EpisodeTagsCallback", "HeldOutEvalCallback", "ProgressCallback", "ResumableCheckpoint", "latest_checkpoint"]
 
 
 def latest_checkpoint(folder: str | Path, prefix: str) -> tuple[int, Path] | None:
@@ -41,8 +41,13 @@ class ResumableCheckpoint(CheckpointCallback):
     ``save()`` saves now (on an interruption, at the end of training)."""
 
     def __init__(self, folder: str | Path, prefix: str, save_freq: int, state: Callable[[], dict[str, Any]]):
-        super().__init__(save_freq=max(int(save_freq), 1), save_path=str(folder), name_prefix=prefix,
-                         save_replay_buffer=True, save_vecnormalize=True)
+        super().__init__(
+            save_freq=max(int(save_freq), 1),
+            save_path=str(folder),
+            name_prefix=prefix,
+            save_replay_buffer=True,
+            save_vecnormalize=True,
+        )
         self.every = int(save_freq)
         self._due = False
         self.state = state
@@ -95,7 +100,6 @@ class EpisodeTagsCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         if self.log_dir is not None:
-
             self._writer = EpisodeWriter(self.log_dir)
 
     def _on_step(self) -> bool:
@@ -126,8 +130,14 @@ class HeldOutEvalCallback(BaseCallback):
     ``eval/mean_test_accuracy``, ``eval/mean_val_accuracy`` and ``eval/mean_compute_fraction`` at x =
     timesteps, and saves the best agent so far (by mean return) to ``best_path``."""
 
-    def __init__(self, make_env: Callable[[], Any], seeds: list[int], eval_freq: int, best_path: str | Path | None,
-                 meta: Callable[[], dict[str, Any]]):
+    def __init__(
+        self,
+        make_env: Callable[[], Any],
+        seeds: list[int],
+        eval_freq: int,
+        best_path: str | Path | None,
+        meta: Callable[[], dict[str, Any]],
+    ):
         super().__init__()
         self.make_env = make_env
         self.seeds = list(seeds)
@@ -139,7 +149,6 @@ class HeldOutEvalCallback(BaseCallback):
         self._env = None
 
     def evaluate_now(self) -> dict[str, float]:
-
 
         vn = self.model.get_vec_normalize_env()
         agent = Agent(self.model, meta=self.meta(), obs_normalizer=vn.normalize_obs if vn is not None else None)
@@ -153,9 +162,13 @@ class HeldOutEvalCallback(BaseCallback):
             tests.append(final.get("test_accuracy", float("nan")))
             vals.append(final["val_accuracy"])
             comps.append(final["compute_fraction_total"])
-        stats = {"mean_reward": float(np.mean(returns)), "std_reward": float(np.std(returns)),
-                 "mean_test_accuracy": float(np.mean(tests)), "mean_val_accuracy": float(np.mean(vals)),
-                 "mean_compute_fraction": float(np.mean(comps))}
+        stats = {
+            "mean_reward": float(np.mean(returns)),
+            "std_reward": float(np.std(returns)),
+            "mean_test_accuracy": float(np.mean(tests)),
+            "mean_val_accuracy": float(np.mean(vals)),
+            "mean_compute_fraction": float(np.mean(comps)),
+        }
         for key, value in stats.items():
             self.logger.record(f"eval/{key}", value)
         self.logger.dump(self.num_timesteps)

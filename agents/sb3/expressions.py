@@ -7,18 +7,22 @@ lists, tuples, ``{key: value}`` displays, ``dict(key=value, ...)`` and the activ
 :data:`ACTIVATIONS` as ``nn.<Name>`` (``th.nn.<Name>``, ``torch.nn.<Name>``). Anything else (a name, another
 call, an attribute, an operator) is a one-line ``ValueError``: nothing in a file is executed.
 """
+
 from __future__ import annotations
 
 import ast
 from typing import Any
+
 import torch.nn
 
 __all__ = ["ACTIVATIONS", "literal_expression"]
 
 ACTIVATIONS = ("ReLU", "Tanh", "ELU", "LeakyReLU", "SiLU", "GELU", "SELU", "Sigmoid", "Softplus", "Mish", "Identity")
 _NN_PREFIXES = (("nn",), ("th", "nn"), ("torch", "nn"))
-_ALLOWED = ("numbers, strings, True/False/None, lists, tuples, {key: value}, dict(key=value, ...) and "
-            f"nn.<{'|'.join(ACTIVATIONS)}>")
+_ALLOWED = (
+    "numbers, strings, True/False/None, lists, tuples, {key: value}, dict(key=value, ...) and "
+    f"nn.<{'|'.join(ACTIVATIONS)}>"
+)
 
 
 class _Rejected(ValueError):
@@ -66,7 +70,6 @@ def _value(node: ast.AST) -> Any:
     if isinstance(node, (ast.Attribute, ast.Name)):
         parts = _dotted(node)
         if parts is not None and parts[:-1] in _NN_PREFIXES and parts[-1] in ACTIVATIONS:
-
             return getattr(torch.nn, parts[-1])
         raise _Rejected(f"the name {ast.unparse(node)!r}")
     raise _Rejected(f"the expression {ast.unparse(node)!r}")
@@ -78,8 +81,9 @@ def literal_expression(text: str) -> Any:
     try:
         tree = ast.parse(str(text).strip(), mode="eval")
     except SyntaxError as exc:
-        raise ValueError(f"hyperparameter expression {text!r} is not valid Python syntax ({exc.msg}); allowed: "
-                         f"{_ALLOWED}") from None
+        raise ValueError(
+            f"hyperparameter expression {text!r} is not valid Python syntax ({exc.msg}); allowed: {_ALLOWED}"
+        ) from None
     try:
         return _value(tree.body)
     except _Rejected as exc:

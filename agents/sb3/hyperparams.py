@@ -13,24 +13,33 @@ given as a list; ``policy`` is an SB3 policy name (``MlpPolicy``) or a class und
 ``python -m rl_zoo3.train --algo ppo --env prunegym/Synthetic-MLP-v0 --gym-packages prunegym.envs
 --conf-file <path to ppo.yml>``.
 """
+
 from __future__ import annotations
 
 import copy
 import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import yaml
-
-from .expressions import literal_expression
 import numpy as np
+import yaml
 from stable_baselines3.common.noise import NormalActionNoise, OrnsteinUhlenbeckActionNoise
 
+from .expressions import literal_expression
+
 __all__ = [
-    "HYPERPARAMS_DIR", "WRAPPERS", "ZOO_KEYS", "HyperParams", "hyperparams_path", "load_hyperparams",
-    "make_action_noise", "make_wrapper", "resolve_hyperparams",
+    "HYPERPARAMS_DIR",
+    "WRAPPERS",
+    "ZOO_KEYS",
+    "HyperParams",
+    "hyperparams_path",
+    "load_hyperparams",
+    "make_action_noise",
+    "make_wrapper",
+    "resolve_hyperparams",
 ]
 
 # The env wrappers an ``env_wrapper`` entry (a hyperparameter file, an agent's .json) may name: prunegym's own.
@@ -46,8 +55,18 @@ _POLICY_MODULES = ("stable_baselines3.", "sb3_contrib.")
 HYPERPARAMS_DIR = Path(__file__).resolve().parent / "hyperparams"
 
 # Keys the zoo consumes itself (everything else is an algorithm constructor argument).
-ZOO_KEYS = ("n_timesteps", "n_envs", "normalize", "env_wrapper", "noise_type", "noise_std", "frame_stack",
-            "callback", "monitor_kwargs", "vec_env_wrapper")
+ZOO_KEYS = (
+    "n_timesteps",
+    "n_envs",
+    "normalize",
+    "env_wrapper",
+    "noise_type",
+    "noise_std",
+    "frame_stack",
+    "callback",
+    "monitor_kwargs",
+    "vec_env_wrapper",
+)
 _SCHEDULE_KEYS = ("learning_rate", "clip_range", "clip_range_vf")
 _EXPR_KEYS = ("policy_kwargs", "replay_buffer_kwargs")
 
@@ -57,8 +76,9 @@ def hyperparams_path(algo: str) -> Path:
     return HYPERPARAMS_DIR / f"{algo}.yml"
 
 
-def load_hyperparams(algo: str, env_id: str, overrides: dict[str, Any] | None = None,
-                     path: str | Path | None = None) -> dict[str, Any]:
+def load_hyperparams(
+    algo: str, env_id: str, overrides: dict[str, Any] | None = None, path: str | Path | None = None
+) -> dict[str, Any]:
     """The raw (zoo-format) hyperparameters of ``algo`` for ``env_id`` from ``path`` (default: the shipped
     file), with ``overrides`` applied on top. Raises ``ValueError`` when the file has no entry for the id."""
     file = Path(path) if path is not None else hyperparams_path(algo)
@@ -67,8 +87,9 @@ def load_hyperparams(algo: str, env_id: str, overrides: dict[str, Any] | None = 
     with open(file) as f:
         table = yaml.safe_load(f) or {}
     if env_id not in table:
-        raise ValueError(f"no {algo} hyperparameters for {env_id!r} in {str(file)!r}; "
-                         f"allowed: {', '.join(map(str, table))}")
+        raise ValueError(
+            f"no {algo} hyperparameters for {env_id!r} in {str(file)!r}; allowed: {', '.join(map(str, table))}"
+        )
     raw = copy.deepcopy(table[env_id])
     raw.update(overrides or {})
     return raw
@@ -118,7 +139,7 @@ def make_wrapper(spec: Any) -> Callable | None:
         if isinstance(item, dict):
             if len(item) != 1:
                 raise ValueError(f"env_wrapper entry {item!r} must have exactly one key (the class name)")
-            (name, kwargs), = item.items()
+            ((name, kwargs),) = item.items()
         else:
             name, kwargs = item, {}
         kwargs = {} if kwargs is None else kwargs
@@ -201,11 +222,21 @@ def resolve_hyperparams(raw: dict[str, Any]) -> HyperParams:
         hp["train_freq"] = tuple(hp["train_freq"])
     if isinstance(hp.get("policy"), str) and "." in hp["policy"]:
         if not hp["policy"].startswith(_POLICY_MODULES):
-            raise ValueError(f"policy {hp['policy']!r}: a dotted policy must be a class under "
-                             f"{' or '.join(m.rstrip('.') for m in _POLICY_MODULES)}; or use an SB3 name such as "
-                             "'MlpPolicy'")
+            raise ValueError(
+                f"policy {hp['policy']!r}: a dotted policy must be a class under "
+                f"{' or '.join(m.rstrip('.') for m in _POLICY_MODULES)}; or use an SB3 name such as "
+                "'MlpPolicy'"
+            )
         hp["policy"] = _import(hp["policy"])
     hp.setdefault("policy", "MlpPolicy")
-    return HyperParams(raw=copy.deepcopy(raw), n_timesteps=int(float(n_timesteps)) if n_timesteps else None,
-                       n_envs=n_envs, normalize=normalize, normalize_kwargs=normalize_kwargs,
-                       env_wrapper=env_wrapper, noise_type=noise_type, noise_std=noise_std, algo_kwargs=hp)
+    return HyperParams(
+        raw=copy.deepcopy(raw),
+        n_timesteps=int(float(n_timesteps)) if n_timesteps else None,
+        n_envs=n_envs,
+        normalize=normalize,
+        normalize_kwargs=normalize_kwargs,
+        env_wrapper=env_wrapper,
+        noise_type=noise_type,
+        noise_std=noise_std,
+        algo_kwargs=hp,
+    )

@@ -6,11 +6,14 @@ that is not shipped) is a ``ValueError`` listing the shipped names. Each shipped
 ``runtime`` the versions, torch thread count and device its published tables were measured with;
 :func:`runtime_warning` says when a run differs from them.
 """
+
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
 from prunegym.training import runtime_differences
 
 __all__ = ["PREFIX", "PRETRAINED_DIR", "is_pretrained", "pretrained_names", "pretrained_path", "runtime_warning"]
@@ -29,11 +32,13 @@ def pretrained_path(name: str) -> Path:
     """The ``.zip`` of shipped agent ``name`` (with or without the ``pretrained:`` prefix); ``ValueError``
     listing the shipped names for any name that is not one of them."""
     if name.startswith(PREFIX):
-        name = name[len(PREFIX):]
+        name = name[len(PREFIX) :]
     names = pretrained_names()
     if name not in names:
-        raise ValueError(f"unknown pretrained agent {name!r}; allowed: {', '.join(names) if names else 'none shipped'} "
-                         "(pretrained:<name> names only the agents shipped with prunegym)")
+        raise ValueError(
+            f"unknown pretrained agent {name!r}; allowed: {', '.join(names) if names else 'none shipped'} "
+            "(pretrained:<name> names only the agents shipped with prunegym)"
+        )
     return PRETRAINED_DIR / f"{name}.zip"
 
 
@@ -55,6 +60,8 @@ def runtime_warning(label: str, recorded: Mapping[str, Any] | None, current: Map
     diffs = runtime_differences(recorded, current)
     if not diffs:
         return None
-    return (f"{label}: its published results were measured under other versions or settings ({'; '.join(diffs)}); "
-            "CPU results are bit-for-bit only under the same versions, torch thread count and device, so this run "
-            "may differ from them in the third decimal (README: Reproducing exactly)")
+    return (
+        f"{label}: its published results were measured under other versions or settings ({'; '.join(diffs)}); "
+        "CPU results are bit-for-bit only under the same versions, torch thread count and device, so this run "
+        "may differ from them in the third decimal (README: Reproducing exactly)"
+    )

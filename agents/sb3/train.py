@@ -18,27 +18,36 @@ timestep counter (``reset_num_timesteps=False``) are restored and training runs 
 An interrupted run (``KeyboardInterrupt``) saves a checkpoint before re-raising. TensorBoard: SB3's tags
 and the ``episode/`` tags go to ``<tensorboard_log>/<env label>/<algo>/seed<k>``.
 """
+
 from __future__ import annotations
 
+import json
 import shutil
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .agent import ALGOS, Agent, ObsNormalizer, algo_class, save_agent
-from ..env_factory import canonical_env_id, check_env_data, env_label, eval_seeds, make_env
-from .vec_envs import VEC_ENVS, make_vec_env
-from .hyperparams import load_hyperparams, make_action_noise, make_wrapper, resolve_hyperparams
-from ..output import writable_folder
-from prunegym.training.io import to_jsonable
-from stable_baselines3.common.logger import HumanOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.logger import HumanOutputFormat, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecNormalize
+
 from prunegym.training import resolve_device, runtime
-from .callbacks import (EpisodeTagsCallback, HeldOutEvalCallback, ProgressCallback, ResumableCheckpoint,
-                        latest_checkpoint)
+from prunegym.training.io import to_jsonable
+
+from ..env_factory import canonical_env_id, check_env_data, env_label, eval_seeds, make_env
+from ..output import writable_folder
 from ..parallel.ray_tasks import RayOptions
-import json
+from .agent import ALGOS, Agent, ObsNormalizer, algo_class, save_agent
+from .callbacks import (
+    EpisodeTagsCallback,
+    HeldOutEvalCallback,
+    ProgressCallback,
+    ResumableCheckpoint,
+    latest_checkpoint,
+)
+from .hyperparams import load_hyperparams, make_action_noise, make_wrapper, resolve_hyperparams
+from .vec_envs import VEC_ENVS, make_vec_env
 
 __all__ = ["DEFAULT_PRUNER", "default_out", "train_agent"]
 
@@ -46,8 +55,10 @@ __all__ = ["DEFAULT_PRUNER", "default_out", "train_agent"]
 # which would leave an agent nothing to learn.
 DEFAULT_PRUNER = "uniform"
 
-SEED_CONVENTION = ("training episodes: run seeds drawn in [1000000, 2**31-1) from SeedSequence([seed, rank, "
-                   "start_timestep]); periodic evaluation: seeds 10000 + i")
+SEED_CONVENTION = (
+    "training episodes: run seeds drawn in [1000000, 2**31-1) from SeedSequence([seed, rank, "
+    "start_timestep]); periodic evaluation: seeds 10000 + i"
+)
 
 
 def default_out(algo: str, env_id: str, seed: int) -> Path:
@@ -72,14 +83,32 @@ def _close(env) -> None:
         pass
 
 
-def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed: int = 0, *,
-                env_kwargs: dict[str, Any] | None = None, hyperparams: dict[str, Any] | None = None,
-                hyperparams_file: str | Path | None = None, n_envs: int | None = None,
-                out: str | Path | None = None, tensorboard_log: str | Path | None = None,
-                eval_freq: int | None = None, n_eval_episodes: int = 5, checkpoint_freq: int | None = None,
-                resume: bool = False, overwrite: bool = False, device: str = "cpu", verbose: int = 0,
-                progress: bool = False, callbacks: Iterable[Any] = (), vec_env: str = "auto",
-                ray_address: str | None = None, cpus_per_run: float | None = None, gpus_per_run: float = 0.0) -> Agent:
+def train_agent(
+    algo: str,
+    env_id: str,
+    total_timesteps: int | None = None,
+    seed: int = 0,
+    *,
+    env_kwargs: dict[str, Any] | None = None,
+    hyperparams: dict[str, Any] | None = None,
+    hyperparams_file: str | Path | None = None,
+    n_envs: int | None = None,
+    out: str | Path | None = None,
+    tensorboard_log: str | Path | None = None,
+    eval_freq: int | None = None,
+    n_eval_episodes: int = 5,
+    checkpoint_freq: int | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    device: str = "cpu",
+    verbose: int = 0,
+    progress: bool = False,
+    callbacks: Iterable[Any] = (),
+    vec_env: str = "auto",
+    ray_address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float = 0.0,
+) -> Agent:
     """Train ``algo`` on ``env_id`` for ``total_timesteps`` env steps (default: the file's ``n_timesteps``)
     and save it to ``out``; returns the trained :class:`Agent` (``agent.path`` is ``out/model.zip``).
 
@@ -93,15 +122,14 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
     that has checkpoints needs ``overwrite=True`` (which deletes them). ``callbacks``: extra SB3 callbacks.
 
     ``vec_env``: how the ``n_envs`` training envs run (``"auto"``, ``"dummy"``, ``"subproc"``, ``"ray"`` or
-    ``"batched"``: one batched model of all envs' runs, see :func:`~prunegym.agents.sb3.vec_envs.make_vec_env`); with ``"ray"`` each env is a Ray actor with
+    ``"batched"``: one batched model of all envs' runs, see :func:`~prunegym.agents.sb3.vec_envs.make_vec_env`);
+    with ``"ray"`` each env is a Ray actor with
     ``cpus_per_run`` CPUs (default 1; also its torch threads) and ``gpus_per_run`` GPUs, on a local Ray
     started for the training (or the cluster at ``ray_address``), so that the envs' training runs spread
     over a cluster's GPUs (pass ``device="cuda"`` in ``env_kwargs`` for them to use it; ``device`` here is
     the agent's networks'). The envs' torch threads can change their CPU results (see
     :mod:`prunegym.agents.parallel.ray_tasks`): ``subproc`` workers use torch's default.
     """
-
-
 
     if algo not in ALGOS:
         raise ValueError(f"unknown algo {algo!r}; allowed: {', '.join(ALGOS)}")
@@ -110,7 +138,6 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
     if vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
     if vec_env == "ray":
-
         RayOptions(1, ray_address, cpus_per_run, gpus_per_run).validate()  # before anything is written
     elif ray_address or cpus_per_run is not None or gpus_per_run != 0.0:
         raise ValueError("ray_address, cpus_per_run and gpus_per_run apply to vec_env='ray' only")
@@ -138,18 +165,22 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
     ckpt = latest_checkpoint(ckpt_dir, algo) if resume else None
     if not resume and ckpt_dir.is_dir() and any(ckpt_dir.iterdir()):
         if not overwrite:
-            raise ValueError(f"{str(out)!r} already holds checkpoints; pass resume=True to continue that run or "
-                             "overwrite=True to start afresh")
+            raise ValueError(
+                f"{str(out)!r} already holds checkpoints; pass resume=True to continue that run or "
+                "overwrite=True to start afresh"
+            )
         shutil.rmtree(ckpt_dir)
     state = {"episodes": 0}
     if ckpt is not None:
-
         state.update(json.loads(ckpt[1].with_suffix(".json").read_text()))
     start = ckpt[0] if ckpt is not None else 0
     probe_device = probe.unwrapped.base_config.device
 
-    ray_kw = dict(ray_address=ray_address, cpus_per_env=cpus_per_run or 1.0, gpus_per_env=gpus_per_run) \
-        if vec_env == "ray" else {}
+    ray_kw = (
+        dict(ray_address=ray_address, cpus_per_env=cpus_per_run or 1.0, gpus_per_env=gpus_per_run)
+        if vec_env == "ray"
+        else {}
+    )
     venv = make_vec_env(env_id, n_envs, seed, env_kwargs, wrapper, start_timestep=start, vec_env=vec_env, **ray_kw)
     cls = algo_class(algo)
     model = None
@@ -167,8 +198,11 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
                 model.load_replay_buffer(str(buffer))
         else:
             kwargs = dict(hp.algo_kwargs)
-            noise = make_action_noise(hp.noise_type, hp.noise_std, int(venv.action_space.shape[0])) \
-                if hp.noise_type is not None else None
+            noise = (
+                make_action_noise(hp.noise_type, hp.noise_std, int(venv.action_space.shape[0]))
+                if hp.noise_type is not None
+                else None
+            )
             if noise is not None:
                 kwargs["action_noise"] = noise
             model = cls(env=venv, seed=seed, device=device, verbose=verbose, **kwargs)
@@ -177,12 +211,24 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
 
         episodes_cb = EpisodeTagsCallback(log_dir, start=state.get("episodes", 0))
         base_meta = {
-            "name": f"{algo}_{env_kwargs.get('pruner', 'full')}", "algo": algo, "env_id": env_id, "env_kwargs": to_jsonable(env_kwargs),
-            "pruner": env_kwargs.get("pruner", "full"), "env_wrapper": hp.env_wrapper, "hyperparams": to_jsonable(raw),
-            "seed": seed, "n_envs": n_envs, "total_timesteps": total, "eval_seeds": eval_seeds(n_eval_episodes),
-            "seed_convention": SEED_CONVENTION, "resumed_from": start if ckpt is not None else None,
-            "runtime": {**runtime(device=model.device), "env_device": str(resolve_device(probe_device)),
-                        "vec_env": vec_env},
+            "name": f"{algo}_{env_kwargs.get('pruner', 'full')}",
+            "algo": algo,
+            "env_id": env_id,
+            "env_kwargs": to_jsonable(env_kwargs),
+            "pruner": env_kwargs.get("pruner", "full"),
+            "env_wrapper": hp.env_wrapper,
+            "hyperparams": to_jsonable(raw),
+            "seed": seed,
+            "n_envs": n_envs,
+            "total_timesteps": total,
+            "eval_seeds": eval_seeds(n_eval_episodes),
+            "seed_convention": SEED_CONVENTION,
+            "resumed_from": start if ckpt is not None else None,
+            "runtime": {
+                **runtime(device=model.device),
+                "env_device": str(resolve_device(probe_device)),
+                "vec_env": vec_env,
+            },
         }
 
         def meta() -> dict[str, Any]:
@@ -194,8 +240,9 @@ def train_agent(algo: str, env_id: str, total_timesteps: int | None = None, seed
         eval_cb = None
         n_eval_freq = every(max(total // 10, 1) if eval_freq is None else eval_freq)
         if n_eval_freq and n_eval_episodes > 0:
-            eval_cb = HeldOutEvalCallback(lambda: make_env(env_id, env_kwargs), eval_seeds(n_eval_episodes),
-                                          n_eval_freq, out / "best_model", meta)
+            eval_cb = HeldOutEvalCallback(
+                lambda: make_env(env_id, env_kwargs), eval_seeds(n_eval_episodes), n_eval_freq, out / "best_model", meta
+            )
             if state.get("best_mean_reward") is not None:
                 eval_cb.best_mean = float(state["best_mean_reward"])
 

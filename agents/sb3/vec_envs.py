@@ -2,6 +2,7 @@
 (one Ray actor each) and ``batched`` (one batched model, :class:`~prunegym.envs.PruningVectorEnv`); env ``rank``
 of a run with ``seed`` draws its episodes' run seeds from ``[seed, rank, start_timestep]`` (the convention of
 :mod:`prunegym.agents.env_factory`), whichever is used."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -27,20 +28,36 @@ def _env_fn(env_id: str, env_kwargs: dict, wrapper: Callable | None, entropy: li
     return init
 
 
-def make_batched_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None,
-                         start_timestep: int = 0) -> BatchedVecEnv:
+def make_batched_vec_env(
+    env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None, start_timestep: int = 0
+) -> BatchedVecEnv:
     """``n_envs`` training envs as one :class:`~prunegym.envs.PruningVectorEnv` (one batched model) behind
     SB3's ``VecEnv`` API; env ``rank`` draws its run seeds from ``[seed, rank, start_timestep]`` as the other
     vec envs do (the same seeds give the same episodes, up to the batched engine's float rounding)."""
-    venv = gym.make_vec(module_env_id(env_id), num_envs=int(n_envs), vectorization_mode="vector_entry_point",
-                        autoreset_mode=AutoresetMode.DISABLED, **dict(env_kwargs or {}))
+    venv = gym.make_vec(
+        module_env_id(env_id),
+        num_envs=int(n_envs),
+        vectorization_mode="vector_entry_point",
+        autoreset_mode=AutoresetMode.DISABLED,
+        **dict(env_kwargs or {}),
+    )
     streams = [TrainingSeedStream([seed, rank, start_timestep]) for rank in range(int(n_envs))]
     return BatchedVecEnv(venv, seed_streams=streams)
 
 
-def make_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None,
-                 wrapper: Callable | None = None, start_timestep: int = 0, vec_env: str = "auto", *,
-                 ray_address: str | None = None, cpus_per_env: float = 1.0, gpus_per_env: float = 0.0):
+def make_vec_env(
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+    wrapper: Callable | None = None,
+    start_timestep: int = 0,
+    vec_env: str = "auto",
+    *,
+    ray_address: str | None = None,
+    cpus_per_env: float = 1.0,
+    gpus_per_env: float = 0.0,
+):
     """Training envs, env ``rank`` seeded with ``[seed, rank, start_timestep]`` (see the module docstring).
 
     ``vec_env``: ``"dummy"`` (SB3's ``DummyVecEnv``, in this process), ``"subproc"`` (``SubprocVecEnv``,
@@ -57,13 +74,14 @@ def make_vec_env(env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any]
         raise ValueError("ray_address, cpus_per_env and gpus_per_env apply to vec_env='ray' only")
     if vec_env == "batched":
         if wrapper is not None:
-            raise ValueError("vec_env='batched' cannot apply an env wrapper (e.g. DiscreteRatio for DQN): its envs "
-                             "are sub-envs of one PruningVectorEnv; use vec_env='dummy' or 'subproc'")
+            raise ValueError(
+                "vec_env='batched' cannot apply an env wrapper (e.g. DiscreteRatio for DQN): its envs "
+                "are sub-envs of one PruningVectorEnv; use vec_env='dummy' or 'subproc'"
+            )
         return make_batched_vec_env(env_id, n_envs, seed, env_kwargs, start_timestep)
     full_id = module_env_id(env_id)
     fns = [_env_fn(full_id, dict(env_kwargs or {}), wrapper, [seed, rank, start_timestep]) for rank in range(n_envs)]
     if vec_env == "ray":
-
         return RayVecEnv(fns, cpus_per_env=cpus_per_env, gpus_per_env=gpus_per_env, address=ray_address)
     if vec_env == "subproc" or (vec_env == "auto" and n_envs > 1):
         return SubprocVecEnv(fns, start_method="forkserver")
