@@ -290,8 +290,8 @@ def compare(
     seed) pairs already in ``out/results.jsonl`` for the same env id and env kwargs, from the same policy
     (``policy_hash``: a retrained agent file runs again) and prunegym version, and with their TensorBoard
     run, are not run again, so an interrupted comparison resumes where it stopped (failed episodes are run
-    again). Without it (``--rerun``) every pair runs and its row and run replace the earlier ones. ``out`` is locked for the
-    duration (:func:`prunegym.agents.output.output_lock`).
+    again). Without it (``--rerun``) every pair runs and its row and run replace the earlier ones. ``out``
+    is locked for the duration (:func:`prunegym.agents.output.output_lock`).
 
     Parallel: ``workers``, ``ray_address``, ``cpus_per_run``, ``gpus_per_run`` as in :func:`evaluate`; one Ray
     task per (policy, seed), each row, TensorBoard run and the figure as in the sequential run. Episodes that
