@@ -38,6 +38,7 @@ from .episode import policy_spec, run_episode
 __all__ = ["CALIBRATION_SEEDS", "SHIPPED_CALIBRATIONS", "Calibration", "calibrate", "calibration_cache", "main_knob"]
 
 CALIBRATION_SEEDS = (20000, 20001)  # disjoint from evaluation (< 10000), tuning (30000+) and training (>= 1e6)
+_COMPUTED: dict[str, float] = {}  # (env, kwargs, policy, knob value, seeds) -> mean compute, for this process
 SHIPPED_CALIBRATIONS = Path(__file__).resolve().parent / "calibrated"  # made by prunegym's benchmarks
 FORMAT = "prunegym-calibration/1"
 
@@ -153,9 +154,13 @@ def calibrate(
         bar = tqdm(total=max_steps + 2, desc=f"calibrate {policy} @ {budget:g}", unit="step", leave=False)
 
     def compute_at(value: float) -> float:
-        spec = policy_spec(policy, hparams={knob: value})
-        comps = [float(run(spec, env_id, env_kwargs, int(s)).row.compute_fraction) for s in seeds]
-        c = sum(comps) / len(comps)
+        memo = canonical_json([env_id, env_kwargs, policy, knob, value, list(seeds)])
+        if memo in _COMPUTED and runner is None:  # the same point of another budget's bisection
+            c = _COMPUTED[memo]
+        else:
+            spec = policy_spec(policy, hparams={knob: value})
+            comps = [float(run(spec, env_id, env_kwargs, int(s)).row.compute_fraction) for s in seeds]
+            c = _COMPUTED[memo] = sum(comps) / len(comps)
         points.append([value, c])
         if bar is not None:
             bar.update()
