@@ -134,12 +134,12 @@ class SplitIndices:
     test: torch.Tensor
 
 
-def check_val_size(val_size) -> None:
+def check_val_size(val_size: int | float) -> None:
     """``val_size`` is an int count >= 1 (an integral float such as ``5e3`` counts) or a float fraction in
     (0, 1); anything else raises a one-line ``ValueError``."""
     ok = isinstance(val_size, numbers.Real) and not isinstance(val_size, bool) and math.isfinite(val_size)
     if ok and isinstance(val_size, numbers.Integral):
-        ok = val_size >= 1  # type: ignore[operator]  # typeshed's numbers.Integral has no >=; int and NumPy ints do
+        ok = val_size >= 1
     elif ok:
         ok = 0.0 < val_size < 1.0 or (val_size >= 1 and float(val_size).is_integer())
     if not ok:
