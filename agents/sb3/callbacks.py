@@ -63,7 +63,8 @@ class ResumableCheckpoint(CheckpointCallback):
             vn.save(self._checkpoint_path("vecnormalize_", extension="pkl"))
         if getattr(self.model, "replay_buffer", None) is not None:
             keep = Path(self._checkpoint_path("replay_buffer_", extension="pkl"))
-            self.model.save_replay_buffer(str(keep))  # type: ignore[attr-defined]  # a model with a replay_buffer is off-policy (OffPolicyAlgorithm.save_replay_buffer)
+            # a model with a replay_buffer is off-policy: OffPolicyAlgorithm.save_replay_buffer
+            self.model.save_replay_buffer(str(keep))  # type: ignore[attr-defined]
             for old in Path(self.save_path).glob(f"{self.name_prefix}_replay_buffer_*_steps.pkl"):
                 if old != keep:
                     old.unlink(missing_ok=True)
