@@ -33,9 +33,9 @@ from .cli_text import errors_line as _errors_line
 from .cli_text import replace_seeds as _replace_seeds
 from .cli_text import row_table as _row_table
 from .env_factory import canonical_env_id, known_env_ids
-from .evaluation.budgets import compare_budgets
+from .evaluation.budgets import BudgetComparison, compare_budgets
 from .evaluation.episode import policy_spec
-from .evaluation.harness import Interrupted, compare, evaluate
+from .evaluation.harness import Comparison, Interrupted, compare, evaluate
 from .evaluation.report import markdown_table, summarize
 from .evaluation.tuning import tune
 from .parallel.ray_tasks import RayUnavailable
@@ -159,6 +159,7 @@ def _cmd_compare(args) -> int:
         batched=args.batched,
         **ray_kwargs(args),
     )
+    result: BudgetComparison | Comparison
     try:
         if args.budgets is not None:
             tuned = None if str(args.tuned).lower() == "none" else args.tuned
@@ -232,7 +233,9 @@ def _one_line(text: str) -> str:
     return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
-def _warning_line(message, category, filename, lineno, file=None, line=None) -> str:
+def _warning_line(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     return f"prunegym: warning: {_one_line(str(message))}\n"
 
 
@@ -254,23 +257,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{prefix}: interrupted; nothing was run yet; run the same command again", file=sys.stderr)
         return 130
     except CLIError as exc:
-        msg = _one_line(exc)
+        msg = _one_line(str(exc))
         print(msg if msg.startswith("prunegym") else f"{prefix}: error: {msg}", file=sys.stderr)
         return 2
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     except RayUnavailable as exc:  # --workers / --ray-address / --vec-env ray without Ray
-        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prefix}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except (ValueError, FileNotFoundError) as exc:
         if os.environ.get("PRUNEGYM_DEBUG"):
             raise
-        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prefix}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # the dataset is missing (prunegym.training.DatasetMissingError)
         if os.environ.get("PRUNEGYM_DEBUG") or type(exc).__name__ != "DatasetMissingError":
             raise
-        print(f"{prefix}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prefix}: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
 
 

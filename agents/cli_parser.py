@@ -52,6 +52,7 @@ def parse_kv(items: Sequence[str] | None, what: str = "--env-kwargs") -> dict[st
         if not sep or not key.isidentifier():
             raise CLIError(f"malformed {what} item {item!r}: expected key=value, e.g. epochs=5")
         text = text.strip()
+        value: Any
         if text.lower() in _LOWER_LITERALS:
             value = _LOWER_LITERALS[text.lower()]
         else:

@@ -125,7 +125,8 @@ def check_env_data(env: gym.Env) -> None:
     seed), so that missing data or a ``train_size`` / ``val_size`` / ``test_size`` the dataset cannot hold
     fail here, in this process, with one error, not once per episode (or per Ray worker)."""
 
-    cfg = env.unwrapped.base_config
+    base: Any = env.unwrapped  # duck-typed: a PruningEnv's base_config
+    cfg = base.base_config
     load_splits(
         cfg.dataset,
         0,

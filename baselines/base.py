@@ -27,10 +27,11 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import torch
 
-from prunegym.training import EpochPlan, EpochResult, ScoreTable
+from prunegym.training import EpochPlan, ScoreTable
 
 __all__ = [
     "ActionEncoder",
+    "EpochLosses",
     "FixedPolicy",
     "Knob",
     "PolicyContext",
@@ -89,6 +90,24 @@ class Knob:
         return round(value, decimals)
 
 
+class EpochLosses(Protocol):
+    """What :meth:`Pruner.update` reads of an epoch's outcome: ``indices`` ``[M]`` int64, ``losses`` ``[M]``
+    float, ``correct`` ``[M]`` bool and ``mixed`` ``[M]`` bool, on the training device. The engine's
+    :class:`~prunegym.training.EpochResult` is one; so is any object with these fields (a ``SimpleNamespace``)."""
+
+    @property
+    def indices(self) -> torch.Tensor: ...
+
+    @property
+    def losses(self) -> torch.Tensor: ...
+
+    @property
+    def correct(self) -> torch.Tensor: ...
+
+    @property
+    def mixed(self) -> torch.Tensor: ...
+
+
 def kept_count(num_samples: int, prune_ratio: float) -> int:
     """``ceil((1 - r) N)``: the number kept at prune ratio ``r`` (Raju et al.'s count)."""
     return min(num_samples, max(0, math.ceil((1.0 - prune_ratio) * num_samples - 1e-9)))
@@ -116,7 +135,7 @@ class Pruner:
     def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
         raise NotImplementedError
 
-    def update(self, result: EpochResult, scores: ScoreTable) -> None:
+    def update(self, result: EpochLosses, scores: ScoreTable) -> None:
         """Update the pruner's own state from the epoch's losses (default: nothing)."""
 
     # -- helpers shared by subclasses ----------------------------------------------------------------------

@@ -4,6 +4,7 @@ and policy."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from prunegym.training import EpochPlan, ScoreTable
 
@@ -26,7 +27,7 @@ class FullPolicy(FixedPolicy):
 
     name = "full"
     pruner = "full"
-    defaults: dict = {}
+    defaults: ClassVar[dict[str, Any]] = {}
 
     def schedule(self, epoch: int) -> dict[str, float]:
         return {"prune_ratio": 0.0}

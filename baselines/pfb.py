@@ -145,12 +145,14 @@ class PFBPruner(Pruner):
     # -- the in-batch selection ----------------------------------------------------------------------------
     def bandwidth(self, desc: torch.Tensor) -> torch.Tensor:
         """Silverman's diagonal bandwidth ``[D]`` for descriptors ``desc`` ``[B, D]`` and ``N_C`` centres."""
+        assert self.centres is not None  # set by select() from the first batch
         n_c, d = self.centres.shape
         sigma = desc.std(0, unbiased=False).clamp_min(1e-6)
         return sigma * (4.0 / ((d + 2) * n_c)) ** (1.0 / (d + 4))
 
     def log_density(self, desc: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """``log f`` ``[B]`` of ``desc`` ``[B, D]`` under the count-weighted Gaussian KDE of the centres."""
+        assert self.centres is not None and self.counts is not None  # set by select() from the first batch
         d2 = _sq_dist(desc / h, self.centres / h)  # [B, N_C]
         log_w = (self.counts / self.counts.sum()).log()
         norm = h.log().sum() + 0.5 * desc.shape[1] * math.log(2 * math.pi)
@@ -182,6 +184,7 @@ class PFBPruner(Pruner):
 
     def _absorb(self, kept: torch.Tensor, h: torch.Tensor) -> None:
         """Assign kept descriptors ``[K, D]`` to their nearest centres; add counts; move centres (EMA)."""
+        assert self.centres is not None and self.counts is not None  # set by select() from the first batch
         nearest = _sq_dist(kept / h, self.centres / h).argmin(1)  # [K]
         centre_ids = torch.arange(self.centres.shape[0], device=kept.device)
         onehot = (nearest.unsqueeze(1) == centre_ids).to(kept.dtype)  # [K, N_C] (F.one_hot would sync)

@@ -39,13 +39,13 @@ import math
 import warnings
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
-from prunegym.training import ScoreTable, torch_generator
+from prunegym.training import EpochPlan, ScoreTable, torch_generator
 from prunegym.training.distributed import DistContext
 
 from .base import Knob, PolicyContext
@@ -62,10 +62,18 @@ _NOT_SAMPLERS = {
 MAX_PRUNE_RATIO = 0.9  # the env's default action range
 
 
+class MapStyleDataset(Protocol):
+    """A map-style dataset: items by index and a length (a ``torch.utils.data.Dataset`` need not have one)."""
+
+    def __getitem__(self, i: int) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
 class IndexedDataset(Dataset):
     """``dataset`` whose items carry their index: ``(*item, index)`` (``(item, index)`` for a non-tuple)."""
 
-    def __init__(self, dataset: Dataset):
+    def __init__(self, dataset: MapStyleDataset):
         self.dataset = dataset
 
     def __len__(self) -> int:
@@ -119,6 +127,7 @@ class PruningSampler(Sampler[int]):
         for name, v in (("num_samples", num_samples), ("epochs", epochs)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}={v!r} must be a positive int")
+        assert num_samples is not None and epochs is not None  # checked just above
         policy_cls = POLICIES[pruner]
         pruner_cls = PRUNERS[policy_cls.pruner]
         named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
@@ -153,7 +162,7 @@ class PruningSampler(Sampler[int]):
         self.ratios: list[float] = []  # the prune ratio each epoch was planned with
         self.kept_fractions: list[float] = []  # sample passes / N of each finished epoch
         self._explicit, self._handed_out, self._finished, self._warned = False, False, True, False
-        self.plan = None  # the current epoch's EpochPlan (all ranks' samples, no padding)
+        self.plan: EpochPlan | None = None  # the current epoch's EpochPlan (all ranks' samples, no padding)
         self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
         self._order: list[int] = []
         if budget is not None and budget < self._min_budget() - 1e-9:
@@ -182,6 +191,7 @@ class PruningSampler(Sampler[int]):
 
     def _budget_ratio(self, e: int, action: dict) -> float:
         """The ratio whose plan comes closest to spreading the remaining budget over the pruned epochs left."""
+        assert self.budget is not None  # _start asks only with a budget
         if action["prune_ratio"] <= 0.0:
             return 0.0  # the schedule's full epoch (warm-up, annealing) stays full
         n = self.num_samples

@@ -21,7 +21,7 @@ tuned (``prunegym tune --policy static_schedule --budget b``), and ``compare`` p
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -62,7 +62,7 @@ class StaticSchedulePolicy(FixedPolicy):
 
     name = "static_schedule"
     pruner = "learned"
-    defaults: dict[str, Any] = {
+    defaults: ClassVar[dict[str, Any]] = {
         "tilt": 0.0,
         "sharpness": 0.0,
         "rescale": 0.0,
@@ -70,7 +70,7 @@ class StaticSchedulePolicy(FixedPolicy):
         "budget": None,
         "warmup_epochs": 1,
     }
-    tuned = ("tilt", "sharpness", "rescale", "greedy")  # what ``prunegym tune`` searches
+    tuned: ClassVar[tuple[str, ...]] = ("tilt", "sharpness", "rescale", "greedy")  # what ``prunegym tune`` searches
     requires_budget = True  # runs only in an env with a compute budget (or with ``budget=`` given)
 
     def validate(self) -> None:

@@ -9,7 +9,7 @@ Every policy, agent or baseline, goes through :meth:`ActionCodec.decode` inside 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from prunegym.baselines import Knob
 
@@ -44,7 +44,7 @@ class ActionCodec:
         out = [a0] + [k.encode(float(knobs.get(k.name, k.default))) for k in self.knobs]
         return [min(1.0, max(-1.0, v)) for v in out]
 
-    def decode(self, action: Sequence[float]) -> dict[str, float]:
+    def decode(self, action: Iterable[float]) -> dict[str, float]:
         """``{"prune_ratio": r, knob: value}`` of ``action`` (components in [-1, 1]), each rounded to
         :data:`DECIMALS` places (significant digits for a log-scale knob; see the module docstring)."""
         vals = [float(v) for v in action]

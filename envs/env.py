@@ -91,7 +91,7 @@ class PruningEnv(gym.Env):
         self.env_kwargs = {"task": task, **options.record_kwargs(), **run_overrides}
         self.knobs = self.pruner.knobs
         self.codec = ActionCodec(self.max_prune_ratio, self.knobs)
-        self.action_space = spaces.Box(-1.0, 1.0, (1 + len(self.knobs),), np.float32)
+        self.action_space: spaces.Box = spaces.Box(-1.0, 1.0, (1 + len(self.knobs),), np.float32)
         self.features = features_for(options.features, budget=self._budget_range is not None)
         self.feature_names = tuple(f.name for f in self.features)
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(self.features),), np.float32)

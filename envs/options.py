@@ -63,7 +63,7 @@ class EnvOptions:
         if not isinstance(d, int) or isinstance(d, bool) or d < 1:
             raise ValueError(f"decision_interval={d!r} must be a positive int")
         for name in ("compute_weight", "nonfinite_penalty", "lossless_penalty", "lossless_tolerance"):
-            value = getattr(self, name)
+            value: float = getattr(self, name)  # the four fields are declared float
             if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}={value!r} must be a finite number >= 0")
         w = self.max_wall_time

@@ -37,7 +37,7 @@ class EpisodeRecord:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> EpisodeRecord:
+    def from_dict(cls, d: EpisodeRecord | dict[str, Any]) -> EpisodeRecord:
         """Read a record from ``info["episode_record"]`` (also after a JSON round trip); ``ValueError`` names
         what is missing or malformed."""
         if isinstance(d, EpisodeRecord):

@@ -25,7 +25,7 @@ class DiscreteRatio(gym.ActionWrapper):
 
     def __init__(self, env: gym.Env, ratios: Sequence[float] | None = None):
         super().__init__(env)
-        base = env.unwrapped
+        base: Any = env.unwrapped  # duck-typed: a PruningEnv's max_prune_ratio and encode_action
         max_r = float(base.max_prune_ratio)
         if ratios is None:
             ratios = [round(0.1 * i, 10) for i in range(10) if 0.1 * i <= max_r + 1e-9]

@@ -65,8 +65,9 @@ class BatchedOptimizer:
             tensors = [p, *state.values()]
             saved = [t.index_select(0, frozen) for t in tensors] if frozen is not None else []
             self._update(p, g, state, coef)
-            for t, old in zip(tensors, saved):
-                t.index_copy_(0, frozen, old)
+            if frozen is not None:  # else saved is empty
+                for t, old in zip(tensors, saved):
+                    t.index_copy_(0, frozen, old)
 
     @torch.no_grad()
     def reset_run(self, k: int) -> None:

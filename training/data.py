@@ -134,7 +134,7 @@ class SplitIndices:
     test: torch.Tensor
 
 
-def check_val_size(val_size) -> None:
+def check_val_size(val_size: int | float) -> None:
     """``val_size`` is an int count >= 1 (an integral float such as ``5e3`` counts) or a float fraction in
     (0, 1); anything else raises a one-line ``ValueError``."""
     ok = isinstance(val_size, numbers.Real) and not isinstance(val_size, bool) and math.isfinite(val_size)
@@ -276,7 +276,7 @@ def _raw(name: str, root, download: bool, dataset_kwargs: dict | None) -> RawDat
             else next((p for p, c in _PRESET_CLASS.items() if c == cls_name and not kwargs), None)
         )
         root_path = data_root(root)
-        key = (preset or name, str(root_path.resolve()), repr(sorted(kwargs.items())))
+        key: tuple = (preset or name, str(root_path.resolve()), repr(sorted(kwargs.items())))
         if key not in RAW_CACHE:
             x_tr, y_tr, x_te, y_te, nc = load_torchvision(cls_name, root_path, download, kwargs, name)
             if preset is not None:  # the presets' constants, normalised once for every seed
@@ -355,6 +355,7 @@ def load_splits(
         x_test, y_test = x_pool[test_idx], y_pool[test_idx]
         x_pool, y_pool = x_pool[pool_idx], y_pool[pool_idx]
         test_size = None
+    assert y_test is not None  # RawData's x_test and y_test are None together
     idx = split_indices(
         int(y_pool.shape[0]),
         seed,
@@ -368,6 +369,7 @@ def load_splits(
     x_train, y_train = x_pool[idx.train], y_pool[idx.train]
     if raw.x_val is not None:
         x_val, y_val = raw.x_val, raw.y_val
+        assert y_val is not None  # RawData's x_val and y_val are None together
     else:
         x_val, y_val = x_pool[idx.val], y_pool[idx.val]
     x_test, y_test = (x_test, y_test) if test_size is None else (x_test[idx.test], y_test[idx.test])

@@ -14,9 +14,13 @@ match a single-process run only approximately; an in-batch selector (PFB) sees e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
+
+if TYPE_CHECKING:
+    from torch.distributed import ProcessGroup
 
 __all__ = ["DistContext"]
 
@@ -25,7 +29,7 @@ __all__ = ["DistContext"]
 class DistContext:
     """A process group and this process's place in it."""
 
-    group: object | None = None
+    group: ProcessGroup | None = None
 
     @property
     def world_size(self) -> int:
@@ -36,7 +40,7 @@ class DistContext:
         return dist.get_rank(self.group)
 
     @classmethod
-    def from_group(cls, group) -> DistContext | None:
+    def from_group(cls, group: Any) -> DistContext | None:
         """``None`` for no group; ``"default"`` or ``True`` for the default (``init_process_group``) group."""
         if group is None or group is False:
             return None
@@ -76,10 +80,10 @@ class DistContext:
         n = torch.tensor([tensor.shape[0]], dtype=torch.int64, device=tensor.device)
         sizes = [torch.zeros_like(n) for _ in range(self.world_size)]
         dist.all_gather(sizes, n, group=self.group)
-        sizes = [int(s.item()) for s in sizes]
-        longest = max(sizes)
+        lengths = [int(s.item()) for s in sizes]
+        longest = max(lengths)
         padded = torch.zeros((longest, *tensor.shape[1:]), dtype=tensor.dtype, device=tensor.device)
         padded[: tensor.shape[0]] = tensor
         parts = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(parts, padded, group=self.group)
-        return torch.cat([p[:s] for p, s in zip(parts, sizes)])
+        return torch.cat([p[:s] for p, s in zip(parts, lengths)])

@@ -69,6 +69,7 @@ def measure_flops(model: SplitModel, input_shape: tuple[int, ...], batch: int = 
 
     df = _count(deep_fwd)
     db = _count(lambda: holder["loss"].backward())
+    assert h_in.grad is not None  # deep_fwd's loss backpropagated into the leaf h_in
     grad_h = h_in.grad.detach()
     sb = _count(lambda: holder["h"].backward(grad_h))
     return PassFlops(sf / batch, df / batch, sb / batch, db / batch)

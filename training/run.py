@@ -78,7 +78,7 @@ class TrainingRun:
         self.param_count = sum(p.numel() for p in self.model.parameters())
         params = self.model.parameters()
         if config.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(
+            self.optimizer: torch.optim.Optimizer = torch.optim.SGD(
                 params,
                 lr=config.lr,
                 momentum=config.momentum,
@@ -170,12 +170,12 @@ class TrainingRun:
             lr = self._lr((self.epoch + b / n_batches) / self.epochs)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            rows = slice(b * bs, (b + 1) * bs)
-            bi = idx[rows]
+            span = slice(b * bs, (b + 1) * bs)
+            bi = idx[span]
             global_rows = int(bi.numel())
-            bw = weights[rows] if weights is not None else None
+            bw = weights[span] if weights is not None else None
             if mix is not None:
-                partner, lam = partner_all[rows], lam_all[rows]
+                partner, lam = partner_all[span], lam_all[span]
             if ddp is not None:  # this rank's share of the global batch
                 bi = ddp.shard(bi)
                 bw = ddp.shard(bw) if bw is not None else None

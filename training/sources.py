@@ -213,5 +213,6 @@ def as_raw(source: DataSource) -> RawData:
     x_va, y_va = parts.get("val", (None, None))
     scale = "stats" if x_tr.dtype == torch.uint8 else "none"
     if scale == "none":
-        x_tr, x_te, x_va = (t.float() if t is not None else None for t in (x_tr, x_te, x_va))
+        x_tr = x_tr.float()
+        x_te, x_va = (t.float() if t is not None else None for t in (x_te, x_va))
     return RawData(x_tr, y_tr, x_te, y_te, source.num_classes, x_va, y_va, scale=scale)

@@ -15,8 +15,9 @@ a registered source that holds a ``Dataset``; keep tensors resident).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, TensorDataset
@@ -70,7 +71,9 @@ class StreamSplits:
     def from_tensors(cls, splits: DataSplits, device: torch.device, num_workers: int = 0) -> StreamSplits:
         """The same tensors (on the CPU) streamed: the splits, order and values of the resident path."""
         parts = [(splits.x_train, splits.y_train), (splits.x_val, splits.y_val), (splits.x_test, splits.y_test)]
-        source = ConcatDataset([TensorDataset(x.cpu(), y.cpu()) for x, y in parts])
+        source: ConcatDataset[tuple[torch.Tensor, ...]] = ConcatDataset(
+            [TensorDataset(x.cpu(), y.cpu()) for x, y in parts]
+        )
         n = [int(y.shape[0]) for _, y in parts]
         pos = torch.arange(sum(n))
         return cls(
@@ -100,7 +103,7 @@ class StreamSplits:
                 generator=torch.Generator().manual_seed(0),
             )  # workers' seeds: not global
         self._sampler.batches = [b.tolist() for b in batches if b.numel()]
-        it = iter(self._loader) if self._sampler.batches else iter(())
+        it: Iterator[Any] = iter(self._loader) if self._sampler.batches else iter(())
         for b in batches:
             if not b.numel():
                 yield (
@@ -157,6 +160,11 @@ def _as_dataset(split) -> Dataset:
     return TensorDataset(*split) if isinstance(split, tuple) else split
 
 
+def _len(ds: Dataset) -> int:
+    """Length of a split's dataset (``dataset_source`` checked that every ``Dataset`` split has ``__len__``)."""
+    return len(cast(Sized, ds))
+
+
 def _from_source(config: RunConfig, device: torch.device) -> StreamSplits:
     """Splits of a registered source streamed from its datasets (tensor splits wrapped as ``TensorDataset``)."""
     src = dataset_source(config.dataset)
@@ -165,14 +173,14 @@ def _from_source(config: RunConfig, device: torch.device) -> StreamSplits:
     offsets, start = {}, 0
     for k in names:
         offsets[k] = start
-        start += len(parts[k])
-    source = ConcatDataset([parts[k] for k in names])
-    pool = torch.arange(len(parts["train"]))
+        start += _len(parts[k])
+    source: ConcatDataset[Any] = ConcatDataset([parts[k] for k in names])
+    pool = torch.arange(_len(parts["train"]))
     if "test" in parts:
-        test = offsets["test"] + torch.arange(len(parts["test"]))
+        test = offsets["test"] + torch.arange(_len(parts["test"]))
         test_size = config.test_size
     else:
-        n_carve = config.test_size or (len(parts["val"]) if "val" in parts else _val_count(config.val_size, len(pool)))
+        n_carve = config.test_size or (_len(parts["val"]) if "val" in parts else _val_count(config.val_size, len(pool)))
         pool, test = carve_test(len(pool), n_carve, config.dataset)
         test_size = None
     idx = split_indices(
@@ -185,7 +193,7 @@ def _from_source(config: RunConfig, device: torch.device) -> StreamSplits:
         has_val="val" in parts,
         name=config.dataset,
     )
-    val = offsets["val"] + torch.arange(len(parts["val"])) if "val" in parts else pool[idx.val]
+    val = offsets["val"] + torch.arange(_len(parts["val"])) if "val" in parts else pool[idx.val]
     return StreamSplits(
         config.dataset,
         source,
@@ -208,7 +216,7 @@ def uses_streaming(config: RunConfig) -> bool:
 
 def load_run_data(config: RunConfig, device: torch.device) -> DataSplits | StreamSplits:
     """The data of ``config`` on ``device``: resident :class:`DataSplits`, or :class:`StreamSplits`."""
-    kw = dict(
+    kw: dict[str, Any] = dict(
         val_size=config.val_size,
         train_size=config.train_size,
         root=config.data_root,

@@ -123,7 +123,7 @@ def run_batched_episodes(
         config = dict(venv.env_kwargs)
         fingerprint = policy_fingerprint(spec, policy)
         where = runtime(
-            device=str(venv.batch.device) if getattr(venv, "batch", None) is not None else None,
+            device=str(venv.batch.device) if venv.batch is not None else None,
             threads=torch.get_num_threads(),
         )
     finally:

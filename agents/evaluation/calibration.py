@@ -175,6 +175,7 @@ def calibrate(
     b = float(budget)
     try:
         c_cheap = compute_at(cheap)
+        result: tuple[float | None, float, bool]
         if c_cheap > b * (1.0 + tol):
             result = (None, c_cheap, False)
         elif abs(c_cheap / b - 1.0) <= tol:

@@ -170,6 +170,7 @@ def _load(spec: PolicySpec) -> Any:
     if spec.obj is not None:
         return spec.obj
     if spec.kind == "agent":
+        assert spec.path is not None  # an agent spec without obj has a path (policy_spec)
         return load_agent(spec.path)
     return None  # a baseline is built once the env exists
 

@@ -154,6 +154,7 @@ def _warn_shipped_runtime(spec: PolicySpec, env_id: str, env_kwargs: dict[str, A
 def _prepare(spec: PolicySpec, env_id: str, kwargs: dict[str, Any], ray: RayOptions) -> PolicySpec:
     """Load an agent once, check the episode (before any runs), fingerprint the policy, warn on runtime."""
     if spec.kind == "agent" and spec.obj is None:
+        assert spec.path is not None  # an agent spec without obj has a path (policy_spec)
         spec.obj = load_agent(spec.path)  # once, not once per episode
     check_episode(spec, env_id, kwargs)
     spec.fingerprint = policy_fingerprint(spec)

@@ -181,6 +181,7 @@ def tune(
             bar.close()
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = study.best_trial
+    assert best.value is not None  # best_trial is a complete trial of a single-objective study
     command = f"prunegym tune --env {env_id} --policy {policy} --budget {float(budget):g} --trials {trials}"
     if env_kwargs:
         command += " --env-kwargs " + " ".join(shlex.quote(f"{k}={v!r}") for k, v in sorted(env_kwargs.items()))

@@ -53,13 +53,14 @@ def check_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> N
         except ImportError:  # Ray moved its resolver: let ray.init resolve it
             return
         try:
-            target = canonicalize_bootstrap_address("auto")
+            resolved = canonicalize_bootstrap_address("auto")
         except ConnectionError:
             raise RayUnreachable(
                 f"--ray-address auto: no running Ray cluster found on this machine; {_START_HINT}"
             ) from None
-        if target is None:
+        if resolved is None:
             raise RayUnreachable(f"--ray-address auto: no running Ray cluster found on this machine; {_START_HINT}")
+        target = resolved
     hp = _host_port(target)
     if hp is None:
         raise RayUnreachable(f"--ray-address {address!r} is not 'auto', 'host:port' or 'ray://host:port'")
@@ -100,7 +101,7 @@ def _check_gcs(address: str, target: str) -> None:
     """A Ray GCS client to ``target`` (Ray's own, not public: skipped if Ray moved it): it fails at once when
     what answers is not a Ray GCS (another gRPC server, a proxy)."""
     try:
-        from ray._raylet import GcsClient
+        from ray._raylet import GcsClient  # type: ignore[attr-defined]  # Ray's _raylet.pyi omits it; the .so has it
     except ImportError:
         return
     try:

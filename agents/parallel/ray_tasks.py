@@ -222,7 +222,7 @@ def _one_line(text: str, limit: int = 500) -> str:
 
 def error_text(exc: BaseException) -> str:
     """``"<Type>: <message on one line>"``."""
-    return f"{type(exc).__name__}: {_one_line(exc)}" if str(exc) else type(exc).__name__
+    return f"{type(exc).__name__}: {_one_line(str(exc))}" if str(exc) else type(exc).__name__
 
 
 def _call(fn: Callable[..., Any], threads: int, *args: Any) -> Any:

@@ -38,7 +38,7 @@ class BatchedVecEnv(VecEnv):
     True, since the infos carry what ``Monitor`` would add)."""
 
     def __init__(
-        self, venv: PruningVectorEnv, seed_streams: Sequence[Callable[[], int]] | None = None, monitor: bool = True
+        self, venv: gym.vector.VectorEnv, seed_streams: Sequence[Callable[[], int]] | None = None, monitor: bool = True
     ):
         if not isinstance(venv, PruningVectorEnv):
             raise ValueError(f"BatchedVecEnv wraps a PruningVectorEnv, got {type(venv).__name__}")
@@ -93,7 +93,9 @@ class BatchedVecEnv(VecEnv):
             opts["reset_mask"] = mask
         obs, _ = self.venv.reset(seed=seeds, options=opts or None)
         for i in idx:
-            self.reset_infos[i] = dict(self.venv.episodes[i].reset_info)
+            ep = self.venv.episodes[i]
+            assert ep is not None  # the reset above started sub-env i's episode
+            self.reset_infos[i] = dict(ep.reset_info)
             self._returns[i], self._lengths[i] = 0.0, 0
             self._seeds[i] = None
             self._options[i] = {}

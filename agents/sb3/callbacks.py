@@ -63,7 +63,8 @@ class ResumableCheckpoint(CheckpointCallback):
             vn.save(self._checkpoint_path("vecnormalize_", extension="pkl"))
         if getattr(self.model, "replay_buffer", None) is not None:
             keep = Path(self._checkpoint_path("replay_buffer_", extension="pkl"))
-            self.model.save_replay_buffer(str(keep))
+            # a model with a replay_buffer is off-policy: OffPolicyAlgorithm.save_replay_buffer
+            self.model.save_replay_buffer(str(keep))  # type: ignore[attr-defined]
             for old in Path(self.save_path).glob(f"{self.name_prefix}_replay_buffer_*_steps.pkl"):
                 if old != keep:
                     old.unlink(missing_ok=True)
@@ -95,7 +96,7 @@ class EpisodeTagsCallback(BaseCallback):
         super().__init__()
         self.log_dir = log_dir
         self.episodes = int(start)
-        self._writer = None
+        self._writer: EpisodeWriter | None = None
         self._kept: list[list[float]] = []
 
     def _on_training_start(self) -> None:
@@ -197,13 +198,14 @@ class ProgressCallback(BaseCallback):
     def __init__(self, total: int, initial: int = 0, desc: str = "timesteps"):
         super().__init__()
         self.total, self.initial, self.desc = int(total), int(initial), desc
-        self._bar = None
+        self._bar: tqdm | None = None
 
     def _on_training_start(self) -> None:
 
         self._bar = tqdm(total=self.total, initial=self.initial, desc=self.desc, unit="step")
 
     def _on_step(self) -> bool:
+        assert self._bar is not None  # _on_training_start made it
         self._bar.update(self.training_env.num_envs)
         return True
 

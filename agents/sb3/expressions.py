@@ -56,6 +56,7 @@ def _value(node: ast.AST) -> Any:
             raise _Rejected("'**' in a dict display")
         out = {}
         for k, v in zip(node.keys, node.values):
+            assert k is not None  # '**' entries were rejected above
             key = _value(k)
             if isinstance(key, (list, dict)):
                 raise _Rejected("an unhashable dict key")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from prunegym.training import runtime_differences
 
@@ -42,7 +42,7 @@ def pretrained_path(name: str) -> Path:
     return PRETRAINED_DIR / f"{name}.zip"
 
 
-def is_pretrained(path: str | Path | None) -> bool:
+def is_pretrained(path: str | Path | None) -> TypeGuard[str | Path]:
     """Whether ``path`` is one of the shipped agents' files."""
     if path is None:
         return False

@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.logger import HumanOutputFormat, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.logger import HumanOutputFormat, KVWriter, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.vec_env import VecNormalize
 
 from prunegym.training import resolve_device, runtime
@@ -67,7 +67,7 @@ def default_out(algo: str, env_id: str, seed: int) -> Path:
 
 def _logger(log_dir: Path | None, verbose: int):
 
-    formats = []
+    formats: list[KVWriter] = []
     if verbose:
         formats.append(HumanOutputFormat(sys.stdout))
     if log_dir is not None:
@@ -174,9 +174,10 @@ def train_agent(
     if ckpt is not None:
         state.update(json.loads(ckpt[1].with_suffix(".json").read_text()))
     start = ckpt[0] if ckpt is not None else 0
-    probe_device = probe.unwrapped.base_config.device
+    probe_env: Any = probe.unwrapped  # duck-typed: a PruningEnv's base_config
+    probe_device = probe_env.base_config.device
 
-    ray_kw = (
+    ray_kw: dict[str, Any] = (
         dict(ray_address=ray_address, cpus_per_env=cpus_per_run or 1.0, gpus_per_env=gpus_per_run)
         if vec_env == "ray"
         else {}
@@ -252,7 +253,7 @@ def train_agent(
 
         save_every = every(total // 10 if checkpoint_freq is None else checkpoint_freq)
         ckpt_cb = ResumableCheckpoint(ckpt_dir, algo, save_every, state=ckpt_state)
-        cbs = [episodes_cb] + ([eval_cb] if eval_cb is not None else []) + [ckpt_cb]
+        cbs: list[BaseCallback] = [episodes_cb] + ([eval_cb] if eval_cb is not None else []) + [ckpt_cb]
         if progress:
             cbs.append(ProgressCallback(total, initial=start))
         cbs.extend(callbacks)
