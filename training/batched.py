@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .augment import random_crop_flip
 from .batched_data import BatchedData, load_batched_data, reload_run
+from .batched_inputs import stack_plans
 from .batched_model import BACKENDS, StackedModel
 from .batched_optim import make_batched_optimizer
 from .batched_views import RunView, row_views
@@ -268,45 +269,13 @@ class BatchedTrainingRun:
         active = rows > 0
         self.optimizer.prepare(lrs, active)
         denom = torch.as_tensor(np.maximum(rows, 1), dtype=torch.float32).to(dev)  # [S, K]
-        idx = torch.stack([F.pad(p.indices.to(dev), (0, width - c)) for p, c in zip(plans, counts)])  # [K, L]
-        pos = data.train.gather(1, idx)  # pool positions
         has_w = any(p.weights is not None for p in plans)
         padded = [bool((r < r.max()).any()) for r in rows]  # steps with padding rows
-        weights = None
-        if has_w or any(padded):
-            weights = torch.stack(
-                [
-                    F.pad(
-                        p.weights.to(dev, torch.float32) if p.weights is not None else torch.ones(c, device=dev),
-                        (0, width - c),
-                    )
-                    for p, c in zip(plans, counts)
-                ]
-            )
-        mixing = any(p.mixup is not None for p in plans)
-        if mixing:
-            partner = data.train.gather(
-                1,
-                torch.stack(
-                    [
-                        F.pad(
-                            p.mixup.partner.to(dev, torch.int64) if p.mixup is not None else p.indices.to(dev),
-                            (0, width - c),
-                        )
-                        for p, c in zip(plans, counts)
-                    ]
-                ),
-            )
-            lam = torch.stack(
-                [
-                    F.pad(
-                        p.mixup.lam.to(dev, torch.float32) if p.mixup is not None else torch.ones(c, device=dev),
-                        (0, width - c),
-                        value=1.0,
-                    )
-                    for p, c in zip(plans, counts)
-                ]
-            )
+        stacked = stack_plans(plans, counts, data.train, any(padded), dev)
+        idx, weights = stacked.indices, stacked.weights  # [K, L]
+        pos = data.train.gather(1, idx)  # pool positions
+        mixing = stacked.lam is not None
+        lam, partner = stacked.lam, stacked.partner
         losses = torch.empty(k_runs, width, device=dev)
         correct = torch.empty(k_runs, width, dtype=torch.bool, device=dev)
         mixed = torch.zeros(k_runs, width, dtype=torch.bool, device=dev)
@@ -320,6 +289,7 @@ class BatchedTrainingRun:
             p_b = pos[:, c0:c1]
             x, y = self._gather(p_b), self._labels(p_b)
             if mixing:
+                assert lam is not None and partner is not None
                 lam_b, part_b = lam[:, c0:c1], partner[:, c0:c1]
                 shape = (*lam_b.shape, *([1] * (x.ndim - 2)))
                 x = lam_b.view(shape) * x + (1 - lam_b).view(shape) * self._gather(part_b, reuse=False)
