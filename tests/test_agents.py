@@ -163,7 +163,7 @@ def test_training_run_has_sb3_and_episode_tags(ppo_run):
     acc = EventAccumulator(str(root / "runs" / env_label(ENV) / "ppo" / "seed0"))
     acc.Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"episode/test_accuracy", "episode/compute_fraction", "episode/return", "eval/mean_reward"} <= tags
+    assert {"episode/test_accuracy", "episode/compute_fraction_total", "episode/return", "eval/mean_reward"} <= tags
     assert any(t.startswith("rollout/") for t in tags) and any(t.startswith("train/") for t in tags)
     assert [e.step for e in acc.Scalars("episode/return")] == [0, 1]  # x = episode
 

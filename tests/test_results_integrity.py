@@ -440,7 +440,7 @@ def test_compare_exits_1_naming_the_failed_episodes(tmp_path, capsys, monkeypatc
     from prunegym.agents.evaluation import harness as evaluation
     from prunegym.agents.evaluation.episode import failed_outcome
 
-    def all_fail(tasks, on_result, progress, ray):
+    def all_fail(tasks, on_result, progress, ray, **kwargs):
         outs = [failed_outcome(t.spec, t.env_id, t.env_kwargs, t.seed, "RuntimeError: boom") for t in tasks]
         for o in outs:
             on_result(o)

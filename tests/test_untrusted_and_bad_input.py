@@ -484,18 +484,19 @@ def test_ctrl_c_prints_the_command_that_resumes_and_exits_130(tmp_path, capsys):
 def test_interrupted_evaluate_names_the_seeds_left_and_train_the_resume_flag(tmp_path, capsys, monkeypatch):
     from prunegym.agents import cli
     from prunegym.agents.cli import main as cli_main
-    from prunegym.agents.evaluation import harness as evaluation
+    from prunegym.agents.evaluation import scheduler
 
-    real = evaluation.run_episode
+    real = scheduler.run_episode
     calls = []
 
-    def interrupt_second(spec, env_id, env_kwargs, seed, progress=False):
+    def interrupt_second(spec, env_id, env_kwargs, seed, progress=False, **kwargs):
         calls.append(seed)
         if len(calls) == 2:
             raise KeyboardInterrupt
-        return real(spec, env_id, env_kwargs, seed, progress=progress)
+        return real(spec, env_id, env_kwargs, seed, progress=progress, **kwargs)
 
-    monkeypatch.setattr(evaluation.run_all, "__kwdefaults__", {"progress": False, "runner": interrupt_second})
+    defaults = {"progress": False, "runner": interrupt_second, "live": None}
+    monkeypatch.setattr(scheduler.run_all, "__kwdefaults__", defaults)
     results = tmp_path / "r.jsonl"
     argv = [
         "evaluate",
