@@ -89,6 +89,7 @@ class StaticSchedulePolicy(FixedPolicy):
             if "compute_budget" in self.context.feature_names
             else None
         )
+        self._used_feature = self.context.feature_names.index("compute_used")
 
     def budget_of(self, observation: np.ndarray) -> float:
         b = self.hparams["budget"]
@@ -107,7 +108,25 @@ class StaticSchedulePolicy(FixedPolicy):
 
     def action_for(self, observation: np.ndarray) -> np.ndarray:
         epoch = min(self.epoch_of(observation), self.epochs - 1)
-        keep = self.keep_fractions(self.budget_of(observation))[epoch]
+        return self.action_at_keep(self.keep_fractions(self.budget_of(observation))[epoch])
+
+    def replanned_keep(self, observation: np.ndarray) -> float:
+        """The keep fraction in [k_min, 1] of the epoch about to be trained, re-planned on the compute left
+        (closed loop, used by ``ResidualAction(track_budget=True)``): the planned fractions ``k_s`` of the
+        epochs ``s >= t`` still to come are scaled to spend ``R = (b - compute_used) E`` full-data epochs,
+        ``k_t R / sum_{s >= t} k_s``; warm-up epochs stay at 1."""
+        epoch = min(self.epoch_of(observation), self.epochs - 1)
+        plan = self.keep_fractions(self.budget_of(observation))
+        if epoch < int(self.hparams["warmup_epochs"]):
+            return plan[epoch]
+        used = float(observation[self._used_feature])
+        left = max(0.0, self.budget_of(observation) - used) * self.epochs
+        rest = sum(plan[epoch:])
+        k_min = 1.0 - self.codec.max_prune_ratio
+        return min(1.0, max(k_min, plan[epoch] * left / rest)) if rest > 0 else plan[epoch]
+
+    def action_at_keep(self, keep: float) -> np.ndarray:
+        """This policy's action with the prune ratio ``1 - keep`` (clipped to the env's range)."""
         ratio = min(self.codec.max_prune_ratio, max(0.0, 1.0 - keep))
         knobs = {k: float(self.hparams[k]) for k in ("sharpness", "rescale", "greedy")}
         return np.asarray(self.codec.encode(prune_ratio=ratio, **knobs), dtype=np.float32)

@@ -71,11 +71,22 @@ class ResidualAction(gym.ActionWrapper):
     ``base``: a fixed-policy name of :data:`prunegym.baselines.POLICIES` whose pruner is the env's;
     ``settings``: its hyperparameters, either one dict or a table ``{budget: {name: value}}`` interpolated at
     each episode's budget (:func:`interpolate_settings`; the env must have a compute budget);
-    ``scale``: the largest correction, in action units (default 0.5, a quarter of the range).
+    ``scale``: the largest correction, in action units (default 0.5, a quarter of the range);
+    ``track_budget``: re-plan the base's keep fraction each epoch on the compute actually left
+    (``static_schedule``/``static_const`` bases: :meth:`~prunegym.baselines.StaticSchedulePolicy.replanned_keep`)
+    and leave the prune ratio uncorrected in the last epoch, so that the episode spends its budget whatever
+    the agent's earlier corrections were (default False: the base is open loop, as tuned).
     JSON-able arguments, so an agent's ``.json`` can name it (``{"prunegym.envs.ResidualAction": {...}}``).
     """
 
-    def __init__(self, env: gym.Env, base: str, settings: Mapping[str, Any] | None = None, scale: float = 0.5):
+    def __init__(
+        self,
+        env: gym.Env,
+        base: str,
+        settings: Mapping[str, Any] | None = None,
+        scale: float = 0.5,
+        track_budget: bool = False,
+    ):
         super().__init__(env)
 
         if base not in POLICIES:
@@ -84,6 +95,10 @@ class ResidualAction(gym.ActionWrapper):
             raise ValueError(f"scale={scale!r} must be in (0, 2]")
         self.base = base
         self.scale = float(scale)
+        self.track_budget = bool(track_budget)
+        if self.track_budget and not hasattr(POLICIES[base], "replanned_keep"):
+            allowed = ", ".join(n for n, c in POLICIES.items() if hasattr(c, "replanned_keep"))
+            raise ValueError(f"track_budget=True needs a budget-planning base policy ({allowed}), not {base!r}")
         settings = dict(settings or {})
         self._table = None
         if settings and all(_is_number(k) for k in settings):
@@ -114,10 +129,18 @@ class ResidualAction(gym.ActionWrapper):
         """The fixed policy's action for the current observation."""
         if self._policy is None:
             raise RuntimeError("call reset() before step()")
+        if self.track_budget:
+            policy: Any = self._policy
+            return np.asarray(policy.action_at_keep(policy.replanned_keep(self._obs)), dtype=np.float64)
         return np.asarray(self._policy.predict(self._obs)[0], dtype=np.float64)
 
     def action(self, action) -> np.ndarray:
         a = np.clip(np.asarray(action, dtype=np.float64).reshape(self.action_space.shape), -1.0, 1.0)
+        if self.track_budget:
+            policy: Any = self._policy
+            if policy.epoch_of(np.asarray(self._obs, dtype=np.float32)) >= policy.epochs - 1:
+                a = a.copy()
+                a.reshape(-1)[0] = 0.0  # the last epoch spends what is left: no ratio correction
         return np.clip(self.base_action() + self.scale * a, -1.0, 1.0)
 
 

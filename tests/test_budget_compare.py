@@ -260,3 +260,19 @@ def test_interval_caption_and_one_seed_tables():
     e = summarize(two)[0]
     assert e["test_accuracy_ci95"] == pytest.approx(12.706 * 0.0707107 / math.sqrt(2), rel=1e-4)
     assert "95% Student-t interval over 2 seeds" in markdown_table(summarize(two))
+
+
+def test_settings_tuned_for_other_env_kwargs_are_not_reused(tmp_path, monkeypatch):
+    """Settings tuned at epochs=3 are not applied to an epochs=2 comparison: it runs the neutral defaults."""
+    monkeypatch.setenv("PRUNEGYM_CACHE", str(tmp_path / "cache"))
+    tuned = tmp_path / "tuned"
+    tune(ENV, "static_const", 0.5, 1, out=tuned, env_kwargs=KW, seeds=[30000])
+    kw = {**KW, "epochs": 2}
+    with pytest.warns(RuntimeWarning, match="static_const at budget 0.5 runs with its neutral defaults"):
+        res = compare_budgets(ENV, [0], [0.5], policies=["static_const"], out=tmp_path / "cmp", env_kwargs=kw, tuned=tuned)
+    (row,) = res.rows
+    assert {k: row["policy_hparams"][k] for k in ("sharpness", "rescale", "greedy")} == {
+        "sharpness": 0.0,
+        "rescale": 0.0,
+        "greedy": 0.0,
+    }

@@ -100,13 +100,15 @@ def _policy_specs(
     """The spec of baseline ``name`` at ``budget``: tuned (static policies) or calibrated; None if the
     method cannot reach the budget (recorded in ``notes``)."""
     cls = POLICIES[name]
+    base = {k: v for k, v in kwargs.items() if k not in _NOT_IN_CALIBRATION}
     result = load_tuned(tuned, env_id, name, budget) if tuned is not None else None
+    if result is not None and {k: v for k, v in result.env_kwargs.items() if k not in _NOT_IN_CALIBRATION} != base:
+        result = None  # tuned for another task setting (e.g. other epochs): not reused stale
     hparams: dict[str, Any] = dict(result.params) if result is not None else {}
     if getattr(cls, "requires_budget", False):
         if result is None:
             notes["untuned"].append((name, budget))
         return policy_spec(name, hparams=hparams)
-    base = {k: v for k, v in kwargs.items() if k not in _NOT_IN_CALIBRATION}
     cal = calibrate(env_id, name, budget, env_kwargs=base, seeds=calibration_seeds, progress=progress)
     if not cal.reachable:
         notes["unreachable"].append(cal)
@@ -263,7 +265,7 @@ def _markdown(
             )
         untuned = [n for n, bb in notes["untuned"] if bb == b]
         if untuned:
-            parts.append("Run with neutral defaults (not tuned for this budget): " + ", ".join(untuned) + ".\n")
+            parts.append("Run with neutral defaults (not tuned for this budget and env kwargs): " + ", ".join(untuned) + ".\n")
     return "\n".join(parts)
 
 
