@@ -268,8 +268,6 @@ def _checkpoint_meta(stem: Path, state: dict[str, Any]) -> tuple[dict[str, Any],
                 break
     if not isinstance(meta, dict):
         return None
-    if meta is None:
-        return None
     steps = int(m.group("steps"))
     meta = {k: v for k, v in meta.items() if k not in _RUN_ONLY}
     meta.update(
