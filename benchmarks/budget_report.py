@@ -9,6 +9,7 @@ budget: is ``LABEL`` at least every policy's mean, significantly ahead of the be
 of the paired difference above 0), or significantly behind one. The full-data reference (no budget) is
 listed first. Episodes with an error are left out and counted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,15 +31,22 @@ def report(folder: Path, agent: str) -> str:
     rows = [r for r in read_rows(folder / "results.jsonl") if not r.get("error")]
     failed = sum(1 for r in read_rows(folder / "results.jsonl") if r.get("error"))
     budgets = sorted({r["env_kwargs"].get("compute_budget") for r in rows} - {None})
-    lines = [f"# {folder}: test accuracy at matched compute, `{agent}` paired against each policy", "",
-             "Test accuracy in %: mean ± 95% Student-t interval over the seeds; paired: "
-             f"`{agent}` minus the policy on the same seed (mean ± 95% half-width, seeds won/lost)."
-             + (f" {failed} episode(s) with an error are left out." if failed else ""), ""]
+    lines = [
+        f"# {folder}: test accuracy at matched compute, `{agent}` paired against each policy",
+        "",
+        "Test accuracy in %: mean ± 95% Student-t interval over the seeds; paired: "
+        f"`{agent}` minus the policy on the same seed (mean ± 95% half-width, seeds won/lost)."
+        + (f" {failed} episode(s) with an error are left out." if failed else ""),
+        "",
+    ]
     ref = [r for r in rows if "compute_budget" not in r["env_kwargs"]]
     if ref:
         accs = [r["test_accuracy"] for r in ref]
-        lines += [f"Reference, {ref[0]['policy']} without a budget: {_pct(accs)} over {len(accs)} seeds, compute "
-                  f"{statistics.fmean(r['compute_fraction'] for r in ref):.3f}.", ""]
+        lines += [
+            f"Reference, {ref[0]['policy']} without a budget: {_pct(accs)} over {len(accs)} seeds, compute "
+            f"{statistics.fmean(r['compute_fraction'] for r in ref):.3f}.",
+            "",
+        ]
     verdicts = []
     for b in budgets:
         at = [r for r in rows if r["env_kwargs"].get("compute_budget") == b]
@@ -49,12 +57,17 @@ def report(folder: Path, agent: str) -> str:
             lines += [f"## Budget {b:g}: no rows of `{agent}`", ""]
             continue
         mine = by[agent]
-        lines += [f"## Budget {b:g}", "", "| policy | seeds | test accuracy (%) | compute | "
-                  f"{agent} minus policy (points) | won/lost |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## Budget {b:g}",
+            "",
+            f"| policy | seeds | test accuracy (%) | compute | {agent} minus policy (points) | won/lost |",
+            "|---|---|---|---|---|---|",
+        ]
         means = {}
         stats = {}
-        for name, seeds in sorted(by.items(), key=lambda kv: -statistics.fmean(r["test_accuracy"]
-                                                                              for r in kv[1].values())):
+        for name, seeds in sorted(
+            by.items(), key=lambda kv: -statistics.fmean(r["test_accuracy"] for r in kv[1].values())
+        ):
             accs = [r["test_accuracy"] for r in seeds.values()]
             means[name] = statistics.fmean(accs)
             comp = statistics.fmean(r["compute_fraction"] for r in seeds.values())
@@ -74,10 +87,16 @@ def report(folder: Path, agent: str) -> str:
         at_least = all(means[agent] >= m for m in others.values())
         ahead = best is not None and best in stats and stats[best][0] - stats[best][1] > 0
         behind = [n for n, (m, hw) in stats.items() if m + hw < 0]
-        verdict = (f"Budget {b:g}: `{agent}` mean {100 * means[agent]:.2f}%; best other `{best}` "
-                   f"{100 * others[best]:.2f}%. At least every policy's mean: {'yes' if at_least else 'no'}; "
-                   f"significantly ahead of the best: {'yes' if ahead else 'no'}; significantly behind: "
-                   f"{', '.join(behind) if behind else 'none'}.") if best else f"Budget {b:g}: no other policy."
+        verdict = (
+            (
+                f"Budget {b:g}: `{agent}` mean {100 * means[agent]:.2f}%; best other `{best}` "
+                f"{100 * others[best]:.2f}%. At least every policy's mean: {'yes' if at_least else 'no'}; "
+                f"significantly ahead of the best: {'yes' if ahead else 'no'}; significantly behind: "
+                f"{', '.join(behind) if behind else 'none'}."
+            )
+            if best
+            else f"Budget {b:g}: no other policy."
+        )
         verdicts.append(verdict)
         lines += ["", verdict, ""]
     lines += ["## Verdict", ""] + [f"- {v}" for v in verdicts]

@@ -269,7 +269,9 @@ def test_settings_tuned_for_other_env_kwargs_are_not_reused(tmp_path, monkeypatc
     tune(ENV, "static_const", 0.5, 1, out=tuned, env_kwargs=KW, seeds=[30000])
     kw = {**KW, "epochs": 2}
     with pytest.warns(RuntimeWarning, match="static_const at budget 0.5 runs with its neutral defaults"):
-        res = compare_budgets(ENV, [0], [0.5], policies=["static_const"], out=tmp_path / "cmp", env_kwargs=kw, tuned=tuned)
+        res = compare_budgets(
+            ENV, [0], [0.5], policies=["static_const"], out=tmp_path / "cmp", env_kwargs=kw, tuned=tuned
+        )
     (row,) = res.rows
     assert {k: row["policy_hparams"][k] for k in ("sharpness", "rescale", "greedy")} == {
         "sharpness": 0.0,

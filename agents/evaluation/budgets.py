@@ -265,7 +265,9 @@ def _markdown(
             )
         untuned = [n for n, bb in notes["untuned"] if bb == b]
         if untuned:
-            parts.append("Run with neutral defaults (not tuned for this budget and env kwargs): " + ", ".join(untuned) + ".\n")
+            parts.append(
+                "Run with neutral defaults (not tuned for this budget and env kwargs): " + ", ".join(untuned) + ".\n"
+            )
     return "\n".join(parts)
 
 
