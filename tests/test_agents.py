@@ -14,6 +14,8 @@ from prunegym.agents.env_factory import EVAL_SEED_START, TRAIN_SEED_MIN, canonic
 from prunegym.agents.sb3.hyperparams import HYPERPARAMS_DIR, load_hyperparams, make_wrapper, resolve_hyperparams
 from prunegym.envs import ENV_IDS, FEATURE_NAMES, TASKS, DiscreteRatio
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 ENV = "prunegym/Synthetic-MLP-v0"
 KW = dict(epochs=4, train_size=500, val_size=200, test_size=200)
 TINY_PPO = dict(n_steps=4, batch_size=4, n_epochs=1, n_envs=1)
@@ -327,15 +329,51 @@ def test_shipped_agents_fit_their_env(name):
 
     agent = load_agent(pretrained_path(name))
     kwargs = {k: v for k, v in agent.meta["env_kwargs"].items()}
-    env = gym.make(
-        "prunegym.envs:prunegym/Synthetic-MLP-v0",
-        **{"pruner": kwargs.get("pruner", "full"), "epochs": 2, "train_size": 500},
+    budget = kwargs.get("compute_budget")  # a budget agent observes the budget features
+    env = agent.wrap_env(
+        gym.make(
+            "prunegym.envs:prunegym/Synthetic-MLP-v0",
+            pruner=kwargs.get("pruner", "full"),
+            epochs=2,
+            train_size=500,
+            **({"compute_budget": tuple(budget) if isinstance(budget, list) else budget} if budget else {}),
+        )
     )
     assert agent.model.observation_space.shape == env.observation_space.shape
     assert agent.model.action_space.shape == env.action_space.shape
     obs, _ = env.reset(seed=0)
     action, _ = agent.predict(obs, deterministic=True)
     env.step(action)
+
+
+def test_shipped_budget_agent_reproduces_its_heldout_row(data_root):
+    """``evaluate --policy pretrained:budget_fmnist_mlp`` replays the published held-out row (seed 7000 at budget
+    0.3, BENCHMARKS.md issue 16) exactly: same test accuracy, compute and actions, one torch thread on the CPU."""
+    import json
+
+    import torch
+
+    published = next(
+        r
+        for r in map(json.loads, (REPO_ROOT / "benchmarks/results/budget/heldout_results.jsonl").open())
+        if r["policy"] == "budget_agent" and r["seed"] == 7000 and r["env_kwargs"].get("compute_budget") == 0.3
+    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        (row,) = evaluate(
+            "pretrained:budget_fmnist_mlp",
+            "prunegym/FashionMNIST-MLP-v0",
+            [7000],
+            results=None,
+            data_root=str(data_root),
+            **published["env_kwargs"],
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert row["compute_fraction"] == published["compute_fraction"]
+    assert row["test_accuracy"] == published["test_accuracy"]
+    assert row["actions"] == published["actions"]
 
 
 # -- every algo trains (issue 12: only their YAML used to be read) ---------------------------------------------
