@@ -21,7 +21,6 @@ runs (``runs/<env>/<policy>/budget<b>/seed<k>``) and resuming are those of
 
 from __future__ import annotations
 
-import io
 import math
 import warnings
 from collections.abc import Iterable, Sequence
@@ -33,16 +32,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from prunegym.baselines import POLICIES
-from prunegym.training.io import canonical_json, write_bytes_atomic, write_text_atomic
+from prunegym.training.io import canonical_json, write_text_atomic
 
 from ..env_factory import canonical_env_id, env_label
-from ..output import new_staging_dir, replace_folder, staging_folder
 from ..parallel.ray_tasks import RayOptions
-from ..tensorboard import EpisodeWriter
 from .calibration import CALIBRATION_SEEDS, Calibration, calibrate
 from .episode import PolicySpec, policy_spec
 from .harness import _prepare, _seeds, _unique_labels, run_comparison
-from .report import FIGURE_DPI, interval_caption, markdown_table, summarize, write_csv
+from .report import FIGURE_DPI, interval_caption, markdown_table, publish_figure, summarize, write_csv
 from .results import read_rows, row_key
 from .scheduler import EpisodeTask
 from .tuning import SHIPPED_TUNED, load_tuned
@@ -215,18 +212,7 @@ def _report(
     csv_path = write_csv(flat, out / "summary.csv", extra=("budget",))
     fig = budget_figure(summaries, reference, title=f"{env_id}: accuracy at matched compute")
     png = out / "accuracy_vs_budget.png"
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=FIGURE_DPI)
-    write_bytes_atomic(png, buf.getvalue())
-    staging = staging_folder(tb_root)
-    tmp = new_staging_dir(staging)
-    writer = EpisodeWriter(tmp)
-    try:
-        writer.writer.add_figure("comparison/accuracy_vs_budget", fig, global_step=0, close=False)
-        writer.writer.add_text("comparison/summary", md, global_step=0)
-    finally:
-        writer.close()
-    replace_folder(tmp, tb_root / env_label(env_id) / "comparison_budgets", staging)
+    publish_figure(fig, md, png, tb_root, Path(env_label(env_id)) / "comparison_budgets", "accuracy_vs_budget")
     return BudgetComparison(
         rows,
         summaries,

@@ -22,7 +22,6 @@ run exists; anything else runs again.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import warnings
@@ -36,15 +35,14 @@ import torch
 from prunegym.baselines import POLICIES
 from prunegym.envs import ENV_IDS, task_config
 from prunegym.training import SEED_LIMIT, resolve_device, runtime, versions
-from prunegym.training.io import write_bytes_atomic, write_text_atomic
+from prunegym.training.io import write_text_atomic
 
 from ..env_factory import canonical_env_id, env_label
-from ..output import new_staging_dir, output_lock, replace_folder, staging_folder, writable_file, writable_folder
+from ..output import output_lock, staging_folder, writable_file, writable_folder
 from ..parallel.ray_tasks import RayOptions
 from ..sb3.agent import Agent, load_agent
 from ..sb3.pretrained import is_pretrained, runtime_warning
 from ..tensorboard import (
-    EpisodeWriter,
     LiveRun,
     episode_hparams,
     has_events,
@@ -54,7 +52,7 @@ from ..tensorboard import (
     write_episode,
 )
 from .episode import EpisodeOutcome, PolicySpec, check_episode, policy_fingerprint, policy_spec
-from .report import accuracy_compute_figure, failures_table, markdown_table, summarize, write_csv
+from .report import accuracy_compute_figure, failures_table, markdown_table, publish_figure, summarize, write_csv
 from .results import append_rows, canonical_json, completed_keys, is_diverged, is_failed, read_rows, row_key
 from .scheduler import EpisodeTask, schedule
 
@@ -384,16 +382,5 @@ def _report(
     csv_path = write_csv(summary, out / "summary.csv")
     fig = accuracy_compute_figure(summary, title=env_id)
     png = out / "accuracy_vs_compute.png"
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    write_bytes_atomic(png, buf.getvalue())
-    staging = staging_folder(tb_root)
-    tmp = new_staging_dir(staging)
-    writer = EpisodeWriter(tmp)
-    try:
-        writer.writer.add_figure("comparison/accuracy_vs_compute", fig, global_step=0, close=False)
-        writer.writer.add_text("comparison/summary", md, global_step=0)
-    finally:
-        writer.close()
-    replace_folder(tmp, tb_root / env_label(env_id) / "comparison", staging)
+    publish_figure(fig, md, png, tb_root, Path(env_label(env_id)) / "comparison", "accuracy_vs_compute")
     return Comparison(rows, summary, results, png, out / "summary.md", csv_path, tb_root, ran, skipped)

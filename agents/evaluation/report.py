@@ -24,8 +24,10 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from prunegym.training.io import write_text_atomic
+from prunegym.training.io import write_bytes_atomic, write_text_atomic
 
+from ..output import new_staging_dir, replace_folder, staging_folder
+from ..tensorboard import EpisodeWriter
 from .results import is_diverged, is_failed
 from .stats import half_width
 
@@ -250,3 +252,21 @@ def accuracy_compute_figure(summary: list[dict[str, Any]], title: str = ""):
         ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
+
+
+def publish_figure(fig: Figure, md: str, png: Path, tb_root: Path, run: str | Path, tag: str) -> None:
+    """Write ``fig`` to ``png`` at :data:`FIGURE_DPI` (atomically) and, with the Markdown summary ``md``, as the
+    TensorBoard run ``tb_root / run`` (figure ``comparison/<tag>``, text ``comparison/summary``; the run
+    folder is replaced whole, so a reader never sees half of it)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI)
+    write_bytes_atomic(png, buf.getvalue())
+    staging = staging_folder(tb_root)
+    tmp = new_staging_dir(staging)
+    writer = EpisodeWriter(tmp)
+    try:
+        writer.writer.add_figure(f"comparison/{tag}", fig, global_step=0, close=False)
+        writer.writer.add_text("comparison/summary", md, global_step=0)
+    finally:
+        writer.close()
+    replace_folder(tmp, tb_root / run, staging)
