@@ -89,7 +89,8 @@ class StaticSchedulePolicy(FixedPolicy):
             if "compute_budget" in self.context.feature_names
             else None
         )
-        self._used_feature = self.context.feature_names.index("compute_used")
+        names = self.context.feature_names
+        self._used_feature = names.index("compute_used") if "compute_used" in names else None
 
     def budget_of(self, observation: np.ndarray) -> float:
         b = self.hparams["budget"]
@@ -119,6 +120,8 @@ class StaticSchedulePolicy(FixedPolicy):
         plan = self.keep_fractions(self.budget_of(observation))
         if epoch < int(self.hparams["warmup_epochs"]):
             return plan[epoch]
+        if self._used_feature is None:
+            raise ValueError(f"policy {self.name!r} re-plans on the compute used: the env needs feature compute_used")
         used = float(observation[self._used_feature])
         left = max(0.0, self.budget_of(observation) - used) * self.epochs
         rest = sum(plan[epoch:])

@@ -97,3 +97,16 @@ def test_residual_action_rejects_bad_arguments():
         ResidualAction(PruningEnv(pruner="learned", epochs=3), "uniform", track_budget=True)
     with pytest.raises(ValueError, match="needs an env with a compute budget"):
         ResidualAction(PruningEnv(pruner="learned", epochs=3), "static_schedule", {"0.3": SETTINGS}).reset(seed=0)
+
+
+def test_track_budget_needs_the_compute_used_feature_but_open_loop_does_not():
+    names = ("epoch_fraction", "compute_budget", "budget_left")
+    env = PruningEnv(pruner="learned", compute_budget=0.5, epochs=3, train_size=300, features=names)
+    open_loop = ResidualAction(env, "static_schedule", SETTINGS)
+    obs, _ = open_loop.reset(seed=0)
+    open_loop.step(np.zeros(open_loop.action_space.shape, np.float32))  # no compute_used needed
+    tracked = ResidualAction(env, "static_schedule", SETTINGS, track_budget=True)
+    obs, _ = tracked.reset(seed=0)
+    tracked.step(np.zeros(tracked.action_space.shape, np.float32))  # warm-up epoch: the plan's 1
+    with pytest.raises(ValueError, match="needs feature compute_used"):
+        tracked.step(np.zeros(tracked.action_space.shape, np.float32))
