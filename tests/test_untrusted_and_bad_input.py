@@ -462,6 +462,9 @@ def test_ctrl_c_prints_the_command_that_resumes_and_exits_130(tmp_path, capsys):
         text=True,
         env=env,
         cwd=tmp_path,
+        # a shell that starts jobs in the background (nohup cmd &) hands them SIGINT ignored, and Python then
+        # installs no KeyboardInterrupt handler: restore the default so the test sends a real Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         _wait_for_rows(out / "results.jsonl", 1, proc)
