@@ -35,19 +35,9 @@ import torch
 from prunegym.envs.tasks import task_config
 from prunegym.training import EpochPlan, RunConfig, TrainingRun, resolve_device
 from prunegym.training.batched import BatchedTrainingRun
+from prunegym.training.provenance import cpu_name
 
 BACKENDS = ("bmm", "func")
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine(device: torch.device) -> dict:

@@ -29,17 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from prunegym.training import EpochPlan, RunConfig, TrainingRun, build_model, resolve_device, runtime, torch_generator
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from prunegym.training.provenance import cpu_name
 
 
 def machine_line(device: torch.device) -> dict:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,17 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from prunegym.baselines import PruningSampler
 from prunegym.envs import task_config
 from prunegym.training import EpochPlan, TrainingRun, register_dataset
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from prunegym.training.provenance import cpu_name
 
 
 class ItemDataset(Dataset):

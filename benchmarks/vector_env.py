@@ -41,17 +41,7 @@ from stable_baselines3.common.vec_env import SubprocVecEnv  # noqa: E402
 
 from prunegym.envs import PruningEnv, PruningVectorEnv  # noqa: E402
 from prunegym.training import resolve_device  # noqa: E402
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+from prunegym.training.provenance import cpu_name  # noqa: E402
 
 
 def machine(device: torch.device, threads: int) -> dict:

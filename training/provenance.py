@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["VERSION_KEYS", "runtime", "runtime_differences", "versions"]
+__all__ = ["VERSION_KEYS", "cpu_name", "runtime", "runtime_differences", "versions"]
 
 # key in the records -> distribution name
 _DISTRIBUTIONS = {"prunegym": "prunegym", "stable_baselines3": "stable-baselines3", "gymnasium": "gymnasium"}
@@ -71,3 +71,16 @@ def runtime_differences(recorded: Mapping[str, Any] | None, current: Mapping[str
         if str(was) != str(now):
             out.append(f"{key} {was} -> {now}")
     return out
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``'s ``model name``; else what ``platform`` knows), for benchmark
+    records."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
