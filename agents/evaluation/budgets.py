@@ -84,6 +84,11 @@ def _budgets(budgets: Iterable[float]) -> list[float]:
     return sorted(set(out))
 
 
+def _task_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The env kwargs that change a policy's compute and settings (those calibration and tuning are keyed by)."""
+    return {k: v for k, v in env_kwargs.items() if k not in _NOT_IN_CALIBRATION}
+
+
 def _policy_specs(
     env_id: str,
     name: str,
@@ -97,9 +102,9 @@ def _policy_specs(
     """The spec of baseline ``name`` at ``budget``: tuned (static policies) or calibrated; None if the
     method cannot reach the budget (recorded in ``notes``)."""
     cls = POLICIES[name]
-    base = {k: v for k, v in kwargs.items() if k not in _NOT_IN_CALIBRATION}
+    base = _task_kwargs(kwargs)
     result = load_tuned(tuned, env_id, name, budget) if tuned is not None else None
-    if result is not None and {k: v for k, v in result.env_kwargs.items() if k not in _NOT_IN_CALIBRATION} != base:
+    if result is not None and _task_kwargs(result.env_kwargs) != base:
         result = None  # tuned for another task setting (e.g. other epochs): not reused stale
     hparams: dict[str, Any] = dict(result.params) if result is not None else {}
     if getattr(cls, "requires_budget", False):
