@@ -117,13 +117,14 @@ class StaticSchedulePolicy(FixedPolicy):
         epochs ``s >= t`` still to come are scaled to spend ``R = (b - compute_used) E`` full-data epochs,
         ``k_t R / sum_{s >= t} k_s``; warm-up epochs stay at 1."""
         epoch = min(self.epoch_of(observation), self.epochs - 1)
-        plan = self.keep_fractions(self.budget_of(observation))
+        budget = self.budget_of(observation)
+        plan = self.keep_fractions(budget)
         if epoch < int(self.hparams["warmup_epochs"]):
             return plan[epoch]
         if self._used_feature is None:
             raise ValueError(f"policy {self.name!r} re-plans on the compute used: the env needs feature compute_used")
         used = float(observation[self._used_feature])
-        left = max(0.0, self.budget_of(observation) - used) * self.epochs
+        left = max(0.0, budget - used) * self.epochs
         rest = sum(plan[epoch:])
         k_min = 1.0 - self.codec.max_prune_ratio
         return min(1.0, max(k_min, plan[epoch] * left / rest)) if rest > 0 else plan[epoch]
