@@ -98,23 +98,38 @@ def eval_seeds(n: int) -> list[int]:
 class TrainingSeedStream:
     """The run seeds of one training env: each call draws the next from ``SeedSequence(entropy)``, uniformly
     in ``[TRAIN_SEED_MIN, 2**31 - 1)`` (``entropy`` = ``[seed, rank, start_timestep]``, see the module
-    docstring)."""
+    docstring). ``pool``: draw only ``pool`` distinct seeds (the stream's first ``pool``) and then go through
+    them again, each pass in a new order from the same generator, so that a per-seed cost (a reference
+    episode of :class:`~prunegym.envs.RelativeReward`) is paid once per seed; ``None``: a new seed every call."""
 
-    def __init__(self, entropy: list[int]):
+    def __init__(self, entropy: list[int], pool: int | None = None):
+        if pool is not None and (isinstance(pool, bool) or not isinstance(pool, int) or pool < 1):
+            raise ValueError(f"seed_pool={pool!r} must be None or an int >= 1")
         self._rng = np.random.default_rng(np.random.SeedSequence([int(e) for e in entropy]))
+        self._pool_size = pool
+        self._pool: list[int] = []
+        self._order: list[int] = []
 
     def __call__(self) -> int:
-        return int(self._rng.integers(TRAIN_SEED_MIN, _SEED_MAX))
+        if self._pool_size is None:
+            return int(self._rng.integers(TRAIN_SEED_MIN, _SEED_MAX))
+        if len(self._pool) < self._pool_size:
+            seed = int(self._rng.integers(TRAIN_SEED_MIN, _SEED_MAX))
+            self._pool.append(seed)
+            return seed
+        if not self._order:
+            self._order = [self._pool[i] for i in self._rng.permutation(self._pool_size)]
+        return self._order.pop()
 
 
 class TrainingSeeds(gym.Wrapper):
-    """Gives every training episode its own run seed from a :class:`TrainingSeedStream` of ``entropy``. Seeds
-    passed to ``reset`` (SB3's ``VecEnv.seed``) are ignored: the training seed range must stay disjoint from the
-    evaluation seeds."""
+    """Gives every training episode its own run seed from a :class:`TrainingSeedStream` of ``entropy``
+    (``pool``: cycle through that many seeds). Seeds passed to ``reset`` (SB3's ``VecEnv.seed``) are
+    ignored: the training seed range must stay disjoint from the evaluation seeds."""
 
-    def __init__(self, env: gym.Env, entropy: list[int]):
+    def __init__(self, env: gym.Env, entropy: list[int], pool: int | None = None):
         super().__init__(env)
-        self._stream = TrainingSeedStream(entropy)
+        self._stream = TrainingSeedStream(entropy, pool)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         return self.env.reset(seed=self._stream(), options=options)
@@ -144,12 +159,14 @@ def make_env(
     wrapper: Callable | None = None,
     monitor: bool = False,
     train_entropy: list[int] | None = None,
+    seed_pool: int | None = None,
 ) -> gym.Env:
     """``gym.make`` of the module-prefixed id with ``env_kwargs``, then (in this order) ``TrainingSeeds``
-    when ``train_entropy`` is given, SB3's ``Monitor`` when ``monitor``, and ``wrapper``."""
+    when ``train_entropy`` is given (cycling through ``seed_pool`` seeds if given), SB3's ``Monitor`` when
+    ``monitor``, and ``wrapper``."""
     env = gym.make(module_env_id(env_id), **dict(env_kwargs or {}))
     if train_entropy is not None:
-        env = TrainingSeeds(env, train_entropy)
+        env = TrainingSeeds(env, train_entropy, seed_pool)
     if monitor:
         env = Monitor(env)
     if wrapper is not None:

@@ -25,6 +25,7 @@ from .features import BUDGET_FEATURES, FEATURE_DOCS, FEATURE_NAMES, FEATURES, Fe
 from .info import ResetInfo, StepInfo
 from .options import EnvOptions
 from .record import EpisodeRecord
+from .relative_reward import RelativeReward
 from .replay import ReplayResult, replay
 from .rewards import (
     DEFAULT_COMPUTE_WEIGHT,
@@ -62,6 +63,7 @@ __all__ = [
     "LosslessReward",
     "PruningEnv",
     "PruningVectorEnv",
+    "RelativeReward",
     "ReplayResult",
     "ResetInfo",
     "ResidualAction",

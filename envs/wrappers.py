@@ -104,8 +104,19 @@ class ResidualAction(gym.ActionWrapper):
         if settings and all(_is_number(k) for k in settings):
             self._table = {float(k): dict(v) for k, v in settings.items()}
         self._settings = settings
+        first = next(iter(self._table.values())) if self._table is not None else settings
+        make_policy(base, env, **first)  # a base that cannot drive this env fails here, not at the first reset
         self._policy = None
         self.action_space = spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        """This wrapper's JSON-able arguments (``base``, ``settings``, ``scale``, ``track_budget``)."""
+        return {"base": self.base, "settings": self._settings, "scale": self.scale, "track_budget": self.track_budget}
+
+    def wrap_like(self, env: gym.Env) -> ResidualAction:
+        """A ``ResidualAction`` with this one's arguments around another ``env``."""
+        return ResidualAction(env, **self.arguments)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)

@@ -95,8 +95,8 @@ def test_residual_action_rejects_bad_arguments():
         ResidualAction(env, "static_schedule", scale=3.0)
     with pytest.raises(ValueError, match="track_budget=True needs a budget-planning base policy"):
         ResidualAction(PruningEnv(pruner="learned", epochs=3), "uniform", track_budget=True)
-    with pytest.raises(ValueError, match="needs an env with a compute budget"):
-        ResidualAction(PruningEnv(pruner="learned", epochs=3), "static_schedule", {"0.3": SETTINGS}).reset(seed=0)
+    with pytest.raises(ValueError, match="policy 'static_schedule' needs a budget: make the env with compute_budget"):
+        ResidualAction(PruningEnv(pruner="learned", epochs=3), "static_schedule", {"0.3": SETTINGS})  # at once
 
 
 def test_track_budget_needs_the_compute_used_feature_but_open_loop_does_not():

@@ -9,7 +9,11 @@ activation_fn=nn.Tanh)"``, read by :mod:`.expressions` without ``eval``: literal
 ``nn.<activation>`` only), ``noise_type`` / ``noise_std`` (off-policy action noise),
 ``lin_<value>`` schedules for ``learning_rate`` / ``clip_range`` / ``clip_range_vf``, and ``train_freq``
 given as a list; ``policy`` is an SB3 policy name (``MlpPolicy``) or a class under ``stable_baselines3.`` /
-``sb3_contrib.``. Every other key goes to the algorithm's constructor. The same files therefore work with
+``sb3_contrib.``. Two keys are prunegym's own (RL Zoo does not know them): ``training_wrapper`` (same form
+as ``env_wrapper``, applied on top of it to the training envs only and not part of the agent's env
+interface: reward shaping such as :class:`~prunegym.envs.RelativeReward`) and ``seed_pool`` (each
+training env cycles through that many run seeds, :class:`~prunegym.agents.env_factory.TrainingSeedStream`).
+Every other key goes to the algorithm's constructor. Files without the two keys therefore work with
 ``python -m rl_zoo3.train --algo ppo --env prunegym/Synthetic-MLP-v0 --gym-packages prunegym.envs
 --conf-file <path to ppo.yml>``.
 """
@@ -49,6 +53,8 @@ WRAPPERS: dict[str, tuple[str, str]] = {
     "prunegym.envs.wrappers.DiscreteRatio": ("prunegym.envs.wrappers", "DiscreteRatio"),
     "prunegym.envs.ResidualAction": ("prunegym.envs.wrappers", "ResidualAction"),
     "prunegym.envs.wrappers.ResidualAction": ("prunegym.envs.wrappers", "ResidualAction"),
+    "prunegym.envs.RelativeReward": ("prunegym.envs.relative_reward", "RelativeReward"),
+    "prunegym.envs.relative_reward.RelativeReward": ("prunegym.envs.relative_reward", "RelativeReward"),
 }
 _POLICY_MODULES = ("stable_baselines3.", "sb3_contrib.")
 
@@ -186,6 +192,8 @@ class HyperParams:
     noise_type: str | None
     noise_std: float | None
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    training_wrapper: Any = None  # prunegym's own: on top of env_wrapper, training envs only
+    seed_pool: int | None = None  # prunegym's own: run seeds each training env cycles through
 
 
 def resolve_hyperparams(raw: dict[str, Any]) -> HyperParams:
@@ -210,6 +218,10 @@ def resolve_hyperparams(raw: dict[str, Any]) -> HyperParams:
     if normalize and "gamma" in hp:
         normalize_kwargs["gamma"] = hp["gamma"]
     env_wrapper = hp.pop("env_wrapper", None)
+    training_wrapper = hp.pop("training_wrapper", None)
+    seed_pool = hp.pop("seed_pool", None)
+    if seed_pool is not None and (isinstance(seed_pool, bool) or not isinstance(seed_pool, int) or seed_pool < 1):
+        raise ValueError(f"seed_pool={seed_pool!r} must be an int >= 1 (run seeds per training env)")
     noise_type = hp.pop("noise_type", None)
     noise_std = hp.pop("noise_std", None)
     for key in _SCHEDULE_KEYS:
@@ -239,4 +251,6 @@ def resolve_hyperparams(raw: dict[str, Any]) -> HyperParams:
         noise_type=noise_type,
         noise_std=noise_std,
         algo_kwargs=hp,
+        training_wrapper=training_wrapper,
+        seed_pool=seed_pool,
     )

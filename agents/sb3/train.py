@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +74,13 @@ def _logger(log_dir: Path | None, verbose: int):
         log_dir.mkdir(parents=True, exist_ok=True)
         formats.append(TensorBoardOutputFormat(str(log_dir)))
     return Logger(folder=str(log_dir) if log_dir is not None else None, output_formats=formats)
+
+
+def _compose(inner: Callable | None, outer: Callable | None) -> Callable | None:
+    """``env -> outer(inner(env))``, either of them possibly ``None``."""
+    if inner is None or outer is None:
+        return inner or outer
+    return lambda env: outer(inner(env))
 
 
 def _close(env) -> None:
@@ -150,10 +157,11 @@ def train_agent(
     if total <= 0:
         raise ValueError(f"total_timesteps={total_timesteps!r} must be a positive int")
     n_envs = int(n_envs or hp.n_envs)
-    wrapper = make_wrapper(hp.env_wrapper)
+    wrapper = _compose(make_wrapper(hp.env_wrapper), make_wrapper(hp.training_wrapper))
     out = Path(out) if out is not None else default_out(algo, env_id, seed)
-    # validate env kwargs and the data in this process before any worker starts or anything is written
-    probe = make_env(env_id, env_kwargs)
+    # validate env kwargs, the wrappers and the data in this process before any worker starts or anything
+    # is written (a worker's error would reach the user as an EOFError of the pipe)
+    probe = make_env(env_id, env_kwargs, wrapper)
     try:
         check_env_data(probe)
     finally:
@@ -182,7 +190,7 @@ def train_agent(
         if vec_env == "ray"
         else {}
     )
-    venv = make_vec_env(env_id, n_envs, seed, env_kwargs, wrapper, start_timestep=start, vec_env=vec_env, **ray_kw)
+    venv = make_vec_env(env_id, n_envs, seed, env_kwargs, wrapper, start, vec_env, seed_pool=hp.seed_pool, **ray_kw)
     cls = algo_class(algo)
     model = None
     try:
@@ -218,6 +226,8 @@ def train_agent(
             "env_kwargs": to_jsonable(env_kwargs),
             "pruner": env_kwargs.get("pruner", "full"),
             "env_wrapper": hp.env_wrapper,
+            **({"training_wrapper": hp.training_wrapper} if hp.training_wrapper is not None else {}),
+            **({"seed_pool": hp.seed_pool} if hp.seed_pool is not None else {}),
             "hyperparams": to_jsonable(raw),
             "seed": seed,
             "n_envs": n_envs,

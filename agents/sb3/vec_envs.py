@@ -21,15 +21,22 @@ __all__ = ["VEC_ENVS", "make_batched_vec_env", "make_vec_env"]
 VEC_ENVS = ("auto", "dummy", "subproc", "ray", "batched")
 
 
-def _env_fn(env_id: str, env_kwargs: dict, wrapper: Callable | None, entropy: list[int]) -> Callable[[], gym.Env]:
+def _env_fn(
+    env_id: str, env_kwargs: dict, wrapper: Callable | None, entropy: list[int], seed_pool: int | None = None
+) -> Callable[[], gym.Env]:
     def init() -> gym.Env:
-        return make_env(env_id, env_kwargs, wrapper, monitor=True, train_entropy=entropy)
+        return make_env(env_id, env_kwargs, wrapper, monitor=True, train_entropy=entropy, seed_pool=seed_pool)
 
     return init
 
 
 def make_batched_vec_env(
-    env_id: str, n_envs: int, seed: int, env_kwargs: dict[str, Any] | None = None, start_timestep: int = 0
+    env_id: str,
+    n_envs: int,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+    start_timestep: int = 0,
+    seed_pool: int | None = None,
 ) -> BatchedVecEnv:
     """``n_envs`` training envs as one :class:`~prunegym.envs.PruningVectorEnv` (one batched model) behind
     SB3's ``VecEnv`` API; env ``rank`` draws its run seeds from ``[seed, rank, start_timestep]`` as the other
@@ -41,7 +48,7 @@ def make_batched_vec_env(
         autoreset_mode=AutoresetMode.DISABLED,
         **dict(env_kwargs or {}),
     )
-    streams = [TrainingSeedStream([seed, rank, start_timestep]) for rank in range(int(n_envs))]
+    streams = [TrainingSeedStream([seed, rank, start_timestep], seed_pool) for rank in range(int(n_envs))]
     return BatchedVecEnv(venv, seed_streams=streams)
 
 
@@ -57,6 +64,7 @@ def make_vec_env(
     ray_address: str | None = None,
     cpus_per_env: float = 1.0,
     gpus_per_env: float = 0.0,
+    seed_pool: int | None = None,
 ):
     """Training envs, env ``rank`` seeded with ``[seed, rank, start_timestep]`` (see the module docstring).
 
@@ -66,7 +74,8 @@ def make_vec_env(
     ``ray_address``), ``"batched"`` (:func:`make_batched_vec_env`: the envs' training runs as one batched model
     in this process; no env ``wrapper``, no in-batch selector such as PFB) or ``"auto"`` (``subproc`` when
     ``n_envs > 1``, else ``dummy``). The same seeds give the same episodes whichever is used (``batched``: up
-    to float rounding)."""
+    to float rounding). ``seed_pool``: each env cycles through that many run seeds
+    (:class:`~prunegym.agents.env_factory.TrainingSeedStream`); ``None``: a new seed every episode."""
 
     if vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
@@ -78,9 +87,12 @@ def make_vec_env(
                 "vec_env='batched' cannot apply an env wrapper (e.g. DiscreteRatio for DQN): its envs "
                 "are sub-envs of one PruningVectorEnv; use vec_env='dummy' or 'subproc'"
             )
-        return make_batched_vec_env(env_id, n_envs, seed, env_kwargs, start_timestep)
+        return make_batched_vec_env(env_id, n_envs, seed, env_kwargs, start_timestep, seed_pool)
     full_id = module_env_id(env_id)
-    fns = [_env_fn(full_id, dict(env_kwargs or {}), wrapper, [seed, rank, start_timestep]) for rank in range(n_envs)]
+    fns = [
+        _env_fn(full_id, dict(env_kwargs or {}), wrapper, [seed, rank, start_timestep], seed_pool)
+        for rank in range(n_envs)
+    ]
     if vec_env == "ray":
         return RayVecEnv(fns, cpus_per_env=cpus_per_env, gpus_per_env=gpus_per_env, address=ray_address)
     if vec_env == "subproc" or (vec_env == "auto" and n_envs > 1):
