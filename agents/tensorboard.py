@@ -69,6 +69,7 @@ EPISODE_TAGS: dict[str, str] = {
     "episode/test_accuracy": "test_accuracy",
     "episode/compute_fraction_total": "compute_fraction",
     "episode/return": "episode_return",
+    "episode/return_relative": "episode_return_relative",  # training with RelativeReward only
     "episode/val_accuracy": "val_accuracy",
     "episode/kept_fraction": "kept_fraction",
 }
@@ -146,6 +147,11 @@ def episode_summary(final_info: dict[str, Any], kept_fractions: list[float]) -> 
         "episode_return": float(final_info.get("episode_return", float("nan"))),
         "val_accuracy": float(final_info["val_accuracy"]),
         "kept_fraction": float(sum(kept_fractions) / len(kept_fractions)) if kept_fractions else 1.0,
+        **(
+            {"episode_return_relative": float(final_info["episode_return_relative"])}
+            if "episode_return_relative" in final_info
+            else {}
+        ),
     }
 
 

@@ -35,7 +35,8 @@ class RelativeReward(gym.Wrapper):
 
     ``env``: a :class:`ResidualAction` (any wrappers that only watch, such as SB3's ``Monitor``, may sit
     between). Each step's reward is ``r_t - r_t^ref``, where ``r^ref`` are the rewards of the base's episode
-    (residual 0) of this run seed and budget; ``info`` gains ``reward_absolute`` and ``reward_reference``.
+    (residual 0) of this run seed and budget; ``info`` gains ``reward_absolute`` and ``reward_reference``,
+    and at the episode's end ``episode_return_relative`` (TensorBoard's ``episode/return_relative``).
     ``cache``: a folder for the reference episodes (default ``cache_dir() / "relative"``; ``""``: memory only).
     ``references_played``: how many reference episodes this wrapper ran (the others came from the cache).
     JSON-able arguments, so a hyperparameter file can name it.
@@ -51,20 +52,26 @@ class RelativeReward(gym.Wrapper):
         self._twin: ResidualAction | None = None
         self._reference: list[float] = []
         self._t = 0
+        self._return = 0.0
         self.references_played = 0
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
         self._reference = self.reference_rewards(int(info["seed"]), info.get("compute_budget"))
         self._t = 0
+        self._return = 0.0
         return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         ref = self._reference[self._t] if self._t < len(self._reference) else 0.0
         self._t += 1
+        relative = float(reward) - ref
+        self._return += relative
         info = dict(info, reward_absolute=float(reward), reward_reference=float(ref))
-        return obs, float(reward) - ref, terminated, truncated, info
+        if terminated or truncated:
+            info["episode_return_relative"] = self._return
+        return obs, relative, terminated, truncated, info
 
     def reference_rewards(self, seed: int, budget: float | None) -> list[float]:
         """The base policy's rewards ``[steps]`` on run ``seed`` under ``budget`` (played once, then cached)."""

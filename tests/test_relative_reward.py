@@ -50,6 +50,8 @@ def test_return_is_the_final_accuracy_gain_over_the_base_on_the_same_seed(tmp_pa
     assert infos[0]["compute_budget"] == base_infos[0]["compute_budget"]  # same seed, same drawn budget
     gain = infos[-1]["val_accuracy"] - base_infos[-1]["val_accuracy"]
     assert sum(rewards) == pytest.approx(gain, abs=1e-9)
+    assert infos[-1]["episode_return_relative"] == pytest.approx(gain, abs=1e-9)
+    assert "episode_return_relative" not in infos[-2]
     assert any(r != 0.0 for r in rewards)  # the push changed the run
 
 
@@ -141,12 +143,20 @@ def test_training_applies_the_training_wrapper_and_the_agent_does_not(tmp_path, 
             seed_pool=1,
         ),
         out=tmp_path / "agent",
-        tensorboard_log="",
+        tensorboard_log=tmp_path / "tb",
         eval_freq=0,
         checkpoint_freq=0,
     )
     assert agent.meta["training_wrapper"] == "prunegym.envs.RelativeReward" and agent.meta["seed_pool"] == 1
     assert len(list((tmp_path / "cache" / "relative").glob("*.json"))) == 1  # 3 episodes, one seed, one reference
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = set()
+    for events in (tmp_path / "tb").rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        tags |= set(acc.Tags()["scalars"])
+    assert {"episode/return", "episode/return_relative"} <= tags
     loaded = load_agent(tmp_path / "agent" / "model.zip")
     env = loaded.wrap_env(PruningEnv(**kw, compute_budget=0.5))
     assert isinstance(env, ResidualAction) and not isinstance(env, RelativeReward)
