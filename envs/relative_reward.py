@@ -5,29 +5,35 @@ between good policies, so an absolute reward mostly teaches an agent which seeds
 :class:`~prunegym.envs.wrappers.ResidualAction`, this wrapper plays a *reference episode* of the base policy
 alone (the residual at 0) on the same run seed and budget, and pays at each step the env's reward minus the
 reference's reward at that step; the return is then the agent's final score minus the base's. Reference
-episodes are cached in memory and on disk (``cache_dir() / "relative"``, keyed by the env, the residual's
-base and the seed and budget), so a training run with a fixed pool of seeds plays each one once.
+episodes are cached in memory and on disk (``cache_dir() / "relative"``, keyed by the env's kwargs, the
+residual's arguments, the seed, the budget, the resolved device and the library versions and torch threads
+the run depends on), so a training run with a fixed pool of seeds plays each one once. As for the lossless
+reward's reference, a run on data or a model registered in this process is cached in memory only, and a
+cache folder that cannot be written is warned about once (``RuntimeWarning``) and the episode goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from prunegym.training import resolve_device, runtime
 from prunegym.training.io import write_json_atomic
 
 from .env import PruningEnv
-from .reference import cache_dir
+from .reference import cache_dir, registration_token
 from .wrappers import ResidualAction
 
 __all__ = ["RelativeReward"]
 
 _MEMORY: dict[str, list[float]] = {}
+_WARNED: set[str] = set()  # cache folders already warned about
 
 
 class RelativeReward(gym.Wrapper):
@@ -75,30 +81,45 @@ class RelativeReward(gym.Wrapper):
 
     def reference_rewards(self, seed: int, budget: float | None) -> list[float]:
         """The base policy's rewards ``[steps]`` on run ``seed`` under ``budget`` (played once, then cached)."""
-        base: Any = self.env.unwrapped  # duck-typed: a PruningEnv's env_kwargs
+        base: Any = self.env.unwrapped  # duck-typed: a PruningEnv's env_kwargs and base_config
         key_doc = {
             "env_kwargs": base.env_kwargs,
             "residual": self._residual.arguments,
             "seed": int(seed),
             "budget": None if budget is None else repr(float(budget)),
+            "runtime": runtime(device=resolve_device(base.base_config.device)),
         }
         text = json.dumps(key_doc, sort_keys=True, default=str)
         key = hashlib.sha256(text.encode()).hexdigest()[:24]
-        if key in _MEMORY:
-            return _MEMORY[key]
-        path = self._cache / f"{key}.json" if self._cache is not None else None
+        token = registration_token(base.base_config)
+        mem_key = key if token is None else f"{key}@{token}"
+        if mem_key in _MEMORY:
+            return _MEMORY[mem_key]
+        path = self._cache / f"{key}.json" if self._cache is not None and token is None else None
         if path is not None and path.is_file():
             try:
                 entry = json.loads(path.read_text())
                 if entry["key"] == json.loads(text):
-                    _MEMORY[key] = [float(r) for r in entry["rewards"]]
-                    return _MEMORY[key]
+                    _MEMORY[mem_key] = [float(r) for r in entry["rewards"]]
+                    return _MEMORY[mem_key]
             except (OSError, ValueError, KeyError, TypeError):
                 pass  # a corrupt or foreign entry is played again
         rewards = self._play_reference(seed, budget)
-        _MEMORY[key] = rewards
+        _MEMORY[mem_key] = rewards
         if path is not None:
-            write_json_atomic(path, {"key": json.loads(text), "rewards": rewards})
+            try:
+                write_json_atomic(path, {"key": json.loads(text), "rewards": rewards})
+            except OSError as exc:
+                folder = str(path.parent)
+                if folder not in _WARNED:
+                    _WARNED.add(folder)
+                    warnings.warn(
+                        f"reference-episode cache {folder!r} cannot be written ({type(exc).__name__}: "
+                        f"{exc.strerror or exc}); keeping the references in memory only (set PRUNEGYM_CACHE "
+                        "to a writable folder)",
+                        RuntimeWarning,
+                        stacklevel=2,
+                    )
         return rewards
 
     def _play_reference(self, seed: int, budget: float | None) -> list[float]:

@@ -182,3 +182,14 @@ def test_a_base_that_cannot_drive_the_env_fails_before_training_starts(tmp_path)
     assert not (tmp_path / "agent").exists()
     with pytest.raises(ValueError, match="drives the 'learned' pruner"):
         ResidualAction(PruningEnv(epochs=2, train_size=200, compute_budget=0.5), "static_schedule", SETTINGS)
+
+
+def test_an_unwritable_cache_warns_once_and_the_episode_goes_on(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    env = RelativeReward(_residual(0.5), cache=str(blocker / "relative"))
+    with pytest.warns(RuntimeWarning, match="cannot be written"):
+        rewards, _ = _play(env, 0.0, seed=11)
+    assert rewards == [0.0] * len(rewards) and env.references_played == 1
+    _play(env, 0.2, seed=11)  # from memory: no second reference episode
+    assert env.references_played == 1
