@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from prunegym.baselines import Knob
+import numpy as np
 
-__all__ = ["DECIMALS", "ActionCodec"]
+from prunegym.baselines import Knob, PolicyContext
+
+__all__ = ["DECIMALS", "ActionCodec", "PolicyInterface"]
 
 DECIMALS = 6  # float32 round-off of an action in [-1, 1] is about 6e-8
 
@@ -52,3 +54,35 @@ class ActionCodec:
         for k, v in zip(self.knobs, vals[1:]):
             out[k.name] = k.rounded(k.decode(v), DECIMALS)  # significant digits on a log-scale knob
         return out
+
+
+class PolicyInterface:
+    """What fixed policies and wrappers read of an env, shared by ``PruningEnv`` and ``PruningVectorEnv``
+    (for the vector env: of each sub-env, all alike). The env sets the attributes annotated here."""
+
+    codec: ActionCodec
+    pruner_name: str
+    epochs: int
+    feature_names: tuple[str, ...]
+    decision_interval: int
+
+    @property
+    def action_names(self) -> tuple[str, ...]:
+        """``("prune_ratio", knob names...)``: the meaning of each action component."""
+        return self.codec.names
+
+    @property
+    def policy_context(self) -> PolicyContext:
+        """What a fixed policy needs of this env: pruner, epochs, action codec and feature layout."""
+        return PolicyContext(
+            pruner=self.pruner_name,
+            epochs=self.epochs,
+            codec=self.codec,
+            feature_names=self.feature_names,
+            decision_interval=self.decision_interval,
+        )
+
+    def encode_action(self, prune_ratio: float = 0.0, **knobs: float) -> np.ndarray:
+        """The action vector ``[A]`` (float32) for ``prune_ratio`` in ``[0, max_prune_ratio]`` and the pruner's
+        knob values (missing knobs take their defaults)."""
+        return np.asarray(self.codec.encode(prune_ratio, **knobs), dtype=np.float32)

@@ -9,10 +9,10 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from prunegym.baselines import PolicyContext, Pruner, make_pruner
+from prunegym.baselines import Pruner, make_pruner
 from prunegym.training import TrainingRun, check_seed, step_run
 
-from .action import ActionCodec
+from .action import ActionCodec, PolicyInterface
 from .episode_state import Advance, EpisodeState, check_action, episode_budget
 from .features import OBS_BOUND, StepStats, features_for
 from .options import split_kwargs
@@ -23,7 +23,7 @@ from .tasks import task_config
 __all__ = ["NONFINITE_PENALTY", "PruningEnv"]
 
 
-class PruningEnv(gym.Env):
+class PruningEnv(PolicyInterface, gym.Env):
     """A training run of ``task`` under a keep policy, one epoch (``decision_interval`` epochs) per step.
 
     Action: ``Box(-1, 1, (1 + len(pruner.knobs),))``; component 0 maps linearly to a prune ratio in
@@ -102,26 +102,6 @@ class PruningEnv(gym.Env):
         self._last_info: dict[str, Any] = {}
 
     # -- actions -------------------------------------------------------------------------------------------
-    @property
-    def action_names(self) -> tuple[str, ...]:
-        return self.codec.names
-
-    @property
-    def policy_context(self) -> PolicyContext:
-        """What a fixed policy needs of this env: pruner, epochs, action codec and feature layout."""
-        return PolicyContext(
-            pruner=self.pruner_name,
-            epochs=self.epochs,
-            codec=self.codec,
-            feature_names=self.feature_names,
-            decision_interval=self.decision_interval,
-        )
-
-    def encode_action(self, prune_ratio: float = 0.0, **knobs: float) -> np.ndarray:
-        """The action vector for ``prune_ratio`` in ``[0, max_prune_ratio]`` and the pruner's knob values
-        (missing knobs take their defaults)."""
-        return np.asarray(self.codec.encode(prune_ratio, **knobs), dtype=np.float32)
-
     def decode_action(self, action) -> dict[str, float]:
         """``{"prune_ratio": r, knob: value, ...}`` of an action vector (validated, clipped to [-1, 1])."""
         return self.codec.decode(self._check_action(action))

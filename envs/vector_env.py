@@ -35,10 +35,10 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from prunegym.baselines import PRUNERS, PolicyContext, Pruner, make_pruner
+from prunegym.baselines import PRUNERS, Pruner, make_pruner
 from prunegym.training import BatchedTrainingRun, step_runs
 
-from .action import ActionCodec
+from .action import ActionCodec, PolicyInterface
 from .episode_state import Advance, EpisodeState, check_action, episode_budget
 from .features import OBS_BOUND, device_stats_rows, features_for
 from .options import split_kwargs
@@ -52,7 +52,7 @@ __all__ = ["PruningVectorEnv"]
 _SEED_MAX = 2**31 - 1
 
 
-class PruningVectorEnv(VectorEnv):
+class PruningVectorEnv(PolicyInterface, VectorEnv):
     """``num_envs`` sub-envs of ``task`` (see the module docstring). Keyword arguments are those of
     ``PruningEnv`` (:class:`~prunegym.envs.options.EnvOptions` and ``RunConfig`` overrides), plus ``backend``
     (the batched engine's: ``"auto"``, ``"bmm"`` or ``"func"``) and ``autoreset_mode``.
@@ -136,25 +136,6 @@ class PruningVectorEnv(VectorEnv):
         )
 
     # -- what policies and the SB3 adapter read ------------------------------------------------------------
-    @property
-    def action_names(self) -> tuple[str, ...]:
-        return self.codec.names
-
-    @property
-    def policy_context(self) -> PolicyContext:
-        """What a fixed policy needs (the same for every sub-env): pruner, epochs, codec, feature layout."""
-        return PolicyContext(
-            pruner=self.pruner_name,
-            epochs=self.epochs,
-            codec=self.codec,
-            feature_names=self.feature_names,
-            decision_interval=self.decision_interval,
-        )
-
-    def encode_action(self, prune_ratio: float = 0.0, **knobs: float) -> np.ndarray:
-        """One sub-env's action vector ``[A]`` for ``prune_ratio`` and knob values (as ``PruningEnv``'s)."""
-        return np.asarray(self.codec.encode(prune_ratio, **knobs), dtype=np.float32)
-
     def get_attr(self, name: str) -> tuple[Any, ...]:
         """``name`` of every sub-env (see :class:`~prunegym.envs.sub_env.SubEnv`)."""
         return tuple(getattr(s, name) for s in self.sub_envs)
