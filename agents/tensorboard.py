@@ -40,6 +40,7 @@ from .output import new_staging_dir, replace_folder
 
 __all__ = [
     "EPISODE_TAGS",
+    "OPTIONAL_EPISODE_TAGS",
     "EPOCH_TAGS",
     "HPARAM_METRICS",
     "EpisodeWriter",
@@ -69,10 +70,11 @@ EPISODE_TAGS: dict[str, str] = {
     "episode/test_accuracy": "test_accuracy",
     "episode/compute_fraction_total": "compute_fraction",
     "episode/return": "episode_return",
-    "episode/return_relative": "episode_return_relative",  # training with RelativeReward only
     "episode/val_accuracy": "val_accuracy",
     "episode/kept_fraction": "kept_fraction",
 }
+# written only when the episode has the value: the return a RelativeReward agent optimises (training only)
+OPTIONAL_EPISODE_TAGS: dict[str, str] = {"episode/return_relative": "episode_return_relative"}
 
 
 def _safe(name: str) -> str:
@@ -170,7 +172,7 @@ class EpisodeWriter:
                 self.writer.add_scalar(tag, rec[key], rec["epoch"])
 
     def episode(self, index: int, summary: dict[str, Any]) -> None:
-        for tag, key in EPISODE_TAGS.items():
+        for tag, key in {**EPISODE_TAGS, **OPTIONAL_EPISODE_TAGS}.items():
             if key in summary and summary[key] is not None:
                 self.writer.add_scalar(tag, float(summary[key]), int(index))
 
