@@ -193,3 +193,14 @@ def test_an_unwritable_cache_warns_once_and_the_episode_goes_on(tmp_path):
     assert rewards == [0.0] * len(rewards) and env.references_played == 1
     _play(env, 0.2, seed=11)  # from memory: no second reference episode
     assert env.references_played == 1
+
+
+def test_the_reference_runs_to_its_end_when_the_agents_episode_is_cut_short(tmp_path):
+    """Wall-clock options are not part of an episode's record, so the reference is never truncated: a
+    ``max_wall_time`` that cuts the agent's episode short leaves a complete reference in the cache."""
+    env = PruningEnv(pruner="learned", compute_budget=0.5, epochs=3, train_size=300, reward="accuracy", max_wall_time=0)
+    wrapped = RelativeReward(ResidualAction(env, "static_schedule", SETTINGS), cache=str(tmp_path))
+    rewards, _ = _play(wrapped, 0.0, seed=21)
+    assert len(rewards) == 1  # the agent's episode was truncated after its first step
+    (entry,) = tmp_path.glob("*.json")
+    assert len(json.loads(entry.read_text())["rewards"]) == 3  # all 3 epochs of the base
