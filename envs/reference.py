@@ -2,6 +2,8 @@
 
 A disk entry is used only if the config stored in it is the config asked for; a cache folder that cannot
 be written is warned about once (``RuntimeWarning``) and the value is kept in memory: the episode goes on.
+:func:`cached_json` is that mechanism, also used for :class:`~prunegym.envs.RelativeReward`'s reference
+episodes.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from prunegym.baselines import make_pruner
 from prunegym.training import RunConfig, TrainingRun, resolve_device, step_run
@@ -18,7 +22,9 @@ from prunegym.training.io import write_json_atomic
 from prunegym.training.model_sources import registration_version
 from prunegym.training.sources import dataset_source, registered_datasets
 
-__all__ = ["cache_dir", "reference_accuracy", "registration_token"]
+__all__ = ["cache_dir", "cached_json", "reference_accuracy", "registration_token"]
+
+T = TypeVar("T")
 
 _MEMORY: dict[str, float] = {}  # cache file path -> accuracy (a new PRUNEGYM_CACHE gets its own file)
 _WARNED: set[str] = set()  # cache folders already warned about
@@ -57,36 +63,68 @@ def reference_accuracy(config: RunConfig) -> float:
     path = cache_dir() / "reference" / f"{key}.json"
     token = registration_token(config)
     mem_key = str(path) if token is None else f"{key}@{token}"
-    if mem_key in _MEMORY:
-        return _MEMORY[mem_key]
-    if token is None and path.exists():
+
+    def run_reference() -> float:
+        run = TrainingRun(config)
+        pruner = make_pruner("full")
+        pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))  # as PruningEnv.reset
+        while not run.done:
+            step_run(run, pruner, {"prune_ratio": 0.0})
+        return run.evaluate("val").accuracy
+
+    return cached_json(
+        _MEMORY,
+        mem_key,
+        None if token is not None else path,  # registered data or model: a name alone does not identify them
+        ("config", json.loads(json.dumps(cfg, sort_keys=True, default=str))),
+        ("val_accuracy", float),
+        run_reference,
+        what="reference cache",
+        kept="the reference",
+    )
+
+
+def cached_json(
+    memory: dict[str, Any],
+    mem_key: str,
+    path: Path | None,
+    key: tuple[str, Any],
+    value: tuple[str, Callable[[Any], T]],
+    compute: Callable[[], T],
+    *,
+    what: str,
+    kept: str,
+) -> T:
+    """``memory[mem_key]``, else the entry at ``path`` whose field ``key[0]`` equals ``key[1]`` (a JSON value;
+    its field ``value[0]`` read through ``value[1]``), else ``compute()``, kept in ``memory`` and written to
+    ``path`` atomically as ``{key[0]: key[1], value[0]: result}``. ``path`` None: memory only. A corrupt or
+    foreign entry is computed again; a folder that cannot be written is warned about once
+    (``RuntimeWarning``: "``what`` ... cannot be written ...; keeping ``kept`` in memory only")."""
+    if mem_key in memory:
+        return memory[mem_key]
+    if path is not None and path.is_file():
         try:
             entry = json.loads(path.read_text())
-            if entry["config"] == json.loads(json.dumps(cfg, sort_keys=True, default=str)):
-                _MEMORY[mem_key] = float(entry["val_accuracy"])
-                return _MEMORY[mem_key]
+            if entry[key[0]] == key[1]:
+                memory[mem_key] = value[1](entry[value[0]])
+                return memory[mem_key]
         except (OSError, ValueError, KeyError, TypeError):
             pass  # a corrupt, unreadable or foreign cache entry is recomputed
-    run = TrainingRun(config)
-    pruner = make_pruner("full")
-    pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))  # as PruningEnv.reset
-    while not run.done:
-        step_run(run, pruner, {"prune_ratio": 0.0})
-    acc = run.evaluate("val").accuracy
-    _MEMORY[mem_key] = acc
-    if token is not None:
-        return acc  # registered data or model: a name alone does not identify them, so memory only
+    result = compute()
+    memory[mem_key] = result
+    if path is None:
+        return result
     try:
-        write_json_atomic(path, {"config": cfg, "val_accuracy": acc})
+        write_json_atomic(path, {key[0]: key[1], value[0]: result})
     except OSError as exc:
         folder = str(path.parent)
         if folder not in _WARNED:
             _WARNED.add(folder)
             why = f"{type(exc).__name__}: {exc.strerror or exc}"
             warnings.warn(
-                f"reference cache {folder!r} cannot be written ({why}); keeping the reference in memory "
-                "only (set PRUNEGYM_CACHE to a writable folder)",
+                f"{what} {folder!r} cannot be written ({why}); keeping {kept} in memory only "
+                "(set PRUNEGYM_CACHE to a writable folder)",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
-    return acc
+    return result

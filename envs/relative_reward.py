@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,14 @@ import gymnasium as gym
 import numpy as np
 
 from prunegym.training import resolve_device, runtime
-from prunegym.training.io import write_json_atomic
 
 from .env import PruningEnv
-from .reference import cache_dir, registration_token
+from .reference import cache_dir, cached_json, registration_token
 from .wrappers import ResidualAction
 
 __all__ = ["RelativeReward"]
 
 _MEMORY: dict[str, list[float]] = {}
-_WARNED: set[str] = set()  # cache folders already warned about
 
 
 class RelativeReward(gym.Wrapper):
@@ -92,35 +89,16 @@ class RelativeReward(gym.Wrapper):
         text = json.dumps(key_doc, sort_keys=True, default=str)
         key = hashlib.sha256(text.encode()).hexdigest()[:24]
         token = registration_token(base.base_config)
-        mem_key = key if token is None else f"{key}@{token}"
-        if mem_key in _MEMORY:
-            return _MEMORY[mem_key]
-        path = self._cache / f"{key}.json" if self._cache is not None and token is None else None
-        if path is not None and path.is_file():
-            try:
-                entry = json.loads(path.read_text())
-                if entry["key"] == json.loads(text):
-                    _MEMORY[mem_key] = [float(r) for r in entry["rewards"]]
-                    return _MEMORY[mem_key]
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # a corrupt or foreign entry is played again
-        rewards = self._play_reference(seed, budget)
-        _MEMORY[mem_key] = rewards
-        if path is not None:
-            try:
-                write_json_atomic(path, {"key": json.loads(text), "rewards": rewards})
-            except OSError as exc:
-                folder = str(path.parent)
-                if folder not in _WARNED:
-                    _WARNED.add(folder)
-                    warnings.warn(
-                        f"reference-episode cache {folder!r} cannot be written ({type(exc).__name__}: "
-                        f"{exc.strerror or exc}); keeping the references in memory only (set PRUNEGYM_CACHE "
-                        "to a writable folder)",
-                        RuntimeWarning,
-                        stacklevel=2,
-                    )
-        return rewards
+        return cached_json(
+            _MEMORY,
+            key if token is None else f"{key}@{token}",
+            self._cache / f"{key}.json" if self._cache is not None and token is None else None,
+            ("key", json.loads(text)),
+            ("rewards", lambda rewards: [float(r) for r in rewards]),
+            lambda: self._play_reference(seed, budget),
+            what="reference-episode cache",
+            kept="the references",
+        )
 
     def _play_reference(self, seed: int, budget: float | None) -> list[float]:
         if self._twin is None:
