@@ -75,7 +75,10 @@ class ResidualAction(gym.ActionWrapper):
     ``track_budget``: re-plan the base's keep fraction each epoch on the compute actually left
     (``static_schedule``/``static_const`` bases: :meth:`~prunegym.baselines.StaticSchedulePolicy.replanned_keep`)
     and leave the prune ratio uncorrected in the last epoch, so that the episode spends its budget whatever
-    the agent's earlier corrections were (default False: the base is open loop, as tuned).
+    the agent's earlier corrections were (default False: the base is open loop, as tuned);
+    ``correct``: the names of the action components the agent corrects (of the env's ``action_names``, e.g.
+    ``["prune_ratio"]`` for a residual on the keep schedule only); the agent's action has one component per
+    name, in that order, and the other components are the base's (default None: every component).
     JSON-able arguments, so an agent's ``.json`` can name it (``{"prunegym.envs.ResidualAction": {...}}``).
     """
 
@@ -86,6 +89,7 @@ class ResidualAction(gym.ActionWrapper):
         settings: Mapping[str, Any] | None = None,
         scale: float = 0.5,
         track_budget: bool = False,
+        correct: Sequence[str] | None = None,
     ):
         super().__init__(env)
 
@@ -107,12 +111,27 @@ class ResidualAction(gym.ActionWrapper):
         first = next(iter(self._table.values())) if self._table is not None else settings
         make_policy(base, env, **first)  # a base that cannot drive this env fails here, not at the first reset
         self._policy = None
-        self.action_space = spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
+        names = tuple(env.unwrapped.action_names)  # type: ignore[attr-defined]
+        self.correct = None if correct is None else tuple(str(n) for n in correct)
+        if self.correct is None:
+            self._index = np.arange(len(names))
+        else:
+            bad = [n for n in self.correct if n not in names]
+            if bad or not self.correct or len(set(self.correct)) != len(self.correct):
+                raise ValueError(
+                    f"correct={list(self.correct)!r} must name distinct action components; allowed: {', '.join(names)}"
+                )
+            self._index = np.array([names.index(n) for n in self.correct])
+        self._full_shape = env.action_space.shape
+        self.action_space = spaces.Box(-1.0, 1.0, (len(self._index),), np.float32)
 
     @property
     def arguments(self) -> dict[str, Any]:
         """This wrapper's JSON-able arguments (``base``, ``settings``, ``scale``, ``track_budget``)."""
-        return {"base": self.base, "settings": self._settings, "scale": self.scale, "track_budget": self.track_budget}
+        out = {"base": self.base, "settings": self._settings, "scale": self.scale, "track_budget": self.track_budget}
+        if self.correct is not None:
+            out["correct"] = list(self.correct)
+        return out
 
     def wrap_like(self, env: gym.Env) -> ResidualAction:
         """A ``ResidualAction`` with this one's arguments around another ``env``."""
@@ -146,13 +165,14 @@ class ResidualAction(gym.ActionWrapper):
         return np.asarray(self._policy.predict(self._obs)[0], dtype=np.float64)
 
     def action(self, action) -> np.ndarray:
-        a = np.clip(np.asarray(action, dtype=np.float64).reshape(self.action_space.shape), -1.0, 1.0)
+        """The env's action ``[A]``: the base's plus ``scale`` times the agent's ``[len(correct)]`` correction."""
+        a = np.zeros(int(np.prod(self._full_shape)), dtype=np.float64)
+        a[self._index] = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
         if self.track_budget:
             policy: Any = self._policy
             if policy.epoch_of(np.asarray(self._obs, dtype=np.float32)) >= policy.epochs - 1:
-                a = a.copy()
-                a.reshape(-1)[0] = 0.0  # the last epoch spends what is left: no ratio correction
-        return np.clip(self.base_action() + self.scale * a, -1.0, 1.0)
+                a[0] = 0.0  # the last epoch spends what is left: no ratio correction
+        return np.clip(self.base_action() + self.scale * a.reshape(self._full_shape), -1.0, 1.0)
 
 
 def _is_number(text: Any) -> bool:

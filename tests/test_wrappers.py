@@ -110,3 +110,29 @@ def test_track_budget_needs_the_compute_used_feature_but_open_loop_does_not():
     tracked.step(np.zeros(tracked.action_space.shape, np.float32))  # warm-up epoch: the plan's 1
     with pytest.raises(ValueError, match="needs feature compute_used"):
         tracked.step(np.zeros(tracked.action_space.shape, np.float32))
+
+
+def test_residual_on_named_components_corrects_those_only():
+    """``correct=["prune_ratio"]``: a 1-component action moves the keep schedule; the knobs stay the base's."""
+    full = ResidualAction(_env(), "static_schedule", SETTINGS)
+    keep_only = ResidualAction(_env(), "static_schedule", SETTINGS, correct=["prune_ratio"])
+    assert keep_only.action_space.shape == (1,) and full.action_space.shape == (len(full.unwrapped.action_names),)
+    assert keep_only.arguments["correct"] == ["prune_ratio"] and "correct" not in full.arguments
+    assert keep_only.wrap_like(_env()).correct == ("prune_ratio",)
+    for wrapped in (full, keep_only):
+        wrapped.reset(seed=0)
+    push = np.full(full.action_space.shape, 0.4, np.float32)
+    a_full, a_keep = full.action(push), keep_only.action(np.array([0.4], np.float32))
+    base = keep_only.base_action()
+    assert a_keep[0] == pytest.approx(min(1.0, base[0] + 0.5 * 0.4))  # the ratio moves by scale * a
+    assert np.array_equal(a_keep[1:], np.clip(base[1:], -1, 1))  # the knobs are the base's
+    assert a_full[0] == pytest.approx(a_keep[0]) and not np.allclose(a_full[1:], a_keep[1:])
+    zero = _play(keep_only, lambda o: np.zeros(1, np.float32))
+    want = _play(ResidualAction(_env(), "static_schedule", SETTINGS), lambda o: np.zeros(full.action_space.shape))
+    assert [i["prune_ratio"] for i in zero[1:]] == [i["prune_ratio"] for i in want[1:]]
+
+
+def test_residual_on_named_components_rejects_unknown_or_repeated_names():
+    for bad in (["ratio"], ["prune_ratio", "prune_ratio"], []):
+        with pytest.raises(ValueError, match=r"must name distinct action components; allowed: prune_ratio, "):
+            ResidualAction(_env(), "static_schedule", SETTINGS, correct=bad)
