@@ -127,7 +127,7 @@ class ResidualAction(gym.ActionWrapper):
 
     @property
     def arguments(self) -> dict[str, Any]:
-        """This wrapper's JSON-able arguments (``base``, ``settings``, ``scale``, ``track_budget``)."""
+        """This wrapper's JSON-able arguments (``base``, ``settings``, ``scale``, ``track_budget``, ``correct``)."""
         out = {"base": self.base, "settings": self._settings, "scale": self.scale, "track_budget": self.track_budget}
         if self.correct is not None:
             out["correct"] = list(self.correct)
