@@ -122,7 +122,7 @@ class ResidualAction(gym.ActionWrapper):
                     f"correct={list(self.correct)!r} must name distinct action components; allowed: {', '.join(names)}"
                 )
             self._index = np.array([names.index(n) for n in self.correct])
-        self._full_shape = env.action_space.shape
+        self._full_shape: tuple[int, ...] = tuple(env.action_space.shape or (len(names),))
         self.action_space = spaces.Box(-1.0, 1.0, (len(self._index),), np.float32)
 
     @property
