@@ -122,7 +122,6 @@ class ResidualAction(gym.ActionWrapper):
                     f"correct={list(self.correct)!r} must name distinct action components; allowed: {', '.join(names)}"
                 )
             self._index = np.array([names.index(n) for n in self.correct])
-        self._full_shape: tuple[int, ...] = tuple(env.action_space.shape or (len(names),))
         self.action_space = spaces.Box(-1.0, 1.0, (len(self._index),), np.float32)
 
     @property
@@ -166,13 +165,15 @@ class ResidualAction(gym.ActionWrapper):
 
     def action(self, action) -> np.ndarray:
         """The env's action ``[A]``: the base's plus ``scale`` times the agent's ``[len(correct)]`` correction."""
-        a = np.zeros(int(np.prod(self._full_shape)), dtype=np.float64)
-        a[self._index] = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
+        base = self.base_action()
+        a = np.zeros_like(base)
+        flat = a.reshape(-1)  # a view: writing it writes ``a``
+        flat[self._index] = np.clip(np.asarray(action, dtype=np.float64).reshape(-1), -1.0, 1.0)
         if self.track_budget:
             policy: Any = self._policy
             if policy.epoch_of(np.asarray(self._obs, dtype=np.float32)) >= policy.epochs - 1:
-                a[0] = 0.0  # the last epoch spends what is left: no ratio correction
-        return np.clip(self.base_action() + self.scale * a.reshape(self._full_shape), -1.0, 1.0)
+                flat[0] = 0.0  # the last epoch spends what is left: no ratio correction
+        return np.clip(base + self.scale * a, -1.0, 1.0)
 
 
 def _is_number(text: Any) -> bool:
