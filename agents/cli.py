@@ -13,6 +13,10 @@ down by the command) or ``--ray-address ADDR`` (a running cluster); ``train --ve
 training env a Ray actor. Without Ray installed these exit with status 2 and the install command. When
 some episodes fail (Ray runs report them instead of stopping) or diverge, the command exits with status 1.
 Ctrl-C prints the command that resumes and exits with status 130.
+
+``prunegym --float-path avx2 <command> ...`` runs the command under that CPU float path (see
+:mod:`prunegym.training.provenance`), re-executing itself with the pinning environment variables when this
+process runs another; ``evaluate --reproduce`` takes a saved agent's recorded float path and thread count.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from collections.abc import Sequence
 
 from prunegym.baselines import POLICIES, PRUNERS
 from prunegym.envs import ENV_IDS
+from prunegym.training.provenance import FLOAT_PATHS, float_path, float_path_env
 
 from .cli_parser import CLIError, build_parser, parse_kv, ray_kwargs
 from .cli_text import command_line as _command
@@ -39,8 +44,8 @@ from .evaluation.harness import Comparison, Interrupted, compare, evaluate
 from .evaluation.report import markdown_table, summarize
 from .evaluation.tuning import tune
 from .parallel.ray_tasks import RayUnavailable
-from .sb3.agent import ALGOS
-from .sb3.pretrained import pretrained_names
+from .sb3.agent import ALGOS, agent_runtime
+from .sb3.pretrained import PREFIX, pretrained_names, pretrained_path
 from .sb3.train import train_agent
 
 __all__ = ["CLIError", "build_parser", "main", "parse_kv"]
@@ -205,7 +210,10 @@ def _cmd_tune(args) -> int:
             file=sys.stderr,
         )
         return 130
-    settings = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}" for k, v in result.params.items())
+    settings = ", ".join(
+        (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v!r}") + (" (calibrated)" if k in result.fixed else "")
+        for k, v in result.params.items()
+    )
     print(f"{args.policy} at budget {args.budget:g}: best mean validation accuracy {result.value:.4f} with {settings}")
     print(f"{result.n_trials} trial(s), {result.n_episodes} episode(s) on seeds {result.seeds}; study {result.storage}")
     return 0
@@ -239,6 +247,56 @@ def _warning_line(
     return f"prunegym: warning: {_one_line(str(message))}\n"
 
 
+_PINNED = "PRUNEGYM_FLOAT_PATH"  # set in the re-executed process: the float path it was started to run under
+
+
+def _reproduce_argv(args, argv: list[str]) -> list[str]:
+    """``evaluate --reproduce``: ``argv`` without it, with the agent's recorded float path (``--float-path``) and
+    torch threads (``--cpus-per-run``, unless given)."""
+    policy = str(args.policy)
+    if policy in POLICIES:
+        raise CLIError(f"--reproduce needs a saved or shipped agent, not the baseline {policy!r}: use --float-path")
+    recorded = agent_runtime(pretrained_path(policy) if policy.startswith(PREFIX) else policy)
+    if recorded is None:
+        raise CLIError(
+            f"--reproduce: {policy!r} records no runtime (a saved agent's .json beside its .zip does); use --float-path"
+        )
+    path = str(recorded.get("float_path") or "")
+    if path.lower() not in FLOAT_PATHS:
+        raise CLIError(
+            f"--reproduce: {policy!r} records float path {path or None!r}, which cannot be pinned (allowed: "
+            f"{', '.join(FLOAT_PATHS)}); use --float-path"
+        )
+    if args.float_path not in (None, path.lower()):
+        raise CLIError(f"--reproduce: {policy!r} was measured under {path}, not --float-path {args.float_path}")
+    out = [a for a in argv if a != "--reproduce"]
+    if args.float_path is None:
+        out = ["--float-path", path.lower(), *out]
+    if args.cpus_per_run is None and recorded.get("torch_threads"):
+        out += ["--cpus-per-run", str(int(recorded["torch_threads"]))]
+    return out
+
+
+def _pin_float_path(path: str, argv: list[str]) -> None:
+    """Run under float path ``path`` (``--float-path``): return if this process already does, else re-execute
+    the command with the variables of :func:`~prunegym.training.float_path_env` set (torch reads them when it
+    is imported). A path this CPU cannot run (higher than its best) is a usage error."""
+    want = path.upper()
+    now = float_path()
+    if now == want:
+        return
+    if os.environ.get(_PINNED) == want:  # already re-executed, and torch still runs another path
+        raise CLIError(
+            f"--float-path {path}: this CPU runs float path {now}; a float path above the CPU's best cannot be "
+            "forced (a lower one can)"
+        )
+    os.environ.update(float_path_env(path))
+    os.environ[_PINNED] = want
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "prunegym.agents", *argv])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``prunegym`` command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
     Warnings print as one line each (``prunegym: warning: ...``)."""
@@ -248,6 +306,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     prefix = f"prunegym {command}" if command else "prunegym"
     try:
         args = build_parser().parse_args(argv)
+        if getattr(args, "reproduce", False):
+            argv = _reproduce_argv(args, argv)
+            args = build_parser().parse_args(argv)
+        if args.float_path is not None:
+            _pin_float_path(args.float_path, argv)  # re-executes the command where needed
         args.argv = argv
         if hasattr(args, "env_kwargs"):
             parse_kv(args.env_kwargs)  # malformed pairs fail before anything runs

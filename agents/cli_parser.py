@@ -8,6 +8,8 @@ import ast
 from collections.abc import Sequence
 from typing import Any
 
+from prunegym.training.provenance import FLOAT_PATHS
+
 from .evaluation.calibration import CALIBRATION_SEEDS
 from .evaluation.tuning import SHIPPED_TUNED, TUNING_SEEDS
 from .sb3.agent import ALGOS
@@ -150,6 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Dynamic data pruning as a Gymnasium env: train agents, "
         "evaluate and compare them with the published baselines.",
     )
+    parser.add_argument(
+        "--float-path",
+        type=str.lower,
+        choices=FLOAT_PATHS,
+        default=None,
+        help="run under this CPU float path: torch's ATen, oneDNN and (on Intel CPUs) MKL kernels pinned to "
+        "that instruction set, the command re-executing itself with the environment variables set. A lower "
+        "one than the CPU's best can be forced, a higher one cannot: results recorded under AVX2 reproduce "
+        "bit for bit on an AVX-512 CPU with --float-path avx2 (README: Reproducing exactly)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="{list,train,evaluate,compare,tune}", parser_class=_Parser)
     sub.required = True
 
@@ -246,6 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--hparams", nargs="+", default=[], metavar="K=V", help="baseline hyperparameters, e.g. prune_ratio=0.3"
     )
     e.add_argument("--name", default=None, help="label in results and TensorBoard (default: the policy's)")
+    e.add_argument(
+        "--reproduce",
+        action="store_true",
+        help="run as a saved or shipped agent's published results were measured: its recorded float path "
+        "(--float-path) and torch thread count (--cpus-per-run, unless given); warns about the versions "
+        "that still differ",
+    )
     e.add_argument("--results", default="results.jsonl", metavar="FILE", help="default results.jsonl")
     e.add_argument(
         "--tensorboard-log",

@@ -4,8 +4,9 @@
   when a folder cannot be created or written (``/proc/x``, a path that is a file, a read-only folder), so a
   command fails before its first episode, not after it;
 * :func:`output_lock` takes an exclusive ``flock`` on ``<folder>/.prunegym.lock`` for the duration of a
-  ``compare`` (the file holds the holder's pid; the kernel drops the lock when the process dies, even on
-  ``kill -9``); a second writer gets an ``OutputError`` naming that pid;
+  ``compare`` (the file holds the holder's pid and is removed when the command ends; the kernel drops the
+  lock when the process dies, even on ``kill -9``, leaving the file, which the next writer reuses); a second
+  writer gets an ``OutputError`` naming that pid;
 * :func:`replace_folder` moves a fully written staging folder over a destination folder (a TensorBoard
   run): a reader sees the old run or the new one, never two runs' events in one folder.
 """
@@ -70,27 +71,49 @@ def writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
 
 
 @contextmanager
-def output_lock(folder: str | os.PathLike, command: str = "prunegym") -> Iterator[Path]:
-    """Hold the exclusive lock of ``folder`` for the block (``OutputError`` naming the holder's pid if another
-    process holds it). The lock file stays (removing it would race with the next writer); the lock does not."""
+def output_lock(folder: str | os.PathLike, command: str = "prunegym", name: str = LOCK_NAME) -> Iterator[Path]:
+    """Hold the exclusive lock ``<folder>/<name>`` for the block (``OutputError`` naming the holder's pid if another
+    process holds it; ``name``: one lock of several in a folder, e.g. one per tuning study). The lock file is
+    removed when the block ends, while the lock is still held; a process that opened it before the removal sees that
+    its file is no longer the one at the path and opens again."""
 
     p = writable_folder(folder)
-    lock = p / LOCK_NAME
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    lock = p / name
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            what = str(p) if name == LOCK_NAME else str(lock)  # a folder's lock, or one of several in it
             raise OutputError(
-                f"{str(p)!r} is in use by another {command} (pid {holder}); wait for it to finish "
+                f"{what!r} is in use by another {command} (pid {holder}); wait for it to finish "
                 "or choose another output folder"
             ) from None
+        if _is_file_at(fd, lock):
+            break
+        os.close(fd)  # the previous holder removed it after we opened it: take the file now at the path
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield p
     finally:
+        try:
+            os.unlink(lock)
+        except OSError:
+            pass
         os.close(fd)  # releases the lock
+
+
+def _is_file_at(fd: int, path: Path) -> bool:
+    """Whether the open file ``fd`` is the one at ``path`` (not removed or replaced since it was opened)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (own.st_dev, own.st_ino) == (st.st_dev, st.st_ino)
 
 
 def staging_folder(root: str | os.PathLike) -> Path:

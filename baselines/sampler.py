@@ -36,16 +36,17 @@ from __future__ import annotations
 
 import inspect
 import math
+import numbers
 import warnings
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
-from prunegym.training import EpochPlan, ScoreTable, torch_generator
+from prunegym.training import EpochPlan, ScoreTable, check_seed, torch_generator
 from prunegym.training.distributed import DistContext
 
 from .base import Knob, PolicyContext
@@ -60,6 +61,11 @@ _NOT_SAMPLERS = {
     "learned": "needs an agent's per-epoch actions",
 }
 MAX_PRUNE_RATIO = 0.9  # the env's default action range
+
+
+def _number(v: Any, integral: bool = False) -> TypeGuard[float]:
+    """Whether ``v`` is a real number (an integer if ``integral``), Python's or numpy's, and not a bool."""
+    return isinstance(v, numbers.Integral if integral else numbers.Real) and not isinstance(v, bool)
 
 
 class MapStyleDataset(Protocol):
@@ -125,24 +131,30 @@ class PruningSampler(Sampler[int]):
         if pruner not in SAMPLER_PRUNERS:
             raise ValueError(f"unknown pruner {pruner!r}; allowed: {', '.join(SAMPLER_PRUNERS)}")
         for name, v in (("num_samples", num_samples), ("epochs", epochs)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if not _number(v, integral=True) or v < 1:
                 raise ValueError(f"{name}={v!r} must be a positive int")
+        for name, x in (("budget", 1.0 if budget is None else budget), ("ema_rate", ema_rate)):  # numpy's, not bools
+            if not (_number(x) and 0.0 < x <= 1.0):
+                raise ValueError(f"{name}={x!r} must be a fraction in (0, 1] (a real number, not a bool)")
         assert num_samples is not None and epochs is not None  # checked just above
+        num_samples, epochs, seed, budget = int(num_samples), int(epochs), check_seed(seed), budget and float(budget)
         policy_cls = POLICIES[pruner]
         pruner_cls = PRUNERS[policy_cls.pruner]
-        named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        ctor = {n for n, p in inspect.signature(pruner_cls.__init__).parameters.items() if p.kind in named} - {"self"}
+        sig = inspect.signature(pruner_cls.__init__).parameters
+        ctor = {n for n, p in sig.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
         bad = sorted(set(knobs) - set(policy_cls.defaults) - ctor)
         if bad:
             raise ValueError(
                 f"pruner {pruner!r} has no knob(s) {', '.join(bad)}; allowed: "
                 f"{', '.join(sorted(set(policy_cls.defaults) | ctor)) or 'none'}"
             )
-        if budget is not None:
-            if "prune_ratio" in knobs:
-                raise ValueError("give budget= or prune_ratio=, not both: the budget sets the ratio")
-            if not (isinstance(budget, (int, float)) and 0.0 < budget <= 1.0):
-                raise ValueError(f"budget={budget!r} must be a fraction in (0, 1] of the full run's sample passes")
+        defaults = {**{n: sig[n].default for n in ctor}, **policy_cls.defaults}
+        for k, v in knobs.items():  # a numeric knob takes numbers (numpy's too), not bools
+            want = "an int" if _number(defaults[k], integral=True) else "a real number" if _number(defaults[k]) else ""
+            if want and not _number(v, integral=want == "an int"):
+                raise ValueError(f"{k}={v!r} must be {want} (not a bool)")
+        if budget is not None and "prune_ratio" in knobs:
+            raise ValueError("give budget= or prune_ratio=, not both: the budget sets the ratio")
         self.name, self.num_samples, self.epochs, self.seed, self.budget = pruner, num_samples, epochs, seed, budget
         self.device = torch.device(device)
         self._pruner = make_pruner(policy_cls.pruner, **{k: v for k, v in knobs.items() if k in ctor})
@@ -232,13 +244,8 @@ class PruningSampler(Sampler[int]):
             action["prune_ratio"] = self._budget_ratio(e, action)
         plan = self.plan = self._pruner.plan(e, self.scores, action)
         order = plan.indices.to(self.device)
-        weights = (
-            plan.weights.to(self.device, torch.float32)
-            if plan.weights is not None
-            else torch.ones(order.numel(), device=self.device)
-        )
         self._weights = torch.zeros(self.num_samples, device=self.device)
-        self._weights[order] = weights
+        self._weights[order] = plan.weights.to(self.device, torch.float32) if plan.weights is not None else 1.0
         self._is_pad = torch.zeros(self.num_samples, dtype=torch.bool, device=self.device)
         if self.dist is not None:
             w, rank = self.dist.world_size, self.dist.rank

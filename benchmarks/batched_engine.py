@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -35,23 +34,9 @@ import torch
 from prunegym.envs.tasks import task_config
 from prunegym.training import EpochPlan, RunConfig, TrainingRun, resolve_device
 from prunegym.training.batched import BatchedTrainingRun
-from prunegym.training.provenance import cpu_name
+from prunegym.training.provenance import machine
 
 BACKENDS = ("bmm", "func")
-
-
-def machine(device: torch.device) -> dict:
-    info = {
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def sync(device: torch.device) -> None:

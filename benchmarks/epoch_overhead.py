@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -29,21 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from prunegym.training import EpochPlan, RunConfig, TrainingRun, build_model, resolve_device, runtime, torch_generator
-from prunegym.training.provenance import cpu_name
-
-
-def machine_line(device: torch.device) -> dict:
-    info = {
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "python": platform.python_version(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
+from prunegym.training.provenance import machine as machine_line
 
 
 def sync(device: torch.device) -> None:
@@ -130,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
     machine = machine_line(device)
     print(
         f"machine: {machine['cpu']} ({machine['cpu_count']} cores), torch {machine['torch']}, "
-        f"{machine['torch_threads']} threads, device {machine['device']}"
+        f"{machine['torch_threads']} threads, float path {machine['float_path']}, device {machine['device']}"
         + (f" ({machine['gpu']})" if "gpu" in machine else "")
     )
     print(

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from prunegym.baselines import PruningSampler
 from prunegym.envs import task_config
 from prunegym.training import EpochPlan, TrainingRun, register_dataset
-from prunegym.training.provenance import cpu_name
+from prunegym.training.provenance import cpu_name, machine
 
 
 class ItemDataset(Dataset):
@@ -199,12 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
     load = os.getloadavg()[0]
     results = {
         "benchmark": "streaming",
-        "machine": {
-            "cpu": cpu_name(),
-            "cpu_count": os.cpu_count(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-        },
+        "machine": machine(),
         "train_size": n,
         "batch_size": cfg.batch_size,
         "workers": args.workers,

@@ -27,38 +27,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported (here 
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import gymnasium  # noqa: E402
 import numpy as np  # noqa: E402
-import stable_baselines3  # noqa: E402
 import torch  # noqa: E402
 from stable_baselines3.common.vec_env import SubprocVecEnv  # noqa: E402
 
 from prunegym.envs import PruningEnv, PruningVectorEnv  # noqa: E402
 from prunegym.training import resolve_device  # noqa: E402
-from prunegym.training.provenance import cpu_name  # noqa: E402
-
-
-def machine(device: torch.device, threads: int) -> dict:
-    info = {
-        "cpu": cpu_name(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "gymnasium": gymnasium.__version__,
-        "stable_baselines3": stable_baselines3.__version__,
-        "numpy": np.__version__,
-        "torch_threads": threads,
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
+from prunegym.training.provenance import machine  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -145,7 +125,8 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
         f"Env steps per second, {m['device']} ({m.get('gpu', m['cpu'])}), {m['torch_threads']} torch thread(s) "
-        f"per process; torch {m['torch']}, gymnasium {m['gymnasium']}, SB3 {m['stable_baselines3']}; load "
+        f"per process; float path {m['float_path']}; torch {m['torch']}, gymnasium {m['gymnasium']}, "
+        f"SB3 {m['stable_baselines3']}; load "
         f"average before {report['load_average_before'][0]:.2f}, after {report['load_average_after'][0]:.2f}.",
         "",
         "| task | K | batched steps/s | sequential steps/s | batched / sequential | SubprocVecEnv (2) steps/s "

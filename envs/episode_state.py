@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from prunegym.training import EpochResult, EvalResult, versions
+from prunegym.training import EpochResult, EvalResult, float_path, versions
 
 from .features import DeviceStats, Feature, FeatureContext, StepStats, device_stats, observe
 from .info import ResetInfo, StepInfo
@@ -241,6 +241,6 @@ class EpisodeState:
             task=task,
             env_id=env_id,
             compute_budget=self.compute_budget if record_budget else None,
-            versions=versions(),
+            versions={**versions(), "float_path": float_path()},
         ).to_dict()  # replay warns when it runs under other versions
         self.done = True

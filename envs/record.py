@@ -16,7 +16,7 @@ class EpisodeRecord:
     limit), the run ``seed`` of its ``reset``, the episode's ``compute_budget`` (drawn at reset when the env
     draws budgets from a range; ``None`` without a budget) and the validated, clipped ``actions`` ``[T][A]``
     (float64 lists, so a replay is bit for bit). ``task`` and ``env_id`` say where it came from, ``versions``
-    the library versions it was made with (bit for bit holds under the same ones)."""
+    the library versions and CPU float path it was made with (bit for bit holds under the same ones)."""
 
     env_kwargs: dict[str, Any]
     seed: int

@@ -41,7 +41,8 @@ def replay(record: EpisodeRecord | dict[str, Any], **overrides: Any) -> ReplayRe
     info gets the test metrics (``test_loss``, ``test_accuracy``) that the truncated step reported. Raises
     ``ValueError`` if the record is malformed or the replayed episode ends before its last action.
 
-    Bit-for-bit holds for the same library versions, torch thread count and device: when the record says
+    Bit-for-bit holds for the same library versions, torch thread count, device and float path
+    (:func:`prunegym.training.float_path`): when the record says
     what it was made with (``versions`` of an episode record, or ``runtime`` of a results row) and this
     process differs, a ``RuntimeWarning`` (one line) names the differences."""
     rec = EpisodeRecord.from_dict(record)
@@ -54,7 +55,8 @@ def replay(record: EpisodeRecord | dict[str, Any], **overrides: Any) -> ReplayRe
     if diffs:
         warnings.warn(
             f"replaying an episode recorded under other versions or settings ({'; '.join(diffs)}): the "
-            "replay is bit-for-bit only under the same versions, torch thread count and device",
+            "replay is bit-for-bit only under the same versions, torch thread count, device and float path "
+            "(pin one with prunegym.training.float_path_env before torch is imported)",
             RuntimeWarning,
             stacklevel=2,
         )

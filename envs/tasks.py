@@ -154,8 +154,12 @@ def register_task(
     :class:`RunConfig` field (``epochs``, ``batch_size``, ``lr``, ``val_size``, ``streaming``, ...).
 
     Data the process holds (registered or given here) are checked against the model now: wrong shapes,
-    labels or split points raise a one-line ``ValueError``. The env keeps the presets' checks, seeding and
-    replay; a replay (or a worker process) needs the module that calls this imported (``--gym-packages``).
+    labels or split points raise a one-line ``ValueError`` (and tensors with NaN or inf, or val / test classes
+    no training sample has; see :func:`~prunegym.training.register_dataset`). The env keeps the presets'
+    checks, seeding and replay, and their ``vector_entry_point``, :class:`PruningVectorEnv`
+    (``gym.make_vec(env_id, num_envs=K, vectorization_mode="vector_entry_point")``, ``--batched``; a task
+    that streams its data, e.g. a ``Dataset``, needs ``vectorization_mode="sync"``). A replay (or a worker
+    process) needs the module that calls this imported (``--gym-packages``).
     Returns ``env_id``. Registering the same id again replaces the task.
     """
     if env_id in ENV_IDS:
@@ -183,6 +187,7 @@ def register_task(
     gymnasium.register(
         id=env_id,
         entry_point="prunegym.envs.env:PruningEnv",
+        vector_entry_point="prunegym.envs.vector_env:PruningVectorEnv",
         kwargs={"task": env_id},
         nondeterministic=nondeterministic,
     )

@@ -19,8 +19,11 @@ Infos are Gymnasium 1.x vector infos: a dict of arrays, each with a ``_key`` mas
 is sub-env ``i``'s own dict). With ``record_wall_time``, a sub-env's ``wall_time`` is its share of the batched
 epochs (their wall-clock divided by the runs trained).
 
-Not supported: in-batch selectors (``pruner="pfb"``) and models with BatchNorm (the CIFAR ResNet-18 tasks);
-use ``PruningEnv`` (``gym.make_vec(..., vectorization_mode="sync")``) for them.
+Not supported: in-batch selectors (``pruner="pfb"``), models with BatchNorm (the CIFAR ResNet-18 tasks) and
+streaming data (``streaming=True``, or a task of a registered map-style ``Dataset``, which streams unless
+``streaming=False``: the batched engine keeps every split resident, so these raise ``ValueError`` at
+construction rather than load the data whole); use ``PruningEnv`` (``gym.make_vec(...,
+vectorization_mode="sync")``) for them.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from prunegym.baselines import PRUNERS, Pruner, make_pruner
-from prunegym.training import BatchedTrainingRun, step_runs
+from prunegym.training import BatchedTrainingRun, RunConfig, step_runs
+from prunegym.training.streaming import uses_streaming
 
 from .action import ActionCodec, PolicyInterface
 from .episode_state import Advance, EpisodeState, check_action, episode_budget
@@ -50,6 +54,22 @@ from .tasks import task_config
 __all__ = ["PruningVectorEnv"]
 
 _SEED_MAX = 2**31 - 1
+
+
+def _check_resident(task: str, config: RunConfig) -> None:
+    """Refuse a run config that streams its data (the batched engine keeps every split resident)."""
+    if not uses_streaming(config):
+        return
+    why = (
+        "streaming=True"
+        if config.streaming
+        else f"task {task!r} has a registered map-style Dataset, which streams (streaming=None acts as streaming=True)"
+    )
+    raise ValueError(
+        f"{why}: PruningVectorEnv keeps the data resident and cannot stream it; use gym.make_vec(..., "
+        "vectorization_mode='sync') (K PruningEnvs)"
+        + (" or streaming=False to load the Dataset into memory" if not config.streaming else "")
+    )
 
 
 class PruningVectorEnv(PolicyInterface, VectorEnv):
@@ -101,6 +121,7 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
         self.render_mode, self.backend = render_mode, backend
         self.task, self.options = task, options
         self.base_config = task_config(task).replace(**run_overrides)
+        _check_resident(task, self.base_config)
         self.epochs, self.decision_interval = self.base_config.epochs, options.decision_interval
         self.pruner_name, self.pruner_kwargs = options.pruner, options.pruner_kwargs
         self.max_prune_ratio = float(options.max_prune_ratio)

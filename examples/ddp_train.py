@@ -24,10 +24,11 @@ from prunegym.envs import task_config
 from prunegym.training import TrainingRun
 
 
-def train(config, pruner_name: str, prune_ratio: float = 0.5, process_group=None) -> dict:
+def train(config, pruner_name: str, prune_ratio: float = 0.5, process_group=None, log=None) -> dict:
     """Run ``config`` to the end under ``pruner_name`` at a constant ``prune_ratio``; returns what the run
     did: ``plans`` and ``trained`` (per epoch, int64 indices), the score table, the final weights, the FLOPs
-    and the pass counts (summed over ranks)."""
+    and the pass counts (summed over ranks). ``log``: called with one line per epoch and a last one with the
+    validation accuracy (rank 0 prints them in :func:`main`)."""
     run = TrainingRun(config, process_group=process_group)
     pruner = make_pruner(pruner_name)
     pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))
@@ -38,6 +39,15 @@ def train(config, pruner_name: str, prune_ratio: float = 0.5, process_group=None
         pruner.update(result, run.scores)
         plans.append(plan.indices.cpu())
         trained.append(result.indices.cpu())
+        if log is not None:
+            log(
+                f"epoch {result.epoch}: trained {result.indices.numel()} of {run.num_train} samples "
+                f"({result.kept_fraction:.0%}), train loss {result.train_loss:.4f}, compute so far "
+                f"{run.meter.total_flops / run.meter.full_run_flops:.3f} of the full-data run"
+            )
+    if log is not None:
+        val = run.evaluate("val")
+        log(f"done: validation accuracy {val.accuracy:.4f}, loss {val.loss:.4f}")
     return {
         "plans": plans,
         "trained": trained,
@@ -68,9 +78,13 @@ def main(argv=None) -> None:
         config = task_config(args.task).replace(
             epochs=args.epochs, train_size=args.train_size, seed=args.seed, device=device
         )
-        out = train(config, args.pruner, args.prune_ratio, process_group="default")
+        rank = dist.get_rank()
+        log = (lambda line: print(f"[rank 0 of {dist.get_world_size()}] {line}", flush=True)) if rank == 0 else None
+        out = train(config, args.pruner, args.prune_ratio, process_group="default", log=log)
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        torch.save(out, Path(args.out) / f"rank{dist.get_rank()}.pt")
+        torch.save(out, Path(args.out) / f"rank{rank}.pt")
+        if log is not None:
+            log(f"wrote {args.out}/rank<r>.pt (score table, plans, trained indices, final weights) for every rank")
     finally:
         dist.destroy_process_group()
 

@@ -346,31 +346,36 @@ def test_shipped_agents_fit_their_env(name):
     env.step(action)
 
 
-def test_shipped_budget_agent_reproduces_its_heldout_row(data_root):
-    """``evaluate --policy pretrained:budget_fmnist_mlp`` replays the published held-out row (seed 7000 at budget
-    0.3, BENCHMARKS.md issue 16) exactly: same test accuracy, compute and actions, one torch thread on the CPU."""
+def test_shipped_budget_agent_reproduces_its_heldout_row(data_root, tmp_path):
+    """``evaluate --reproduce --policy pretrained:budget_fmnist_mlp`` replays the published held-out row (seed 7000
+    at budget 0.3, BENCHMARKS.md issue 16) exactly: same test accuracy, compute and actions, under the float path
+    and thread count the agent records (AVX2, one thread), on AVX2 and AVX-512 CPUs alike."""
     import json
+    import os
+    import subprocess
+    import sys
 
-    import torch
+    from prunegym.agents.sb3.pretrained import pretrained_path
 
+    recorded = json.loads(pretrained_path("budget_fmnist_mlp").with_suffix(".json").read_text())["runtime"]
+    assert (recorded["float_path"], recorded["torch_threads"]) == ("AVX2", 1)
     published = next(
         r
         for r in map(json.loads, (REPO_ROOT / "benchmarks/results/budget/heldout_results.jsonl").open())
         if r["policy"] == "budget_agent" and r["seed"] == 7000 and r["env_kwargs"].get("compute_budget") == 0.3
     )
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        (row,) = evaluate(
-            "pretrained:budget_fmnist_mlp",
-            "prunegym/FashionMNIST-MLP-v0",
-            [7000],
-            results=None,
-            data_root=str(data_root),
-            **published["env_kwargs"],
-        )
-    finally:
-        torch.set_num_threads(threads)
+    kv = [f"{k}={v!r}" for k, v in published["env_kwargs"].items()] + [f"data_root={str(data_root)!r}"]
+    out = tmp_path / "rows.jsonl"
+    cmd = [sys.executable, "-m", "prunegym.agents", "evaluate", "--reproduce", "--policy"]
+    cmd += ["pretrained:budget_fmnist_mlp", "--env", "prunegym/FashionMNIST-MLP-v0", "--seeds", "7000"]
+    cmd += ["--results", str(out), "--quiet", "--env-kwargs", *kv]
+    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "PRUNEGYM_FLOAT_PATH")}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode == 2 and "cannot be forced" in proc.stderr:
+        pytest.skip(proc.stderr.strip())  # a CPU without AVX2
+    assert proc.returncode == 0, proc.stderr
+    (row,) = read_rows(out)
+    assert row["runtime"]["float_path"] == "AVX2" and row["runtime"]["torch_threads"] == 1
     assert row["compute_fraction"] == published["compute_fraction"]
     assert row["test_accuracy"] == published["test_accuracy"]
     assert row["actions"] == published["actions"]

@@ -109,3 +109,19 @@ def test_make_with_module_prefix_in_fresh_interpreter():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == f"OK {ENV_ID}"
+
+
+def test_readme_vector_env_example_runs_as_written(data_root):
+    """The README's vector-env snippet in a fresh interpreter (it once lacked ``import prunegym.envs``)."""
+    import os
+    import re
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    section = (repo / "README.md").read_text().split("### Many episodes in one batched model", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "gym.make_vec" in code and "venv.step(actions)" in code
+    env = {**os.environ, "PRUNEGYM_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().startswith("[1. 1.")  # epoch 0 of the uniform pruner is its full warm-up

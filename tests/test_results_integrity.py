@@ -486,3 +486,25 @@ def test_the_agent_hash_follows_content_not_file_times(tmp_path):
     meta["obs_normalizer"]["mean"][0] += 1.0  # other observation statistics: another policy
     (tmp_path / "a" / "model.json").write_text(json.dumps(meta))
     assert agent_fingerprint(tmp_path / "a" / "model.zip") != h
+
+
+# -- issue 21: a finished --out keeps no lock file and no staging folder; two writers still exclude each other --
+def test_a_finished_compare_leaves_no_lock_file_and_no_staging_folder(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(_compare_argv(out)) == 0
+    assert not (out / ".prunegym.lock").exists()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no `.runs.staging` either
+    assert main(_compare_argv(out)) == 0  # a resume takes the lock again
+    assert not (out / ".prunegym.lock").exists()
+
+
+def test_the_lock_still_excludes_a_second_writer_after_the_file_was_removed(tmp_path):
+    from prunegym.agents.output import OutputError, output_lock
+
+    with output_lock(tmp_path):
+        with pytest.raises(OutputError, match=f"pid {os.getpid()}"):
+            with output_lock(tmp_path):
+                pass
+    assert not (tmp_path / ".prunegym.lock").exists()
+    with output_lock(tmp_path):  # the next writer makes a new file
+        assert (tmp_path / ".prunegym.lock").read_text().strip() == str(os.getpid())

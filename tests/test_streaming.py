@@ -6,26 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.utils.data import Dataset
+from conftest import ItemsDataset
 
 from prunegym.baselines import make_pruner
 from prunegym.training import DataSplits, RunConfig, TrainingRun, register_dataset
 from prunegym.training.streaming import StreamSplits, uses_streaming
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class _Images(Dataset):
-    """A map-style dataset over tensors, item by item (what a user's image dataset looks like to us)."""
-
-    def __init__(self, x, y):
-        self.x, self.y = x, y
-
-    def __len__(self):
-        return len(self.y)
-
-    def __getitem__(self, i):
-        return self.x[i], int(self.y[i])
 
 
 @pytest.fixture(scope="module")
@@ -35,9 +22,11 @@ def image_sources():
     y = torch.randint(0, 4, (1200,), generator=g)
     register_dataset("s-tensors", {"train": (x[:1000], y[:1000]), "test": (x[1000:], y[1000:])})
     register_dataset(
-        "s-dataset", {"train": _Images(x[:1000], y[:1000]), "test": _Images(x[1000:], y[1000:])}, num_classes=4
+        "s-dataset",
+        {"train": ItemsDataset(x[:1000], y[:1000]), "test": ItemsDataset(x[1000:], y[1000:])},
+        num_classes=4,
     )
-    register_dataset("s-carved", _Images(x, y), num_classes=4)  # no test split: one is carved
+    register_dataset("s-carved", ItemsDataset(x, y), num_classes=4)  # no test split: one is carved
     register_dataset("s-carved-t", (x, y))
     return x, y
 
@@ -112,7 +101,7 @@ def test_streamed_labels_out_of_range_are_a_clear_error():
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(300, 1, 8, 8, generator=g), torch.randint(0, 3, (300,), generator=g)
     y[7] = 5  # outside the declared 3 classes; a Dataset without .targets is only checked as it streams
-    register_dataset("s-badlabels", _Images(x, y), num_classes=3)
+    register_dataset("s-badlabels", ItemsDataset(x, y), num_classes=3)
     run = TrainingRun(RunConfig(dataset="s-badlabels", model="cnn", epochs=1, val_size=50, test_size=50))
     with pytest.raises(ValueError, match=r"'s-badlabels': a batch has labels in \[0, 5\], outside \[0, 3\)"):
         run.run_epoch(run.full_plan())

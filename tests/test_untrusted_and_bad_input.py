@@ -633,6 +633,50 @@ def test_a_shipped_agent_run_under_other_versions_warns_once(tiny_agent, tmp_pat
     assert evaluate_with(runtime("cpu", threads=1)) == []
 
 
+def test_a_shipped_agent_warns_only_when_it_runs_an_episode(tiny_agent, tmp_path, monkeypatch):
+    """The main job's resume, which runs nothing, used to warn about the shipped agent's runtime every time."""
+    from prunegym.agents import compare
+    from prunegym.agents.sb3 import pretrained
+    from prunegym.training import runtime
+
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path / "shipped")
+    (tmp_path / "shipped").mkdir()
+    shutil.copy(tiny_agent / "model.zip", tmp_path / "shipped" / "tiny.zip")
+    meta = json.loads((tiny_agent / "model.json").read_text())
+    recorded = {**runtime("cpu", threads=1), "torch_threads": 4}
+    (tmp_path / "shipped" / "tiny.json").write_text(json.dumps({**meta, "runtime": recorded}))
+
+    def warnings_of_one_compare() -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            compare(ENV, [0], policies=[], agents=["pretrained:tiny"], out=tmp_path / "cmp", cpus_per_run=1, **KW)
+        return [str(w.message) for w in caught if "measured under other versions" in str(w.message)]
+
+    assert len(warnings_of_one_compare()) == 1  # its episode runs: one warning
+    assert warnings_of_one_compare() == []  # the resume skips it: nothing runs, nothing to warn about
+
+
+def test_a_shipped_agent_on_a_registered_task_warns_without_a_key_error(tiny_agent, tmp_path, monkeypatch):
+    """The runtime warning looked the task up among the presets only (a KeyError on a register_task id)."""
+    import torch
+
+    from prunegym.agents.sb3 import pretrained
+    from prunegym.envs import register_task
+
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    shutil.copy(tiny_agent / "model.zip", tmp_path / "tiny.zip")
+    meta = json.loads((tiny_agent / "model.json").read_text())
+    (tmp_path / "tiny.json").write_text(json.dumps({**meta, "runtime": {**meta["runtime"], "torch": "0.0.1"}}))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(400, 8, generator=g), torch.arange(400) % 3
+    register_task(
+        "test/ShippedOnUser-v0", {"train": (x, y)}, "mlp", epochs=2, val_size=0.2, model_kwargs={"hidden": (16,)}
+    )
+    with pytest.warns(RuntimeWarning, match=r"pretrained:tiny: .*torch 0\.0\.1 -> "):
+        (row,) = evaluate("pretrained:tiny", "test/ShippedOnUser-v0", [0], results=None, cpus_per_run=1)
+    assert row["error"] is None
+
+
 def test_replay_warns_when_it_runs_under_other_versions():
     import gymnasium as gym
     import numpy as np
@@ -671,3 +715,39 @@ def test_the_lock_file_pins_the_libraries_the_benchmarks_ran_with():
     names = {k.lower().replace("_", "-") for k in pins}
     assert {"torch", "torchvision", "numpy", "stable-baselines3", "gymnasium", "tensorboard", "matplotlib"} <= names
     assert "prunegym" not in names and not any(ln.startswith("-e") for ln in lines)
+
+
+def test_the_lock_file_holds_every_dependency_of_prunegym():
+    """``pip install -r requirements-lock.txt && pip install -e . --no-deps`` must give a working prunegym: every
+    dependency in pyproject.toml and, through the installed metadata of the pinned versions, every requirement
+    of theirs is pinned (optuna and its SQLAlchemy stack were once missing, so every command failed)."""
+    import importlib.metadata as md
+
+    import tomllib
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    lines = [ln.strip() for ln in (REPO / "requirements-lock.txt").read_text().splitlines()]
+    pins = {canonicalize_name(n): v for n, _, v in (ln.partition("==") for ln in lines if ln and ln[0] != "#")}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    todo = [canonicalize_name(Requirement(d).name) for d in project["dependencies"]]
+    missing, seen = set(), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name not in pins:
+            missing.add(name)
+            continue
+        try:
+            installed = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+        if installed != pins[name]:
+            continue  # another version is installed here: its requirements need not be the pinned one's
+        for text in md.requires(name) or []:
+            req = Requirement(text)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(canonicalize_name(req.name))
+    assert not missing, f"requirements-lock.txt lacks {sorted(missing)}"

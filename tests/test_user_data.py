@@ -16,6 +16,7 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
+from conftest import run_pinned
 from torch import nn
 
 from prunegym.training import (
@@ -107,28 +108,10 @@ PRESET_MODELS = {
 }
 
 
-@pytest.mark.parametrize("key", list(PRESET_SPLITS))
-def test_synthetic_preset_splits_unchanged(key):
-    name, seed, kw = key
-    assert list(_hs(load_splits(name, seed, **dict(kw))).values()) == PRESET_SPLITS[key]
+FIGURES_FLOAT_PATH = "avx2"  # the hashes above were computed under ATen's AVX2 kernels
 
 
-@pytest.mark.parametrize("key", list(PRESET_REAL))
-def test_real_preset_splits_unchanged(key, data_root):
-    name, seed, kw = key
-    if not (data_root / ("FashionMNIST" if name == "fashion_mnist" else "MNIST") / "raw").is_dir():
-        pytest.skip(f"{name} not under the data root")
-    assert list(_hs(load_splits(name, seed, root=data_root, download=False, **dict(kw))).values()) == PRESET_REAL[key]
-
-
-@pytest.mark.parametrize("key", list(PRESET_MODELS))
-def test_preset_initial_weights_unchanged(key):
-    arch, shape, kw = key
-    m = build_model(arch, shape, 10, torch_generator(7, "init"), **dict(kw))
-    assert _h(torch.cat([p.detach().flatten() for p in m.state_dict().values()]).float()) == PRESET_MODELS[key]
-
-
-def test_preset_episode_unchanged():
+def _preset_episode_hash() -> str:
     from prunegym.envs import PruningEnv
 
     env = PruningEnv("synthetic-mlp", pruner="infobatch", epochs=3)
@@ -137,7 +120,60 @@ def test_preset_episode_unchanged():
     for _ in range(3):
         _, r, *_, info = env.step(env.encode_action(0.5))
         infos.append((r, info["val_accuracy"], info["kept_fraction"], info["train_loss"]))
-    assert hashlib.sha256(json.dumps(infos).encode()).hexdigest()[:16] == "267a6b87214baaf3"
+    return hashlib.sha256(json.dumps(infos).encode()).hexdigest()[:16]
+
+
+def committed_figures(root: str | None) -> dict:
+    """What the hashes above pin, computed here: run under their float path by :func:`conftest.run_pinned`."""
+    out: dict = {"splits": {}, "real": {}, "models": {}, "episode": _preset_episode_hash()}
+    for name, seed, kw in PRESET_SPLITS:
+        out["splits"][repr((name, seed, kw))] = list(_hs(load_splits(name, seed, **dict(kw))).values())
+    for arch, shape, kw in PRESET_MODELS:
+        m = build_model(arch, shape, 10, torch_generator(7, "init"), **dict(kw))
+        out["models"][repr((arch, shape, kw))] = _h(
+            torch.cat([p.detach().flatten() for p in m.state_dict().values()]).float()
+        )
+    for name, seed, kw in PRESET_REAL if root is not None else ():
+        splits = load_splits(name, seed, root=root, download=False, **dict(kw))
+        out["real"][repr((name, seed, kw))] = list(_hs(splits).values())
+    return out
+
+
+def _pinned_figures(root) -> dict:
+    code = f"import json, test_user_data as m\nprint(json.dumps(m.committed_figures({root!r})))"
+    return json.loads(run_pinned(code, FIGURES_FLOAT_PATH).strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def pinned_figures() -> dict:
+    return _pinned_figures(None)
+
+
+@pytest.fixture(scope="module")
+def pinned_real_figures(data_root) -> dict:
+    for sub in ("FashionMNIST", "MNIST"):
+        if not (data_root / sub / "raw").is_dir():
+            pytest.skip(f"{sub} not under the data root")
+    return _pinned_figures(str(data_root))
+
+
+@pytest.mark.parametrize("key", list(PRESET_SPLITS))
+def test_synthetic_preset_splits_unchanged(key, pinned_figures):
+    assert pinned_figures["splits"][repr(key)] == PRESET_SPLITS[key]
+
+
+@pytest.mark.parametrize("key", list(PRESET_REAL))
+def test_real_preset_splits_unchanged(key, pinned_real_figures):
+    assert pinned_real_figures["real"][repr(key)] == PRESET_REAL[key]
+
+
+@pytest.mark.parametrize("key", list(PRESET_MODELS))
+def test_preset_initial_weights_unchanged(key, pinned_figures):
+    assert pinned_figures["models"][repr(key)] == PRESET_MODELS[key]
+
+
+def test_preset_episode_unchanged(pinned_figures):
+    assert pinned_figures["episode"] == "267a6b87214baaf3"
 
 
 # -- val_size ------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from .lr_progress import ProgressLR, progress_lr
 from .meter import ComputeMeter
 from .models import MODELS, SplitModel, build_model, register_model, split_points
 from .plan import EpochPlan, EpochResult, MixupSpec, PassCounts, Selector, selector_flops
-from .provenance import runtime, runtime_differences, versions
+from .provenance import float_path, float_path_env, runtime, runtime_differences, versions
 from .run import EvalResult, TrainingRun, resolve_device
 from .schedule import SCHEDULES, lr_at
 from .scores import ScoreTable
@@ -60,6 +60,8 @@ __all__ = [
     "data_root",
     "derive_seed",
     "finish_epoch",
+    "float_path",
+    "float_path_env",
     "load_splits",
     "lr_at",
     "make_synthetic",

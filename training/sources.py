@@ -95,6 +95,12 @@ def _tensor_pair(split: str, pair: Any, name: str) -> tuple[torch.Tensor, torch.
         )
     if x.shape[0] == 0:
         raise ValueError(f"dataset {name!r}: split {split!r} is empty")
+    bad = x.numel() - int(torch.isfinite(x).sum()) if x.is_floating_point() else 0
+    if bad:
+        raise ValueError(
+            f"dataset {name!r}: x of split {split!r} holds {bad} non-finite values (NaN or inf); every feature "
+            "must be finite (a training run on them diverges)"
+        )
     return x.detach().cpu().contiguous(), y.detach().cpu().to(torch.int64)
 
 
@@ -126,12 +132,32 @@ def _label_range(split: str, y: torch.Tensor, num_classes: int, name: str) -> No
         )
 
 
+def _unseen_classes(labels: dict[str, torch.Tensor], name: str) -> None:
+    """Refuse val / test labels of a class that no training sample has (when the training labels are known)."""
+    if "train" not in labels:
+        return
+    seen = set(torch.unique(labels["train"]).tolist())
+    for split in ("val", "test"):
+        if split not in labels:
+            continue
+        unseen = sorted(set(torch.unique(labels[split]).tolist()) - seen)
+        if unseen:
+            shown = str(unseen[:10])[:-1] + (f", ...] ({len(unseen)} classes)" if len(unseen) > 10 else "]")
+            raise ValueError(
+                f"dataset {name!r}: labels of split {split!r} hold classes {shown} that no training sample has; every "
+                "val / test class must appear in the training split"
+            )
+
+
 def register_dataset(name: str, source: Any, *, num_classes: int | None = None) -> str:
     """Register ``source`` (see the module docstring) as dataset ``name``; returns ``name``.
 
     ``num_classes``: default ``max label + 1`` (tensor splits), ``len(dataset.classes)`` or the dataset's
     ``targets`` / ``labels``; a ``Dataset`` with none of these needs it. Every split is checked now: shapes,
-    lengths, dtypes and the label range give a one-line ``ValueError`` naming the split and what is wrong.
+    lengths, dtypes, the label range, NaN or inf features and val / test classes that no training sample has
+    give a one-line ``ValueError`` naming the split and what is wrong. A ``Dataset`` split is not read whole:
+    only its first item's shape is checked, its features are not checked for NaN or inf, and its labels (range,
+    classes) only when it has ``targets`` or ``labels``.
     Registering a name again replaces the data (and every cache of the old data).
     """
     if not isinstance(name, str) or not name or name in DATASETS or name.startswith(TORCHVISION_PREFIX):
@@ -185,6 +211,7 @@ def register_dataset(name: str, source: Any, *, num_classes: int | None = None) 
         raise ValueError(f"dataset {name!r}: num_classes={num_classes!r} must be an int >= 2")
     for split, y in labels.items():
         _label_range(split, y, num_classes, name)
+    _unseen_classes(labels, name)
     for key in [k for k in RAW_CACHE if k[:2] == ("registered", name)]:
         del RAW_CACHE[key]
     _SOURCES[name] = DataSource(name, splits, int(num_classes), shapes["train"], next(_VERSIONS))

@@ -36,7 +36,7 @@ from prunegym.training.io import canonical_json, write_text_atomic
 
 from ..env_factory import canonical_env_id, env_label
 from ..parallel.ray_tasks import RayOptions
-from .calibration import CALIBRATION_SEEDS, Calibration, calibrate
+from .calibration import CALIBRATION_SEEDS, Calibration, calibrate, calibration_kwargs
 from .episode import PolicySpec, policy_spec
 from .harness import _prepare, _seeds, _unique_labels, run_comparison
 from .report import FIGURE_DPI, interval_caption, markdown_table, publish_figure, summarize, write_csv
@@ -47,7 +47,6 @@ from .tuning import SHIPPED_TUNED, load_tuned
 __all__ = ["BudgetComparison", "budget_figure", "compare_budgets"]
 
 REFERENCE = "full"
-_NOT_IN_CALIBRATION = ("compute_budget", "reward", "compute_weight")  # they do not change a policy's compute
 
 
 @dataclass
@@ -84,11 +83,6 @@ def _budgets(budgets: Iterable[float]) -> list[float]:
     return sorted(set(out))
 
 
-def _task_kwargs(env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The env kwargs that change a policy's compute and settings (those calibration and tuning are keyed by)."""
-    return {k: v for k, v in env_kwargs.items() if k not in _NOT_IN_CALIBRATION}
-
-
 def _policy_specs(
     env_id: str,
     name: str,
@@ -102,9 +96,9 @@ def _policy_specs(
     """The spec of baseline ``name`` at ``budget``: tuned (static policies) or calibrated; None if the
     method cannot reach the budget (recorded in ``notes``)."""
     cls = POLICIES[name]
-    base = _task_kwargs(kwargs)
+    base = calibration_kwargs(kwargs)
     result = load_tuned(tuned, env_id, name, budget) if tuned is not None else None
-    if result is not None and _task_kwargs(result.env_kwargs) != base:
+    if result is not None and calibration_kwargs(result.env_kwargs) != base:
         result = None  # tuned for another task setting (e.g. other epochs): not reused stale
     hparams: dict[str, Any] = dict(result.params) if result is not None else {}
     if getattr(cls, "requires_budget", False):

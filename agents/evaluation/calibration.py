@@ -9,10 +9,14 @@ budget cap (the cap would hide an overshoot). A policy whose cheapest setting st
 ``b (1 + tol)`` cannot reach the budget and is reported as such (``reachable=False``, with the cheapest
 compute it got), never forced.
 
-Results are cached as JSON per (env id, env kwargs, policy, budget, seeds) under
-``<cache>/calibration/`` with the command that made them; a cached result is reused only if everything
-that defines it matches. The calibrations of prunegym's own benchmarks ship with the package
-(:data:`SHIPPED_CALIBRATIONS`) and are found the same way.
+Results are cached as JSON per (env id, env kwargs, policy, budget, seeds, tolerance, prunegym version, float
+path) under ``<cache>/calibration/`` with the command that made them. An entry is found by a hash of those
+fields, and used only if each of them, as stored in it, matches the request: a mismatching one is computed
+again, a corrupt one too, with a one-line warning naming the file. A cache folder that cannot be written is
+warned about once (``RuntimeWarning``); the calibration is returned uncached. The env kwargs that do not change
+a fixed policy's compute (:data:`NOT_IN_CALIBRATION`) are left out of both the key and the episodes. The
+calibrations of prunegym's own benchmarks ship with the package (:data:`SHIPPED_CALIBRATIONS`) and are found,
+and checked, the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import math
 import shlex
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -31,23 +36,36 @@ from tqdm.auto import tqdm
 
 from prunegym.baselines import POLICIES, PRUNERS
 from prunegym.envs.reference import cache_dir
+from prunegym.training import float_path, versions
 from prunegym.training.io import canonical_json, write_json_atomic
 
 from .episode import policy_spec, run_episode
 
-__all__ = ["CALIBRATION_SEEDS", "SHIPPED_CALIBRATIONS", "Calibration", "calibrate", "calibration_cache", "main_knob"]
+__all__ = [
+    "CALIBRATION_SEEDS",
+    "NOT_IN_CALIBRATION",
+    "SHIPPED_CALIBRATIONS",
+    "Calibration",
+    "calibrate",
+    "calibration_cache",
+    "calibration_kwargs",
+    "main_knob",
+]
 
 CALIBRATION_SEEDS = (20000, 20001)  # disjoint from evaluation (< 10000), tuning (30000+) and training (>= 1e6)
 _COMPUTED: dict[str, float] = {}  # (env, kwargs, policy, knob value, seeds) -> mean compute, for this process
 SHIPPED_CALIBRATIONS = Path(__file__).resolve().parent / "calibrated"  # made by prunegym's benchmarks
-FORMAT = "prunegym-calibration/1"
+FORMAT = "prunegym-calibration/2"  # /2: keyed and checked by prunegym version and float path too
+NOT_IN_CALIBRATION = ("compute_budget", "reward", "compute_weight")  # they do not change a fixed policy's compute
+_WARNED: set[str] = set()  # cache folders already warned about
 
 
 @dataclass
 class Calibration:
     """The solved main knob of ``policy`` at ``budget`` (``value``; ``None`` if unreachable), the mean
-    compute it realised on ``seeds`` (``compute``), every evaluated point ``(knob, compute)`` and the command
-    that made it."""
+    compute it realised on ``seeds`` (``compute``, a fraction of the full run's), every evaluated point
+    ``(knob, compute)``, the command that made it, and the prunegym ``version`` and ``float_path`` it ran
+    under (empty in entries written before they were recorded)."""
 
     env_id: str
     env_kwargs: dict[str, Any]
@@ -62,6 +80,8 @@ class Calibration:
     points: list[list[float]] = field(default_factory=list)
     command: str = ""
     format: str = FORMAT
+    version: str = ""
+    float_path: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,19 +113,73 @@ def calibration_cache() -> Path:
     return cache_dir() / "calibration"
 
 
-def _key(env_id: str, env_kwargs: dict[str, Any], policy: str, budget: float, seeds: Sequence[int], tol: float) -> str:
-    text = canonical_json(
-        {
-            "env_id": env_id,
-            "env_kwargs": env_kwargs,
-            "policy": policy,
-            "budget": budget,
-            "seeds": list(seeds),
-            "tol": tol,
-            "format": FORMAT,
-        }
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+def calibration_kwargs(env_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+    """``env_kwargs`` without :data:`NOT_IN_CALIBRATION`: what a calibration is keyed by and runs with."""
+    return {k: v for k, v in dict(env_kwargs or {}).items() if k not in NOT_IN_CALIBRATION}
+
+
+def _request(
+    env_id: str, env_kwargs: dict[str, Any], policy: str, budget: float, seeds: Sequence[int], tol: float
+) -> dict[str, Any]:
+    """The fields that define a calibration (its cache key, and what a found entry must match)."""
+    return {
+        "env_id": env_id,
+        "env_kwargs": env_kwargs,
+        "policy": policy,
+        "budget": budget,
+        "seeds": [int(s) for s in seeds],
+        "tol": tol,
+        "version": str(versions()["prunegym"]),
+        "float_path": float_path(),
+        "format": FORMAT,
+    }
+
+
+def _key(request: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(request).encode()).hexdigest()[:20]
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _load(path: Path, request: dict[str, Any], knob: str, warn: bool) -> Calibration | None:
+    """The entry at ``path`` if every defining field in it matches ``request``, else ``None``; a corrupt one
+    is warned about in one line when ``warn`` (the user's cache; a shipped one is skipped quietly)."""
+    if not path.is_file():
+        return None
+    try:
+        entry = json.loads(path.read_text())
+        cal = Calibration(**entry)
+        value_ok = cal.value is None or (isinstance(cal.value, (int, float)) and math.isfinite(cal.value))
+        if not (value_ok and isinstance(cal.compute, (int, float)) and isinstance(cal.reachable, bool)):
+            raise ValueError("value, compute or reachable of the wrong type")
+    except (OSError, TypeError, ValueError) as exc:
+        if warn:
+            warnings.warn(
+                f"calibration cache entry {str(path)!r} is corrupt ({_one_line(exc)}); computing it again",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+        return None
+    stored = {k: entry.get(k) for k in request}
+    return cal if canonical_json(stored) == canonical_json(request) and cal.knob == knob else None
+
+
+def _store(path: Path, cal: Calibration) -> None:
+    """Write ``cal`` to ``path``, best effort: a folder that cannot be written is warned about once."""
+    try:
+        write_json_atomic(path, cal.to_dict())
+    except OSError as exc:
+        folder = str(path.parent)
+        if folder not in _WARNED:
+            _WARNED.add(folder)
+            warnings.warn(
+                f"calibration cache {folder!r} cannot be written ({type(exc).__name__}: {exc.strerror or exc}); "
+                "the calibration is not cached (set PRUNEGYM_CACHE to a writable folder)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def _command(env_id: str, policy: str, budget: float, env_kwargs: dict[str, Any]) -> str:
@@ -130,23 +204,23 @@ def calibrate(
     progress: bool = False,
     runner: Callable[..., Any] | None = None,
 ) -> Calibration:
-    """Solve ``policy``'s main knob for ``budget`` on ``env_id`` (see the module docstring)."""
+    """Solve ``policy``'s main knob for ``budget`` (a fraction of the full run's compute) on ``env_id`` (see
+    the module docstring); ``env_kwargs`` of :data:`NOT_IN_CALIBRATION` are ignored."""
 
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; allowed: {', '.join(POLICIES)}")
     if not 0.0 < float(budget) <= 1.0:
         raise ValueError(f"budget={budget!r} must be a fraction in (0, 1]")
-    env_kwargs = {k: v for k, v in dict(env_kwargs or {}).items() if k != "compute_budget"}
+    env_kwargs = calibration_kwargs(env_kwargs)
     knob, cheap, dear, log = main_knob(policy)
     folder = Path(cache) if cache is not None else calibration_cache()
-    name = f"{_key(env_id, env_kwargs, policy, float(budget), seeds, tol)}.json"
+    request = _request(env_id, env_kwargs, policy, float(budget), seeds, tol)
+    name = f"{_key(request)}.json"
     path = folder / name
-    for known in (path, SHIPPED_CALIBRATIONS / name):  # this machine's cache, then the shipped results
-        if known.is_file():
-            try:
-                return Calibration(**json.loads(known.read_text()))
-            except (TypeError, ValueError):
-                pass  # a corrupt or old entry is recomputed
+    for known, warn in ((path, True), (SHIPPED_CALIBRATIONS / name, False)):  # this machine's, then shipped
+        found = _load(known, request, knob, warn)
+        if found is not None:
+            return found
     run = runner or run_episode
     points: list[list[float]] = []
     bar = None
@@ -160,7 +234,9 @@ def calibrate(
         else:
             spec = policy_spec(policy, hparams={knob: value})
             comps = [float(run(spec, env_id, env_kwargs, int(s)).row.compute_fraction) for s in seeds]
-            c = _COMPUTED[memo] = sum(comps) / len(comps)
+            c = sum(comps) / len(comps)
+            if runner is None:  # a custom runner's points are its own, not this process's episodes
+                _COMPUTED[memo] = c
         points.append([value, c])
         if bar is not None:
             bar.update()
@@ -206,8 +282,10 @@ def calibrate(
         tol=tol,
         points=points,
         command=_command(env_id, policy, b, env_kwargs),
+        version=request["version"],
+        float_path=request["float_path"],
     )
-    write_json_atomic(path, cal.to_dict())
+    _store(path, cal)
     return cal
 
 

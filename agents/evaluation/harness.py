@@ -142,7 +142,7 @@ def _warn_shipped_runtime(spec: PolicySpec, env_id: str, env_kwargs: dict[str, A
     if spec.kind != "agent" or not is_pretrained(spec.path) or not isinstance(spec.obj, Agent):
         return
 
-    device = env_kwargs.get("device") or task_config(ENV_IDS[env_id][0]).device
+    device = env_kwargs.get("device") or task_config(ENV_IDS.get(env_id, (env_id,))[0]).device  # user tasks: by id
     current = runtime(device=resolve_device(device), threads=_episode_threads(ray))
     msg = runtime_warning(f"pretrained:{Path(spec.path).stem}", spec.obj.meta.get("runtime"), current)
     if msg:
@@ -150,19 +150,25 @@ def _warn_shipped_runtime(spec: PolicySpec, env_id: str, env_kwargs: dict[str, A
 
 
 def _prepare(spec: PolicySpec, env_id: str, kwargs: dict[str, Any], ray: RayOptions) -> PolicySpec:
-    """Load an agent once, check the episode (before any runs), fingerprint the policy, warn on runtime."""
+    """Load an agent once, check the episode (before any runs), fingerprint the policy."""
     if spec.kind == "agent" and spec.obj is None:
         assert spec.path is not None  # an agent spec without obj has a path (policy_spec)
         spec.obj = load_agent(spec.path)  # once, not once per episode
     check_episode(spec, env_id, kwargs)
     spec.fingerprint = policy_fingerprint(spec)
-    _warn_shipped_runtime(spec, env_id, kwargs, ray)
     return spec
 
 
 def _run(
     tasks: list[EpisodeTask], sink: ResultSink, progress: bool, ray: RayOptions, batched: bool = False
 ) -> list[EpisodeOutcome]:
+    """Play ``tasks`` into ``sink``; a shipped agent among them that runs under another runtime than it was
+    measured warns once first (not when nothing of it runs, e.g. a resume that skips every pair)."""
+    warned: set[int] = set()
+    for t in tasks:
+        if id(t.spec) not in warned:
+            warned.add(id(t.spec))
+            _warn_shipped_runtime(t.spec, t.env_id, t.env_kwargs, ray)
     try:
         return schedule(tasks, sink, progress, ray, live=sink.live_run, batched=batched)
     except KeyboardInterrupt:
@@ -360,6 +366,9 @@ def run_comparison(
             return report(out, len(todo), len(tasks) - len(todo))
         except KeyboardInterrupt:
             raise Interrupted(list(sink.rows)) from None
+        finally:
+            if staging.is_dir() and not any(staging.iterdir()):
+                staging.rmdir()  # every run was moved into place: no empty staging folder is left
 
 
 def _report(

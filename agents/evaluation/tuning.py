@@ -5,12 +5,20 @@ calibration and training seeds) in an env with ``compute_budget=budget`` and sco
 *validation* accuracy (never the test set). The search space is the policy's ``tuned`` hyperparameters
 (``static_const``: sharpness, rescale, greedy; ``static_schedule``: also tilt) or, for other policies, the
 hyperparameters named like their pruner's knobs (log scale where the knob is), minus the main knob, which the
-calibration solves for the budget (:mod:`prunegym.agents.evaluation.calibration`). The sampler is TPE seeded with
-``sampler_seed``; the study lives in an SQLite file (``<out>/<env>/<policy>/budget<b>.db``), so an
-interrupted tuning resumes where it stopped (a resumed sampler draws from a fresh seeded generator: the
-trials that follow differ from an uninterrupted run's, the finished ones are kept). The best settings are
-written to ``<out>/<env>/<policy>/budget<b>.json`` (with the episode count and the command), where
-``compare --tuned <out>`` picks them up.
+calibration solves for the budget first (:mod:`prunegym.agents.evaluation.calibration`, on the calibration seeds,
+the same cached entry ``compare`` uses) and every trial keeps fixed; a policy that spends the budget itself
+(``requires_budget``: the static ones) is not calibrated, and a budget the policy cannot reach is an error.
+
+The study lives in an SQLite file (``<out>/<env>/<policy>/budget<b>.db``) that records what defines it (env
+id, env kwargs, policy, budget, seeds, sampler seed, search space, fixed hyperparameters): a later ``tune``
+with other settings, or a study that records none (made by an older prunegym), is refused rather than
+continued. While a ``tune`` runs it holds the study's lock (``<out>/<env>/<policy>/.budget<b>.lock``,
+:func:`~prunegym.agents.output.output_lock`): a second one on the same study fails at once naming its pid.
+Trials left running by a killed process are marked failed when the study is opened; only complete trials
+count. The k-th complete trial is drawn by a TPE sampler seeded from (``sampler_seed``, k), so an interrupted
+tuning, resumed, continues exactly as an uninterrupted one would. The best settings are written to
+``<out>/<env>/<policy>/budget<b>.json`` (with the episode count, the study's defining settings and the
+command), where ``compare --tuned <out>`` picks them up.
 """
 
 from __future__ import annotations
@@ -24,12 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm.auto import tqdm
 
 from prunegym.baselines import POLICIES, PRUNERS
-from prunegym.training.io import write_json_atomic
+from prunegym.training import check_seed, derive_seed
+from prunegym.training.io import canonical_json, to_jsonable, write_json_atomic
 
-from .calibration import main_knob
+from ..env_factory import canonical_env_id
+from ..output import output_lock
+from .calibration import CALIBRATION_SEEDS, calibrate, main_knob
 from .episode import policy_spec, run_episode
 
 __all__ = ["SHIPPED_TUNED", "TUNING_SEEDS", "TuneResult", "load_tuned", "search_space", "tune", "tuned_path"]
@@ -37,12 +49,15 @@ __all__ = ["SHIPPED_TUNED", "TUNING_SEEDS", "TuneResult", "load_tuned", "search_
 TUNING_SEEDS = (30000, 30001)
 SHIPPED_TUNED = Path(__file__).resolve().parent / "tuned"  # the settings prunegym's benchmarks tuned (issue 16)
 FORMAT = "prunegym-tuned/1"
+STUDY_FORMAT = "prunegym-study/1"  # the user attr ``format`` of a study that records its defining settings
+_COMPLETE = optuna.trial.TrialState.COMPLETE
 
 
 @dataclass
 class TuneResult:
-    """The best settings of a study: ``params`` (hyperparameters) and ``value`` (mean final validation
-    accuracy over ``seeds``), with ``n_trials`` finished trials = ``n_episodes`` episodes."""
+    """The best settings of a study: ``params`` (hyperparameters, ``fixed`` ones included) and ``value`` (mean
+    final validation accuracy over ``seeds``, in [0, 1]), with ``n_trials`` complete trials = ``n_episodes``
+    episodes; ``search_space`` is ``{name: [low, high, log]}`` (both empty in files written before them)."""
 
     env_id: str
     env_kwargs: dict[str, Any]
@@ -58,6 +73,8 @@ class TuneResult:
     command: str
     format: str = FORMAT
     history: list[dict[str, Any]] = field(default_factory=list)
+    fixed: dict[str, Any] = field(default_factory=dict)
+    search_space: dict[str, list] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,16 +91,25 @@ def tuned_path(out: str | Path, env_id: str, policy: str, budget: float) -> Path
 
 def load_tuned(out: str | Path | None, env_id: str, policy: str, budget: float) -> TuneResult | None:
     """The tuned settings of (env, policy, budget) under ``out``, or ``None`` if there are none (or ``out`` is
-    None)."""
+    None); a file that cannot be read as such is a one-line ``ValueError`` naming it."""
     if out is None:
         return None
     p = tuned_path(out, env_id, policy, budget)
     if not p.is_file():
         return None
-    d = json.loads(p.read_text())
-    if d.get("format") != FORMAT:
-        raise ValueError(f"{str(p)!r} is not a prunegym tuning result (format {d.get('format')!r})")
-    return TuneResult(**d)
+    try:
+        d = json.loads(p.read_text())
+        if not isinstance(d, dict) or d.get("format") != FORMAT:
+            raise ValueError(f"format {d.get('format') if isinstance(d, dict) else None!r}, not {FORMAT!r}")
+        result = TuneResult(**d)
+        if not isinstance(result.params, dict) or not isinstance(result.env_kwargs, dict):
+            raise ValueError("params or env_kwargs is not a mapping")
+    except (OSError, TypeError, ValueError) as exc:
+        why = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        raise ValueError(
+            f"{str(p)!r} is not a readable prunegym tuning result ({why}); run `prunegym tune` again or remove the file"
+        ) from None
+    return result
 
 
 def search_space(policy: str) -> dict[str, tuple[float, float, bool]]:
@@ -108,6 +134,68 @@ def search_space(policy: str) -> dict[str, tuple[float, float, bool]]:
     return space
 
 
+def _fixed(
+    env_id: str,
+    policy: str,
+    budget: float,
+    env_kwargs: dict[str, Any],
+    seeds: Sequence[int],
+    progress: bool,
+    runner: Callable[..., Any] | None,
+) -> dict[str, Any]:
+    """The main knob calibrated to ``budget`` (``{}`` for a policy that spends the budget itself); a budget it
+    cannot reach is a ``ValueError``."""
+    if getattr(POLICIES[policy], "requires_budget", False):
+        return {}
+    cal = calibrate(env_id, policy, budget, env_kwargs=env_kwargs, seeds=seeds, progress=progress, runner=runner)
+    if not cal.reachable:
+        knob, cheapest = main_knob(policy)[:2]
+        raise ValueError(
+            f"{policy} cannot reach budget {budget:g}: its cheapest setting ({knob}={cheapest:g}) spends "
+            f"{cal.compute:.3g} of the full run's compute on the calibration seeds; choose a larger --budget"
+        )
+    return cal.hparams
+
+
+def _open_study(db: Path, name: str, attrs: dict[str, Any]) -> optuna.Study:
+    """The study ``name`` in ``db`` (created with ``attrs`` as its user attrs if new), its RUNNING trials
+    (left by a killed process: the caller holds the lock) marked FAIL; a study whose recorded attrs differ
+    from ``attrs``, or that records none, is refused."""
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{db.resolve()}")
+        if name not in {s.study_name for s in storage.get_all_studies()}:
+            optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        study = optuna.load_study(study_name=name, storage=storage)
+        stored, n = study.user_attrs, len(study.trials)
+    except (SQLAlchemyError, RuntimeError) as exc:
+        cause = getattr(exc, "orig", None) or exc  # SQLite's own error, without SQLAlchemy's statement
+        why = f"{type(cause).__name__}: {' '.join(str(cause).split())}"[:300]
+        raise ValueError(
+            f"{str(db)!r} is not a readable Optuna study ({why}); use another --out or remove the file"
+        ) from None
+    if not stored and n:
+        raise ValueError(
+            f"study {str(db)!r} records no settings (made by an older prunegym), so its {n} trial(s) cannot be "
+            "matched to this tuning; use another --out or remove the file"
+        )
+    if not stored:  # new (or created by a process killed before it recorded them)
+        for k, v in attrs.items():
+            study.set_user_attr(k, v)
+    differ = [
+        f"{k} {canonical_json(stored.get(k))} -> {canonical_json(v)}"
+        for k, v in attrs.items()
+        if stored and canonical_json(stored.get(k)) != canonical_json(v)
+    ]
+    if differ:
+        raise ValueError(
+            f"study {str(db)!r} was made with other settings ({'; '.join(differ)}); use another --out or remove "
+            "the file"
+        )
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return study
+
+
 def tune(
     env_id: str,
     policy: str,
@@ -119,83 +207,121 @@ def tune(
     seeds: Sequence[int] = TUNING_SEEDS,
     sampler_seed: int = 0,
     calibrated: dict[str, Any] | None = None,
+    calibration_seeds: Sequence[int] = CALIBRATION_SEEDS,
     progress: bool = False,
     runner: Callable[..., Any] | None = None,
 ) -> TuneResult:
-    """Run ``policy``'s study at ``budget`` until it has ``trials`` finished trials (see the module
-    docstring); ``calibrated`` are fixed hyperparameters (the calibrated main knob) added to every trial."""
+    """Run ``policy``'s study at ``budget`` (a fraction of the full run's compute) until it has ``trials``
+    complete trials (see the module docstring). ``calibrated``: fixed hyperparameters added to every trial;
+    ``None``: the main knob calibrated on ``calibration_seeds`` (none for a policy that spends the budget
+    itself)."""
 
+    bare = canonical_env_id(env_id)
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; allowed: {', '.join(POLICIES)}")
     if not 0.0 < float(budget) <= 1.0:
         raise ValueError(f"budget={budget!r} must be a fraction in (0, 1]")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials={trials!r} must be a positive int")
+    user_kwargs = dict(env_kwargs or {})
+    if "compute_budget" in user_kwargs:
+        raise ValueError("compute_budget is set by --budget; remove it from the env kwargs")
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("no tuning seeds")
+    sampler_seed = check_seed(sampler_seed, "sampler_seed")
+    budget = float(budget)
     space = search_space(policy)
-    kwargs = {**dict(env_kwargs or {}), "compute_budget": float(budget)}
+    fixed = dict(calibrated) if calibrated is not None else {}
+    if calibrated is None:
+        fixed = _fixed(bare, policy, budget, user_kwargs, calibration_seeds, progress, runner)
+    kwargs = {**user_kwargs, "compute_budget": budget}
     run = runner or run_episode
-    result_path = tuned_path(out, env_id, policy, budget)
+    result_path = tuned_path(out, bare, policy, budget)
     db = result_path.with_suffix(".db")
-    db.parent.mkdir(parents=True, exist_ok=True)
-    storage = f"sqlite:///{db.resolve()}"
+    attrs = {
+        "format": STUDY_FORMAT,
+        "env_id": bare,
+        "env_kwargs": to_jsonable(user_kwargs),
+        "policy": policy,
+        "budget": budget,
+        "seeds": seeds,
+        "sampler_seed": sampler_seed,
+        "search_space": {n: list(r) for n, r in space.items()},
+        "fixed": to_jsonable(fixed),
+    }
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        study_name=f"{_label(env_id)}/{policy}/budget{float(budget):g}",
-        storage=storage,
-        load_if_exists=True,
-        direction="maximize",
-        sampler=optuna.samplers.TPESampler(seed=sampler_seed),
-    )
-    fixed = dict(calibrated or {})
+    with output_lock(db.parent, command="prunegym tune", name=f".{db.stem}.lock"):
+        study = _open_study(db, f"{_label(bare)}/{policy}/budget{budget:g}", attrs)
 
-    def objective(trial) -> float:
-        params = {n: trial.suggest_float(n, lo, hi, log=log) for n, (lo, hi, log) in space.items()}
-        spec = policy_spec(policy, hparams={**fixed, **params})
-        accs, comps = [], []
-        for s in seeds:
-            row = run(spec, env_id, kwargs, s).row
-            accs.append(float(row.val_accuracy))
-            comps.append(float(row.compute_fraction))
-        trial.set_user_attr("val_accuracies", accs)
-        trial.set_user_attr("compute_fractions", comps)
-        return sum(accs) / len(accs)
+        def objective(trial) -> float:
+            params = {n: trial.suggest_float(n, lo, hi, log=log) for n, (lo, hi, log) in space.items()}
+            spec = policy_spec(policy, hparams={**fixed, **params})
+            accs, comps = [], []
+            for s in seeds:
+                row = run(spec, bare, kwargs, s).row
+                accs.append(float(row.val_accuracy))
+                comps.append(float(row.compute_fraction))
+            trial.set_user_attr("val_accuracies", accs)
+            trial.set_user_attr("compute_fractions", comps)
+            return sum(accs) / len(accs)
 
-    def done() -> int:
-        return sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+        def done() -> int:
+            return len(study.get_trials(deepcopy=False, states=(_COMPLETE,)))
 
-    todo = trials - done()
-    bar = None
-    if progress and todo > 0:
-        bar = tqdm(total=trials, initial=done(), desc=f"tune {policy} @ {budget:g}", unit="trial")
-    try:
-        while done() < trials:
-            study.optimize(objective, n_trials=1, catch=())
+        bar = None
+        if progress and done() < trials:
+            bar = tqdm(total=trials, initial=done(), desc=f"tune {policy} @ {budget:g}", unit="trial")
+        try:
+            while (k := done()) < trials:  # the k-th complete trial's sampler: the same whenever it runs
+                study.sampler = optuna.samplers.TPESampler(seed=derive_seed(sampler_seed, f"tune trial {k}") % 2**32)
+                study.optimize(objective, n_trials=1, catch=())
+                if bar is not None:
+                    bar.update()
+                    bar.set_postfix_str(f"best {study.best_value:.4f}")
+        finally:
             if bar is not None:
-                bar.update()
-                bar.set_postfix_str(f"best {study.best_value:.4f}")
-    finally:
-        if bar is not None:
-            bar.close()
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+                bar.close()
+        result = _result(study, env_id, bare, policy, budget, trials, user_kwargs, seeds, sampler_seed, db, attrs)
+        write_json_atomic(result_path, result.to_dict())
+    return result
+
+
+def _result(
+    study: optuna.Study,
+    env_id: str,
+    bare: str,
+    policy: str,
+    budget: float,
+    trials: int,
+    env_kwargs: dict[str, Any],
+    seeds: list[int],
+    sampler_seed: int,
+    db: Path,
+    attrs: dict[str, Any],
+) -> TuneResult:
+    """The :class:`TuneResult` of ``study``'s complete trials, with the command that reproduces it."""
+    complete = study.get_trials(deepcopy=False, states=(_COMPLETE,))
     best = study.best_trial
     assert best.value is not None  # best_trial is a complete trial of a single-objective study
-    command = f"prunegym tune --env {env_id} --policy {policy} --budget {float(budget):g} --trials {trials}"
+    command = f"prunegym tune --env {env_id} --policy {policy} --budget {budget:g} --trials {trials}"
+    if seeds != list(TUNING_SEEDS):
+        command += " --seeds " + " ".join(map(str, seeds))
+    if sampler_seed:
+        command += f" --sampler-seed {sampler_seed}"
     if env_kwargs:
         command += " --env-kwargs " + " ".join(shlex.quote(f"{k}={v!r}") for k, v in sorted(env_kwargs.items()))
-    result = TuneResult(
-        env_id=env_id,
-        env_kwargs=dict(env_kwargs or {}),
+    return TuneResult(
+        env_id=bare,
+        env_kwargs=dict(env_kwargs),
         policy=policy,
-        budget=float(budget),
-        params={**fixed, **best.params},
+        budget=budget,
+        params={**attrs["fixed"], **best.params},
         value=float(best.value),
         n_trials=len(complete),
         n_episodes=len(complete) * len(seeds),
         seeds=seeds,
-        sampler_seed=int(sampler_seed),
+        sampler_seed=sampler_seed,
         storage=str(db),
         command=command + f"  # (python: {shlex.join(sys.argv)})",
         history=[
@@ -207,6 +333,6 @@ def tune(
             }
             for t in complete
         ],
+        fixed=dict(attrs["fixed"]),
+        search_space=dict(attrs["search_space"]),
     )
-    write_json_atomic(result_path, result.to_dict())
-    return result

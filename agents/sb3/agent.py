@@ -44,6 +44,7 @@ __all__ = [
     "ObsNormalizer",
     "agent_fingerprint",
     "agent_label",
+    "agent_runtime",
     "algo_class",
     "load_agent",
     "save_agent",
@@ -317,6 +318,14 @@ def _read_meta(stem: Path) -> tuple[dict[str, Any], ObsNormalizer | None] | None
             "with its run's model.json or best_model.json one folder up"
         )
     return found
+
+
+def agent_runtime(path: str | Path) -> dict[str, Any] | None:
+    """What a saved agent's published results were measured with (its ``.json``'s ``runtime``: versions,
+    ``torch_threads``, ``device``, ``float_path``), without loading the model; ``None`` if it records none."""
+    found = _read_meta(_stem(path))
+    runtime = found[0].get("runtime") if found is not None else None
+    return dict(runtime) if isinstance(runtime, dict) else None
 
 
 def agent_label(path: str | Path) -> str:

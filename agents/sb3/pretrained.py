@@ -3,7 +3,7 @@ as ``pretrained:<name>`` wherever a saved agent's path is accepted (``evaluate``
 
 A name resolves only to a file shipped in that folder: anything else (``../x``, ``/abs/path``, ``a/b``, a name
 that is not shipped) is a ``ValueError`` listing the shipped names. Each shipped ``.json`` records in
-``runtime`` the versions, torch thread count and device its published tables were measured with;
+``runtime`` the versions, torch thread count, device and float path its published tables were measured with;
 :func:`runtime_warning` says when a run differs from them.
 """
 
@@ -62,6 +62,7 @@ def runtime_warning(label: str, recorded: Mapping[str, Any] | None, current: Map
         return None
     return (
         f"{label}: its published results were measured under other versions or settings ({'; '.join(diffs)}); "
-        "CPU results are bit-for-bit only under the same versions, torch thread count and device, so this run "
-        "may differ from them in the third decimal (README: Reproducing exactly)"
+        "CPU results are bit-for-bit only under the same versions, torch thread count, device and float path, "
+        "so this run may differ from them in the third decimal (`prunegym evaluate --reproduce` pins the float "
+        "path and threads; README: Reproducing exactly)"
     )

@@ -47,7 +47,7 @@ from .callbacks import (
     latest_checkpoint,
 )
 from .hyperparams import load_hyperparams, make_action_noise, make_wrapper, resolve_hyperparams
-from .vec_envs import VEC_ENVS, make_vec_env
+from .vec_envs import VEC_ENVS, make_vec_env, subproc_threads, uses_subproc
 
 __all__ = ["DEFAULT_PRUNER", "default_out", "train_agent"]
 
@@ -239,6 +239,7 @@ def train_agent(
                 **runtime(device=model.device),
                 "env_device": str(resolve_device(probe_device)),
                 "vec_env": vec_env,
+                "env_threads": subproc_threads(n_envs) if uses_subproc(vec_env, n_envs) else None,
             },
         }
 

@@ -5,10 +5,12 @@ of a run with ``seed`` draws its episodes' run seeds from ``[seed, rank, start_t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+import torch
 from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
@@ -16,15 +18,34 @@ from ..env_factory import TrainingSeedStream, make_env, module_env_id
 from ..parallel.ray_vec_env import RayVecEnv
 from .batched_vec_env import BatchedVecEnv
 
-__all__ = ["VEC_ENVS", "make_batched_vec_env", "make_vec_env"]
+__all__ = ["VEC_ENVS", "make_batched_vec_env", "make_vec_env", "subproc_threads", "uses_subproc"]
 
 VEC_ENVS = ("auto", "dummy", "subproc", "ray", "batched")
 
 
+def subproc_threads(n_envs: int) -> int:
+    """torch threads of each of ``n_envs`` env processes: the machine's cores shared out, at least one, so that
+    processes x threads fit the cores (two processes of two threads each on 2 cores ran 6x slower than one)."""
+    return max(1, (os.cpu_count() or 1) // max(1, int(n_envs)))
+
+
+def uses_subproc(vec_env: str, n_envs: int) -> bool:
+    """Whether ``vec_env`` runs its ``n_envs`` envs as processes of their own (``subproc``, or ``auto`` with
+    more than one env)."""
+    return vec_env == "subproc" or (vec_env == "auto" and n_envs > 1)
+
+
 def _env_fn(
-    env_id: str, env_kwargs: dict, wrapper: Callable | None, entropy: list[int], seed_pool: int | None = None
+    env_id: str,
+    env_kwargs: dict,
+    wrapper: Callable | None,
+    entropy: list[int],
+    seed_pool: int | None = None,
+    threads: int | None = None,
 ) -> Callable[[], gym.Env]:
     def init() -> gym.Env:
+        if threads is not None:  # an env process of its own
+            torch.set_num_threads(threads)
         return make_env(env_id, env_kwargs, wrapper, monitor=True, train_entropy=entropy, seed_pool=seed_pool)
 
     return init
@@ -68,14 +89,15 @@ def make_vec_env(
 ):
     """Training envs, env ``rank`` seeded with ``[seed, rank, start_timestep]`` (see the module docstring).
 
-    ``vec_env``: ``"dummy"`` (SB3's ``DummyVecEnv``, in this process), ``"subproc"`` (``SubprocVecEnv``,
-    start method ``forkserver``), ``"ray"`` (:class:`~prunegym.agents.parallel.ray_vec_env.RayVecEnv`: one Ray actor
-    per env with ``cpus_per_env`` CPUs and ``gpus_per_env`` GPUs, on a local Ray or the cluster at
-    ``ray_address``), ``"batched"`` (:func:`make_batched_vec_env`: the envs' training runs as one batched model
-    in this process; no env ``wrapper``, no in-batch selector such as PFB) or ``"auto"`` (``subproc`` when
-    ``n_envs > 1``, else ``dummy``). The same seeds give the same episodes whichever is used (``batched``: up
-    to float rounding). ``seed_pool``: each env cycles through that many run seeds
-    (:class:`~prunegym.agents.env_factory.TrainingSeedStream`); ``None``: a new seed every episode."""
+    ``vec_env``: ``"dummy"`` (SB3's ``DummyVecEnv``, in this process), ``"subproc"`` (``SubprocVecEnv``, start
+    method ``forkserver``, each process with :func:`subproc_threads` torch threads), ``"ray"``
+    (:class:`~prunegym.agents.parallel.ray_vec_env.RayVecEnv`: one Ray actor per env with ``cpus_per_env`` CPUs and
+    ``gpus_per_env`` GPUs, on a local Ray or the cluster at ``ray_address``), ``"batched"``
+    (:func:`make_batched_vec_env`: the envs' training runs as one batched model in this process; no env ``wrapper``,
+    no in-batch selector such as PFB) or ``"auto"`` (``subproc`` when ``n_envs > 1``, else ``dummy``). The same
+    seeds give the same episodes whichever is used (``batched``: up to float rounding). ``seed_pool``: each env
+    cycles through that many run seeds (:class:`~prunegym.agents.env_factory.TrainingSeedStream`); ``None``: a new
+    seed every episode."""
 
     if vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
@@ -89,12 +111,14 @@ def make_vec_env(
             )
         return make_batched_vec_env(env_id, n_envs, seed, env_kwargs, start_timestep, seed_pool)
     full_id = module_env_id(env_id)
+    subproc = uses_subproc(vec_env, n_envs)
+    threads = subproc_threads(n_envs) if subproc else None
     fns = [
-        _env_fn(full_id, dict(env_kwargs or {}), wrapper, [seed, rank, start_timestep], seed_pool)
+        _env_fn(full_id, dict(env_kwargs or {}), wrapper, [seed, rank, start_timestep], seed_pool, threads)
         for rank in range(n_envs)
     ]
     if vec_env == "ray":
         return RayVecEnv(fns, cpus_per_env=cpus_per_env, gpus_per_env=gpus_per_env, address=ray_address)
-    if vec_env == "subproc" or (vec_env == "auto" and n_envs > 1):
+    if subproc:
         return SubprocVecEnv(fns, start_method="forkserver")
     return DummyVecEnv(fns)
