@@ -32,15 +32,15 @@ from prunegym.baselines import POLICIES, PRUNERS
 from prunegym.envs import ENV_IDS
 from prunegym.training.provenance import FLOAT_PATHS, float_path, float_path_env
 
-from .cli_parser import CLIError, build_parser, parse_kv, ray_kwargs
+from .cli_parser import CLIError, build_parser, parse_kv, ray_options
 from .cli_text import command_line as _command
 from .cli_text import errors_line as _errors_line
 from .cli_text import replace_seeds as _replace_seeds
 from .cli_text import row_table as _row_table
 from .env_factory import canonical_env_id, known_env_ids
-from .evaluation.budgets import BudgetComparison, compare_budgets
 from .evaluation.episode import policy_spec
 from .evaluation.harness import Comparison, Interrupted, compare, evaluate
+from .evaluation.matched_compute import BudgetComparison, compare_budgets
 from .evaluation.report import markdown_table, summarize
 from .evaluation.tuning import tune
 from .parallel.ray_tasks import RayUnavailable
@@ -59,7 +59,7 @@ def _cmd_list(args) -> int:
     print("pruners: " + ", ".join(PRUNERS))
     print("policies:")
     for name, cls in POLICIES.items():
-        defaults = ", ".join(f"{k}={v!r}" for k, v in getattr(cls, "defaults", {}).items())
+        defaults = ", ".join(f"{k}={v!r}" for k, v in cls.defaults.items())
         print(f"  {name}  (pruner {cls.pruner}{'; ' + defaults if defaults else ''})")
     print("algos: " + ", ".join(ALGOS))
     print("pretrained agents: " + (", ".join(f"pretrained:{n}" for n in pretrained_names()) or "none"))
@@ -89,7 +89,7 @@ def _cmd_train(args) -> int:
             verbose=args.verbose,
             progress=not args.quiet,
             vec_env=args.vec_env,
-            **ray_kwargs(args),
+            ray=ray_options(args),
         )
     except KeyboardInterrupt:
         argv = [a for a in args.argv if a != "--overwrite"] + ([] if args.resume else ["--resume"])
@@ -112,7 +112,7 @@ def _cmd_evaluate(args) -> int:
             env_kwargs=parse_kv(args.env_kwargs),
             progress=not args.quiet,
             batched=args.batched,
-            **ray_kwargs(args),
+            ray=ray_options(args),
         )
     except Interrupted as exc:
         done = {int(r["seed"]) for r in exc.done}
@@ -162,7 +162,7 @@ def _cmd_compare(args) -> int:
         progress=not args.quiet,
         skip_done=not args.rerun,
         batched=args.batched,
-        **ray_kwargs(args),
+        ray=ray_options(args),
     )
     result: BudgetComparison | Comparison
     try:

@@ -8,14 +8,16 @@ import ast
 from collections.abc import Sequence
 from typing import Any
 
+from prunegym.training import check_seed
 from prunegym.training.provenance import FLOAT_PATHS
 
 from .evaluation.calibration import CALIBRATION_SEEDS
 from .evaluation.tuning import SHIPPED_TUNED, TUNING_SEEDS
+from .parallel.ray_tasks import RayOptions
 from .sb3.agent import ALGOS
 from .sb3.vec_envs import VEC_ENVS
 
-__all__ = ["CLIError", "build_parser", "parse_kv", "ray_kwargs"]
+__all__ = ["CLIError", "build_parser", "parse_kv", "ray_options"]
 
 _LOWER_LITERALS = {"true": True, "false": False, "none": None, "null": None}
 _TRUST = (
@@ -40,9 +42,10 @@ def _seed(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid int value: {text!r} (a seed is an int in [0, 2**63))") from None
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"seed {value} is outside the allowed range [0, 2**63)")
-    return value
+    try:
+        return check_seed(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_kv(items: Sequence[str] | None, what: str = "--env-kwargs") -> dict[str, Any]:
@@ -138,11 +141,9 @@ def _add_ray(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
-def ray_kwargs(args) -> dict[str, Any]:
-    out = dict(ray_address=args.ray_address, cpus_per_run=args.cpus_per_run, gpus_per_run=args.gpus_per_run)
-    if hasattr(args, "workers"):
-        out["workers"] = args.workers
-    return out
+def ray_options(args) -> RayOptions:
+    """The command's Ray settings as the one :class:`RayOptions` it passes down (checked there, once)."""
+    return RayOptions(getattr(args, "workers", None), args.ray_address, args.cpus_per_run, args.gpus_per_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,13 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="{list,train,evaluate,compare,tune}", parser_class=_Parser)
     sub.required = True
-
     sub.add_parser(
         "list",
         help="env ids, pruners, policies and algos",
         description="List the env ids, pruners, baseline policies and RL algorithms.",
     )
+    for add in (_add_train_parser, _add_evaluate_parser, _add_compare_parser, _add_tune_parser):
+        add(sub)
+    return parser
 
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
         "train",
         help="train an SB3 agent",
@@ -238,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="SB3 verbosity")
     _add_ray(t, "env actor (--vec-env ray)")
 
+
+def _add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser(
         "evaluate",
         help="evaluate a baseline or a saved agent",
@@ -280,15 +287,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ray(e, "episode")
 
+
+def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser(
         "compare",
         help="compare baselines (and agents) on the same seeds",
-        description="Every baseline (or --policies) and the --agent files on the same seeds: "
-        "OUT/results.jsonl, OUT/runs (TensorBoard), OUT/accuracy_vs_compute.png, "
-        "OUT/summary.md and OUT/summary.csv. (policy, seed) pairs already in "
-        "OUT/results.jsonl with the same env kwargs, the same policy (an agent file's content hash, "
-        "a baseline's hyperparameters) and prunegym version, and with their TensorBoard run, are "
-        "skipped. OUT is locked while the command runs. Exits 1 if an episode failed or diverged. " + _TRUST,
+        description="Every baseline (or --policies) and the --agent files on the same seeds: OUT/results.jsonl, "
+        "OUT/runs (TensorBoard), OUT/accuracy_vs_compute.png, OUT/summary.md and OUT/summary.csv. (policy, seed) pairs "
+        "already in OUT/results.jsonl with the same env kwargs, the same policy (an agent file's content hash, a "
+        "baseline's hyperparameters) and prunegym version, and with their TensorBoard run, are skipped. OUT is locked "
+        "while the command runs. Exits 1 if an episode failed or diverged. " + _TRUST,
     )
     _add_common(c)
     c.add_argument(
@@ -352,14 +360,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ray(c, "episode")
 
+
+def _add_tune_parser(sub: argparse._SubParsersAction) -> None:
     u = sub.add_parser(
         "tune",
         help="tune a policy's knobs at a compute budget (Optuna)",
-        description="Tune a fixed policy's knobs (static_const: sharpness, rescale, greedy; "
-        "static_schedule: also tilt; other baselines: their pruner's knobs, the main knob calibrated) "
-        "at a compute budget with Optuna's TPE sampler, seeded, on tuning seeds (objective: mean final "
-        "validation accuracy; the test set is never read). The study is an SQLite file under --out, "
-        "so an interrupted tuning resumes; the best settings go to "
+        description="Tune a fixed policy's knobs (static_const: sharpness, rescale, greedy; static_schedule: also "
+        "tilt; other baselines: their pruner's knobs, the main knob calibrated) at a compute budget with Optuna's TPE "
+        "sampler, seeded, on tuning seeds (objective: mean final validation accuracy; the test set is never read). The "
+        "study is an SQLite file under --out, so an interrupted tuning resumes; the best settings go to "
         "OUT/<env>/<policy>/budget<b>.json, where `compare --budgets --tuned OUT` picks them up.",
     )
     _add_common(u)
@@ -388,4 +397,3 @@ def build_parser() -> argparse.ArgumentParser:
     )
     u.add_argument("--sampler-seed", type=_seed, default=0, metavar="S", help="seed of the TPE sampler (default 0)")
     u.add_argument("--out", default="tuned", metavar="DIR", help="tuning folder (default tuned)")
-    return parser

@@ -20,11 +20,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.monitor import Monitor
 
 import prunegym.envs as envs
 from prunegym.envs.tasks import task_module
-from prunegym.training import load_splits
+from prunegym.training import DRAWN_SEED_LIMIT, load_run_data
 
 __all__ = [
     "ENV_MODULE",
@@ -44,7 +45,6 @@ __all__ = [
 ENV_MODULE = "prunegym.envs"
 TRAIN_SEED_MIN = 1_000_000
 EVAL_SEED_START = 10_000
-_SEED_MAX = 2**31 - 1
 
 
 def known_env_ids() -> list[str]:
@@ -112,9 +112,9 @@ class TrainingSeedStream:
 
     def __call__(self) -> int:
         if self._pool_size is None:
-            return int(self._rng.integers(TRAIN_SEED_MIN, _SEED_MAX))
+            return int(self._rng.integers(TRAIN_SEED_MIN, DRAWN_SEED_LIMIT))
         if len(self._pool) < self._pool_size:
-            seed = int(self._rng.integers(TRAIN_SEED_MIN, _SEED_MAX))
+            seed = int(self._rng.integers(TRAIN_SEED_MIN, DRAWN_SEED_LIMIT))
             self._pool.append(seed)
             return seed
         if not self._order:
@@ -141,16 +141,7 @@ def check_env_data(env: gym.Env) -> None:
     fail here, in this process, with one error, not once per episode (or per Ray worker)."""
 
     base: Any = env.unwrapped  # duck-typed: a PruningEnv's base_config
-    cfg = base.base_config
-    load_splits(
-        cfg.dataset,
-        0,
-        "cpu",
-        val_size=cfg.val_size,
-        train_size=cfg.train_size,
-        root=cfg.data_root,
-        test_size=cfg.test_size,
-    )
+    load_run_data(base.base_config.replace(seed=0), torch.device("cpu"))  # the run's own path, streaming too
 
 
 def make_env(

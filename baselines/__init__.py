@@ -19,6 +19,7 @@ baselines ``static_const`` and ``static_schedule``), ``sampler``.
 from __future__ import annotations
 
 from .base import (
+    DEFAULT_MAX_PRUNE_RATIO,
     ActionEncoder,
     FixedPolicy,
     Knob,
@@ -44,6 +45,7 @@ from .ucb import UCBPolicy, UCBPruner
 from .uniform import UniformPolicy, UniformPruner, UniformRescaledPolicy
 
 __all__ = [
+    "DEFAULT_MAX_PRUNE_RATIO",
     "POLICIES",
     "PRUNERS",
     "SAMPLER_PRUNERS",

@@ -30,6 +30,7 @@ import torch
 from prunegym.training import EpochPlan, ScoreTable
 
 __all__ = [
+    "DEFAULT_MAX_PRUNE_RATIO",
     "ActionEncoder",
     "EpochLosses",
     "FixedPolicy",
@@ -41,6 +42,8 @@ __all__ = [
     "policy_context_of",
     "rank_descending",
 ]
+
+DEFAULT_MAX_PRUNE_RATIO = 0.9  # the env's default largest prune ratio (its action range): the cheapest setting
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,7 @@ class Pruner:
 
     name: ClassVar[str] = "base"
     knobs: ClassVar[tuple[Knob, ...]] = ()
+    warmup_epochs: int = 0  # full-data epochs at the start of a run (a pruner that has some sets it in __init__)
     # True when the plans carry an in-batch ``selector`` (rows chosen inside each training step, PFB): such
     # plans need one TrainingRun per run (the batched engine refuses them).
     in_batch_selector: ClassVar[bool] = False
@@ -231,12 +235,56 @@ class FixedPolicy:
 
     ``env``: a :class:`PolicyContext`, or an env that provides one (:func:`policy_context_of`); its pruner
     must be ``pruner``. ``hparams`` override ``defaults``; unknown names raise ``ValueError``.
+
+    What tuning, calibration, ``compare`` and :class:`~prunegym.baselines.PruningSampler` read of a method is
+    declared here, with defaults: ``main_knob`` (and ``main_knob_range``), ``tuned`` and ``schedule_knobs``
+    (see :meth:`search_space` and :meth:`calibration_knob`), ``requires_budget`` and ``sampler_unfit``.
     """
 
     name: ClassVar[str] = "base"
     pruner: ClassVar[str] = "full"
     defaults: ClassVar[dict[str, Any]] = {}
     main_knob: ClassVar[str] = "prune_ratio"  # the hyperparameter that sets the compute (calibrated to a budget)
+    # (cheapest, dearest) values of the main knob: the one that saves most compute, the one that saves none;
+    # None: (DEFAULT_MAX_PRUNE_RATIO, 0) for prune_ratio, (high, low) for a pruner knob (larger saves more)
+    main_knob_range: ClassVar[tuple[float, float] | None] = None
+    # the hyperparameters ``prunegym tune`` searches; None: those in ``defaults`` with a range, minus the main knob
+    tuned: ClassVar[tuple[str, ...] | None] = None
+    schedule_knobs: ClassVar[tuple[Knob, ...]] = ()  # ranges of schedule hyperparameters that are no pruner knob
+    requires_budget: ClassVar[bool] = False  # True: spends the env's compute budget itself (never calibrated)
+    # why the method cannot run as a PruningSampler, one clause ("selects rows inside ..."); None: it can
+    sampler_unfit: ClassVar[str | None] = None
+
+    @classmethod
+    def search_space(cls, knobs: tuple[Knob, ...]) -> dict[str, tuple[float, float, bool]]:
+        """``{hyperparameter: (low, high, log)}`` that ``prunegym tune`` searches, given the pruner's ``knobs``:
+        the ``tuned`` ones, ranged by the pruner's knob of that name, else by ``schedule_knobs`` (may be empty)."""
+        ranges = {k.name: k for k in (*cls.schedule_knobs, *knobs)}  # the pruner's knob wins a shared name
+        names = cls.tuned
+        if names is None:
+            names = tuple(n for n in cls.defaults if n in ranges and n != cls.main_knob)
+        space: dict[str, tuple[float, float, bool]] = {}
+        for n in names:
+            if n not in ranges:
+                raise ValueError(f"policy {cls.name!r}: no range known for tuned hyperparameter {n!r}")
+            space[n] = (float(ranges[n].low), float(ranges[n].high), bool(ranges[n].log))
+        return space
+
+    @classmethod
+    def calibration_knob(cls, knobs: tuple[Knob, ...]) -> tuple[str, float, float, bool]:
+        """``(name, cheapest, dearest, log_scale)`` of the main knob, given the pruner's ``knobs`` (see
+        ``main_knob_range``; log scale where the pruner's knob is)."""
+        name, log = cls.main_knob, False
+        if name == "prune_ratio":
+            cheapest, dearest = DEFAULT_MAX_PRUNE_RATIO, 0.0
+        else:
+            knob = next((k for k in knobs if k.name == name), None)
+            if knob is None:
+                raise ValueError(f"policy {cls.name!r}: main knob {name!r} is not a knob of its pruner")
+            cheapest, dearest, log = float(knob.high), float(knob.low), bool(knob.log)
+        if cls.main_knob_range is not None:
+            cheapest, dearest = cls.main_knob_range
+        return name, float(cheapest), float(dearest), log
 
     def __init__(self, env: Any, **hparams: Any):
         unknown = sorted(set(hparams) - set(self.defaults))

@@ -137,6 +137,7 @@ class IESPolicy(FixedPolicy):
     pruner = "ies"
     defaults = {"threshold": 1e-3}
     main_knob = "threshold"  # what sets its compute (a larger threshold excludes more samples)
+    sampler_unfit = "scores its excluded samples after every epoch (score_after passes)"
 
     def schedule(self, epoch: int) -> dict[str, float]:
         return {"prune_ratio": 0.0, "threshold": self.hparams["threshold"]}

@@ -220,6 +220,7 @@ class PFBPolicy(FixedPolicy):
     name = "pfb"
     pruner = "pfb"
     defaults = {"prune_ratio": 0.4, "start_fraction": 16 / 300, "end_fraction": 260 / 300}
+    sampler_unfit = "selects rows inside the forward pass (after the shallow part)"
 
     def validate(self) -> None:
         super().validate()

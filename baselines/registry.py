@@ -19,7 +19,7 @@ from .swdpp import SwDPPPolicy, SwDPPPruner
 from .ucb import UCBPolicy, UCBPruner
 from .uniform import UniformPolicy, UniformPruner, UniformRescaledPolicy
 
-__all__ = ["POLICIES", "PRUNERS", "make_policy", "make_pruner", "policy_pruner"]
+__all__ = ["POLICIES", "PRUNERS", "make_policy", "make_pruner", "policy_pruner", "sampler_policies", "sampler_unfit"]
 
 PRUNERS: dict[str, type[Pruner]] = {
     "full": FullPruner,
@@ -65,6 +65,19 @@ def policy_pruner(name: str) -> str:
     if name not in POLICIES:
         raise ValueError(f"unknown policy {name!r}; allowed: {', '.join(POLICIES)}")
     return POLICIES[name].pruner
+
+
+def sampler_policies() -> tuple[str, ...]:
+    """The names of ``POLICIES`` whose method runs as a ``PruningSampler`` (no ``sampler_unfit`` declared)."""
+    return tuple(n for n, c in POLICIES.items() if c.sampler_unfit is None)
+
+
+def sampler_unfit(name: str) -> str | None:
+    """Why method ``name`` cannot run as a ``PruningSampler`` (its policy's ``sampler_unfit``; a pruner without a
+    policy has no schedule to play), or None (it can, or ``name`` is unknown)."""
+    if name in POLICIES:
+        return POLICIES[name].sampler_unfit
+    return "needs an agent's per-epoch actions" if name in PRUNERS else None
 
 
 def make_policy(name: str, env: Any, **hparams: Any) -> FixedPolicy:

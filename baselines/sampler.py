@@ -46,21 +46,15 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
-from prunegym.training import EpochPlan, ScoreTable, check_seed, torch_generator
+from prunegym.training import EpochPlan, ScoreTable, check_fraction, check_seed, torch_generator
 from prunegym.training.distributed import DistContext
 
-from .base import Knob, PolicyContext
-from .registry import POLICIES, PRUNERS, make_pruner
+from .base import DEFAULT_MAX_PRUNE_RATIO, Knob, PolicyContext
+from .registry import POLICIES, PRUNERS, make_pruner, sampler_policies, sampler_unfit
 
 __all__ = ["IndexedDataset", "PruningSampler", "SAMPLER_PRUNERS"]
 
-SAMPLER_PRUNERS = ("full", "uniform", "uniform_rescaled", "infobatch", "epsilon_greedy", "ucb")
-_NOT_SAMPLERS = {
-    "pfb": "selects rows inside the forward pass (after the shallow part)",
-    "swdpp": "mixes kept samples with pruned ones (mix-up partners)",
-    "learned": "needs an agent's per-epoch actions",
-}
-MAX_PRUNE_RATIO = 0.9  # the env's default action range
+SAMPLER_PRUNERS = sampler_policies()  # the shipped ones, at import (the sampler reads the registry when built)
 
 
 def _number(v: Any, integral: bool = False) -> TypeGuard[float]:
@@ -103,11 +97,12 @@ class _ScheduleOnly:
 class PruningSampler(Sampler[int]):
     """The kept indices of ``pruner``'s plan, one epoch per pass (see the module docstring).
 
-    ``pruner``: one of :data:`SAMPLER_PRUNERS` (a name of ``POLICIES``: the method's pruner and published
-    schedule). ``knobs``: the schedule's hyperparameters (e.g. ``prune_ratio=0.5, delta=0.875``) and the
-    pruner's constructor arguments (e.g. ``warmup_epochs``). ``seed``: the run seed (the pruner's generator
-    is the engine's ``pruner`` stream). ``device``: where the score table and plans live. ``ema_rate``: the
-    score table's. ``process_group``: ``"auto"``, None (not distributed) or a process group.
+    ``pruner``: a name of ``POLICIES`` (the method's pruner and published schedule) that declares no
+    ``sampler_unfit`` (shipped: :data:`SAMPLER_PRUNERS`). ``knobs``: the schedule's hyperparameters (e.g.
+    ``prune_ratio=0.5, delta=0.875``) and the pruner's constructor arguments (e.g. ``warmup_epochs``).
+    ``seed``: the run seed (the pruner's generator is the engine's ``pruner`` stream). ``device``: where the
+    score table and plans live. ``ema_rate``: the score table's. ``process_group``: ``"auto"``, None (not
+    distributed) or a process group.
     """
 
     def __init__(
@@ -123,21 +118,21 @@ class PruningSampler(Sampler[int]):
         process_group: Any = "auto",
         **knobs: Any,
     ):
-        if pruner in _NOT_SAMPLERS:
+        allowed, unfit = ", ".join(sampler_policies()), sampler_unfit(pruner)
+        if unfit is not None:
             raise ValueError(
-                f"pruner {pruner!r} {_NOT_SAMPLERS[pruner]}, which a Sampler cannot do; allowed: "
-                f"{', '.join(SAMPLER_PRUNERS)} (PFB in a loop: examples/plain_loop.py)"
+                f"pruner {pruner!r} {unfit}, which a Sampler cannot do; allowed: {allowed} "
+                "(PFB in a loop: examples/plain_loop.py)"
             )
-        if pruner not in SAMPLER_PRUNERS:
-            raise ValueError(f"unknown pruner {pruner!r}; allowed: {', '.join(SAMPLER_PRUNERS)}")
+        if pruner not in POLICIES:
+            raise ValueError(f"unknown pruner {pruner!r}; allowed: {allowed}")
         for name, v in (("num_samples", num_samples), ("epochs", epochs)):
             if not _number(v, integral=True) or v < 1:
                 raise ValueError(f"{name}={v!r} must be a positive int")
-        for name, x in (("budget", 1.0 if budget is None else budget), ("ema_rate", ema_rate)):  # numpy's, not bools
-            if not (_number(x) and 0.0 < x <= 1.0):
-                raise ValueError(f"{name}={x!r} must be a fraction in (0, 1] (a real number, not a bool)")
+        budget = None if budget is None else check_fraction(budget, "budget")  # numpy's numbers too, not bools
+        check_fraction(ema_rate, "ema_rate")
         assert num_samples is not None and epochs is not None  # checked just above
-        num_samples, epochs, seed, budget = int(num_samples), int(epochs), check_seed(seed), budget and float(budget)
+        num_samples, epochs, seed = int(num_samples), int(epochs), check_seed(seed)
         policy_cls = POLICIES[pruner]
         pruner_cls = PRUNERS[policy_cls.pruner]
         sig = inspect.signature(pruner_cls.__init__).parameters
@@ -161,7 +156,7 @@ class PruningSampler(Sampler[int]):
         context = PolicyContext(
             pruner=policy_cls.pruner,
             epochs=epochs,
-            codec=_ScheduleOnly(MAX_PRUNE_RATIO, self._pruner.knobs),
+            codec=_ScheduleOnly(DEFAULT_MAX_PRUNE_RATIO, self._pruner.knobs),
             feature_names=("epoch_fraction",),
         )
         self.policy = policy_cls(context, **{k: v for k, v in knobs.items() if k not in ctor})
@@ -181,16 +176,16 @@ class PruningSampler(Sampler[int]):
             raise ValueError(
                 f"budget={budget!r} is below what {pruner!r} can reach in {epochs} epochs "
                 f"(at least {self._min_budget():.4f}: its full epochs plus a keep ratio of "
-                f"{1 - MAX_PRUNE_RATIO:.1f} in the others)"
+                f"{1 - DEFAULT_MAX_PRUNE_RATIO:.1f} in the others)"
             )
 
     # -- the schedule ----------------------------------------------------------------------------------------
     def _forced_full(self, e: int) -> bool:
-        return self.policy.schedule(e)["prune_ratio"] <= 0.0 or e < getattr(self._pruner, "warmup_epochs", 0)
+        return self.policy.schedule(e)["prune_ratio"] <= 0.0 or e < self._pruner.warmup_epochs
 
     def _min_budget(self) -> float:
         full = sum(self._forced_full(e) for e in range(self.epochs))
-        return (full + (self.epochs - full) * (1.0 - MAX_PRUNE_RATIO)) / self.epochs
+        return (full + (self.epochs - full) * (1.0 - DEFAULT_MAX_PRUNE_RATIO)) / self.epochs
 
     def _count_at(self, e: int, action: dict, r: float) -> int:
         """Samples the pruner would plan at ratio ``r`` (its generator state is restored)."""
@@ -210,7 +205,7 @@ class PruningSampler(Sampler[int]):
         later_full = sum(self._forced_full(k) for k in range(e + 1, self.epochs))
         left = self.epochs - e - later_full
         target = (self.budget * n * self.epochs - sum(self.kept_fractions) * n - later_full * n) / left
-        lo, hi = 0, round(MAX_PRUNE_RATIO * 1e6)  # ratios on the 1e-6 grid the pruners round to
+        lo, hi = 0, round(DEFAULT_MAX_PRUNE_RATIO * 1e6)  # ratios on the 1e-6 grid the pruners round to
         at_max = self._count_at(e, action, hi / 1e6)
         if at_max > target:
             if at_max == self._count_at(e, action, 0.0):
@@ -219,7 +214,7 @@ class PruningSampler(Sampler[int]):
                 self._warned = True
                 warnings.warn(
                     f"budget={self.budget!r} is out of reach for {self.name!r}: at its largest prune "
-                    f"ratio {MAX_PRUNE_RATIO} epoch {e} keeps {at_max} samples, more than the {target:.0f} "
+                    f"ratio {DEFAULT_MAX_PRUNE_RATIO} epoch {e} keeps {at_max} samples, more than the {target:.0f} "
                     "the budget leaves; the run spends more (budget_spent reports it)",
                     stacklevel=3,
                 )

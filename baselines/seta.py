@@ -185,6 +185,7 @@ class SeTaPolicy(FixedPolicy):
     name = "seta"
     pruner = "seta"
     defaults = {"prune_ratio": 0.1, "window_scale": 0.9, "delta": 0.875}
+    sampler_unfit = "moves its loss window at every plan, the trial plans of budget= too"
 
     def validate(self) -> None:
         super().validate()

@@ -25,18 +25,23 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import FixedPolicy
+from prunegym.training import check_fraction
 
-__all__ = ["StaticConstPolicy", "StaticSchedulePolicy", "keep_schedule"]
+from .base import DEFAULT_MAX_PRUNE_RATIO, FixedPolicy, Knob
+
+__all__ = ["StaticConstPolicy", "StaticSchedulePolicy", "budget_keep_fractions", "keep_schedule"]
 
 
-def keep_schedule(
-    budget: float, epochs: int, tilt: float = 0.0, max_prune_ratio: float = 0.9, warmup_epochs: int = 1
+def budget_keep_fractions(
+    budget: float,
+    epochs: int,
+    tilt: float = 0.0,
+    max_prune_ratio: float = DEFAULT_MAX_PRUNE_RATIO,
+    warmup_epochs: int = 1,
 ) -> list[float]:
     """Keep fractions ``[E]`` in [0, 1] per epoch that spend ``budget`` of the full-data run (see the module
     docstring): 1 for the ``warmup_epochs`` full-data epochs, then linear with slope set by ``tilt`` in [-1, 1]."""
-    if not 0.0 < budget <= 1.0:
-        raise ValueError(f"budget={budget!r} must be a fraction in (0, 1]")
+    budget = check_fraction(budget, "budget")
     if not -1.0 <= tilt <= 1.0:
         raise ValueError(f"tilt={tilt!r} must be in [-1, 1]")
     w = min(int(warmup_epochs), epochs)
@@ -51,6 +56,9 @@ def keep_schedule(
     s = tilt * 2.0 * min(m - k_min, 1.0 - m)
     us = [0.5] if n == 1 else [i / (n - 1) for i in range(n)]
     return [1.0] * w + [min(1.0, max(k_min, m + s * (u - 0.5))) for u in us]
+
+
+keep_schedule = budget_keep_fractions  # deprecated alias (renamed in 0.3: "schedule" names a method's own)
 
 
 class StaticSchedulePolicy(FixedPolicy):
@@ -71,7 +79,9 @@ class StaticSchedulePolicy(FixedPolicy):
         "warmup_epochs": 1,
     }
     tuned: ClassVar[tuple[str, ...]] = ("tilt", "sharpness", "rescale", "greedy")  # what ``prunegym tune`` searches
+    schedule_knobs = (Knob("tilt", -1.0, 1.0, 0.0, "slope of the keep fractions: > 0 prunes hard early, < 0 late"),)
     requires_budget = True  # runs only in an env with a compute budget (or with ``budget=`` given)
+    sampler_unfit = "reads its compute budget from the env's observation"  # budget= is the sampler's own
 
     def validate(self) -> None:
         super().validate()
@@ -82,8 +92,8 @@ class StaticSchedulePolicy(FixedPolicy):
             raise ValueError(
                 f"policy {self.name!r} needs a budget: make the env with compute_budget=b or pass budget=b"
             )
-        if b is not None and not 0.0 < float(b) <= 1.0:
-            raise ValueError(f"budget={b!r} must be a fraction in (0, 1]")
+        if b is not None:
+            check_fraction(b, "budget")
         self._budget_feature = (
             self.context.feature_names.index("compute_budget")
             if "compute_budget" in self.context.feature_names
@@ -99,7 +109,7 @@ class StaticSchedulePolicy(FixedPolicy):
         return round(float(observation[self._budget_feature]), 6)  # float32 round-off of the feature
 
     def keep_fractions(self, budget: float) -> list[float]:
-        return keep_schedule(
+        return budget_keep_fractions(
             budget,
             self.epochs,
             float(self.hparams.get("tilt", 0.0)),

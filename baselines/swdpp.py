@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from prunegym.training import EpochPlan, MixupSpec, ScoreTable
+from prunegym.training import EpochPlan, MixupSpec, ScoreTable, check_fraction
 
 from .base import FixedPolicy, Knob, Pruner, kept_count
 
@@ -51,8 +51,7 @@ class SwDPPPruner(Pruner):
     def __init__(
         self, ema_rate: float = 0.3, warmup_epochs: int = 1, importance_weights: bool = False, weight_clip: float = 5.0
     ):
-        if not 0.0 < ema_rate <= 1.0:
-            raise ValueError(f"ema_rate={ema_rate!r} must be in (0, 1]")
+        check_fraction(ema_rate, "ema_rate")
         if warmup_epochs < 0:
             raise ValueError(f"warmup_epochs={warmup_epochs!r} must be >= 0")
         if not weight_clip > 0.0:
@@ -111,6 +110,7 @@ class SwDPPPolicy(FixedPolicy):
     name = "swdpp"
     pruner = "swdpp"
     defaults = {"prune_ratio": 0.3, "floor": 0.2, "mix_prob": None}
+    sampler_unfit = "mixes kept samples with pruned ones (mix-up partners)"
 
     def validate(self) -> None:
         super().validate()

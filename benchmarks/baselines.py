@@ -38,7 +38,7 @@ from prunegym.training import resolve_device, runtime
 from prunegym.training.io import write_text_atomic
 
 DEFAULT_ENV = "prunegym/FashionMNIST-CNN-v0"
-DEFAULT_POLICIES = tuple(n for n, c in POLICIES.items() if not getattr(c, "requires_budget", False))  # all ten
+DEFAULT_POLICIES = tuple(n for n, c in POLICIES.items() if not c.requires_budget)  # all ten
 SCHEMA = 2  # results of schema 1 (before claimed ratios and selector shares) are not resumed
 
 

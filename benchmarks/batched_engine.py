@@ -33,7 +33,7 @@ import torch
 
 from prunegym.envs.tasks import task_config
 from prunegym.training import EpochPlan, RunConfig, TrainingRun, resolve_device
-from prunegym.training.batched import BatchedTrainingRun
+from prunegym.training.batched_run import BatchedTrainingRun
 from prunegym.training.provenance import machine
 
 BACKENDS = ("bmm", "func")

@@ -25,8 +25,8 @@ import time
 import torch
 
 from prunegym.agents.cli_parser import parse_kv
-from prunegym.agents.evaluation.budgets import REFERENCE
 from prunegym.agents.evaluation.calibration import FORMAT, SHIPPED_CALIBRATIONS, calibrate, calibration_kwargs
+from prunegym.agents.evaluation.matched_compute import REFERENCE
 from prunegym.baselines import POLICIES
 from prunegym.training import float_path, float_path_env
 
@@ -49,7 +49,7 @@ def main() -> None:
             if json.loads(p.read_text()).get("format") != FORMAT:
                 p.unlink()
     kwargs = calibration_kwargs({**parse_kv(args.env_kwargs), "reward": "accuracy"})
-    names = [n for n, c in POLICIES.items() if n != REFERENCE and not getattr(c, "requires_budget", False)]
+    names = [n for n, c in POLICIES.items() if n != REFERENCE and not c.requires_budget]
     print(f"float path {float_path()}, {torch.get_num_threads()} torch thread(s); {args.env} {kwargs}", flush=True)
     for b in args.budgets:
         for name in names:

@@ -10,7 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from prunegym.baselines import Pruner, make_pruner
-from prunegym.training import TrainingRun, check_seed, step_run
+from prunegym.training import DRAWN_SEED_LIMIT, TrainingRun, check_seed, step_run
 
 from .action import ActionCodec, PolicyInterface
 from .episode_state import Advance, EpisodeState, check_action, episode_budget
@@ -32,8 +32,11 @@ class PruningEnv(PolicyInterface, gym.Env):
     raises ``ValueError``.
     Observation: ``feature_names`` (see :mod:`prunegym.envs.features`), float32 in [-10, 10].
     Reward: ``"tradeoff"`` (default), ``"lossless"``, ``"accuracy"``, a callable on :class:`RewardInput` or a
-    :class:`~prunegym.envs.rewards.Reward` (see :mod:`prunegym.envs.rewards`). ``compute_weight``: price of
-    the whole full-data run's training FLOPs in validation accuracy (``tradeoff``; default 0.1).
+    :class:`~prunegym.envs.rewards.Reward` (see :mod:`prunegym.envs.rewards`). ``reward_kwargs``: the reward's
+    own parameters, passed whole to its class: ``compute_weight`` (``tradeoff``: price of the whole full-data
+    run's training FLOPs in validation accuracy, default 0.1), ``penalty`` and ``tolerance`` (``lossless``),
+    ``nonfinite_penalty`` (all). The flat ``compute_weight=``, ``lossless_penalty=``, ``lossless_tolerance=``
+    and ``nonfinite_penalty=`` set the same parameters (not both ways at once); records keep them flat.
     ``compute_budget``: ``b`` in (0, 1] caps the episode's training FLOPs at ``b`` times the full-data run's
     (every pass included): a plan that would spend more than what is left is cut to fit
     (``info["budget_trimmed"]``), and the observation gains ``compute_budget`` and ``budget_left``; a range
@@ -67,21 +70,10 @@ class PruningEnv(PolicyInterface, gym.Env):
         self.options = options
         self.base_config = task_config(task).replace(**run_overrides)
         self.pruner_name = options.pruner
-        self.pruner_kwargs = options.pruner_kwargs
         self.pruner: Pruner = make_pruner(options.pruner, **options.pruner_kwargs)
-        self.reward = make_reward(
-            options.reward,
-            lossless_penalty=options.lossless_penalty,
-            lossless_tolerance=options.lossless_tolerance,
-            nonfinite_penalty=options.nonfinite_penalty,
-        )
-        self.reward_name = options.reward if isinstance(options.reward, str) else self.reward.name
-        self.compute_weight = float(options.compute_weight)
+        self.reward = make_reward(options.reward, **options.reward_kwargs)
         self.max_prune_ratio = float(options.max_prune_ratio)
         self.decision_interval = options.decision_interval
-        self.record_wall_time = options.record_wall_time
-        self.max_wall_time = options.max_wall_time
-        self.nonfinite_penalty = float(options.nonfinite_penalty)
         self.render_mode = render_mode
         self._budget_range = options.budget_range()
         self._default_seed = None if seed is None else check_seed(seed)
@@ -89,9 +81,8 @@ class PruningEnv(PolicyInterface, gym.Env):
         # Everything needed to rebuild this env (for episode records and replay); JSON-able unless ``reward``
         # is a callable or an object.
         self.env_kwargs = {"task": task, **options.record_kwargs(), **run_overrides}
-        self.knobs = self.pruner.knobs
-        self.codec = ActionCodec(self.max_prune_ratio, self.knobs)
-        self.action_space: spaces.Box = spaces.Box(-1.0, 1.0, (1 + len(self.knobs),), np.float32)
+        self.codec = ActionCodec(self.max_prune_ratio, self.pruner.knobs)
+        self.action_space: spaces.Box = spaces.Box(-1.0, 1.0, (1 + len(self.codec.knobs),), np.float32)
         self.features = features_for(options.features, budget=self._budget_range is not None)
         self.feature_names = tuple(f.name for f in self.features)
         self.observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(self.features),), np.float32)
@@ -130,7 +121,7 @@ class PruningEnv(PolicyInterface, gym.Env):
             seed = check_seed(seed)  # [0, 2**63): larger seeds would alias smaller ones
         self._first_reset = False
         super().reset(seed=seed)
-        run_seed = int(seed) if seed is not None else int(self.np_random.integers(0, 2**31 - 1))
+        run_seed = int(seed) if seed is not None else int(self.np_random.integers(0, DRAWN_SEED_LIMIT))
         budget = episode_budget(options or {}, self._budget_range, self.np_random)
         self.run = run = TrainingRun(self.base_config.replace(seed=run_seed))
         self.pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))

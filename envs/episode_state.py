@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from prunegym.training import EpochResult, EvalResult, float_path, versions
+from prunegym.training import ComputeBudget, EpochResult, EvalResult, RunState, check_fraction, float_path, versions
 
 from .features import DeviceStats, Feature, FeatureContext, StepStats, device_stats, observe
 from .info import ResetInfo, StepInfo
@@ -95,9 +95,7 @@ def episode_budget(options: dict, budget_range: tuple[float, float] | None, rng:
                 "reset(options={'compute_budget': ...}) needs an env made with compute_budget "
                 "(its observation has the budget features)"
             )
-        if not (isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 < float(b) <= 1.0):
-            raise ValueError(f"compute_budget={b!r} must be a fraction in (0, 1]")
-        return float(b)
+        return check_fraction(b, "compute_budget")
     if budget_range is None:
         return None
     lo, hi = budget_range
@@ -110,9 +108,16 @@ class EpisodeState:
     accuracy ``val``) and the step memory ``stats``; ``options`` are the env's :class:`EnvOptions`."""
 
     def __init__(
-        self, run: Any, seed: int, compute_budget: float | None, reward: Reward, val: EvalResult, options: EnvOptions
+        self,
+        run: RunState,
+        seed: int,
+        compute_budget: float | None,
+        reward: Reward,
+        val: EvalResult,
+        options: EnvOptions,
     ):
         self.run, self.seed, self.compute_budget = run, int(seed), compute_budget
+        self.budget = ComputeBudget(compute_budget) if compute_budget is not None else None
         self.reward, self.options = reward, options
         self.initial_val_accuracy = val.accuracy
         reward.reset(val.accuracy)
@@ -136,17 +141,12 @@ class EpisodeState:
 
     def flops_left(self) -> float | None:
         """FLOPs left in the budget (``None`` without one)."""
-        if self.compute_budget is None:
-            return None
-        m = self.run.meter
-        return self.compute_budget * m.full_run_flops - m.total_flops
+        return self.budget.flops_left(self.run.meter) if self.budget is not None else None
 
     def observe(self, features: Sequence[Feature], dev: DeviceStats | None = None) -> np.ndarray:
         """The observation; ``dev``: the run's device statistics if already computed (else one host sync)."""
         run = self.run
-        ctx = FeatureContext(
-            run, self.stats, dev if dev is not None else device_stats(run, self.stats), self.compute_budget
-        )
+        ctx = FeatureContext(run, self.stats, dev if dev is not None else device_stats(run, self.stats), self.budget)
         return observe(ctx, features)
 
     def conclude(
@@ -205,10 +205,9 @@ class EpisodeState:
             lr=last.lr,
             error=error,
         )
-        if self.compute_budget is not None:
-            info.compute_budget = self.compute_budget
-            left = max(0.0, self.compute_budget - run.meter.total_fraction)
-            info.budget_left, info.budget_trimmed = left / self.compute_budget, adv.trimmed
+        if self.budget is not None:
+            info.compute_budget = self.budget.fraction
+            info.budget_left, info.budget_trimmed = self.budget.share_left(run.meter), adv.trimmed
         return info
 
     def _reward(self, val: EvalResult, terminated: bool, error: str | None, info: StepInfo) -> float:
@@ -222,7 +221,7 @@ class EpisodeState:
             compute_fraction_step=info.compute_fraction_step,
             compute_fraction_total=info.compute_fraction_total,
             terminated=terminated,
-            compute_weight=float(self.options.compute_weight),
+            compute_weight=float(self.options.reward_setting("compute_weight")),
             reference_accuracy=ref,
             compute_budget=self.compute_budget,
         )

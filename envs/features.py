@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from prunegym.training import TrainingRun
+from prunegym.training import ComputeBudget, RunState
 
 __all__ = [
     "BUDGET_FEATURES",
@@ -92,62 +92,26 @@ class DeviceStats:
     mean_last_epoch: float
 
 
-def device_stats(run: TrainingRun, stats: StepStats) -> DeviceStats:
-    """:class:`DeviceStats` of ``run``'s score table (``stats.last_trained`` marks the kept samples)."""
-    s = run.scores
-    loss = s.loss
-    n = loss.numel()
-    q = torch.quantile(loss, torch.tensor([0.1, 0.5, 0.9], device=loss.device))
-    mean = loss.mean()
-    if stats.last_trained is not None and stats.last_trained.numel() > 0:
-        kept_mask = torch.zeros(n, dtype=torch.bool, device=loss.device)
-        kept_mask[stats.last_trained] = True
-        n_kept = kept_mask.sum()
-        kept_mean = (loss * kept_mask).sum() / n_kept.clamp(min=1)
-        pruned_mean = (loss * ~kept_mask).sum() / (n - n_kept).clamp(min=1)
-    else:
-        kept_mean = pruned_mean = torch.zeros((), device=loss.device)
-    observed = s.observed.float()
-    spread = s.ema_var.clamp_min(0.0).sqrt()
-    values = torch.stack(
-        [
-            q[0],
-            q[1],
-            q[2],
-            loss.std(correction=0),
-            (loss < mean).float().mean(),
-            kept_mean,
-            pruned_mean,
-            (s.forgetting > 0).float().mean(),
-            observed.sum(),
-            (s.last_correct.float() * observed).sum(),
-            (s.ema * observed).sum(),
-            (spread * observed).sum(),
-            s.last_epoch.float().mean(),
-        ]
-    ).tolist()  # the one host sync
-    return DeviceStats(*values)
-
-
 @torch.no_grad()
 def device_stats_rows(store, k_runs: int, last_trained) -> list[DeviceStats]:
-    """:func:`device_stats` of the K runs of a batched score ``store`` (a :class:`ScoreTable` of ``K * N``
-    samples, run ``k`` at rows ``[k N, (k + 1) N)``) with one host sync; ``last_trained[k]``: run ``k``'s kept
-    samples of its last epoch (``None`` before training). Equal to :func:`device_stats` of each row up to the
-    float rounding of the row reductions."""
+    """:class:`DeviceStats` of the K runs of a score ``store`` (a :class:`ScoreTable` of ``K * N`` samples, run
+    ``k`` at rows ``[k N, (k + 1) N)``; ``K = 1``: one run's table) with one host sync; ``last_trained[k]``: run
+    ``k``'s kept samples of its last epoch (``None`` before training)."""
     loss = store.loss.view(k_runs, -1)
     dev, n = loss.device, loss.shape[1]
     q = torch.quantile(loss, torch.tensor([0.1, 0.5, 0.9], device=dev), dim=1)  # [3, K]
     mean = loss.mean(1, keepdim=True)
-    has_kept = torch.tensor([t is not None and t.numel() > 0 for t in last_trained], device=dev)
+    has = [t is not None and t.numel() > 0 for t in last_trained]
     kept_mask = torch.zeros(k_runs, n, dtype=torch.bool, device=dev)
     rows = [t.to(dev) + k * n for k, t in enumerate(last_trained) if t is not None and t.numel() > 0]
     if rows:
         kept_mask.view(-1)[torch.cat(rows)] = True
     n_kept = kept_mask.sum(1)
-    zero = torch.zeros(k_runs, device=dev)
-    kept_mean = torch.where(has_kept, (loss * kept_mask).sum(1) / n_kept.clamp(min=1), zero)
-    pruned_mean = torch.where(has_kept, (loss * ~kept_mask).sum(1) / (n - n_kept).clamp(min=1), zero)
+    kept_mean = (loss * kept_mask).sum(1) / n_kept.clamp(min=1)
+    pruned_mean = (loss * ~kept_mask).sum(1) / (n - n_kept).clamp(min=1)
+    if not all(has):  # a run before its first epoch: both means are 0
+        has_kept, zero = torch.tensor(has, device=dev), torch.zeros(k_runs, device=dev)
+        kept_mean, pruned_mean = torch.where(has_kept, kept_mean, zero), torch.where(has_kept, pruned_mean, zero)
     observed = store.observed.view(k_runs, -1).float()
     spread = store.ema_var.view(k_runs, -1).clamp_min(0.0).sqrt()
     values = torch.stack(
@@ -171,15 +135,21 @@ def device_stats_rows(store, k_runs: int, last_trained) -> list[DeviceStats]:
     return [DeviceStats(*v) for v in values]
 
 
+def device_stats(run: RunState, stats: StepStats) -> DeviceStats:
+    """:class:`DeviceStats` of ``run``'s score table (``stats.last_trained`` marks the kept samples): the
+    ``K = 1`` case of :func:`device_stats_rows`."""
+    return device_stats_rows(run.scores, 1, [stats.last_trained])[0]
+
+
 @dataclass(frozen=True)
 class FeatureContext:
     """What a feature function reads: the run, the env's step memory, the device statistics and the episode's
     compute budget (a fraction of the full-data run's FLOPs, ``None`` without one)."""
 
-    run: TrainingRun
+    run: RunState
     stats: StepStats
     dev: DeviceStats
-    compute_budget: float | None = None
+    budget: ComputeBudget | None = None
 
 
 @dataclass(frozen=True)
@@ -224,9 +194,9 @@ def _loss_noise(c: FeatureContext) -> float:
 
 
 def _budget_left(c: FeatureContext) -> float:
-    if c.compute_budget is None:
+    if c.budget is None:
         return 1.0
-    return max(0.0, c.compute_budget - c.run.meter.total_fraction) / c.compute_budget
+    return c.budget.share_left(c.run.meter)
 
 
 _INF = math.inf
@@ -367,7 +337,7 @@ BUDGET_FEATURES: tuple[Feature, ...] = (
         "the episode's compute budget: a fraction in (0, 1] of the full-data run's training FLOPs (1 without a budget)",
         0,
         1,
-        lambda c: c.compute_budget if c.compute_budget is not None else 1.0,
+        lambda c: c.budget.fraction if c.budget is not None else 1.0,
     ),
     Feature(
         "budget_left", "share of the budget not yet spent, in [0, 1] (1 at reset, 0 when spent)", 0, 1, _budget_left

@@ -3,7 +3,9 @@ step, ``on_error`` for the step whose run diverged.
 
 Presets (``PruningEnv(reward=...)``): ``"tradeoff"`` (default), ``"lossless"``, ``"accuracy"``; a callable
 on :class:`RewardInput` works too (wrapped in :class:`CallableReward`), and so does any :class:`Reward`
-instance.
+instance. A reward's parameters are its constructor's keyword arguments (``PruningEnv(reward_kwargs=...)``,
+:func:`make_reward`); each default is written once, on its class. :data:`FLAT_REWARD_KWARGS` are the flat
+env kwargs that name them too (``compute_weight=``, ``lossless_penalty=``, ... in every episode record).
 
 Divergence: the step whose training (or validation) loss becomes non-finite ends the episode. Its reward is
 what the reward gives a run that ends there at zero validation accuracy, minus ``nonfinite_penalty``
@@ -15,12 +17,16 @@ not 0, and diverging must never pay. So a diverged ``tradeoff`` episode returns
 
 from __future__ import annotations
 
+import inspect
+import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
 __all__ = [
     "DEFAULT_COMPUTE_WEIGHT",
+    "FLAT_REWARD_KWARGS",
     "NONFINITE_PENALTY",
     "REWARDS",
     "AccuracyReward",
@@ -30,8 +36,11 @@ __all__ = [
     "RewardFn",
     "RewardInput",
     "TradeoffReward",
+    "check_reward_kwargs",
+    "flat_reward_default",
     "lossless_reward",
     "make_reward",
+    "reward_parameters",
     "tradeoff_reward",
 ]
 
@@ -54,7 +63,9 @@ class RewardInput:
 
     ``reference_accuracy``: the final validation accuracy of the full-data run of the same task and seed
     (only computed, at the end, for rewards with ``needs_reference``). ``compute_budget``: the episode's
-    budget (fraction of the full-data run's FLOPs), ``None`` without one.
+    budget (fraction of the full-data run's FLOPs), ``None`` without one. ``compute_weight``: the env's
+    ``compute_weight`` (flat or in ``reward_kwargs``; default 0.1), kept for callables and custom rewards that
+    price compute themselves; :class:`TradeoffReward` prices with its own.
     """
 
     val_accuracy: float
@@ -94,12 +105,17 @@ class Reward:
 class TradeoffReward(Reward):
     """``(val_acc_t - val_acc_{t-1}) - compute_weight * c_t``, ``c_t`` the step's training FLOPs as a fraction
     of the full-data run's; the return telescopes to
-    ``final val acc - initial val acc - compute_weight * total compute fraction``."""
+    ``final val acc - initial val acc - compute_weight * total compute fraction``. ``compute_weight``:
+    validation accuracy per full-data run of FLOPs (default :data:`DEFAULT_COMPUTE_WEIGHT`)."""
 
     name = "tradeoff"
 
+    def __init__(self, nonfinite_penalty: float = NONFINITE_PENALTY, *, compute_weight: float = DEFAULT_COMPUTE_WEIGHT):
+        super().__init__(nonfinite_penalty)
+        self.compute_weight = float(compute_weight)
+
     def step(self, r: RewardInput) -> float:
-        return (r.val_accuracy - r.prev_val_accuracy) - r.compute_weight * r.compute_fraction_step
+        return (r.val_accuracy - r.prev_val_accuracy) - self.compute_weight * r.compute_fraction_step
 
 
 class AccuracyReward(Reward):
@@ -120,8 +136,15 @@ class LosslessReward(Reward):
 
     name = "lossless"
     needs_reference = True
+    DEFAULT_PENALTY: ClassVar[float] = 10.0  # reward per unit (1.0 = 100 points) of accuracy shortfall
+    DEFAULT_TOLERANCE: ClassVar[float] = 0.005  # accuracy shortfall (a fraction) that costs nothing
 
-    def __init__(self, penalty: float = 10.0, tolerance: float = 0.005, nonfinite_penalty: float = NONFINITE_PENALTY):
+    def __init__(
+        self,
+        penalty: float = DEFAULT_PENALTY,
+        tolerance: float = DEFAULT_TOLERANCE,
+        nonfinite_penalty: float = NONFINITE_PENALTY,
+    ):
         super().__init__(nonfinite_penalty)
         self.penalty = float(penalty)
         self.tolerance = float(tolerance)
@@ -149,33 +172,79 @@ class CallableReward(Reward):
 
 REWARDS: dict[str, type[Reward]] = {"tradeoff": TradeoffReward, "lossless": LosslessReward, "accuracy": AccuracyReward}
 
+# The flat env kwargs that name a reward parameter (``PruningEnv(compute_weight=0.2)``, every episode record):
+# env kwarg -> (the class whose constructor takes the parameter, and the parameter's name there).
+FLAT_REWARD_KWARGS: dict[str, tuple[type[Reward], str]] = {
+    "compute_weight": (TradeoffReward, "compute_weight"),
+    "lossless_penalty": (LosslessReward, "penalty"),
+    "lossless_tolerance": (LosslessReward, "tolerance"),
+    "nonfinite_penalty": (Reward, "nonfinite_penalty"),
+}
 
-def make_reward(
-    spec: str | RewardFn | Reward,
-    *,
-    lossless_penalty: float = 10.0,
-    lossless_tolerance: float = 0.005,
-    nonfinite_penalty: float = NONFINITE_PENALTY,
-) -> Reward:
-    """The :class:`Reward` for ``spec``: a name in :data:`REWARDS`, a :class:`Reward` or a callable."""
+
+def _reward_class(spec: str | RewardFn | Reward) -> type[Reward] | None:
+    """The class ``make_reward`` builds for ``spec`` (``None`` for a :class:`Reward` instance)."""
     if isinstance(spec, Reward):
-        return spec
+        return None
     if isinstance(spec, str):
         if spec not in REWARDS:
             raise ValueError(f"unknown reward {spec!r}; allowed: {', '.join(REWARDS)} or a callable")
-        if spec == "lossless":
-            return LosslessReward(lossless_penalty, lossless_tolerance, nonfinite_penalty)
-        return REWARDS[spec](nonfinite_penalty)
+        return REWARDS[spec]
     if callable(spec):
-        return CallableReward(spec, nonfinite_penalty)
+        return CallableReward
     raise ValueError(f"reward={spec!r} must be one of {', '.join(REWARDS)} or a callable on RewardInput")
 
 
+def _defaults(cls: type[Reward]) -> dict[str, Any]:
+    return {n: p.default for n, p in inspect.signature(cls).parameters.items() if n != "fn"}
+
+
+def reward_parameters(spec: str | RewardFn | Reward) -> dict[str, Any]:
+    """``{name: default}`` of the keyword arguments ``make_reward(spec, **reward_kwargs)`` takes (the reward
+    class's constructor's; none for a :class:`Reward` instance, which carries its own)."""
+    cls = _reward_class(spec)
+    return {} if cls is None else _defaults(cls)
+
+
+def flat_reward_default(flat: str) -> Any:
+    """The default of flat env kwarg ``flat`` (a key of :data:`FLAT_REWARD_KWARGS`): its reward class's."""
+    cls, param = FLAT_REWARD_KWARGS[flat]
+    return _defaults(cls)[param]
+
+
+def check_reward_kwargs(spec: str | RewardFn | Reward, reward_kwargs: dict[str, Any]) -> None:
+    """``ValueError`` (one line) unless ``reward_kwargs`` are parameters of ``spec``'s reward, each a finite
+    number >= 0 (what every parameter of the presets is)."""
+    bad = sorted(set(reward_kwargs) - set(reward_parameters(spec)))
+    if bad and isinstance(spec, Reward):
+        raise ValueError(f"reward_kwargs {bad} do not apply: a Reward instance carries its own parameters")
+    if bad:
+        what = repr(spec) if isinstance(spec, str) else "(a callable)"
+        allowed = ", ".join(sorted(reward_parameters(spec)))
+        raise ValueError(f"reward_kwargs {bad} are not parameters of reward {what}; allowed: {allowed}")
+    for name, value in reward_kwargs.items():
+        if not (isinstance(value, numbers.Real) and math.isfinite(value) and float(value) >= 0):
+            raise ValueError(f"reward_kwargs[{name!r}]={value!r} must be a finite number >= 0")
+
+
+def make_reward(spec: str | RewardFn | Reward, **reward_kwargs: Any) -> Reward:
+    """The :class:`Reward` for ``spec`` (a name in :data:`REWARDS`, a :class:`Reward` or a callable), built with
+    ``reward_kwargs`` (see :func:`reward_parameters`)."""
+    check_reward_kwargs(spec, reward_kwargs)  # also refuses an unknown name or a spec of another kind
+    if isinstance(spec, Reward):
+        return spec
+    if isinstance(spec, str):
+        return REWARDS[spec](**reward_kwargs)
+    return CallableReward(spec, **reward_kwargs)
+
+
 def tradeoff_reward(r: RewardInput) -> float:
-    """The ``tradeoff`` reward as a plain function (see :class:`TradeoffReward`)."""
-    return TradeoffReward().step(r)
+    """The ``tradeoff`` reward as a plain function, priced with ``r.compute_weight`` (see :class:`TradeoffReward`)."""
+    return TradeoffReward(compute_weight=r.compute_weight).step(r)
 
 
-def lossless_reward(penalty: float = 10.0, tolerance: float = 0.005) -> RewardFn:
+def lossless_reward(
+    penalty: float = LosslessReward.DEFAULT_PENALTY, tolerance: float = LosslessReward.DEFAULT_TOLERANCE
+) -> RewardFn:
     """The ``lossless`` reward as a plain function (see :class:`LosslessReward`)."""
     return LosslessReward(penalty, tolerance).step

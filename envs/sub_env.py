@@ -47,11 +47,11 @@ class SubEnv:
 
     @property
     def np_random(self) -> Any:
-        return self._venv._rngs[self.index]
+        return self._venv.rngs[self.index]
 
     @property
     def last_info(self) -> dict[str, Any]:
-        return self._venv._last_infos[self.index]
+        return self._venv.last_infos[self.index]
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

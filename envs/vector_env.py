@@ -39,7 +39,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from prunegym.baselines import PRUNERS, Pruner, make_pruner
-from prunegym.training import BatchedTrainingRun, RunConfig, step_runs
+from prunegym.training import DRAWN_SEED_LIMIT, BatchedTrainingRun, RunConfig, check_seed, step_runs
 from prunegym.training.streaming import uses_streaming
 
 from .action import ActionCodec, PolicyInterface
@@ -52,8 +52,6 @@ from .sub_env import SubEnv
 from .tasks import task_config
 
 __all__ = ["PruningVectorEnv"]
-
-_SEED_MAX = 2**31 - 1
 
 
 def _check_resident(task: str, config: RunConfig) -> None:
@@ -78,8 +76,9 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
     (the batched engine's: ``"auto"``, ``"bmm"`` or ``"func"``) and ``autoreset_mode``.
 
     Spaces: ``single_observation_space`` / ``single_action_space`` are ``PruningEnv``'s, the batched ones
-    ``[num_envs, F]`` and ``[num_envs, A]``. ``sub_envs[i]`` exposes sub-env ``i``'s state (``run``,
-    ``episode``, ``pruner``, ``compute_budget``, ``run_seed``) and the env-wide attributes; ``get_attr(name)``
+    ``[num_envs, F]`` and ``[num_envs, A]``. Per sub-env ``i``: ``episodes[i]``, ``pruners[i]``, ``rewards[i]``,
+    ``rngs[i]`` (its generator of run seeds and budgets) and ``last_infos[i]``; ``sub_envs[i]`` exposes them
+    (and ``run``, ``compute_budget``, ``run_seed``) with the env-wide attributes; ``get_attr(name)``
     and ``call(name, ...)`` return one value per sub-env, as ``SyncVectorEnv``'s do. ``render()`` returns one
     frame per sub-env.
     """
@@ -123,17 +122,16 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
         self.base_config = task_config(task).replace(**run_overrides)
         _check_resident(task, self.base_config)
         self.epochs, self.decision_interval = self.base_config.epochs, options.decision_interval
-        self.pruner_name, self.pruner_kwargs = options.pruner, options.pruner_kwargs
+        self.pruner_name = options.pruner
         self.max_prune_ratio = float(options.max_prune_ratio)
         self.pruners: list[Pruner] = [make_pruner(options.pruner, **options.pruner_kwargs) for _ in range(k)]
         self.rewards: list[Reward] = [self._make_reward() for _ in range(k)]
         self.env_kwargs = {"task": task, **options.record_kwargs(), **run_overrides}
-        self.knobs = self.pruners[0].knobs
-        self.codec = ActionCodec(self.max_prune_ratio, self.knobs)
+        self.codec = ActionCodec(self.max_prune_ratio, self.pruners[0].knobs)
         self._budget_range = options.budget_range()
         self.features = features_for(options.features, budget=self._budget_range is not None)
         self.feature_names = tuple(f.name for f in self.features)
-        self.single_action_space = spaces.Box(-1.0, 1.0, (1 + len(self.knobs),), np.float32)
+        self.single_action_space = spaces.Box(-1.0, 1.0, (1 + len(self.codec.knobs),), np.float32)
         self.single_observation_space = spaces.Box(-OBS_BOUND, OBS_BOUND, (len(self.features),), np.float32)
         self.action_space = batch_space(self.single_action_space, k)
         self.observation_space = batch_space(self.single_observation_space, k)
@@ -141,20 +139,15 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
         self.episodes: list[EpisodeState | None] = [None] * k
         self.sub_envs = [SubEnv(self, i) for i in range(k)]
         self._default_seed = seed
-        self._rngs: list[np.random.Generator | None] = [None] * k
+        self.rngs: list[np.random.Generator | None] = [None] * k
         self._obs = np.zeros((k, len(self.features)), dtype=np.float32)
-        self._last_infos: list[dict[str, Any]] = [{} for _ in range(k)]
+        self.last_infos: list[dict[str, Any]] = [{} for _ in range(k)]
         self._ended = np.zeros(k, dtype=bool)  # episode over: autoreset (NEXT_STEP) or reset_mask (DISABLED)
 
     def _make_reward(self) -> Reward:
         o = self.options
         spec = copy.deepcopy(o.reward) if isinstance(o.reward, Reward) else o.reward  # each sub-env its own state
-        return make_reward(
-            spec,
-            lossless_penalty=o.lossless_penalty,
-            lossless_tolerance=o.lossless_tolerance,
-            nonfinite_penalty=o.nonfinite_penalty,
-        )
+        return make_reward(spec, **o.reward_kwargs)
 
     # -- what policies and the SB3 adapter read ------------------------------------------------------------
     def get_attr(self, name: str) -> tuple[Any, ...]:
@@ -220,24 +213,23 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
     def _run_seed(self, i: int, seed: int | None) -> int:
         """Sub-env ``i``'s run seed for a reset with ``seed`` (as ``PruningEnv.reset``: a seed also seeds the
         sub-env's generator; without one the first reset uses ``seed=`` of the constructor, later ones draw)."""
-        if seed is None and self._rngs[i] is None and self._default_seed is not None:
+        if seed is None and self.rngs[i] is None and self._default_seed is not None:
             seed = int(self._default_seed) + i
         if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-                raise ValueError(f"seed {seed!r} of sub-env {i} must be an int or None")
-            self._rngs[i] = seeding.np_random(int(seed))[0]
-            return int(seed)
-        rng = self._rngs[i]
+            seed = check_seed(seed, "seed", where=f" of sub-env {i}")
+            self.rngs[i] = seeding.np_random(seed)[0]
+            return seed
+        rng = self.rngs[i]
         if rng is None:
-            rng = self._rngs[i] = seeding.np_random()[0]
-        return int(rng.integers(0, _SEED_MAX))
+            rng = self.rngs[i] = seeding.np_random()[0]
+        return int(rng.integers(0, DRAWN_SEED_LIMIT))
 
     def _start(self, idx: list[int], seeds: list[int | None], options: list[dict]) -> None:
         """Start new episodes in sub-envs ``idx`` (one batched validation pass)."""
         run_seeds, budgets = [], []
         for i, s, o in zip(idx, seeds, options):
             run_seeds.append(self._run_seed(i, s))
-            rng = self._rngs[i]
+            rng = self.rngs[i]
             assert rng is not None  # set by _run_seed
             budgets.append(episode_budget(o, self._budget_range, rng))
         if self.batch is None:
@@ -251,7 +243,7 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
         val = batch.evaluate("val")
         for i, s, b in zip(idx, run_seeds, budgets):
             self.episodes[i] = ep = EpisodeState(batch.runs[i], s, b, self.rewards[i], val[i], self.options)
-            self._last_infos[i] = ep.reset_info
+            self.last_infos[i] = ep.reset_info
         self._observe(idx)
 
     def _observe(self, idx: list[int]) -> None:
@@ -317,7 +309,7 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
         self._observe(stepping)
         for i in stepping:
             info = step_infos[i].to_dict()
-            self._last_infos[i] = info
+            self.last_infos[i] = info
             if mode == AutoresetMode.SAME_STEP and i in ending:
                 infos = self._add_info(infos, {"final_obs": self._obs[i].copy(), "final_info": info}, i)
             else:
@@ -357,7 +349,7 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
         if self.render_mode is None:
             return None
         return tuple(
-            render_episode(self.render_mode, self._last_infos[i], self.episodes[i], self.epochs, self.decision_interval)
+            render_episode(self.render_mode, self.last_infos[i], self.episodes[i], self.epochs, self.decision_interval)
             for i in range(self.num_envs)
         )
 

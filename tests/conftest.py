@@ -97,3 +97,12 @@ class ItemsDataset(Dataset):
 
     def __getitem__(self, i):
         return self.x[i], int(self.y[i])
+
+
+def splits(name: str, seed: int = 0, device: str = "cpu", *, root=None, download: bool = True, **fields):
+    """``load_splits`` of the run config of dataset ``name``, seed ``seed`` and data ``fields`` (``val_size``,
+    ``train_size``, ``test_size``, ``dataset_kwargs``), read from ``root`` (the config's ``data_root``)."""
+    from prunegym.training import RunConfig, load_splits
+
+    config = RunConfig(dataset=name, seed=seed, data_root=None if root is None else str(root), **fields)
+    return load_splits(config, device, download=download)

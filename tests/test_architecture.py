@@ -156,3 +156,15 @@ def test_module_is_small(name):
 def test_package_is_typed():
     for floor in FLOORS:
         assert (ROOT / floor / "py.typed").is_file(), f"{floor}/py.typed is missing"
+
+
+def test_the_architecture_doc_names_every_module():
+    """docs/ARCHITECTURE.md names every module of the four floors (as `file.py`), so a new room is described
+    where newcomers look, and a room that moved is not described under its old name."""
+    doc = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+    missing = sorted(
+        str(p.relative_to(ROOT)) for p in MODULES.values() if p.name != "__init__.py" and f"`{p.name}`" not in doc
+    )
+    assert not missing, f"docs/ARCHITECTURE.md does not name {missing}"
+    for gone in ("schedule.py", "lr_progress.py", "scheduler.py", "budgets.py"):
+        assert f"`{gone}`" not in doc, gone

@@ -49,7 +49,7 @@ PAPER_DEFAULTS = {
 
 def budget_kwargs(name: str) -> dict:
     """A compute budget for the policies that only run under one."""
-    return {"compute_budget": 0.5} if getattr(POLICIES[name], "requires_budget", False) else {}
+    return {"compute_budget": 0.5} if POLICIES[name].requires_budget else {}
 
 
 def env_for(name: str, **kwargs) -> PruningEnv:
@@ -151,7 +151,7 @@ def test_policy_rejects_bad_values(name, bad):
 )
 def test_policy_checks_knob_hyperparameters_against_the_knob_range(name, key, value, bounds):
     env = env_for(name)
-    knob = next(k for k in env.unwrapped.knobs if k.name == key)
+    knob = next(k for k in env.unwrapped.codec.knobs if k.name == key)
     assert f"[{knob.low}, {knob.high}]" == bounds
     with pytest.raises(ValueError, match=re.escape(f"{key}={value!r} is out of range {bounds}")):
         make_policy(name, env, **{key: value})

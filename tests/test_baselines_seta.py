@@ -173,7 +173,7 @@ def test_policy_schedule_windows_then_anneals():
     assert policy.hparams == {"prune_ratio": 0.1, "window_scale": 0.9, "delta": 0.875}
     sched = [policy.schedule(e) for e in range(10)]  # 10 * 0.875 = 8.75: epochs 0-7 windowed
     assert sched == [{"prune_ratio": 0.1, "window_scale": 0.9}] * 8 + [{"prune_ratio": 0.1, "window_scale": 1.0}] * 2
-    assert [k.name for k in env.knobs] == ["window_scale"]
+    assert [k.name for k in env.codec.knobs] == ["window_scale"]
     with pytest.raises(ValueError, match="delta=1.5"):
         make_policy("seta", env, delta=1.5)
     with pytest.raises(ValueError, match="window_scale=0.05"):

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import splits
 from torch.testing import assert_close
 
 from prunegym.baselines import PRUNERS, kept_count, make_pruner
-from prunegym.training import EpochPlan, MixupSpec, RunConfig, TrainingRun, load_splits
-from prunegym.training.batched import BatchedTrainingRun
+from prunegym.training import EpochPlan, MixupSpec, RunConfig, TrainingRun
 from prunegym.training.batched_data import BatchedData, load_batched_data
+from prunegym.training.batched_run import BatchedTrainingRun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -93,7 +94,7 @@ def test_synthetic_splits_equal_load_splits():
     data = load_batched_data(cfg, SEEDS, torch.device("cpu"))
     assert data.train.shape == (3, 512) and data.val.shape == (3, 200) and data.test.shape == (3, 200)
     for k, s in enumerate(SEEDS):
-        ref, got = load_splits("synthetic", s, val_size=200, train_size=512, test_size=200), data.split(k)
+        ref, got = splits("synthetic", s, val_size=200, train_size=512, test_size=200), data.split(k)
         for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
             assert torch.equal(getattr(ref, name), getattr(got, name)), name
 
@@ -105,7 +106,7 @@ def test_real_data_is_one_shared_pool(data_root):
     data = load_batched_data(cfg, SEEDS, torch.device("cpu"))
     assert data.x.shape == (70000, 1, 28, 28)  # 60,000 training + 10,000 test samples, once, whatever K
     for k, s in enumerate(SEEDS):
-        ref = load_splits("fashion_mnist", s, val_size=500, train_size=3000, test_size=400, root=data_root)
+        ref = splits("fashion_mnist", s, val_size=500, train_size=3000, test_size=400, root=data_root)
         got = data.split(k)
         for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
             assert torch.equal(getattr(ref, name), getattr(got, name)), name

@@ -1,5 +1,5 @@
 """SB3 on the batched vector env (prunegym.agents.sb3.batched_vec_env, ``vec_env="batched"``) and one batch of
-evaluation episodes (prunegym.agents.evaluation.batched) against ``run_episode``.
+evaluation episodes (prunegym.agents.evaluation.batched_episodes) against ``run_episode``.
 
 Contract: ``BatchedVecEnv`` follows SB3's ``VecEnv`` semantics as ``DummyVecEnv`` over ``Monitor``-wrapped
 ``PruningEnv``s does (same run seeds per rank, ``terminal_observation``, ``TimeLimit.truncated``,
@@ -18,7 +18,7 @@ import pytest
 from stable_baselines3.common.monitor import Monitor
 
 from prunegym.agents.cli import main
-from prunegym.agents.evaluation.batched import run_batched_episodes
+from prunegym.agents.evaluation.batched_episodes import run_batched_episodes
 from prunegym.agents.evaluation.episode import policy_spec, run_episode
 from prunegym.agents.sb3.batched_vec_env import BatchedVecEnv
 from prunegym.agents.sb3.train import train_agent

@@ -13,10 +13,11 @@ import math
 
 import pytest
 import torch
+from conftest import splits
 from torch.testing import assert_close
 
-from prunegym.training import EpochPlan, RunConfig, TrainingRun, load_splits
-from prunegym.training.batched import BatchedTrainingRun
+from prunegym.training import EpochPlan, RunConfig, TrainingRun
+from prunegym.training.batched_run import BatchedTrainingRun
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,7 +107,7 @@ def test_reset_run_is_a_new_run_of_its_seed(optimizer):
     assert all(torch.count_nonzero(s[n]) == 0 for s in batch.optimizer_state(1) for n in s if n != "step")
     ref = TrainingRun(cfg.replace(seed=NEW_SEED))
     got = batch.data.split(1)
-    want = load_splits("synthetic", NEW_SEED, val_size=200, train_size=512, test_size=200)
+    want = splits("synthetic", NEW_SEED, val_size=200, train_size=512, test_size=200)
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         assert torch.equal(getattr(got, name), getattr(want, name)), name
     for a, b in zip(weights(batch.model(1)), weights(ref.model)):
@@ -142,10 +143,10 @@ def test_reset_run_in_a_shared_pool(data_root):
     x_before = batch.data.x.clone()
     batch.reset_run(2, NEW_SEED)
     assert torch.equal(batch.data.x, x_before)  # one pool for every seed: only the index maps change
-    want = load_splits("fashion_mnist", NEW_SEED, val_size=300, train_size=600, test_size=200, root=data_root)
+    want = splits("fashion_mnist", NEW_SEED, val_size=300, train_size=600, test_size=200, root=data_root)
     for k, ref in (
         (2, want),
-        (0, load_splits("fashion_mnist", SEEDS[0], val_size=300, train_size=600, test_size=200, root=data_root)),
+        (0, splits("fashion_mnist", SEEDS[0], val_size=300, train_size=600, test_size=200, root=data_root)),
     ):
         got = batch.data.split(k)
         for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):

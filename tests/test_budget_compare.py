@@ -11,11 +11,11 @@ from tensorboard.backend.event_processing import event_file_loader
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from prunegym.agents.cli import main
-from prunegym.agents.evaluation.budgets import compare_budgets
 from prunegym.agents.evaluation.calibration import calibrate
+from prunegym.agents.evaluation.matched_compute import compare_budgets
 from prunegym.agents.evaluation.tuning import load_tuned, search_space, tune
 from prunegym.baselines import make_policy
-from prunegym.baselines.static import keep_schedule
+from prunegym.baselines.static import budget_keep_fractions
 from prunegym.envs import PruningEnv
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -37,7 +37,7 @@ def _play(env, policy, seed=0):
 @pytest.mark.parametrize("budget", [0.3, 0.5, 0.8])
 @pytest.mark.parametrize("tilt", [-1.0, 0.0, 0.6])
 def test_static_schedule_spends_the_budget_exactly(budget, tilt):
-    keep = keep_schedule(budget, 10, tilt)
+    keep = budget_keep_fractions(budget, 10, tilt)
     assert keep[0] == 1.0 and sum(keep) / 10 == pytest.approx(budget)
     assert all(0.1 - 1e-12 <= k <= 1.0 for k in keep)
     if tilt > 0:
@@ -212,7 +212,7 @@ def test_cli_tune_and_budget_compare(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "Budget 0.5" in out and "One seed per policy: means only" in out and "±" not in out.split("Budget 0.5")[1]
     for bad, msg in (
-        (["--budgets", "1.5"], "budget 1.5 must be a fraction in (0, 1]"),
+        (["--budgets", "1.5"], "budget=1.5 must be a fraction in (0, 1]"),
         (["--budgets", "0.5", "--env-kwargs", "compute_budget=0.3"], "compute_budget is set by --budgets"),
     ):
         argv = [

@@ -83,7 +83,7 @@ def test_registered_kwargs_override():
     u = env.unwrapped
     cfg = u.base_config
     assert (cfg.epochs, cfg.train_size, cfg.batch_size, cfg.device) == (4, 1000, 64, "cpu")
-    assert (u.pruner_name, u.reward_name, u.compute_weight) == ("uniform", "lossless", 0.5)
+    assert (u.pruner_name, u.reward.name, u.options.compute_weight) == ("uniform", "lossless", 0.5)
     _, info = env.reset()
     assert info["seed"] == 3
 
@@ -363,7 +363,7 @@ def test_callable_reward():
 
     env = make(epochs=2, reward=my_reward)
     _, rewards, infos, _, _ = run_episode(env)
-    assert env.reward_name == "my_reward" and len(seen) == 2
+    assert env.reward.name == "my_reward" and len(seen) == 2
     for r, info in zip(rewards, infos[1:]):
         assert r == pytest.approx(2.0 * info["val_accuracy"] - info["compute_fraction_step"])
     assert [s.terminated for s in seen] == [False, True]
@@ -378,7 +378,9 @@ def test_nonfinite_loss_ends_episode_with_penalty():
     assert "non-finite training loss" in info["error"]
     assert not math.isfinite(info["train_loss"])
     # scored as a run ending at zero accuracy, minus the penalty
-    expected = (0.0 - info0["val_accuracy"]) - env.compute_weight * info["compute_fraction_step"] - NONFINITE_PENALTY
+    expected = (
+        (0.0 - info0["val_accuracy"]) - env.reward.compute_weight * info["compute_fraction_step"] - NONFINITE_PENALTY
+    )
     assert r == pytest.approx(expected, abs=1e-12)
     assert info["episode_return"] == r and "episode_record" in info and "test_accuracy" in info
     assert env.observation_space.contains(obs) and np.all(np.isfinite(obs))
@@ -426,7 +428,9 @@ def test_nonfinite_validation_loss_ends_the_episode_like_a_training_one():
     assert term and not trunc
     assert info["error"] == "non-finite validation loss (inf) after epoch 0"
     assert math.isfinite(info["train_loss"]) and info["val_loss"] == float("inf")
-    expected = (0.0 - info0["val_accuracy"]) - env.compute_weight * info["compute_fraction_step"] - NONFINITE_PENALTY
+    expected = (
+        (0.0 - info0["val_accuracy"]) - env.reward.compute_weight * info["compute_fraction_step"] - NONFINITE_PENALTY
+    )
     assert r == pytest.approx(expected, abs=1e-12)
     assert info["episode_return"] == r and "test_accuracy" in info and info["episode_record"]["actions"]
     assert env.observation_space.contains(obs) and np.all(np.isfinite(obs))

@@ -44,7 +44,7 @@ def no_episodes(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("an episode was scheduled before the error")
 
-    monkeypatch.setattr(evaluation, "schedule", refuse)
+    monkeypatch.setattr(evaluation, "dispatch", refuse)
 
 
 def _compare_argv(out: Path, *extra: str, policies=("uniform",), seeds=("0", "1")) -> list[str]:
@@ -446,7 +446,7 @@ def test_compare_exits_1_naming_the_failed_episodes(tmp_path, capsys, monkeypatc
             on_result(o)
         return outs
 
-    monkeypatch.setattr(evaluation, "schedule", all_fail)
+    monkeypatch.setattr(evaluation, "dispatch", all_fail)
     assert main(_compare_argv(tmp_path / "cmp")) == 1
     err = _one_line(capsys, "prunegym compare: 2 episode(s) failed (uniform seed 0, uniform seed 1;")
     assert "run the same command again to retry them" in err

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import splits
 from torch.testing import assert_close
 
 from prunegym.training import (
@@ -27,7 +28,6 @@ from prunegym.training import (
     ScoreTable,
     TrainingRun,
     build_model,
-    load_splits,
     lr_at,
     measure_flops,
 )
@@ -73,7 +73,7 @@ def image_splits(
 
 @pytest.fixture(scope="module")
 def syn() -> DataSplits:
-    return load_splits("synthetic", 0)
+    return splits("synthetic", 0)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def fmnist_root(data_root):
 
 # -- data ------------------------------------------------------------------------------------------------------
 def test_fashion_mnist_subset_sizes_dtypes_normalisation(fmnist_root):
-    s = load_splits("fashion_mnist", 0, root=fmnist_root, download=False, **FMNIST_SUBSET)
+    s = splits("fashion_mnist", 0, root=fmnist_root, download=False, **FMNIST_SUBSET)
     assert (s.name, s.num_classes, s.augment) == ("fashion_mnist", 10, False)
     assert s.input_shape == (1, 28, 28) and s.num_train == 2000
     for x, y, n in ((s.x_train, s.y_train, 2000), (s.x_val, s.y_val, 500), (s.x_test, s.y_test, 500)):
@@ -101,7 +101,7 @@ def test_fashion_mnist_subset_sizes_dtypes_normalisation(fmnist_root):
 
 
 def test_fashion_mnist_validation_is_carved_from_training_set(fmnist_root):
-    s = load_splits("fashion_mnist", 0, root=fmnist_root, download=False, val_size=500)
+    s = splits("fashion_mnist", 0, root=fmnist_root, download=False, val_size=500)
     assert s.num_train == 59_500 and s.y_val.numel() == 500 and s.y_test.numel() == 10_000
     # train + val is a partition of the official 60k training set (balanced: 6,000 per class; no image twice)
     y = torch.cat([s.y_train, s.y_val])
@@ -113,9 +113,7 @@ def test_fashion_mnist_validation_is_carved_from_training_set(fmnist_root):
 
 
 def test_fashion_mnist_split_is_seeded(fmnist_root):
-    a, b, c = (
-        load_splits("fashion_mnist", seed, root=fmnist_root, download=False, **FMNIST_SUBSET) for seed in (0, 0, 1)
-    )
+    a, b, c = (splits("fashion_mnist", seed, root=fmnist_root, download=False, **FMNIST_SUBSET) for seed in (0, 0, 1))
     for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test"):
         assert torch.equal(getattr(a, name), getattr(b, name)), name
         assert not torch.equal(getattr(a, name), getattr(c, name)), name
@@ -125,7 +123,7 @@ def test_missing_data_root_raises_dataset_missing_error(tmp_path):
     root = tmp_path / "no-data-here"
     root.mkdir()
     with pytest.raises(DatasetMissingError) as info:
-        load_splits("fashion_mnist", 0, root=root, download=False)
+        splits("fashion_mnist", 0, root=root, download=False)
     msg = str(info.value)
     assert str(root) in msg
     assert "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte.gz" in msg
@@ -135,8 +133,8 @@ def test_missing_data_root_raises_dataset_missing_error(tmp_path):
 def test_synthetic_splits(syn):
     assert syn.x_train.shape == (4000, 32) and syn.x_val.shape == (1000, 32) and syn.x_test.shape == (1000, 32)
     assert syn.x_train.dtype == torch.float32 and syn.y_train.dtype == torch.int64 and syn.num_classes == 8
-    assert torch.equal(load_splits("synthetic", 0).x_train, syn.x_train)
-    assert not torch.equal(load_splits("synthetic", 1).x_train, syn.x_train)
+    assert torch.equal(splits("synthetic", 0).x_train, syn.x_train)
+    assert not torch.equal(splits("synthetic", 1).x_train, syn.x_train)
 
 
 # -- determinism and RNG isolation -----------------------------------------------------------------------------
@@ -212,7 +210,7 @@ def test_global_rng_states_untouched():
     # leave them as this test found them by chance
     torch.manual_seed(12345), np.random.seed(12345), random.seed(12345)
     before = _global_rng_state()
-    syn = load_splits("synthetic", 5)
+    syn = splits("synthetic", 5)
     run = TrainingRun(config(epochs=2, seed=5), syn)
     run.score(torch.arange(100))
     n = run.num_train
@@ -580,7 +578,7 @@ def test_other_invalid_names_raise():
     with pytest.raises(ValueError, match="'vgg16'.*mlp, cnn, resnet18"):
         build_model("vgg16", (1, 28, 28), 10, torch.Generator())
     with pytest.raises(ValueError, match="'imagenet'.*synthetic"):
-        load_splits("imagenet", 0)
+        splits("imagenet", 0)
     with pytest.raises(ValueError, match="'step'.*onecycle"):
         lr_at("step", 0.5, 0.1)
     with pytest.raises(ValueError, match="'block9'.*block1"):

@@ -45,7 +45,7 @@ def no_episodes(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("an episode was scheduled before the error")
 
-    monkeypatch.setattr(evaluation, "schedule", refuse)
+    monkeypatch.setattr(evaluation, "dispatch", refuse)
 
 
 @pytest.fixture(scope="module")
@@ -488,9 +488,9 @@ def test_ctrl_c_prints_the_command_that_resumes_and_exits_130(tmp_path, capsys):
 def test_interrupted_evaluate_names_the_seeds_left_and_train_the_resume_flag(tmp_path, capsys, monkeypatch):
     from prunegym.agents import cli
     from prunegym.agents.cli import main as cli_main
-    from prunegym.agents.evaluation import scheduler
+    from prunegym.agents.evaluation import dispatch
 
-    real = scheduler.run_episode
+    real = dispatch.run_episode
     calls = []
 
     def interrupt_second(spec, env_id, env_kwargs, seed, progress=False, **kwargs):
@@ -500,7 +500,7 @@ def test_interrupted_evaluate_names_the_seeds_left_and_train_the_resume_flag(tmp
         return real(spec, env_id, env_kwargs, seed, progress=progress, **kwargs)
 
     defaults = {"progress": False, "runner": interrupt_second, "live": None}
-    monkeypatch.setattr(scheduler.run_all, "__kwdefaults__", defaults)
+    monkeypatch.setattr(dispatch.run_all, "__kwdefaults__", defaults)
     results = tmp_path / "r.jsonl"
     argv = [
         "evaluate",

@@ -16,7 +16,7 @@ import gymnasium
 import numpy as np
 import pytest
 import torch
-from conftest import run_pinned
+from conftest import run_pinned, splits
 from torch import nn
 
 from prunegym.training import (
@@ -24,7 +24,6 @@ from prunegym.training import (
     RunConfig,
     TrainingRun,
     build_model,
-    load_splits,
     measure_flops,
     register_dataset,
     register_model,
@@ -127,15 +126,15 @@ def committed_figures(root: str | None) -> dict:
     """What the hashes above pin, computed here: run under their float path by :func:`conftest.run_pinned`."""
     out: dict = {"splits": {}, "real": {}, "models": {}, "episode": _preset_episode_hash()}
     for name, seed, kw in PRESET_SPLITS:
-        out["splits"][repr((name, seed, kw))] = list(_hs(load_splits(name, seed, **dict(kw))).values())
+        out["splits"][repr((name, seed, kw))] = list(_hs(splits(name, seed, **dict(kw))).values())
     for arch, shape, kw in PRESET_MODELS:
         m = build_model(arch, shape, 10, torch_generator(7, "init"), **dict(kw))
         out["models"][repr((arch, shape, kw))] = _h(
             torch.cat([p.detach().flatten() for p in m.state_dict().values()]).float()
         )
     for name, seed, kw in PRESET_REAL if root is not None else ():
-        splits = load_splits(name, seed, root=root, download=False, **dict(kw))
-        out["real"][repr((name, seed, kw))] = list(_hs(splits).values())
+        real = splits(name, seed, root=root, download=False, **dict(kw))
+        out["real"][repr((name, seed, kw))] = list(_hs(real).values())
     return out
 
 
@@ -179,7 +178,7 @@ def test_preset_episode_unchanged(pinned_figures):
 # -- val_size ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("bad", [1.5, 0.0, -3, 1e9 + 0.5, float("nan"), True, "100"])
 def test_val_size_that_is_neither_count_nor_fraction_is_one_line_error(bad):
-    for call in (lambda: RunConfig(val_size=bad), lambda: load_splits("synthetic", 0, val_size=bad)):
+    for call in (lambda: RunConfig(val_size=bad), lambda: splits("synthetic", 0, val_size=bad)):
         with pytest.raises(ValueError) as info:
             call()
         msg = str(info.value)
@@ -187,12 +186,12 @@ def test_val_size_that_is_neither_count_nor_fraction_is_one_line_error(bad):
 
 
 def test_val_size_integral_float_is_a_count():
-    assert load_splits("synthetic", 0, val_size=500.0).y_val.numel() == 500
-    assert load_splits("synthetic", 0, val_size=0.1).y_val.numel() == 500
+    assert splits("synthetic", 0, val_size=500.0).y_val.numel() == 500
+    assert splits("synthetic", 0, val_size=0.1).y_val.numel() == 500
 
 
 def test_split_indices_is_what_load_splits_uses():
-    s = load_splits("synthetic", 2, val_size=300, train_size=1000, test_size=200)
+    s = splits("synthetic", 2, val_size=300, train_size=1000, test_size=200)
     idx = split_indices(5000, 2, 300, 1000, n_test=1000, test_size=200)
     from prunegym.training import make_synthetic
 
@@ -205,14 +204,14 @@ def test_split_indices_is_what_load_splits_uses():
 def test_registered_tensors_carve_seeded_val_and_a_fixed_test_set():
     x, y = _toy(1000)
     register_dataset("t-carve", {"train": (x, y)})
-    a, b, c = (load_splits("t-carve", s, val_size=100) for s in (0, 0, 1))
+    a, b, c = (splits("t-carve", s, val_size=100) for s in (0, 0, 1))
     assert (a.num_train, a.y_val.numel(), a.y_test.numel(), a.num_classes) == (800, 100, 100, 3)
     assert torch.equal(a.x_train, b.x_train) and torch.equal(a.x_val, b.x_val)
     assert not torch.equal(a.x_val, c.x_val) and torch.equal(a.x_test, c.x_test)  # test: the same for every seed
     rows = lambda t: {tuple(r.tolist()) for r in t}  # noqa: E731
     assert not (rows(a.x_test) & (rows(a.x_train) | rows(a.x_val)))
     assert rows(a.x_train) | rows(a.x_val) | rows(a.x_test) == rows(x)
-    given = load_splits(
+    given = splits(
         register_dataset(
             "t-given", {"train": (x[:800], y[:800]), "val": (x[800:900], y[800:900]), "test": (x[900:], y[900:])}
         ),
@@ -226,7 +225,7 @@ def test_uint8_images_are_standardised_with_the_seeds_training_split():
     x = torch.randint(0, 256, (500, 3, 4, 4), generator=g, dtype=torch.uint8)
     x[:, 1] //= 2  # a channel with other statistics
     register_dataset("t-u8", {"train": (x, torch.randint(0, 5, (500,), generator=g))})
-    s = load_splits("t-u8", 0, val_size=100, test_size=50)
+    s = splits("t-u8", 0, val_size=100, test_size=50)
     m, sd = s.x_train.double().mean((0, 2, 3)), s.x_train.double().std((0, 2, 3), unbiased=False)
     torch.testing.assert_close(m, torch.zeros(3, dtype=torch.float64), atol=1e-5, rtol=0)
     torch.testing.assert_close(sd, torch.ones(3, dtype=torch.float64), atol=1e-5, rtol=0)
@@ -273,7 +272,7 @@ def test_unknown_dataset_and_model_names_list_what_is_allowed():
     with pytest.raises(ValueError, match="'nope'.*mlp, cnn, resnet18.*torchvision:<name>.*register_model"):
         RunConfig(model="nope")
     with pytest.raises(ValueError, match="no dataset class 'Nope'"):
-        load_splits("torchvision:Nope", 0)
+        splits("torchvision:Nope", 0)
 
 
 # -- models ----------------------------------------------------------------------------------------------------
@@ -450,7 +449,7 @@ def kmnist_root(tmp_path, monkeypatch):
 
 
 def test_torchvision_kmnist_fixture_loads_through_the_dataset_path(kmnist_root):
-    s = load_splits("torchvision:KMNIST", 0, root=kmnist_root, download=False, val_size=20)
+    s = splits("torchvision:KMNIST", 0, root=kmnist_root, download=False, val_size=20)
     assert (s.num_train, s.y_val.numel(), s.y_test.numel(), s.num_classes, s.input_shape) == (
         100,
         20,
@@ -478,7 +477,7 @@ def test_wrong_checksum_archive_is_named_before_any_download(kmnist_root, monkey
     )
     attempts = _offline_network(monkeypatch)
     with pytest.raises(DatasetMissingError) as info:
-        load_splits("torchvision:KMNIST", 0, root=kmnist_root, download=True, val_size=20)
+        splits("torchvision:KMNIST", 0, root=kmnist_root, download=True, val_size=20)
     msg = str(info.value)
     assert "train-images-idx3-ubyte.gz' failed its check" in msg and "expected " + "0" * 32 in msg
     assert "\n" not in msg and attempts == []
@@ -516,7 +515,7 @@ def test_truncated_archive_fails_its_check_with_torchvisions_md5_and_no_download
     (raw / "train-images-idx3-ubyte.gz").write_bytes(blob[: len(blob) // 3])  # truncated
     attempts = _offline_network(monkeypatch)
     with pytest.raises(DatasetMissingError) as info:
-        load_splits("fashion_mnist", 0, root=tmp_path / "root", download=True)
+        splits("fashion_mnist", 0, root=tmp_path / "root", download=True)
     msg = str(info.value)
     assert "train-images-idx3-ubyte.gz' failed its check" in msg and attempts == []
     assert "expected 8d4fb7e6c68d591d4c3dfef9ec88bf0d" in msg and "\n" not in msg and _fmnist_layout_ok(msg)
@@ -527,7 +526,7 @@ def test_missing_root_download_fails_in_one_line_and_creates_nothing(tmp_path, m
     attempts = _offline_network(monkeypatch)
     root = tmp_path / "no" / "such" / "root"
     with pytest.raises(DatasetMissingError) as info:
-        load_splits("fashion_mnist", 0, root=root, download=True)
+        splits("fashion_mnist", 0, root=root, download=True)
     msg = str(info.value)
     assert f"data root {str(root)!r} does not exist and downloading it failed" in msg
     assert "\n" not in msg and _fmnist_layout_ok(msg) and "Traceback" not in msg
@@ -536,7 +535,7 @@ def test_missing_root_download_fails_in_one_line_and_creates_nothing(tmp_path, m
     existing.mkdir()
     (existing / "keep.txt").write_text("mine")
     with pytest.raises(DatasetMissingError, match="does not hold it and downloading it failed"):
-        load_splits("fashion_mnist", 0, root=existing, download=True)
+        splits("fashion_mnist", 0, root=existing, download=True)
     assert sorted(p.name for p in existing.iterdir()) == ["keep.txt"]
 
 
@@ -547,16 +546,16 @@ def test_unusable_roots_are_one_line_errors_without_writing(tmp_path, monkeypatc
     a_file = tmp_path / "data.txt"
     a_file.write_text("x")
     with pytest.raises(DatasetMissingError, match=r"data root '.*data.txt' is not a folder.*FashionMNIST/raw"):
-        load_splits("fashion_mnist", 0, root=a_file)
+        splits("fashion_mnist", 0, root=a_file)
     ro = tmp_path / "readonly"
     ro.mkdir()
     monkeypatch.setattr(tv, "_writable", lambda p: False)  # as a read-only mount (the tests run as root)
     with pytest.raises(DatasetMissingError) as info:
-        load_splits("fashion_mnist", 0, root=ro, download=True)
+        splits("fashion_mnist", 0, root=ro, download=True)
     assert "the root is not writable" in str(info.value) and _fmnist_layout_ok(str(info.value))
     assert list(ro.iterdir()) == []
     with pytest.raises(DatasetMissingError, match="does not exist"):
-        load_splits("mnist", 0, root=tmp_path / "missing", download=False)
+        splits("mnist", 0, root=tmp_path / "missing", download=False)
     assert not (tmp_path / "missing").exists() and attempts == []
 
 
@@ -651,12 +650,50 @@ def test_torchvision_emnist_from_extracted_idx_files_needs_its_split(tmp_path):
         (raw / f"emnist-balanced-{split}-images-idx3-ubyte").write_bytes(_idx(rng.integers(0, 256, (n, 28, 28))))
         (raw / f"emnist-balanced-{split}-labels-idx1-ubyte").write_bytes(_idx(labels))
     with pytest.raises(ValueError, match=r"'torchvision:EMNIST'.*split.*allowed: byclass, bymerge, balanced"):
-        load_splits("torchvision:EMNIST", 0, root=tmp_path, download=False, val_size=10)
-    s = load_splits(
+        splits("torchvision:EMNIST", 0, root=tmp_path, download=False, val_size=10)
+    s = splits(
         "torchvision:EMNIST", 0, root=tmp_path, download=False, val_size=10, dataset_kwargs={"split": "balanced"}
     )
     assert (s.num_train, s.y_test.numel(), s.num_classes, s.input_shape) == (84, 47, 47, (1, 28, 28))
     assert torch.equal(torch.sort(s.y_test).values, torch.arange(47))
+
+
+def _emnist_balanced(root) -> None:
+    raw = root / "EMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 188), ("test", 47)):
+        (raw / f"emnist-balanced-{split}-images-idx3-ubyte").write_bytes(_idx(rng.integers(0, 256, (n, 28, 28))))
+        (raw / f"emnist-balanced-{split}-labels-idx1-ubyte").write_bytes(_idx(np.arange(n) % 47))
+
+
+def test_dataset_kwargs_reach_every_path_that_loads_data(tmp_path):
+    """A ``torchvision:`` dataset that needs constructor arguments (EMNIST's ``split``) loads on every path: the
+    single run, the harness's pre-check (``evaluate``), the batched engine's first load and its per-run reload
+    (four call sites once dropped ``dataset_kwargs``)."""
+    from prunegym.agents import evaluate
+    from prunegym.envs import PruningEnv, PruningVectorEnv
+
+    _emnist_balanced(tmp_path)
+    kw = dict(
+        dataset="torchvision:EMNIST",
+        dataset_kwargs={"split": "balanced"},
+        data_root=str(tmp_path),
+        val_size=20,
+        epochs=2,
+        batch_size=32,
+    )
+    env = PruningEnv("fashion_mnist-mlp", pruner="uniform", **kw)
+    env.reset(seed=0)
+    *_, info = env.step(env.encode_action(0.5))
+    assert info["kept_fraction"] == 1.0  # uniform's full warm-up epoch on 168 samples of 47 classes
+    (row,) = evaluate("uniform", "prunegym/FashionMNIST-MLP-v0", [0], results=None, **kw)  # pre-check, then run
+    assert row["error"] is None and row["steps"] == 2
+    venv = PruningVectorEnv("fashion_mnist-mlp", 2, pruner="uniform", **kw)
+    venv.reset(seed=0)
+    venv.reset(seed=5, options={"reset_mask": np.array([False, True])})  # the batched engine reloads run 1
+    assert venv.batch is not None and venv.batch.seeds == [0, 6]
+    venv.close()
 
 
 def test_torchvision_stl10_split_argument_labels_and_channels_first(tmp_path, monkeypatch):
@@ -678,7 +715,7 @@ def test_torchvision_stl10_split_argument_labels_and_channels_first(tmp_path, mo
     cls = torchvision.datasets.STL10
     monkeypatch.setattr(cls, "train_list", [[f, md5[f]] for f, _ in cls.train_list])
     monkeypatch.setattr(cls, "test_list", [[f, md5[f]] for f, _ in cls.test_list])
-    s = load_splits("torchvision:STL10", 0, root=tmp_path, download=False, val_size=5)
+    s = splits("torchvision:STL10", 0, root=tmp_path, download=False, val_size=5)
     assert (s.num_train, s.y_test.numel(), s.num_classes, s.input_shape) == (25, 20, 10, (3, 96, 96))
     assert torch.equal(s.y_test, torch.arange(20) % 10)  # 0-based, the test split in file order
     assert float(s.x_train[:, 0].std()) == 0.0 and abs(float(s.x_train[:, 1].std()) - 1) < 0.05

@@ -18,7 +18,7 @@ from conftest import ItemsDataset
 from torch import nn
 
 from prunegym.agents import evaluate
-from prunegym.agents.evaluation.batched import run_batched_episodes
+from prunegym.agents.evaluation.batched_episodes import run_batched_episodes
 from prunegym.agents.evaluation.episode import policy_spec, run_episode
 from prunegym.baselines import PruningSampler
 from prunegym.envs import PruningEnv, PruningVectorEnv, register_task

@@ -119,7 +119,7 @@ def test_seeding_int_list_constructor_and_unseeded():
     assert np.array_equal(obs_a, obs_b)
     with pytest.raises(ValueError, match="needs num_envs=3"):
         venv.reset(seed=[1, 2])
-    with pytest.raises(ValueError, match="seed 1.5 of sub-env 0 must be an int"):
+    with pytest.raises(ValueError, match="seed=1.5 of sub-env 0 must be an int"):
         venv.reset(seed=[1.5, 2, 3])
     venv.close()
 
@@ -441,3 +441,23 @@ def test_benchmark_script_runs_tiny(tmp_path):
     assert [r["K"] for r in task["rows"]] == [1, 2] and task["subproc"]["workers"] == 2
     assert all(r["batched"]["steps_per_s"] > 0 and r["sequential"]["steps_per_s"] > 0 for r in task["rows"])
     assert "| synthetic-mlp | 2 |" in md.read_text()
+
+
+def test_ies_scoring_passes_run_and_are_charged_in_the_batched_engine():
+    """IES scores its excluded samples after each epoch (``EpochPlan.score_after``): the batched engine used to
+    skip that pass, so its sub-envs paid no scoring compute and IES never saw the losses it judges by."""
+    kw = dict(pruner="ies", pruner_kwargs={"m": 1, "k": 1}, epochs=8, train_size=1500, val_size=300, test_size=300)
+    venv = PruningVectorEnv("synthetic-mlp", 2, **kw)
+    venv.reset(seed=[11, 12])
+    action = venv.encode_action(0.0, threshold=0.05)
+    single = [PruningEnv("synthetic-mlp", **kw) for _ in range(2)]
+    for env, s in zip(single, (11, 12)):
+        env.reset(seed=s)
+    for _ in range(8):
+        *_, info = venv.step(np.tile(action, (2, 1)))
+        for i, env in enumerate(single):
+            *_, want = env.step(action)
+            assert abs(info["compute_fraction_total"][i] - want["compute_fraction_total"]) < 2e-3
+            assert abs(info["kept_fraction"][i] - want["kept_fraction"]) < 5e-3
+    assert (info["kept_fraction"] < 0.8).all()  # IES excluded samples: their scoring passes were charged above
+    venv.close()

@@ -6,8 +6,9 @@ to :meth:`TrainingRun.run_epoch` and gets an :class:`EpochResult` back. :class:`
 K runs of one task in lockstep as one stacked model (one plan and one result per run).
 """
 
-from .batched import BatchedTrainingRun
-from .budget import plan_flops, trim_plan
+from .batched_run import BatchedTrainingRun
+from .budget import ComputeBudget, plan_flops, trim_plan
+from .checks import check_fraction
 from .config import OPTIMIZERS, RunConfig
 from .data import (
     DATASETS,
@@ -15,28 +16,30 @@ from .data import (
     DataSplits,
     SplitIndices,
     data_root,
-    load_splits,
     make_synthetic,
     split_indices,
 )
 from .flops import PassFlops, measure_flops
-from .lr_progress import ProgressLR, progress_lr
+from .learning_rate import SCHEDULES, ProgressLR, lr_at, progress_lr
+from .loading import load_run_data, load_splits
 from .meter import ComputeMeter
 from .models import MODELS, SplitModel, build_model, register_model, split_points
 from .plan import EpochPlan, EpochResult, MixupSpec, PassCounts, Selector, selector_flops
 from .provenance import float_path, float_path_env, runtime, runtime_differences, versions
 from .run import EvalResult, TrainingRun, resolve_device
-from .schedule import SCHEDULES, lr_at
+from .run_state import RunState, TaskShape
 from .scores import ScoreTable
-from .seeding import SEED_LIMIT, check_seed, derive_seed, numpy_generator, torch_generator
+from .seeding import DRAWN_SEED_LIMIT, SEED_LIMIT, check_seed, derive_seed, numpy_generator, torch_generator
 from .sources import register_dataset
 from .step import finish_epoch, plan_epoch, step_run, step_runs
 
 __all__ = [
+    "ComputeBudget",
     "DATASETS",
     "MODELS",
     "OPTIMIZERS",
     "SCHEDULES",
+    "DRAWN_SEED_LIMIT",
     "SEED_LIMIT",
     "BatchedTrainingRun",
     "ComputeMeter",
@@ -49,19 +52,23 @@ __all__ = [
     "PassCounts",
     "PassFlops",
     "ProgressLR",
+    "RunState",
     "RunConfig",
     "ScoreTable",
     "Selector",
     "SplitIndices",
     "SplitModel",
+    "TaskShape",
     "TrainingRun",
     "build_model",
+    "check_fraction",
     "check_seed",
     "data_root",
     "derive_seed",
     "finish_epoch",
     "float_path",
     "float_path_env",
+    "load_run_data",
     "load_splits",
     "lr_at",
     "make_synthetic",

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 from .config import RunConfig
-from .data import DataSplits, load_splits, split_indices
+from .data import DataSplits, split_indices
+from .loading import load_splits
 
 __all__ = ["BatchedData", "RunData", "load_batched_data", "reload_run"]
 
@@ -104,18 +105,7 @@ def load_batched_data(config: RunConfig, seeds: list[int], device: torch.device)
     """The pool and index maps of runs of ``config`` with run seeds ``seeds`` (see the module docstring)."""
     c = config
     if c.dataset not in SHARED_POOL_DATASETS:  # samples depend on the seed: each run's own, concatenated
-        splits = [
-            load_splits(
-                c.dataset,
-                s,
-                "cpu",
-                val_size=c.val_size,
-                train_size=c.train_size,
-                root=c.data_root,
-                test_size=c.test_size,
-            )
-            for s in seeds
-        ]
+        splits = [load_splits(c.replace(seed=s), "cpu") for s in seeds]
         s0 = splits[0]
         n, v, t = s0.num_train, int(s0.y_val.shape[0]), int(s0.y_test.shape[0])
         x = torch.cat([torch.cat([s.x_train, s.x_val, s.x_test]) for s in splits]).to(device)
@@ -134,7 +124,7 @@ def load_batched_data(config: RunConfig, seeds: list[int], device: torch.device)
         )
     # One shared pool: the first seed's full split (train_size / test_size unset), laid out as
     # [its train | its val | the whole test set]; ``where[j]`` = pool position of official training sample j.
-    base = load_splits(c.dataset, seeds[0], "cpu", val_size=c.val_size, root=c.data_root)
+    base = load_splits(c.replace(seed=seeds[0], train_size=None, test_size=None), "cpu")
     n_train0, n_val = base.num_train, int(base.y_val.shape[0])
     n_pool, n_test = n_train0 + n_val, int(base.y_test.shape[0])
     first = split_indices(n_pool, seeds[0], n_val, n_test=n_test, name=c.dataset)
@@ -160,15 +150,7 @@ def reload_run(data: BatchedData, config: RunConfig, k: int, seed: int) -> None:
     changes."""
     c, dev = config, data.x.device
     if data.where is None:  # run k's own samples, at rows [k * per, (k + 1) * per) of the pool
-        s = load_splits(
-            c.dataset,
-            seed,
-            "cpu",
-            val_size=c.val_size,
-            train_size=c.train_size,
-            root=c.data_root,
-            test_size=c.test_size,
-        )
+        s = load_splits(c.replace(seed=seed), "cpu")
         x = torch.cat([s.x_train, s.x_val, s.x_test])
         rows = torch.cat([data.train[k], data.val[k], data.test[k]])
         if x.shape[0] != rows.numel():

@@ -76,8 +76,8 @@ class RunView:
         return self._batch.model(self.index)
 
     @property
-    def _pending_scoring(self) -> int:  # what trim_plan reads of a TrainingRun
-        return self._batch._pending_scoring[self.index]
+    def pending_scoring(self) -> int:
+        return self._batch.pending_scoring[self.index]
 
     def generator(self, stream: str) -> torch.Generator:
         return self._batch.generator(self.index, stream)

@@ -5,8 +5,8 @@ exactly as the meter will charge it afterwards: every row pays the shallow forwa
 that reach the loss also the deep ones (all rows, unless an in-batch selector keeps fewer: it says how many
 through ``kept_rows(rows_in)``; a selector without it is priced as keeping every row, an upper bound), a
 selector's own arithmetic through its ``flops(rows_in, rows_kept, feature_shape)`` if it has one, and the
-scoring passes (pending ones from :meth:`TrainingRun.score` and the plan's ``score_after``) a full forward
-each. :func:`trim_plan` keeps the longest prefix of the plan (plans are shuffled, so a prefix is a uniform
+scoring passes (``run.pending_scoring`` ones from :meth:`TrainingRun.score` and the plan's ``score_after``) a
+full forward each. :func:`trim_plan` keeps the longest prefix of the plan (plans are shuffled, so a prefix is a uniform
 subset) whose cost fits the cap.
 """
 
@@ -14,17 +14,41 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
+from .checks import check_fraction
+from .meter import ComputeMeter
 from .plan import EpochPlan, MixupSpec, selector_flops
-from .run import TrainingRun
+from .run_state import RunState
 
-__all__ = ["plan_flops", "shallow_shape", "trim_plan"]
+__all__ = ["ComputeBudget", "plan_flops", "shallow_shape", "trim_plan"]
 
 
-def shallow_shape(run: TrainingRun) -> tuple[int, ...]:
+@dataclass(frozen=True)
+class ComputeBudget:
+    """An episode's compute budget: ``fraction`` in (0, 1] of the full-data run's training FLOPs (every pass).
+
+    It owns the unit changes: the FLOPs the next epochs may still spend (:meth:`flops_left`, the cap
+    :func:`trim_plan` cuts a plan to) and the share of the budget not yet spent (:meth:`share_left`), both from a
+    run's :class:`~prunegym.training.ComputeMeter`."""
+
+    fraction: float
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fraction", check_fraction(self.fraction, "compute_budget"))
+
+    def flops_left(self, meter: ComputeMeter) -> float:
+        """FLOPs left, >= 0: ``fraction`` of the full-data run's FLOPs minus what ``meter`` has charged."""
+        return max(0.0, self.fraction * meter.full_run_flops - meter.total_flops)
+
+    def share_left(self, meter: ComputeMeter) -> float:
+        """The share of the budget not yet spent, in [0, 1] (1 before training, 0 once spent)."""
+        return max(0.0, self.fraction - meter.total_fraction) / self.fraction
+
+
+def shallow_shape(run: RunState) -> tuple[int, ...]:
     """The shape of one sample's shallow features (the selector's input), from a meta-device pass."""
     with torch.device("meta"):
         x = torch.empty((1, *run.data.input_shape))
@@ -32,7 +56,7 @@ def shallow_shape(run: TrainingRun) -> tuple[int, ...]:
     return tuple(meta(x).shape[1:])
 
 
-def _batch_cost(run: TrainingRun, plan: EpochPlan, rows: int) -> float:
+def _batch_cost(run: RunState, plan: EpochPlan, rows: int) -> float:
     f = run.meter.flops
     sel = plan.selector
     kept = rows
@@ -44,12 +68,12 @@ def _batch_cost(run: TrainingRun, plan: EpochPlan, rows: int) -> float:
     return rows * (f.shallow_forward + f.shallow_backward) + kept * (f.deep_forward + f.deep_backward) + extra
 
 
-def _scoring_rows(run: TrainingRun, plan: EpochPlan) -> int:
+def _scoring_rows(run: RunState, plan: EpochPlan) -> int:
     after = getattr(plan, "score_after", None)
-    return int(run._pending_scoring) + (int(after.numel()) if after is not None else 0)
+    return int(run.pending_scoring) + (int(after.numel()) if after is not None else 0)
 
 
-def _training_flops(run: TrainingRun, plan: EpochPlan, length: int) -> float:
+def _training_flops(run: RunState, plan: EpochPlan, length: int) -> float:
     """FLOPs of the training passes of the first ``length`` rows of ``plan`` (batched as the engine does)."""
     bs = run.config.batch_size
     if plan.selector is None:
@@ -60,7 +84,7 @@ def _training_flops(run: TrainingRun, plan: EpochPlan, length: int) -> float:
     return cost + (_batch_cost(run, plan, rest) if rest else 0.0)
 
 
-def plan_flops(run: TrainingRun, plan: EpochPlan) -> float:
+def plan_flops(run: RunState, plan: EpochPlan) -> float:
     """FLOPs the engine will charge for running ``plan`` on ``run`` now (see the module docstring)."""
     return _training_flops(run, plan, int(plan.indices.numel())) + _scoring_rows(run, plan) * run.meter.flops.forward
 
@@ -75,7 +99,7 @@ def _prefix(plan: EpochPlan, length: int) -> EpochPlan:
     )
 
 
-def trim_plan(run: TrainingRun, plan: EpochPlan, max_flops: float) -> tuple[EpochPlan, int]:
+def trim_plan(run: RunState, plan: EpochPlan, max_flops: float) -> tuple[EpochPlan, int]:
     """``(plan', dropped)``: the longest prefix of ``plan``'s rows whose cost (:func:`plan_flops`) is at most
     ``max_flops``, and how many rows were dropped (0: ``plan`` itself). Scoring passes come first: if even they
     do not fit, the plan's ``score_after`` is cut too (pending scoring passes already happened and are
@@ -86,7 +110,7 @@ def trim_plan(run: TrainingRun, plan: EpochPlan, max_flops: float) -> tuple[Epoc
         return plan, 0
     forward = run.meter.flops.forward
     after = getattr(plan, "score_after", None)
-    budget = max_flops - int(run._pending_scoring) * forward
+    budget = max_flops - int(run.pending_scoring) * forward
     if after is not None:
         keep_scoring = max(0, min(int(after.numel()), math.floor((budget + slack) / forward)))
         if keep_scoring < int(after.numel()):

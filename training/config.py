@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, fields
 
+from .checks import check_fraction
 from .data import allowed_datasets, check_val_size, is_dataset_name
+from .learning_rate import SCHEDULES
 from .models import allowed_models, is_model_name
-from .schedule import SCHEDULES
+from .seeding import check_seed
 
 __all__ = ["RunConfig", "OPTIMIZERS"]
 
@@ -82,14 +84,12 @@ class RunConfig:
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name}={v!r} must be a finite number >= 0")
-        if not 0.0 < self.ema_rate <= 1.0:
-            raise ValueError(f"ema_rate={self.ema_rate!r} must be in (0, 1]")
+        check_fraction(self.ema_rate, "ema_rate")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing={self.label_smoothing!r} must be in [0, 1)")
         if not 0.0 < self.pct_start < 1.0:
             raise ValueError(f"pct_start={self.pct_start!r} must be in (0, 1)")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise ValueError(f"seed={self.seed!r} must be an int")
+        self.seed = check_seed(self.seed)  # an int (numpy ints too) in [0, 2**63)
         check_val_size(self.val_size)
         for name in ("model_kwargs", "dataset_kwargs"):
             if not isinstance(getattr(self, name), dict):

@@ -13,14 +13,15 @@ from .augment import random_crop_flip
 from .config import RunConfig
 from .data import DataSplits
 from .distributed import DistContext
+from .epoch import batch_loss, close_epoch, epoch_means, mix_inputs, run_lr, sample_losses, update_scores
 from .flops import measure_flops
+from .loading import load_run_data
 from .meter import ComputeMeter
 from .models import build_model
 from .plan import EpochPlan, EpochResult, PassCounts, selector_flops
-from .schedule import lr_at
 from .scores import ScoreTable
 from .seeding import torch_generator
-from .streaming import StreamSplits, load_run_data
+from .streaming import StreamSplits
 
 __all__ = ["EvalResult", "TrainingRun", "resolve_device"]
 
@@ -41,6 +42,32 @@ class EvalResult:
 
     loss: float
     accuracy: float
+
+
+class _EpochRows:
+    """The rows of one epoch that reached the loss, in training order, on the device: indices, per-sample
+    losses, correctness and mix-up marks (``[K]`` buffers for a plan of ``K`` rows, filled batch by batch)."""
+
+    def __init__(self, k: int, device: torch.device):
+        self.losses = torch.empty(k, device=device)
+        self.correct = torch.empty(k, dtype=torch.bool, device=device)
+        self.trained = torch.empty(k, dtype=torch.int64, device=device)
+        self.mixed = torch.zeros(k, dtype=torch.bool, device=device)
+        self.n = 0
+
+    def add(self, per_sample: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, lam) -> None:
+        rows = slice(self.n, self.n + int(idx.numel()))
+        self.losses[rows] = per_sample.detach()
+        self.correct[rows] = logits.detach().argmax(-1) == y
+        self.trained[rows] = idx
+        if lam is not None:
+            self.mixed[rows] = lam < 1
+        self.n = rows.stop
+
+    def done(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(trained, losses, correct, mixed)``, each ``[M]`` for the ``M`` rows recorded."""
+        n = self.n
+        return self.trained[:n], self.losses[:n], self.correct[:n], self.mixed[:n]
 
 
 class TrainingRun:
@@ -91,14 +118,10 @@ class TrainingRun:
         self.meter = ComputeMeter(measure_flops(self.model, splits.input_shape), self.num_train, config.epochs)
         self._shuffle_gen = torch_generator(config.seed, "shuffle", self.device)
         self._augment_gen = torch_generator(config.seed, "augment", self.device)
-        self._pending_scoring = 0
-        self.lr = self._lr(0.0)
+        self.pending_scoring = 0  # forward passes of score() not charged yet: the next epoch pays them
+        self.lr = run_lr(config, 0)
 
     # -- helpers -------------------------------------------------------------------------------------------
-    def _lr(self, progress: float) -> float:
-        c = self.config
-        return lr_at(c.lr_schedule, progress, c.lr, pct_start=c.pct_start)
-
     def generator(self, stream: str) -> torch.Generator:
         """A fresh generator on the training device for ``stream``, derived from the run seed."""
         return torch_generator(self.config.seed, stream, self.device)
@@ -117,7 +140,7 @@ class TrainingRun:
         """Per-sample loss ``[K]`` of ``indices`` under the current model (eval mode, no grad). The forward
         passes are charged to the next epoch as scoring compute."""
         idx = indices.to(self.device, torch.int64)
-        self._pending_scoring += int(idx.numel())
+        self.pending_scoring += int(idx.numel())
         return self._eval_losses(idx)
 
     @torch.no_grad()
@@ -137,54 +160,85 @@ class TrainingRun:
         rate follows progress ``(epoch + b / n_batches) / epochs``. Losses, correctness and indices stay on
         the device; the host syncs once, at the end, for the epoch's means. A plan's ``selector`` is charged
         its own FLOPs (``PassCounts.selector_flops``); its ``score_after`` samples are scored after the
-        training (see :class:`EpochPlan`) and charged as ``scoring_forward`` in this epoch.
+        training (see :class:`EpochPlan`) and charged as ``scoring_forward`` in this epoch. The semantics are
+        :mod:`prunegym.training.epoch`'s, shared with :class:`~prunegym.training.BatchedTrainingRun`.
         """
         if self.done:
             raise RuntimeError(f"the run has completed its {self.epochs} epochs")
         plan.validate(self.num_train)
-        cfg, dev, model = self.config, self.device, self.model
+        dev = self.device
+        k = int(plan.indices.numel())
+        rec = _EpochRows(k, dev)
+        passes = PassCounts(scoring_forward=self.pending_scoring)
+        self.pending_scoring = 0
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        self.model.train()
+        self._train_batches(plan, rec, passes)
+        trained, losses, correct, mixed = rec.done()
+        if self.dist is not None:  # every rank gets every rank's samples: identical score tables
+            trained, losses, correct, mixed, passes = self._gather_ranks(trained, losses, correct, mixed, passes)
+        scored = None
+        if plan.score_after is not None:  # every rank scores the same samples (replicated): counted once
+            scored_idx = plan.score_after.to(dev, torch.int64)
+            scored = (scored_idx, self._eval_losses(scored_idx, self.config.label_smoothing))
+            passes.scoring_forward += int(scored_idx.numel())
+        self.lr = run_lr(self.config, self.epoch + 1)
+        (means,) = epoch_means([losses], [correct])  # the epoch's one host sync
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        wall = time.perf_counter() - t0
+        update_scores(
+            self.scores, self.num_train, [self.epoch], [trained], [losses], [correct],
+            [mixed] if plan.mixup is not None else None,
+        )  # fmt: skip
+        result = close_epoch(
+            self.meter,
+            plan,
+            passes,
+            epoch=self.epoch,
+            num_train=self.num_train,
+            indices=trained,
+            losses=losses,
+            correct=correct,
+            mixed=mixed,
+            means=means,
+            lr=self.lr,
+            wall_time=wall,
+            scored=scored,
+        )
+        self.epoch += 1
+        return result
+
+    def _train_batches(self, plan: EpochPlan, rec: _EpochRows, passes: PassCounts) -> None:
+        """The epoch's optimizer steps over ``plan`` in batches of ``batch_size`` rows (this rank's share of each
+        under DDP), recording the rows that reached the loss in ``rec`` and counting ``passes``."""
+        cfg, dev, model, ddp = self.config, self.device, self.model, self.dist
         idx = plan.indices.to(dev)
         k = int(idx.numel())
         weights = plan.weights.to(dev, torch.float32) if plan.weights is not None else None
         mix = plan.mixup
-        if mix is not None:
-            partner_all, lam_all = mix.partner.to(dev, torch.int64), mix.lam.to(dev, torch.float32)
-        losses = torch.empty(k, device=dev)
-        correct = torch.empty(k, dtype=torch.bool, device=dev)
-        trained = torch.empty(k, dtype=torch.int64, device=dev)
-        mixed = torch.zeros(k, dtype=torch.bool, device=dev)
-        passes = PassCounts(scoring_forward=self._pending_scoring)
-        self._pending_scoring = 0
+        partner_all = mix.partner.to(dev, torch.int64) if mix is not None else None
+        lam_all = mix.lam.to(dev, torch.float32) if mix is not None else None
         bs = cfg.batch_size
         n_batches = max(1, math.ceil(k / bs))
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        model.train()
-        offset = 0
-        ddp = self.dist
-        batches = self.data.train_batches(
-            idx, partner_all if mix is not None else None, bs, ddp.shard if ddp is not None else None
-        )
+        batches = self.data.train_batches(idx, partner_all, bs, ddp.shard if ddp is not None else None)
         for b in range(n_batches if k else 0):
-            lr = self._lr((self.epoch + b / n_batches) / self.epochs)
+            lr = run_lr(cfg, self.epoch, b, n_batches)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             span = slice(b * bs, (b + 1) * bs)
-            bi = idx[span]
+            bi, bw = idx[span], weights[span] if weights is not None else None
+            lam = lam_all[span] if lam_all is not None else None
             global_rows = int(bi.numel())
-            bw = weights[span] if weights is not None else None
-            if mix is not None:
-                partner, lam = partner_all[span], lam_all[span]
             if ddp is not None:  # this rank's share of the global batch
                 bi = ddp.shard(bi)
-                bw = ddp.shard(bw) if bw is not None else None
-                if mix is not None:
-                    partner, lam = ddp.shard(partner), ddp.shard(lam)
+                bw, lam = (ddp.shard(t) if t is not None else None for t in (bw, lam))
             rows_in = int(bi.numel())
             x, y, x_partner, y2 = next(batches)  # the rows bi (and their mix-up partners) of the training set
-            if mix is not None:
-                x = lam.view(-1, *([1] * (x.ndim - 1))) * x + (1 - lam).view(-1, *([1] * (x.ndim - 1))) * x_partner
+            if lam is not None:
+                x = mix_inputs(x, x_partner, lam)
             if self.data.augment:
                 x = random_crop_flip(x, self._augment_gen)
             h = model.shallow(x)
@@ -193,28 +247,17 @@ class TrainingRun:
                 passes.selector_flops += selector_flops(plan.selector, rows_in, int(rows.numel()), tuple(h.shape))
                 h, y, bi = h[rows], y[rows], bi[rows]
                 bw = bw[rows] if bw is not None else None
-                if mix is not None:
+                if lam is not None:
                     lam, y2 = lam[rows], y2[rows]
             m = int(h.shape[0])
             passes.shallow_forward += rows_in
             # Rows reaching the loss in the whole (global) batch: the loss is their weighted mean.
-            if ddp is None:
-                denom = m
-            elif plan.selector is None:
-                denom = global_rows
-            else:
-                denom = ddp.sum_int(m, dev)
+            denom = m if ddp is None else global_rows if plan.selector is None else ddp.sum_int(m, dev)
             if denom == 0:
                 continue
             logits = model.deep(h)
-            per_sample = F.cross_entropy(logits, y, reduction="none", label_smoothing=cfg.label_smoothing)
-            if mix is not None:
-                per_sample = lam * per_sample + (1 - lam) * F.cross_entropy(
-                    logits, y2, reduction="none", label_smoothing=cfg.label_smoothing
-                )
-                mixed[offset : offset + m] = lam < 1
-            weighted = per_sample * bw if bw is not None else per_sample
-            loss = weighted.sum() / denom
+            per_sample = sample_losses(logits, y, cfg.label_smoothing, y2 if lam is not None else None, lam)
+            loss = batch_loss(per_sample, bw, denom)
             self.optimizer.zero_grad(set_to_none=ddp is None)
             loss.backward()
             if ddp is not None:
@@ -223,58 +266,21 @@ class TrainingRun:
             passes.shallow_backward += rows_in
             passes.deep_forward += m
             passes.deep_backward += m
-            losses[offset : offset + m] = per_sample.detach()
-            correct[offset : offset + m] = logits.detach().argmax(1) == y
-            trained[offset : offset + m] = bi
-            offset += m
-        losses, correct, trained, mixed = losses[:offset], correct[:offset], trained[:offset], mixed[:offset]
-        if ddp is not None:  # every rank gets every rank's samples: identical score tables
-            losses, trained = ddp.all_gather_varlen(losses), ddp.all_gather_varlen(trained)
-            correct = ddp.all_gather_varlen(correct.to(torch.uint8)).bool()
-            mixed = ddp.all_gather_varlen(mixed.to(torch.uint8)).bool()
-            # Sum every rank's passes and selector FLOPs; scoring passes are replicated on every rank: count once.
-            names = [f for f in PassCounts.__dataclass_fields__ if f != "scoring_forward"]
-            counts = torch.tensor([float(getattr(passes, f)) for f in names], dtype=torch.float64, device=dev)
-            torch.distributed.all_reduce(counts, group=ddp.group)
-            summed = {f: (c if f == "selector_flops" else int(c)) for f, c in zip(names, counts.tolist())}
-            passes = PassCounts(**summed, scoring_forward=passes.scoring_forward)
-            offset = int(trained.numel())
-        scored_idx = scored_losses = None
-        if plan.score_after is not None:  # every rank scores the same samples (replicated): counted once
-            scored_idx = plan.score_after.to(dev, torch.int64)
-            scored_losses = self._eval_losses(scored_idx, cfg.label_smoothing)
-            passes.scoring_forward += int(scored_idx.numel())
-        self.lr = self._lr((self.epoch + 1) / self.epochs)
-        if offset:
-            stats = torch.stack([losses.mean(), correct.float().mean()]).tolist()  # the epoch's one host sync
-        else:
-            stats = [float("nan"), float("nan")]
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        wall = time.perf_counter() - t0
-        self.scores.update(trained, losses, correct, self.epoch, valid=~mixed if mix is not None else None)
-        flops = self.meter.charge(passes)
-        result = EpochResult(
-            epoch=self.epoch,
-            indices=trained,
-            losses=losses,
-            correct=correct,
-            mixed=mixed,
-            passes=passes,
-            flops=flops,
-            flops_fraction=flops / self.meter.full_epoch_flops,
-            kept_fraction=offset / self.num_train,
-            planned_fraction=k / self.num_train,
-            claimed_prune_ratio=float(plan.claimed_prune_ratio),
-            train_loss=stats[0],
-            train_accuracy=stats[1],
-            lr=self.lr,
-            wall_time=wall,
-            scored_indices=scored_idx,
-            scored_losses=scored_losses,
-        )
-        self.epoch += 1
-        return result
+            rec.add(per_sample, logits, y, bi, lam)
+
+    def _gather_ranks(self, trained, losses, correct, mixed, passes: PassCounts):
+        """Every rank's rows of the epoch (all-gathered, in rank order) and the passes summed over ranks
+        (scoring passes are replicated on every rank: counted once)."""
+        ddp = self.dist
+        assert ddp is not None
+        losses, trained = ddp.all_gather_varlen(losses), ddp.all_gather_varlen(trained)
+        correct = ddp.all_gather_varlen(correct.to(torch.uint8)).bool()
+        mixed = ddp.all_gather_varlen(mixed.to(torch.uint8)).bool()
+        names = [f for f in PassCounts.__dataclass_fields__ if f != "scoring_forward"]
+        counts = torch.tensor([float(getattr(passes, f)) for f in names], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(counts, group=ddp.group)
+        summed = {f: (c if f == "selector_flops" else int(c)) for f, c in zip(names, counts.tolist())}
+        return trained, losses, correct, mixed, PassCounts(**summed, scoring_forward=passes.scoring_forward)
 
     # -- evaluation ----------------------------------------------------------------------------------------
     @torch.no_grad()

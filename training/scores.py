@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .checks import check_fraction
+
 __all__ = ["ScoreTable"]
 
 
@@ -22,8 +24,7 @@ class ScoreTable:
     """
 
     def __init__(self, num_samples: int, device: torch.device | str = "cpu", ema_rate: float = 0.2):
-        if not 0.0 < ema_rate <= 1.0:
-            raise ValueError(f"ema_rate={ema_rate!r} must be in (0, 1]")
+        check_fraction(ema_rate, "ema_rate")
         n, dev = int(num_samples), torch.device(device)
         self.num_samples = n
         self.ema_rate = float(ema_rate)

@@ -11,18 +11,20 @@ import hashlib
 import numpy as np
 import torch
 
-__all__ = ["SEED_LIMIT", "check_seed", "derive_seed", "torch_generator", "numpy_generator"]
+__all__ = ["DRAWN_SEED_LIMIT", "SEED_LIMIT", "check_seed", "derive_seed", "torch_generator", "numpy_generator"]
 
 SEED_LIMIT = 2**63  # run seeds are ints in [0, SEED_LIMIT): larger ones would alias smaller ones
+DRAWN_SEED_LIMIT = 2**31 - 1  # run seeds an env draws for itself (no seed given) are in [0, DRAWN_SEED_LIMIT)
 
 
-def check_seed(seed, what: str = "seed") -> int:
-    """``seed`` as an ``int`` if it is one in ``[0, 2**63)``; ``TypeError`` for a non-int (bools included),
-    ``ValueError`` naming the range otherwise."""
+def check_seed(seed, what: str = "seed", where: str = "") -> int:
+    """``seed`` as an ``int`` if it is one in ``[0, 2**63)`` (Python's or numpy's, not a bool); else a
+    one-line ``ValueError`` ``"<what>=<seed><where> must be an int in [0, 2**63)"`` (``where``: e.g.
+    ``" of sub-env 2"``). Every seed prunegym takes is checked here."""
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)):
-        raise TypeError(f"{what} must be an int, got {seed!r}")
+        raise ValueError(f"{what}={seed!r}{where} must be an int in [0, 2**63)")
     if not 0 <= int(seed) < SEED_LIMIT:
-        raise ValueError(f"{what}={int(seed)} is outside the allowed range [0, 2**63)")
+        raise ValueError(f"{what}={int(seed)}{where} is outside the allowed range [0, 2**63)")
     return int(seed)
 
 

@@ -149,6 +149,24 @@ def _unseen_classes(labels: dict[str, torch.Tensor], name: str) -> None:
             )
 
 
+def _num_classes(name: str, splits: dict[str, Split], labels: dict[str, torch.Tensor], num_classes: int | None) -> int:
+    """``num_classes`` if given, else the length of a split's ``.classes`` or the largest label + 1; checked to be
+    an int >= 2."""
+    if num_classes is None:
+        classes = next((getattr(s, "classes", None) for s in splits.values() if hasattr(s, "classes")), None)
+        if classes:
+            num_classes = len(classes)
+        elif "train" in labels:
+            num_classes = max(int(y.max()) for y in labels.values()) + 1
+        else:
+            raise ValueError(
+                f"dataset {name!r}: the training Dataset has no .classes, .targets or .labels; pass num_classes="
+            )
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
+        raise ValueError(f"dataset {name!r}: num_classes={num_classes!r} must be an int >= 2")
+    return num_classes
+
+
 def register_dataset(name: str, source: Any, *, num_classes: int | None = None) -> str:
     """Register ``source`` (see the module docstring) as dataset ``name``; returns ``name``.
 
@@ -197,18 +215,7 @@ def register_dataset(name: str, source: Any, *, num_classes: int | None = None) 
     for split, y in labels.items():
         if int(y.min()) < 0:
             _label_range(split, y, num_classes if num_classes is not None else int(y.max()) + 1, name)
-    if num_classes is None:
-        classes = next((getattr(s, "classes", None) for s in splits.values() if hasattr(s, "classes")), None)
-        if classes:
-            num_classes = len(classes)
-        elif "train" in labels:
-            num_classes = max(int(y.max()) for y in labels.values()) + 1
-        else:
-            raise ValueError(
-                f"dataset {name!r}: the training Dataset has no .classes, .targets or .labels; pass num_classes="
-            )
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
-        raise ValueError(f"dataset {name!r}: num_classes={num_classes!r} must be an int >= 2")
+    num_classes = _num_classes(name, splits, labels, num_classes)
     for split, y in labels.items():
         _label_range(split, y, num_classes, name)
     _unseen_classes(labels, name)

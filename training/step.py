@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from .batched_run import BatchedTrainingRun
 from .budget import trim_plan
 from .plan import EpochPlan, EpochResult
 from .run import TrainingRun
+from .run_state import RunState
 from .scores import ScoreTable
 
 __all__ = ["PlanMaker", "finish_epoch", "plan_epoch", "step_run", "step_runs"]
@@ -28,7 +30,7 @@ class PlanMaker(Protocol):
 
 
 def plan_epoch(
-    run: Any, pruner: PlanMaker, decision: Mapping[str, float], max_flops: float | None = None
+    run: RunState, pruner: PlanMaker, decision: Mapping[str, float], max_flops: float | None = None
 ) -> tuple[EpochPlan, int]:
     """``(plan, dropped)``: ``pruner``'s plan for ``run``'s next epoch under ``decision``, cut to ``max_flops``
     when given (``dropped``: planned rows removed, 0 when it fitted). ``run``: a ``TrainingRun`` or a
@@ -40,7 +42,7 @@ def plan_epoch(
     return plan, dropped
 
 
-def finish_epoch(run: Any, pruner: PlanMaker, result: EpochResult, dropped: int | None) -> EpochResult:
+def finish_epoch(run: RunState, pruner: PlanMaker, result: EpochResult, dropped: int | None) -> EpochResult:
     """Record ``dropped`` (``None``: no cap was applied) in ``result.extra["budget_trimmed"]`` and let the
     pruner read the epoch's losses; returns ``result``."""
     if dropped is not None:
@@ -63,7 +65,7 @@ def step_run(
 
 
 def step_runs(
-    batch: Any,
+    batch: BatchedTrainingRun,
     pruners: Sequence[PlanMaker | None],
     decisions: Sequence[Mapping[str, float] | None],
     max_flops: Sequence[float | None],

@@ -9,8 +9,8 @@ under ``torch.distributed``), mix-up partners fetched in the same batch. Samples
 returns them (float32); labels are checked on the host, per batch, before they move; the per-sample losses
 stay on the device. The host syncs once per epoch for the plan's indices (the loader needs Python ints).
 
-:func:`load_run_data` picks the path: ``RunConfig.streaming`` True or False, or None for automatic (stream
-a registered source that holds a ``Dataset``; keep tensors resident).
+:func:`~prunegym.training.loading.load_run_data` picks the path: ``RunConfig.streaming`` True or False, or None
+for automatic (stream a registered source that holds a ``Dataset``; keep tensors resident).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, TensorDataset
 
 from .config import RunConfig
-from .data import DataSplits, _val_count, carve_test, load_splits, split_indices
+from .data import DataSplits, _val_count, carve_test, split_indices
 from .sources import dataset_source, registered_datasets
 
-__all__ = ["PlanBatchSampler", "StreamSplits", "load_run_data", "uses_streaming"]
+__all__ = ["PlanBatchSampler", "StreamSplits", "uses_streaming"]
 
 
 class PlanBatchSampler(Sampler[list[int]]):
@@ -212,19 +212,3 @@ def uses_streaming(config: RunConfig) -> bool:
     if config.streaming is not None:
         return bool(config.streaming)
     return config.dataset in registered_datasets() and not dataset_source(config.dataset).is_tensors
-
-
-def load_run_data(config: RunConfig, device: torch.device) -> DataSplits | StreamSplits:
-    """The data of ``config`` on ``device``: resident :class:`DataSplits`, or :class:`StreamSplits`."""
-    kw: dict[str, Any] = dict(
-        val_size=config.val_size,
-        train_size=config.train_size,
-        root=config.data_root,
-        test_size=config.test_size,
-        dataset_kwargs=config.dataset_kwargs,
-    )
-    if not uses_streaming(config):
-        return load_splits(config.dataset, config.seed, device, **kw)
-    if config.dataset in registered_datasets() and not dataset_source(config.dataset).is_tensors:
-        return _from_source(config, device)
-    return StreamSplits.from_tensors(load_splits(config.dataset, config.seed, "cpu", **kw), device, config.num_workers)

@@ -5,7 +5,7 @@ of static schedules."""
 
 from __future__ import annotations
 
-from .batched import run_batched_episodes
+from .batched_episodes import run_batched_episodes
 from .episode import EpisodeOutcome, PolicySpec, policy_spec, run_episode
 from .harness import Comparison, compare, evaluate
 from .results import ROW_FIELDS, SCHEMA, EpisodeRow, append_rows, read_rows

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from prunegym.baselines import POLICIES, PRUNERS
 from prunegym.envs.reference import cache_dir
-from prunegym.training import float_path, versions
+from prunegym.training import check_fraction, float_path, versions
 from prunegym.training.io import canonical_json, write_json_atomic
 
 from .episode import policy_spec, run_episode
@@ -56,7 +56,8 @@ CALIBRATION_SEEDS = (20000, 20001)  # disjoint from evaluation (< 10000), tuning
 _COMPUTED: dict[str, float] = {}  # (env, kwargs, policy, knob value, seeds) -> mean compute, for this process
 SHIPPED_CALIBRATIONS = Path(__file__).resolve().parent / "calibrated"  # made by prunegym's benchmarks
 FORMAT = "prunegym-calibration/2"  # /2: keyed and checked by prunegym version and float path too
-NOT_IN_CALIBRATION = ("compute_budget", "reward", "compute_weight")  # they do not change a fixed policy's compute
+# env kwargs that do not change a fixed policy's compute (the reward and its parameters, the budget)
+NOT_IN_CALIBRATION = ("compute_budget", "reward", "compute_weight", "reward_kwargs")
 _WARNED: set[str] = set()  # cache folders already warned about
 
 
@@ -94,17 +95,11 @@ class Calibration:
 
 def main_knob(policy: str) -> tuple[str, float, float, bool]:
     """``(name, cheapest, dearest, log_scale)`` of ``policy``'s main knob: the value that saves most compute,
-    the one that saves none, and whether to bisect on a log scale."""
+    the one that saves none, and whether to bisect on a log scale: what its class declares
+    (:meth:`~prunegym.baselines.FixedPolicy.calibration_knob`)."""
 
     cls = POLICIES[policy]
-    name = getattr(cls, "main_knob", "prune_ratio")
-    if name == "prune_ratio":
-        return name, 0.9, 0.0, False
-    for k in PRUNERS[cls.pruner].knobs:
-        if k.name == name:
-            log = bool(getattr(k, "log", False))
-            return name, float(k.high), float(k.low), log  # a larger threshold excludes more (IES)
-    raise ValueError(f"policy {policy!r}: main knob {name!r} is not a knob of its pruner")
+    return cls.calibration_knob(PRUNERS[cls.pruner].knobs)
 
 
 def calibration_cache() -> Path:
@@ -209,8 +204,7 @@ def calibrate(
 
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; allowed: {', '.join(POLICIES)}")
-    if not 0.0 < float(budget) <= 1.0:
-        raise ValueError(f"budget={budget!r} must be a fraction in (0, 1]")
+    budget = check_fraction(budget, "budget")
     env_kwargs = calibration_kwargs(env_kwargs)
     knob, cheap, dear, log = main_knob(policy)
     folder = Path(cache) if cache is not None else calibration_cache()
@@ -221,54 +215,17 @@ def calibrate(
         found = _load(known, request, knob, warn)
         if found is not None:
             return found
-    run = runner or run_episode
     points: list[list[float]] = []
     bar = None
     if progress:
         bar = tqdm(total=max_steps + 2, desc=f"calibrate {policy} @ {budget:g}", unit="step", leave=False)
-
-    def compute_at(value: float) -> float:
-        memo = canonical_json([env_id, env_kwargs, policy, knob, value, list(seeds)])
-        if memo in _COMPUTED and runner is None:  # the same point of another budget's bisection
-            c = _COMPUTED[memo]
-        else:
-            spec = policy_spec(policy, hparams={knob: value})
-            comps = [float(run(spec, env_id, env_kwargs, int(s)).row.compute_fraction) for s in seeds]
-            c = sum(comps) / len(comps)
-            if runner is None:  # a custom runner's points are its own, not this process's episodes
-                _COMPUTED[memo] = c
-        points.append([value, c])
-        if bar is not None:
-            bar.update()
-        return c
-
-    def to_x(v: float) -> float:
-        return math.log(v) if log else v
-
-    def from_x(x: float) -> float:
-        return math.exp(x) if log else x
-
+    compute_at = _compute_at(env_id, env_kwargs, policy, knob, seeds, runner, points, bar)
     b = float(budget)
     try:
-        c_cheap = compute_at(cheap)
-        result: tuple[float | None, float, bool]
-        if c_cheap > b * (1.0 + tol):
-            result = (None, c_cheap, False)
-        elif abs(c_cheap / b - 1.0) <= tol:
-            result = (cheap, c_cheap, True)
-        else:
-            c_dear = compute_at(dear)
-            if c_dear < b * (1.0 - tol):  # spends less than the budget even at its dearest setting
-                result = (dear, c_dear, True)
-            else:
-                x, c, ok = _solve(
-                    lambda x: compute_at(from_x(x)), b, tol, (to_x(cheap), c_cheap), (to_x(dear), c_dear), max_steps
-                )
-                result = (from_x(x), c, ok)
+        value, comp, ok = _solve_knob(compute_at, b, tol, cheap, dear, log, max_steps)
     finally:
         if bar is not None:
             bar.close()
-    value, comp, ok = result
     cal = Calibration(
         env_id=env_id,
         env_kwargs=env_kwargs,
@@ -287,6 +244,63 @@ def calibrate(
     )
     _store(path, cal)
     return cal
+
+
+def _compute_at(
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    policy: str,
+    knob: str,
+    seeds: Sequence[int],
+    runner: Callable[..., Any] | None,
+    points: list[list[float]],
+    bar: Any,
+) -> Callable[[float], float]:
+    """``value -> mean compute fraction`` of ``policy`` with ``knob=value`` over ``seeds`` (remembered in
+    :data:`_COMPUTED` unless ``runner`` is custom); each point is appended to ``points`` and counted on ``bar``."""
+    run = runner or run_episode
+
+    def compute_at(value: float) -> float:
+        memo = canonical_json([env_id, env_kwargs, policy, knob, value, list(seeds)])
+        if memo in _COMPUTED and runner is None:  # the same point of another budget's bisection
+            c = _COMPUTED[memo]
+        else:
+            spec = policy_spec(policy, hparams={knob: value})
+            comps = [float(run(spec, env_id, env_kwargs, int(s)).row.compute_fraction) for s in seeds]
+            c = sum(comps) / len(comps)
+            if runner is None:  # a custom runner's points are its own, not this process's episodes
+                _COMPUTED[memo] = c
+        points.append([value, c])
+        if bar is not None:
+            bar.update()
+        return c
+
+    return compute_at
+
+
+def _solve_knob(
+    compute_at: Callable[[float], float], b: float, tol: float, cheap: float, dear: float, log: bool, max_steps: int
+) -> tuple[float | None, float, bool]:
+    """``(knob value, compute, reachable)`` for budget ``b``: the cheapest setting if it already meets the budget
+    or overshoots it (unreachable, value ``None``), the dearest if it spends less, else :func:`_solve` between
+    them (on a log scale with ``log``)."""
+
+    def to_x(v: float) -> float:
+        return math.log(v) if log else v
+
+    def from_x(x: float) -> float:
+        return math.exp(x) if log else x
+
+    c_cheap = compute_at(cheap)
+    if c_cheap > b * (1.0 + tol):
+        return None, c_cheap, False
+    if abs(c_cheap / b - 1.0) <= tol:
+        return cheap, c_cheap, True
+    c_dear = compute_at(dear)
+    if c_dear < b * (1.0 - tol):  # spends less than the budget even at its dearest setting
+        return dear, c_dear, True
+    x, c, ok = _solve(lambda x: compute_at(from_x(x)), b, tol, (to_x(cheap), c_cheap), (to_x(dear), c_dear), max_steps)
+    return from_x(x), c, ok
 
 
 def _solve(

@@ -116,7 +116,8 @@ def policy_fingerprint(spec: PolicySpec, policy: Any = None) -> str:
     if spec.fingerprint is not None:
         return spec.fingerprint
     if spec.kind == "baseline":
-        defaults = dict(getattr(POLICIES.get(spec.name), "defaults", {}) or {})
+        cls = POLICIES.get(spec.name)
+        defaults = dict(cls.defaults) if cls is not None else {}
         return _digest({"baseline": spec.name, "hparams": {**defaults, **spec.hparams}})
     obj = policy if policy is not None else spec.obj
     if spec.kind == "agent":

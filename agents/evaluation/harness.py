@@ -4,14 +4,14 @@ Three layers:
 
 1. :func:`prunegym.agents.evaluation.episode.run_episode` plays one (policy spec, env id, env kwargs, seed) episode
    and returns an ``EpisodeOutcome`` (row + per-epoch records), with no side effects;
-2. a scheduler runs a list of :class:`EpisodeTask` and hands each outcome to a callback as soon as it is
-   done: :func:`run_all` one after the other in this process, or, with ``workers=`` / ``ray_address=``,
-   :func:`prunegym.agents.evaluation.scheduler.run_all_ray`, one Ray task per episode (failures become
-   failed rows) through the generic :func:`prunegym.agents.parallel.ray_tasks.run_tasks`;
+2. :func:`~prunegym.agents.evaluation.dispatch.dispatch` runs a list of :class:`EpisodeTask` and hands each
+   outcome to a callback as soon as it is done: :func:`run_all` one after the other in this process, or, with
+   ``workers=`` / ``ray_address=``, :func:`prunegym.agents.evaluation.dispatch.run_all_ray`, one Ray task per
+   episode (failures become failed rows) through the generic :func:`prunegym.agents.parallel.ray_tasks.run_tasks`;
 3. :class:`ResultSink` records an outcome (TensorBoard run first, then the ``results.jsonl`` row), and
    ``compare`` turns the rows into tables and the figure once everything has run.
 
-Either scheduler gives the same rows (up to ``wall_clock_s`` and the order of the lines).
+Every runner gives the same rows (up to ``wall_clock_s`` and the order of the lines).
 
 Before the first episode: every input is checked (env kwargs, policies, the data splits, seeds in
 ``[0, 2**63)``), the output is checked writable and its existing results readable, and ``compare`` takes
@@ -34,12 +34,12 @@ import torch
 
 from prunegym.baselines import POLICIES
 from prunegym.envs import ENV_IDS, task_config
-from prunegym.training import SEED_LIMIT, resolve_device, runtime, versions
+from prunegym.training import resolve_device, runtime, versions
 from prunegym.training.io import write_text_atomic
 
 from ..env_factory import canonical_env_id, env_label
 from ..output import output_lock, staging_folder, writable_file, writable_folder
-from ..parallel.ray_tasks import RayOptions
+from ..parallel.ray_tasks import RayOptions, ray_options_of
 from ..sb3.agent import Agent, load_agent
 from ..sb3.pretrained import is_pretrained, runtime_warning
 from ..tensorboard import (
@@ -51,10 +51,10 @@ from ..tensorboard import (
     run_dir,
     write_episode,
 )
+from .dispatch import EpisodeTask, _seeds, dispatch
 from .episode import EpisodeOutcome, PolicySpec, check_episode, policy_fingerprint, policy_spec
 from .report import accuracy_compute_figure, failures_table, markdown_table, publish_figure, summarize, write_csv
 from .results import append_rows, canonical_json, completed_keys, is_diverged, is_failed, read_rows, row_key
-from .scheduler import EpisodeTask, schedule
 
 __all__ = ["Comparison", "Interrupted", "ResultSink", "compare", "evaluate"]
 
@@ -117,20 +117,6 @@ def _budget_of(key_kwargs: str) -> float | None:
     return float(budget) if isinstance(budget, (int, float)) else None
 
 
-def _seeds(seeds: Iterable[int]) -> list[int]:
-
-    out = []
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) and not (hasattr(s, "__index__") and int(s) == s):
-            raise ValueError(f"seed {s!r} must be an int in [0, 2**63)")
-        if not 0 <= int(s) < SEED_LIMIT:
-            raise ValueError(f"seed {int(s)} is outside the allowed range [0, 2**63)")
-        out.append(int(s))
-    if not out:
-        raise ValueError("no seeds given")
-    return out
-
-
 def _episode_threads(ray: RayOptions) -> int:
 
     return ray.threads if ray.enabled or ray.cpus_per_run is not None else torch.get_num_threads()
@@ -170,7 +156,7 @@ def _run(
             warned.add(id(t.spec))
             _warn_shipped_runtime(t.spec, t.env_id, t.env_kwargs, ray)
     try:
-        return schedule(tasks, sink, progress, ray, live=sink.live_run, batched=batched)
+        return dispatch(tasks, sink, progress, ray, live=sink.live_run, batched=batched)
     except KeyboardInterrupt:
         raise Interrupted(list(sink.rows)) from None
 
@@ -190,6 +176,7 @@ def evaluate(
     ray_address: str | None = None,
     cpus_per_run: float | None = None,
     gpus_per_run: float = 0.0,
+    ray: RayOptions | None = None,
     batched: bool = False,
     **more_env_kwargs: Any,
 ) -> list[dict[str, Any]]:
@@ -203,14 +190,15 @@ def evaluate(
 
     Parallel: ``workers=N`` runs the seeds as Ray tasks on a local Ray with N workers, ``ray_address``
     on a running cluster; each task takes ``cpus_per_run`` CPUs (default 1) and ``gpus_per_run`` GPUs (see
-    :mod:`prunegym.agents.parallel.ray_tasks`). There an episode that fails after its retry gives a failed row
-    (``results.is_failed``) instead of raising. The rows come back in the order of ``seeds``.
+    :mod:`prunegym.agents.parallel.ray_tasks`), or the four as one ``ray=RayOptions(...)``. There an episode
+    that fails after its retry gives a failed row (``results.is_failed``) instead of raising. The rows come
+    back in the order of ``seeds``.
     ``cpus_per_run`` is also each episode's torch thread count, on Ray and, when given, here: CPU results
     can depend on it, and a sequential and a Ray run with the same value give the same rows.
     ``batched``: play all seeds as one batch of a :class:`~prunegym.envs.PruningVectorEnv` (one stacked model;
     equal to the sequential rows within float rounding; not for PFB or BatchNorm models).
     """
-    ray = RayOptions(workers, ray_address, cpus_per_run, gpus_per_run).validate()
+    ray = ray_options_of(ray, workers, ray_address, cpus_per_run, gpus_per_run).validate()
     env_id = canonical_env_id(env_id)
     seeds = _seeds(seeds)
     spec = policy_spec(policy, name=name, hparams=hparams)
@@ -282,11 +270,12 @@ def compare(
     ray_address: str | None = None,
     cpus_per_run: float | None = None,
     gpus_per_run: float = 0.0,
+    ray: RayOptions | None = None,
     batched: bool = False,
     **more_env_kwargs: Any,
 ) -> Comparison:
     """Every policy of ``policies`` (default: every name in ``POLICIES`` that runs without a compute budget;
-    :func:`~prunegym.agents.evaluation.budgets.compare_budgets` compares at matched compute) and every agent
+    :func:`~prunegym.agents.evaluation.matched_compute.compare_budgets` compares at matched compute) and every agent
     of ``agents`` (paths, :class:`Agent` objects or SB3 models) on the same ``seeds``, into ``out``:
 
     ``results.jsonl`` (rows), ``runs/`` (TensorBoard: one run per policy and seed, and
@@ -298,22 +287,18 @@ def compare(
     again). Without it (``--rerun``) every pair runs and its row and run replace the earlier ones. ``out``
     is locked for the duration (:func:`prunegym.agents.output.output_lock`).
 
-    Parallel: ``workers``, ``ray_address``, ``cpus_per_run``, ``gpus_per_run`` as in :func:`evaluate`; one Ray
+    Parallel: ``workers``, ``ray_address``, ``cpus_per_run``, ``gpus_per_run``, ``ray`` as in :func:`evaluate`; one Ray
     task per (policy, seed), each row, TensorBoard run and the figure as in the sequential run. Episodes that
     fail after their retry are in ``rows`` and ``results.jsonl`` as failed rows (``Comparison.failed``), out
     of the summary, and listed under the table. ``batched``: each policy's seeds as one batch (see
     :func:`evaluate`).
     """
 
-    ray = RayOptions(workers, ray_address, cpus_per_run, gpus_per_run).validate()
+    ray = ray_options_of(ray, workers, ray_address, cpus_per_run, gpus_per_run).validate()
     env_id = canonical_env_id(env_id)
     seeds = _seeds(seeds)
     kwargs = {**(env_kwargs or {}), **more_env_kwargs}
-    names = (
-        [n for n, c in POLICIES.items() if not getattr(c, "requires_budget", False)]
-        if policies is None
-        else list(policies)
-    )
+    names = [n for n, c in POLICIES.items() if not c.requires_budget] if policies is None else list(policies)
     specs = _unique_labels([policy_spec(p) for p in names] + [policy_spec(a) for a in agents])
     if not specs:
         raise ValueError("nothing to compare: no policies and no agents")

@@ -36,7 +36,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tqdm.auto import tqdm
 
 from prunegym.baselines import POLICIES, PRUNERS
-from prunegym.training import check_seed, derive_seed
+from prunegym.training import check_fraction, check_seed, derive_seed
 from prunegym.training.io import canonical_json, to_jsonable, write_json_atomic
 
 from ..env_factory import canonical_env_id
@@ -113,22 +113,11 @@ def load_tuned(out: str | Path | None, env_id: str, policy: str, budget: float) 
 
 
 def search_space(policy: str) -> dict[str, tuple[float, float, bool]]:
-    """``{hyperparameter: (low, high, log)}`` that :func:`tune` searches for ``policy``."""
+    """``{hyperparameter: (low, high, log)}`` that :func:`tune` searches for ``policy``: what its class
+    declares (:meth:`~prunegym.baselines.FixedPolicy.search_space`), which must not be empty."""
 
     cls = POLICIES[policy]
-    knobs = {k.name: k for k in PRUNERS[cls.pruner].knobs}
-    names = getattr(cls, "tuned", None)
-    if names is None:
-        names = tuple(n for n in cls.defaults if n in knobs and n != main_knob(policy)[0])
-    space: dict[str, tuple[float, float, bool]] = {}
-    for n in names:
-        if n in knobs:
-            k = knobs[n]
-            space[n] = (float(k.low), float(k.high), bool(getattr(k, "log", False)))
-        elif n == "tilt":
-            space[n] = (-1.0, 1.0, False)
-        else:
-            raise ValueError(f"policy {policy!r}: no range known for tuned hyperparameter {n!r}")
+    space = cls.search_space(PRUNERS[cls.pruner].knobs)
     if not space:
         raise ValueError(f"policy {policy!r} has nothing to tune besides its main knob")
     return space
@@ -145,7 +134,7 @@ def _fixed(
 ) -> dict[str, Any]:
     """The main knob calibrated to ``budget`` (``{}`` for a policy that spends the budget itself); a budget it
     cannot reach is a ``ValueError``."""
-    if getattr(POLICIES[policy], "requires_budget", False):
+    if POLICIES[policy].requires_budget:
         return {}
     cal = calibrate(env_id, policy, budget, env_kwargs=env_kwargs, seeds=seeds, progress=progress, runner=runner)
     if not cal.reachable:
@@ -219,8 +208,7 @@ def tune(
     bare = canonical_env_id(env_id)
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; allowed: {', '.join(POLICIES)}")
-    if not 0.0 < float(budget) <= 1.0:
-        raise ValueError(f"budget={budget!r} must be a fraction in (0, 1]")
+    budget = check_fraction(budget, "budget")
     if isinstance(trials, bool) or not isinstance(trials, int) or trials < 1:
         raise ValueError(f"trials={trials!r} must be a positive int")
     user_kwargs = dict(env_kwargs or {})
@@ -253,38 +241,63 @@ def tune(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with output_lock(db.parent, command="prunegym tune", name=f".{db.stem}.lock"):
         study = _open_study(db, f"{_label(bare)}/{policy}/budget{budget:g}", attrs)
-
-        def objective(trial) -> float:
-            params = {n: trial.suggest_float(n, lo, hi, log=log) for n, (lo, hi, log) in space.items()}
-            spec = policy_spec(policy, hparams={**fixed, **params})
-            accs, comps = [], []
-            for s in seeds:
-                row = run(spec, bare, kwargs, s).row
-                accs.append(float(row.val_accuracy))
-                comps.append(float(row.compute_fraction))
-            trial.set_user_attr("val_accuracies", accs)
-            trial.set_user_attr("compute_fractions", comps)
-            return sum(accs) / len(accs)
-
-        def done() -> int:
-            return len(study.get_trials(deepcopy=False, states=(_COMPLETE,)))
-
-        bar = None
-        if progress and done() < trials:
-            bar = tqdm(total=trials, initial=done(), desc=f"tune {policy} @ {budget:g}", unit="trial")
-        try:
-            while (k := done()) < trials:  # the k-th complete trial's sampler: the same whenever it runs
-                study.sampler = optuna.samplers.TPESampler(seed=derive_seed(sampler_seed, f"tune trial {k}") % 2**32)
-                study.optimize(objective, n_trials=1, catch=())
-                if bar is not None:
-                    bar.update()
-                    bar.set_postfix_str(f"best {study.best_value:.4f}")
-        finally:
-            if bar is not None:
-                bar.close()
+        objective = _objective(policy, fixed, space, seeds, bare, kwargs, run)
+        _run_trials(study, objective, trials, sampler_seed, f"tune {policy} @ {budget:g}" if progress else None)
         result = _result(study, env_id, bare, policy, budget, trials, user_kwargs, seeds, sampler_seed, db, attrs)
         write_json_atomic(result_path, result.to_dict())
     return result
+
+
+def _objective(
+    policy: str,
+    fixed: dict[str, Any],
+    space: dict[str, tuple[float, float, bool]],
+    seeds: list[int],
+    env_id: str,
+    env_kwargs: dict[str, Any],
+    run: Callable[..., Any],
+) -> Callable[[optuna.Trial], float]:
+    """A trial's score: the mean final validation accuracy (in [0, 1]) of ``policy`` with the ``fixed``
+    hyperparameters and the trial's suggestions from ``space``, one episode per seed (accuracies and compute
+    fractions kept as the trial's user attrs)."""
+
+    def objective(trial) -> float:
+        params = {n: trial.suggest_float(n, lo, hi, log=log) for n, (lo, hi, log) in space.items()}
+        spec = policy_spec(policy, hparams={**fixed, **params})
+        accs, comps = [], []
+        for s in seeds:
+            row = run(spec, env_id, env_kwargs, s).row
+            accs.append(float(row.val_accuracy))
+            comps.append(float(row.compute_fraction))
+        trial.set_user_attr("val_accuracies", accs)
+        trial.set_user_attr("compute_fractions", comps)
+        return sum(accs) / len(accs)
+
+    return objective
+
+
+def _run_trials(
+    study: optuna.Study, objective: Callable[[optuna.Trial], float], trials: int, sampler_seed: int, desc: str | None
+) -> None:
+    """Run ``study`` one trial at a time until it has ``trials`` complete ones, the k-th drawn by a TPE sampler
+    seeded from (``sampler_seed``, k); a progress bar named ``desc`` unless that is None."""
+
+    def done() -> int:
+        return len(study.get_trials(deepcopy=False, states=(_COMPLETE,)))
+
+    bar = None
+    if desc is not None and done() < trials:
+        bar = tqdm(total=trials, initial=done(), desc=desc, unit="trial")
+    try:
+        while (k := done()) < trials:  # the k-th complete trial's sampler: the same whenever it runs
+            study.sampler = optuna.samplers.TPESampler(seed=derive_seed(sampler_seed, f"tune trial {k}") % 2**32)
+            study.optimize(objective, n_trials=1, catch=())
+            if bar is not None:
+                bar.update()
+                bar.set_postfix_str(f"best {study.best_value:.4f}")
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _result(

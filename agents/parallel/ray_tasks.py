@@ -49,7 +49,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -70,6 +70,7 @@ __all__ = [
     "connect_ray",
     "error_text",
     "import_ray",
+    "ray_options_of",
     "ray_session",
     "run_tasks",
     "torch_threads",
@@ -101,12 +102,15 @@ def import_ray():
 class RayOptions:
     """Where and with what resources episodes run (see the module docstring). ``enabled``: ``workers`` or
     ``address`` is set (otherwise the sequential path runs). ``cpus_per_run``: ``None`` is 1 on Ray and
-    "leave torch's thread count alone" in the sequential path."""
+    "leave torch's thread count alone" in the sequential path. A command builds one and passes it whole
+    (harness, scheduler, ``train_agent``, ``make_vec_env``, :class:`~.ray_vec_env.RayVecEnv`)."""
 
     workers: int | None = None
     address: str | None = None
     cpus_per_run: float | None = None
     gpus_per_run: float = 0.0
+    # what validate() found: None not run yet, False valid without Ray, True valid for a Ray run
+    _checked: bool | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def enabled(self) -> bool:
@@ -122,8 +126,12 @@ class RayOptions:
         """torch threads of one episode: its whole CPUs, at least one."""
         return max(1, int(self.cpus))
 
-    def validate(self) -> RayOptions:
-        """Check the values (``ValueError``) and, when enabled, that Ray imports (:class:`RayUnavailable`)."""
+    def validate(self, ray_run: bool = False) -> RayOptions:
+        """Check the values (``ValueError``) and, when enabled or ``ray_run`` (a Ray run whatever ``workers``
+        says: ``vec_env="ray"``), that Ray imports (:class:`RayUnavailable`); once per object."""
+        on = self.enabled or ray_run
+        if self._checked or (self._checked is False and not on):
+            return self
         w = self.workers
         if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
             raise ValueError(f"workers={w!r} must be a positive int")
@@ -134,13 +142,35 @@ class RayOptions:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
             if not ok or (value <= 0 if positive else value < 0):
                 raise ValueError(f"{name}={value!r} must be a number {'> 0' if positive else '>= 0'}")
-        if not self.enabled and self.gpus_per_run != 0.0:
+        if not on and self.gpus_per_run != 0.0:
             raise ValueError("gpus_per_run applies to Ray runs only: pass workers=N or ray_address=ADDR")
-        if self.enabled:
+        if on:
             import_ray()
         if self.address:
             check_ray_address(self.address)
+        object.__setattr__(self, "_checked", on)
         return self
+
+
+def ray_options_of(
+    ray: RayOptions | None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float = 0.0,
+) -> RayOptions:
+    """``ray``, or (``None``) the options of the public API's keywords, ``ray_address`` as ``address``; not
+    both."""
+    if ray is None:
+        return RayOptions(workers, ray_address, cpus_per_run, gpus_per_run)
+    if not isinstance(ray, RayOptions):
+        raise ValueError(f"ray={ray!r} must be a RayOptions or None")
+    loose = dict(workers=workers, ray_address=ray_address, cpus_per_run=cpus_per_run)
+    given = [f"{k}={v!r}" for k, v in loose.items() if v is not None]
+    given += [f"gpus_per_run={gpus_per_run!r}"] if gpus_per_run != 0.0 else []
+    if given:
+        raise ValueError(f"ray={ray!r} and {', '.join(given)} given together; pass ray= or the keywords, not both")
+    return ray
 
 
 @contextmanager
@@ -260,6 +290,20 @@ def _put_args(ray, calls: Sequence[RayCall]) -> list[list[Any]]:
     return out
 
 
+def _outcome(ray, ref: Any, attempt: int) -> tuple[Any, bool]:
+    """A finished task's return value (or a :class:`TaskFailure`) and whether a failure may run again: one the
+    task raised, up to :data:`EXCEPTION_RETRIES` times; not a lost worker or node, which Ray has retried already."""
+    retry = attempt <= EXCEPTION_RETRIES
+    try:
+        result = ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:  # the task itself failed (e.g. unpickling its args)
+        result = TaskFailure(error_text(exc.cause if exc.cause is not None else exc), str(exc), float("nan"))
+    except ray.exceptions.RayError as exc:  # worker or node died, and again on Ray's retry
+        result = TaskFailure(error_text(exc), f"(Ray retried it {RAY_MAX_RETRIES} time(s))", float("nan"))
+        retry = False
+    return result, retry
+
+
 def run_tasks(
     fn: Callable[..., Any],
     calls: Sequence[RayCall],
@@ -297,18 +341,7 @@ def run_tasks(
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     i, attempt = pending.pop(ref)
-                    retry = attempt <= EXCEPTION_RETRIES
-                    try:
-                        result = ray.get(ref)
-                    except ray.exceptions.RayTaskError as exc:  # the task itself failed (e.g. unpickling its args)
-                        result = TaskFailure(
-                            error_text(exc.cause if exc.cause is not None else exc), str(exc), float("nan")
-                        )
-                    except ray.exceptions.RayError as exc:  # worker or node died, and again on Ray's retry
-                        result = TaskFailure(
-                            error_text(exc), f"(Ray retried it {RAY_MAX_RETRIES} time(s))", float("nan")
-                        )
-                        retry = False
+                    result, retry = _outcome(ray, ref, attempt)
                     if isinstance(result, TaskFailure):
                         log.warning(
                             "%s failed (attempt %d)%s: %s\n%s",

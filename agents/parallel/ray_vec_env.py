@@ -82,16 +82,17 @@ def _stack(items: Sequence[Any], space: spaces.Space):
 class RayVecEnv(VecEnv):
     """SB3's ``VecEnv`` API over ``len(env_fns)`` Ray actors, each holding the env ``env_fn()`` returns.
 
-    Each actor reserves ``cpus_per_env`` CPUs and ``gpus_per_env`` GPUs (``0.25``: four envs per GPU; the
-    env itself must be told to use it, e.g. ``device="cuda"`` in a ``PruningEnv``'s kwargs) and sets torch's
-    thread count to its whole CPUs. ``reset``, ``step_async`` / ``step_wait``, ``get_attr``, ``set_attr``,
-    ``env_method``, ``env_is_wrapped`` and seeding behave as in ``SubprocVecEnv``: on ``done`` the actor
+    ``ray`` (:class:`~.ray_tasks.RayOptions`, default ``RayOptions()``; its ``workers`` is not used: one actor
+    per env): each actor reserves ``cpus_per_run`` CPUs (default 1) and ``gpus_per_run`` GPUs (``0.25``: four
+    envs per GPU; the env itself must be told to use it, e.g. ``device="cuda"`` in a ``PruningEnv``'s kwargs)
+    and sets torch's thread count to its whole CPUs. ``reset``, ``step_async`` / ``step_wait``, ``get_attr``,
+    ``set_attr``, ``env_method``, ``env_is_wrapped`` and seeding behave as in ``SubprocVecEnv``: on ``done`` the actor
     puts the last observation in ``info["terminal_observation"]``, resets and returns the first
     observation of the next episode (``reset_infos`` holds that reset's info). With the same env functions,
     seeds and actions it returns what a ``DummyVecEnv`` returns.
 
     Ray: if it is not initialised, the VecEnv starts a local instance sized for its actors (or joins
-    ``address``) and shuts it down (disconnects) on ``close``; a Ray the caller initialised is used and left
+    ``ray.address``) and shuts it down (disconnects) on ``close``; a Ray the caller initialised is used and left
     running.
 
     Limits: every step is a round trip through Ray for every env (observations, infos and actions are
@@ -108,23 +109,21 @@ class RayVecEnv(VecEnv):
         self,
         env_fns: Sequence[Callable[[], gym.Env]],
         *,
-        cpus_per_env: float = 1.0,
-        gpus_per_env: float = 0.0,
-        address: str | None = None,
+        ray: RayOptions | None = None,
     ):
         if not env_fns:
             raise ValueError("RayVecEnv needs at least one env function")
-        RayOptions(len(env_fns), address, cpus_per_env, gpus_per_env).validate()
-        ray = import_ray()
-        self._ray = ray
+        options = (RayOptions() if ray is None else ray).validate(ray_run=True)  # no-op if train_agent validated it
+        module = import_ray()
+        self._ray = module
         self._owns_ray = False
-        if not ray.is_initialized():
-            if address:
-                connect_ray(ray, address)
+        if not module.is_initialized():
+            if options.address:
+                connect_ray(module, options.address)
             else:
-                ray.init(
-                    num_cpus=max(1, math.ceil(len(env_fns) * cpus_per_env)),
-                    num_gpus=None if gpus_per_env > 0 else 0,
+                module.init(
+                    num_cpus=max(1, math.ceil(len(env_fns) * options.cpus)),
+                    num_gpus=None if options.gpus_per_run > 0 else 0,
                     include_dashboard=False,
                     logging_level=logging.WARNING,
                 )
@@ -133,10 +132,9 @@ class RayVecEnv(VecEnv):
         self.waiting = False
         self._refs: list[Any] = []
         try:
-            host = ray.remote(num_cpus=cpus_per_env, num_gpus=gpus_per_env, max_restarts=0)(_EnvHost)
-            threads = max(1, int(cpus_per_env))
-            self.actors = [host.remote(fn, threads) for fn in env_fns]
-            observation_space, action_space = ray.get(self.actors[0].spaces.remote())
+            host = module.remote(num_cpus=options.cpus, num_gpus=options.gpus_per_run, max_restarts=0)(_EnvHost)
+            self.actors = [host.remote(fn, options.threads) for fn in env_fns]
+            observation_space, action_space = module.get(self.actors[0].spaces.remote())
             super().__init__(len(env_fns), observation_space, action_space)
         except BaseException:
             self._shutdown()

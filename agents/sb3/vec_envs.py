@@ -15,6 +15,7 @@ from gymnasium.vector import AutoresetMode
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 from ..env_factory import TrainingSeedStream, make_env, module_env_id
+from ..parallel.ray_tasks import RayOptions
 from ..parallel.ray_vec_env import RayVecEnv
 from .batched_vec_env import BatchedVecEnv
 
@@ -82,17 +83,15 @@ def make_vec_env(
     start_timestep: int = 0,
     vec_env: str = "auto",
     *,
-    ray_address: str | None = None,
-    cpus_per_env: float = 1.0,
-    gpus_per_env: float = 0.0,
+    ray: RayOptions | None = None,
     seed_pool: int | None = None,
 ):
     """Training envs, env ``rank`` seeded with ``[seed, rank, start_timestep]`` (see the module docstring).
 
     ``vec_env``: ``"dummy"`` (SB3's ``DummyVecEnv``, in this process), ``"subproc"`` (``SubprocVecEnv``, start
     method ``forkserver``, each process with :func:`subproc_threads` torch threads), ``"ray"``
-    (:class:`~prunegym.agents.parallel.ray_vec_env.RayVecEnv`: one Ray actor per env with ``cpus_per_env`` CPUs and
-    ``gpus_per_env`` GPUs, on a local Ray or the cluster at ``ray_address``), ``"batched"``
+    (:class:`~prunegym.agents.parallel.ray_vec_env.RayVecEnv`: one Ray actor per env, with the CPUs, GPUs and
+    cluster address of the :class:`~prunegym.agents.parallel.ray_tasks.RayOptions` ``ray``), ``"batched"``
     (:func:`make_batched_vec_env`: the envs' training runs as one batched model in this process; no env ``wrapper``,
     no in-batch selector such as PFB) or ``"auto"`` (``subproc`` when ``n_envs > 1``, else ``dummy``). The same
     seeds give the same episodes whichever is used (``batched``: up to float rounding). ``seed_pool``: each env
@@ -101,8 +100,8 @@ def make_vec_env(
 
     if vec_env not in VEC_ENVS:
         raise ValueError(f"unknown vec_env {vec_env!r}; allowed: {', '.join(VEC_ENVS)}")
-    if vec_env != "ray" and (ray_address or cpus_per_env != 1.0 or gpus_per_env != 0.0):
-        raise ValueError("ray_address, cpus_per_env and gpus_per_env apply to vec_env='ray' only")
+    if vec_env != "ray" and ray is not None:
+        raise ValueError(f"ray={ray!r} applies to vec_env='ray' only, not vec_env={vec_env!r}")
     if vec_env == "batched":
         if wrapper is not None:
             raise ValueError(
@@ -118,7 +117,7 @@ def make_vec_env(
         for rank in range(n_envs)
     ]
     if vec_env == "ray":
-        return RayVecEnv(fns, cpus_per_env=cpus_per_env, gpus_per_env=gpus_per_env, address=ray_address)
+        return RayVecEnv(fns, ray=ray)
     if subproc:
         return SubprocVecEnv(fns, start_method="forkserver")
     return DummyVecEnv(fns)

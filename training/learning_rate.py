@@ -1,4 +1,10 @@
-"""Drive any ``torch.optim.lr_scheduler`` by training progress, so that pruned (shorter) epochs do not break
+"""The learning rate by training progress: the engine's schedules (:func:`lr_at`) and any
+``torch.optim.lr_scheduler`` driven the same way (:func:`progress_lr`).
+
+Progress is ``(epoch + fraction of this epoch's batches done) / epochs``: a pruned epoch with fewer batches
+covers the same stretch of the schedule as a full one, so pruning never shifts the schedule.
+
+Drive any ``torch.optim.lr_scheduler`` by training progress, so that pruned (shorter) epochs do not break
 a schedule sized for full epochs.
 
 A scheduler built for a full-data run takes ``steps_per_epoch`` steps per epoch (the full epoch's batch
@@ -8,14 +14,46 @@ the run the schedule would be a fraction of the way through (the pitfall that co
 recipe 2 points in our run). :class:`ProgressLR` steps the scheduler to ``floor(progress * steps_per_epoch)``
 steps, with progress = epochs completed + the fraction of the current epoch's batches done: a pruned epoch
 covers the same stretch of the schedule as a full one (several scheduler steps per batch when needed).
-This is the rule the engine applies to its own schedules (:mod:`prunegym.training.schedule`).
+This is the rule the engine applies to its own schedules (:func:`lr_at`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-__all__ = ["ProgressLR", "progress_lr"]
+__all__ = ["SCHEDULES", "ProgressLR", "lr_at", "progress_lr"]
+
+SCHEDULES = ("onecycle", "cosine", "constant")
+
+
+def lr_at(
+    schedule: str,
+    progress: float,
+    peak_lr: float,
+    pct_start: float = 0.3,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> float:
+    """Learning rate at ``progress`` in [0, 1].
+
+    ``onecycle``: cosine warm-up from ``peak/div_factor`` to ``peak`` over ``pct_start``, then cosine
+    annealing to ``peak/(div_factor*final_div_factor)`` (``torch.optim.lr_scheduler.OneCycleLR``'s shape).
+    ``cosine``: ``peak * (1 + cos(pi * progress)) / 2``. ``constant``: ``peak``.
+    """
+    p = min(max(progress, 0.0), 1.0)
+    if schedule == "constant":
+        return peak_lr
+    if schedule == "cosine":
+        return peak_lr * 0.5 * (1 + math.cos(math.pi * p))
+    if schedule == "onecycle":
+        start, end = peak_lr / div_factor, peak_lr / (div_factor * final_div_factor)
+        if p < pct_start:
+            t = p / pct_start
+            return start + (peak_lr - start) * 0.5 * (1 - math.cos(math.pi * t))
+        t = (p - pct_start) / (1 - pct_start)
+        return end + (peak_lr - end) * 0.5 * (1 + math.cos(math.pi * t))
+    raise ValueError(f"unknown lr schedule {schedule!r}; allowed: {', '.join(SCHEDULES)}")
 
 
 class ProgressLR:

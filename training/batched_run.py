@@ -32,14 +32,14 @@ from .batched_model import BACKENDS, StackedModel
 from .batched_optim import make_batched_optimizer
 from .batched_views import RunView, row_views
 from .config import RunConfig
+from .epoch import batch_loss, close_epoch, epoch_means, mix_inputs, run_lr, sample_losses, update_scores
 from .flops import measure_flops
 from .meter import ComputeMeter
 from .models import SplitModel, build_model
 from .plan import EpochPlan, EpochResult, PassCounts
 from .run import EvalResult, resolve_device
-from .schedule import lr_at
 from .scores import ScoreTable
-from .seeding import torch_generator
+from .seeding import check_seed, torch_generator
 
 __all__ = ["BatchedTrainingRun", "RunView"]
 
@@ -62,9 +62,9 @@ class BatchedTrainingRun:
     """
 
     def __init__(self, config: RunConfig, seeds, backend: str = "auto", data: BatchedData | None = None):
-        seeds = [s for s in seeds]
-        if not seeds or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in seeds):
-            raise ValueError(f"seeds={seeds!r} must be a non-empty list of ints")
+        seeds = [check_seed(s, "seeds", where=f" (entry {i})") for i, s in enumerate(seeds)]
+        if not seeds:
+            raise ValueError("seeds=[] must be a non-empty list of ints")
         if backend not in BACKENDS:
             raise ValueError(f"backend={backend!r} is not allowed; allowed: {', '.join(BACKENDS)}")
         self.seeds = [int(s) for s in seeds]
@@ -104,16 +104,12 @@ class BatchedTrainingRun:
         self.meters = [ComputeMeter(flops, n, config.epochs) for _ in range(k_runs)]
         self._shuffle_gens = [torch_generator(s, "shuffle", self.device) for s in self.seeds]
         self._augment_gens = [torch_generator(s, "augment", self.device) for s in self.seeds]
-        self._pending_scoring = [0] * k_runs
+        self.pending_scoring = [0] * k_runs  # per run, as TrainingRun.pending_scoring
         self._buffers: dict[tuple[int, ...], torch.Tensor] = {}
-        self.lr = [self._lr(0.0)] * k_runs  # per run, after its epochs completed
+        self.lr = [run_lr(config, 0)] * k_runs  # per run, after its epochs completed
         self.runs = [RunView(self, k) for k in range(k_runs)]
 
     # -- per-run helpers -----------------------------------------------------------------------------------
-    def _lr(self, progress: float) -> float:
-        c = self.config
-        return lr_at(c.lr_schedule, progress, c.lr, pct_start=c.pct_start)
-
     def generator(self, k: int, stream: str) -> torch.Generator:
         """A fresh generator on the training device for run ``k``'s ``stream`` (as ``TrainingRun.generator``)."""
         return torch_generator(self.seeds[k], stream, self.device)
@@ -146,9 +142,7 @@ class BatchedTrainingRun:
         ``config.replace(seed=seed)``; the other runs are untouched (bit for bit)."""
         if not 0 <= k < self.num_runs:
             raise ValueError(f"run index {k!r} is out of range [0, {self.num_runs})")
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise ValueError(f"seed={seed!r} must be an int")
-        seed = int(seed)
+        seed = check_seed(seed)
         self.seeds[k], self.configs[k] = seed, self.config.replace(seed=seed)
         reload_run(self.data, self.config, k, seed)
         c = self.config
@@ -167,8 +161,8 @@ class BatchedTrainingRun:
         self.meters[k] = ComputeMeter(self.flops, self.num_train, self.epochs)
         self._shuffle_gens[k] = torch_generator(seed, "shuffle", self.device)
         self._augment_gens[k] = torch_generator(seed, "augment", self.device)
-        self._pending_scoring[k] = 0
-        self.lr[k] = self._lr(0.0)
+        self.pending_scoring[k] = 0
+        self.lr[k] = run_lr(self.config, 0)
         self.epochs_completed[k] = 0
 
     def _gather(self, pos: torch.Tensor, reuse: bool = True) -> torch.Tensor:
@@ -196,6 +190,14 @@ class BatchedTrainingRun:
         if len(indices) != self.num_runs:
             raise ValueError(f"score needs {self.num_runs} index tensors (one per run), got {len(indices)}")
         idx = [i.to(self.device, torch.int64).view(-1) for i in indices]
+        for k, i in enumerate(idx):
+            self.pending_scoring[k] += int(i.numel())
+        return self._eval_losses(idx)
+
+    @torch.no_grad()
+    def _eval_losses(self, idx: list[torch.Tensor], label_smoothing: float = 0.0) -> list[torch.Tensor]:
+        """Per-sample cross-entropy ``[M_k]`` of run ``k``'s training samples ``idx[k]`` (no grad; one batched
+        forward per chunk of ``eval_batch_size`` rows of every run)."""
         counts = [int(i.numel()) for i in idx]
         width = max(counts)
         pad = torch.stack([F.pad(i, (0, width - c)) for i, c in zip(idx, counts)])
@@ -203,11 +205,8 @@ class BatchedTrainingRun:
         out = []
         for s in range(0, width, self.config.eval_batch_size):
             p = pos[:, s : s + self.config.eval_batch_size]
-            logits = self.stack(self._gather(p))
-            out.append(F.cross_entropy(logits.flatten(0, 1), self._labels(p).flatten(), reduction="none").view(p.shape))
+            out.append(sample_losses(self.stack(self._gather(p)), self._labels(p), label_smoothing))
         losses = torch.cat(out, 1) if out else torch.zeros(self.num_runs, 0, device=self.device)
-        for k, c in enumerate(counts):
-            self._pending_scoring[k] += c
         return [losses[k, :c] for k, c in enumerate(counts)]
 
     # -- one epoch -----------------------------------------------------------------------------------------
@@ -237,9 +236,10 @@ class BatchedTrainingRun:
         b = np.arange(steps)[:, None]
         rows = np.clip(np.asarray(counts)[None, :] - b * bs, 0, bs)
         n_batches = [max(1, math.ceil(c / bs)) for c in counts]
-        lrs = np.array(
-            [[self._lr((e[k] + i / n_batches[k]) / self.epochs) for k in range(k_runs)] for i in range(steps)]
-        ).reshape(steps, k_runs)
+        cfg = self.config
+        lrs = np.array([[run_lr(cfg, e[k], i, n_batches[k]) for k in range(k_runs)] for i in range(steps)]).reshape(
+            steps, k_runs
+        )
         return rows, lrs, steps
 
     def run_epoch(self, plans) -> list[EpochResult | None]:
@@ -262,52 +262,93 @@ class BatchedTrainingRun:
         skipped = [p is None for p in plans]
         empty = EpochPlan(torch.zeros(0, dtype=torch.int64, device=self.device))
         plans = [empty if p is None else p for p in plans]
-        cfg, dev, data, k_runs, n = self.config, self.device, self.data, self.num_runs, self.num_train
+        dev, n = self.device, self.num_train
         counts = [int(p.indices.numel()) for p in plans]
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        idx, losses, correct, mixed, mixing = self._train_steps(plans, counts)
+        trained = [idx[k, :c] for k, c in enumerate(counts)]
+        run_losses = [losses[k, :c] for k, c in enumerate(counts)]
+        run_correct = [correct[k, :c] for k, c in enumerate(counts)]
+        run_mixed = [mixed[k, :c] for k, c in enumerate(counts)]
+        scored = self._score_after(plans)
+        means = epoch_means(run_losses, run_correct)  # the epoch's one host sync
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        wall = time.perf_counter() - t0
+        e_k = self.epochs_completed
+        update_scores(self.score_store, n, e_k, trained, run_losses, run_correct, run_mixed if mixing else None)
+        n_trained = self.num_runs - sum(skipped)
+        results: list[EpochResult | None] = []
+        for k, (plan, c) in enumerate(zip(plans, counts)):
+            if skipped[k]:
+                results.append(None)
+                continue
+            self.lr[k] = run_lr(self.config, e_k[k] + 1)
+            passes = PassCounts(c, c, c, c, self.pending_scoring[k])
+            self.pending_scoring[k] = 0
+            scored_k = scored[k]
+            if scored_k is not None:
+                passes.scoring_forward += int(scored_k[0].numel())
+            results.append(
+                close_epoch(
+                    self.meters[k],
+                    plan,
+                    passes,
+                    epoch=e_k[k],
+                    num_train=n,
+                    indices=trained[k],
+                    losses=run_losses[k],
+                    correct=run_correct[k],
+                    mixed=run_mixed[k],
+                    means=means[k],
+                    lr=self.lr[k],
+                    wall_time=wall / n_trained,
+                    scored=scored_k,
+                    extra={"batch_wall_time": wall, "num_runs": self.num_runs},
+                )
+            )
+            e_k[k] += 1
+        return results
+
+    def _train_steps(self, plans: list[EpochPlan], counts: list[int]):
+        """The epoch's optimizer steps over the stacked plans (``counts[k]`` rows of run ``k``): returns the
+        stacked indices ``[K, L]``, per-sample losses, correctness and mix-up marks ``[K, L]`` (valid in each
+        run's first ``counts[k]`` columns) and whether any plan mixed."""
+        cfg, dev, data, k_runs = self.config, self.device, self.data, self.num_runs
         width = max(counts)
         rows, lrs, steps = self._schedule(counts)
-        active = rows > 0
-        self.optimizer.prepare(lrs, active)
+        self.optimizer.prepare(lrs, rows > 0)
         denom = torch.as_tensor(np.maximum(rows, 1), dtype=torch.float32).to(dev)  # [S, K]
         has_w = any(p.weights is not None for p in plans)
         padded = [bool((r < r.max()).any()) for r in rows]  # steps with padding rows
         stacked = stack_plans(plans, counts, data.train, any(padded), dev)
         idx, weights = stacked.indices, stacked.weights  # [K, L]
         pos = data.train.gather(1, idx)  # pool positions
-        mixing = stacked.lam is not None
         lam, partner = stacked.lam, stacked.partner
         losses = torch.empty(k_runs, width, device=dev)
         correct = torch.empty(k_runs, width, dtype=torch.bool, device=dev)
         mixed = torch.zeros(k_runs, width, dtype=torch.bool, device=dev)
         params = self.stack.parameters()
-        bs, ls = cfg.batch_size, cfg.label_smoothing
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
+        bs = cfg.batch_size
         for b in range(steps):
             c0, c1 = b * bs, min((b + 1) * bs, width)
             p_b = pos[:, c0:c1]
             x, y = self._gather(p_b), self._labels(p_b)
-            if mixing:
-                assert lam is not None and partner is not None
+            lam_b = y2 = None
+            if lam is not None and partner is not None:
                 lam_b, part_b = lam[:, c0:c1], partner[:, c0:c1]
-                shape = (*lam_b.shape, *([1] * (x.ndim - 2)))
-                x = lam_b.view(shape) * x + (1 - lam_b).view(shape) * self._gather(part_b, reuse=False)
-                y2 = self._labels(part_b)
+                x, y2 = mix_inputs(x, self._gather(part_b, reuse=False), lam_b), self._labels(part_b)
+                mixed[:, c0:c1] = lam_b < 1
             if data.augment:  # each run's own stream, drawn for its real rows only (as TrainingRun)
                 for k in range(k_runs):
                     if rows[b, k]:
                         x[k, : rows[b, k]] = random_crop_flip(x[k, : rows[b, k]], self._augment_gens[k])
             logits = self.stack(x)  # [K, w, C]
-            flat_logits = logits.flatten(0, 1)
-            per_sample = F.cross_entropy(flat_logits, y.flatten(), reduction="none", label_smoothing=ls).view(y.shape)
-            if mixing:
-                per_sample = lam_b * per_sample + (1 - lam_b) * F.cross_entropy(
-                    flat_logits, y2.flatten(), reduction="none", label_smoothing=ls
-                ).view(y.shape)
-                mixed[:, c0:c1] = lam_b < 1
-            weighted = per_sample * weights[:, c0:c1] if weights is not None and (has_w or padded[b]) else per_sample
-            loss = (weighted.sum(1) / denom[b]).sum()
+            per_sample = sample_losses(logits, y, cfg.label_smoothing, y2, lam_b)
+            w_b = weights[:, c0:c1] if weights is not None and (has_w or padded[b]) else None
+            loss = batch_loss(per_sample, w_b, denom[b])
             for p in params:
                 p.grad = None
             loss.backward()
@@ -315,62 +356,19 @@ class BatchedTrainingRun:
             losses[:, c0:c1] = per_sample.detach()
             correct[:, c0:c1] = logits.detach().argmax(-1) == y
         self.optimizer.commit()
-        run_losses = [losses[k, :c] for k, c in enumerate(counts)]
-        run_correct = [correct[k, :c] for k, c in enumerate(counts)]
-        means = [torch.stack([lo.mean(), co.float().mean()]) for lo, co, c in zip(run_losses, run_correct, counts) if c]
-        stats = iter(torch.stack(means).tolist() if means else [])  # the epoch's one host sync
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        wall = time.perf_counter() - t0
-        trained = [idx[k, :c] for k, c in enumerate(counts)]
-        e_k = self.epochs_completed
-        if any(counts):  # every run's rows in one update of the [K * N] store
-            same = len({e_k[k] for k, c in enumerate(counts) if c}) == 1
-            epoch = (
-                e_k[next(k for k, c in enumerate(counts) if c)]
-                if same
-                else torch.cat([torch.full((c,), e_k[k], dtype=torch.int64, device=dev) for k, c in enumerate(counts)])
-            )
-            self.score_store.update(
-                torch.cat([t + k * n for k, t in enumerate(trained)]),
-                torch.cat(run_losses),
-                torch.cat(run_correct),
-                epoch,
-                valid=~torch.cat([mixed[k, :c] for k, c in enumerate(counts)]) if mixing else None,
-            )
-        n_trained = k_runs - sum(skipped)
-        results: list[EpochResult | None] = []
-        for k, (plan, c) in enumerate(zip(plans, counts)):
-            if skipped[k]:
-                results.append(None)
-                continue
-            self.lr[k] = self._lr((e_k[k] + 1) / self.epochs)
-            passes = PassCounts(c, c, c, c, self._pending_scoring[k])
-            self._pending_scoring[k] = 0
-            flops = self.meters[k].charge(passes)
-            loss_k, acc_k = next(stats) if c else (float("nan"), float("nan"))
-            results.append(
-                EpochResult(
-                    epoch=e_k[k],
-                    indices=trained[k],
-                    losses=run_losses[k],
-                    correct=run_correct[k],
-                    mixed=mixed[k, :c],
-                    passes=passes,
-                    flops=flops,
-                    flops_fraction=flops / self.meters[k].full_epoch_flops,
-                    kept_fraction=c / n,
-                    planned_fraction=c / n,
-                    claimed_prune_ratio=float(plan.claimed_prune_ratio),
-                    train_loss=loss_k,
-                    train_accuracy=acc_k,
-                    lr=self.lr[k],
-                    wall_time=wall / n_trained,
-                    extra={"batch_wall_time": wall, "num_runs": k_runs},
-                )
-            )
-            e_k[k] += 1
-        return results
+        return idx, losses, correct, mixed, lam is not None
+
+    def _score_after(self, plans: list[EpochPlan]) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Each plan's ``score_after`` samples and their losses after the epoch's training (as
+        ``TrainingRun.run_epoch`` scores them: one forward each, charged to this epoch), in one batched pass;
+        ``None`` for a run whose plan scores nothing."""
+        after = [p.score_after for p in plans]
+        if all(a is None for a in after):
+            return [None] * len(plans)
+        empty = torch.zeros(0, dtype=torch.int64, device=self.device)
+        idx = [a.to(self.device, torch.int64) if a is not None else empty for a in after]
+        losses = self._eval_losses(idx, self.config.label_smoothing)
+        return [(i, lo) if a is not None else None for a, i, lo in zip(after, idx, losses)]
 
     # -- evaluation ----------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,24 +1,26 @@
-"""The episode schedulers of the harness: :func:`run_all` (one after the other, in this process),
-:func:`run_all_batched` (each policy's seeds as one batch of a
-:class:`~prunegym.envs.PruningVectorEnv`, in this process) and :func:`run_all_ray` (one Ray task per episode
-through :func:`~prunegym.agents.parallel.ray_tasks.run_tasks`; an episode that still fails after its retry
-becomes a failed row, :func:`~.episode.failed_outcome`). Each hands every :class:`~.episode.EpisodeOutcome`
-to ``on_result`` as soon as it is done."""
+"""Dispatching the harness's episodes (:func:`dispatch`) to one of three runners: :func:`run_all` (one after the other,
+in this process), :func:`run_all_batched` (each policy's seeds as one batch of a
+:class:`~prunegym.envs.PruningVectorEnv`, in this process) and :func:`run_all_ray` (one Ray task per episode through
+:func:`~prunegym.agents.parallel.ray_tasks.run_tasks`; an episode that still fails after its retry becomes a failed
+row, :func:`~.episode.failed_outcome`). Each hands every :class:`~.episode.EpisodeOutcome` to ``on_result`` as soon
+as it is done."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from prunegym.training import check_seed
+
 from ..env_factory import module_env_id
 from ..parallel.ray_tasks import RayCall, RayOptions, TaskFailure, run_tasks, torch_threads
-from .batched import run_batched_episodes
+from .batched_episodes import run_batched_episodes
 from .episode import EpisodeOutcome, PolicySpec, failed_outcome, run_episode
 
-__all__ = ["EpisodeTask", "run_all", "run_all_batched", "run_all_ray", "schedule"]
+__all__ = ["EpisodeTask", "dispatch", "run_all", "run_all_batched", "run_all_ray"]
 
 
 @dataclass
@@ -29,6 +31,14 @@ class EpisodeTask:
     env_id: str
     env_kwargs: dict[str, Any]
     seed: int
+
+
+def _seeds(seeds: Iterable[int]) -> list[int]:
+    """The seeds as ints in ``[0, 2**63)``; none is an error."""
+    out = [check_seed(s) for s in seeds]
+    if not out:
+        raise ValueError("no seeds given")
+    return out
 
 
 def run_all(
@@ -81,7 +91,7 @@ def run_all_batched(
     return outcomes
 
 
-def schedule(
+def dispatch(
     tasks: Sequence[EpisodeTask],
     on_result: Callable[[EpisodeOutcome], None],
     progress: bool,

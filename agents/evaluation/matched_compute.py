@@ -32,16 +32,17 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from prunegym.baselines import POLICIES
+from prunegym.training import check_fraction
 from prunegym.training.io import canonical_json, write_text_atomic
 
 from ..env_factory import canonical_env_id, env_label
-from ..parallel.ray_tasks import RayOptions
+from ..parallel.ray_tasks import RayOptions, ray_options_of
 from .calibration import CALIBRATION_SEEDS, Calibration, calibrate, calibration_kwargs
+from .dispatch import EpisodeTask
 from .episode import PolicySpec, policy_spec
 from .harness import _prepare, _seeds, _unique_labels, run_comparison
 from .report import FIGURE_DPI, interval_caption, markdown_table, publish_figure, summarize, write_csv
 from .results import read_rows, row_key
-from .scheduler import EpisodeTask
 from .tuning import SHIPPED_TUNED, load_tuned
 
 __all__ = ["BudgetComparison", "budget_figure", "compare_budgets"]
@@ -73,11 +74,7 @@ class BudgetComparison:
 
 
 def _budgets(budgets: Iterable[float]) -> list[float]:
-    out = []
-    for b in budgets:
-        if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0.0 < float(b) <= 1.0:
-            raise ValueError(f"budget {b!r} must be a fraction in (0, 1] of the full-data run's training FLOPs")
-        out.append(float(b))
+    out = [check_fraction(b, "budget", of="of the full-data run's training FLOPs") for b in budgets]
     if not out:
         raise ValueError("no budgets given; e.g. --budgets 0.3 0.5 0.7")
     return sorted(set(out))
@@ -101,7 +98,7 @@ def _policy_specs(
     if result is not None and calibration_kwargs(result.env_kwargs) != base:
         result = None  # tuned for another task setting (e.g. other epochs): not reused stale
     hparams: dict[str, Any] = dict(result.params) if result is not None else {}
-    if getattr(cls, "requires_budget", False):
+    if cls.requires_budget:
         if result is None:
             notes["untuned"].append((name, budget))
         return policy_spec(name, hparams=hparams)
@@ -129,10 +126,12 @@ def compare_budgets(
     ray_address: str | None = None,
     cpus_per_run: float | None = None,
     gpus_per_run: float = 0.0,
+    ray: RayOptions | None = None,
     batched: bool = False,
 ) -> BudgetComparison:
-    """Every policy (default: all of ``POLICIES``) and agent at every budget (see the module docstring)."""
-    ray = RayOptions(workers, ray_address, cpus_per_run, gpus_per_run).validate()
+    """Every policy (default: all of ``POLICIES``) and agent at every budget (see the module docstring); the
+    Ray settings as in :func:`~prunegym.agents.evaluation.harness.compare`."""
+    ray = ray_options_of(ray, workers, ray_address, cpus_per_run, gpus_per_run).validate()
     env_id = canonical_env_id(env_id)
     seeds, budgets = _seeds(seeds), _budgets(budgets)
     kwargs = dict(env_kwargs or {})
