@@ -1,5 +1,6 @@
-"""The ``prunegym`` command line: ``list``, ``train``, ``evaluate``, ``compare``, ``tune``
-(``prunegym <command> --help``; the arguments are in :mod:`prunegym.agents.cli_parser`).
+"""The ``prunegym`` command line: ``list``, ``train``, ``evaluate``, ``compare``, ``tune``, ``headroom``
+(``prunegym <command> --help``; the arguments are in :mod:`prunegym.agents.cli_parser` and, for ``headroom``,
+:mod:`prunegym.agents.cli_headroom`).
 
 Bad arguments (unknown env id, policy or algo, malformed ``k=v``, missing file) print one line
 ``prunegym <command>: error: ...`` naming the allowed values and exit with status 2, without a traceback.
@@ -32,6 +33,7 @@ from prunegym.baselines import POLICIES, PRUNERS
 from prunegym.envs import ENV_IDS
 from prunegym.training.provenance import FLOAT_PATHS, float_path, float_path_env
 
+from .cli_headroom import parse_instances
 from .cli_parser import CLIError, build_parser, parse_kv, ray_options
 from .cli_text import command_line as _command
 from .cli_text import errors_line as _errors_line
@@ -40,6 +42,7 @@ from .cli_text import row_table as _row_table
 from .env_factory import canonical_env_id, known_env_ids
 from .evaluation.episode import policy_spec
 from .evaluation.harness import Comparison, Interrupted, compare, evaluate
+from .evaluation.headroom import headroom
 from .evaluation.matched_compute import BudgetComparison, compare_budgets
 from .evaluation.report import markdown_table, summarize
 from .evaluation.tuning import tune
@@ -219,12 +222,51 @@ def _cmd_tune(args) -> int:
     return 0
 
 
+def _cmd_headroom(args) -> int:
+    instances = parse_instances(args.instances)  # a malformed item fails before anything runs
+    try:
+        result = headroom(
+            args.env,
+            instances,
+            args.budgets,
+            args.trials,
+            out=args.out,
+            policy=args.policy,
+            policies=args.policies,
+            env_kwargs=parse_kv(args.env_kwargs),
+            tuning_seeds=args.tuning_seeds,
+            seeds=args.seeds,
+            sampler_seed=args.sampler_seed,
+            calibration_seeds=args.calibration_seeds,
+            progress=not args.quiet,
+            ray=ray_options(args),
+            batched=args.batched,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"prunegym headroom: interrupted; the finished trials and episodes are saved under {args.out}; resume "
+            f"with: {_command(args.argv)}",
+            file=sys.stderr,
+        )
+        return 130
+    print(result.markdown, end="")
+    tuned = result.out / "tuned"
+    print(f"ran {result.ran} episode(s), skipped {result.skipped} already played; single best for compare in {tuned}")
+    print(f"figure {result.figure}; tables {result.table_md}, {result.table_csv}; TensorBoard {result.out}")
+    errors = _errors_line(result.rows)
+    if errors:
+        print(f"prunegym headroom: {errors}", file=sys.stderr)
+        return 1
+    return 0
+
+
 _COMMANDS = {
     "list": _cmd_list,
     "train": _cmd_train,
     "evaluate": _cmd_evaluate,
     "compare": _cmd_compare,
     "tune": _cmd_tune,
+    "headroom": _cmd_headroom,
 }
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from prunegym.training import check_seed
 from prunegym.training.provenance import FLOAT_PATHS
 
+from .cli_headroom import add_headroom_parser
 from .evaluation.calibration import CALIBRATION_SEEDS
 from .evaluation.tuning import SHIPPED_TUNED, TUNING_SEEDS
 from .parallel.ray_tasks import RayOptions
@@ -21,9 +22,8 @@ __all__ = ["CLIError", "build_parser", "parse_kv", "ray_options"]
 
 _LOWER_LITERALS = {"true": True, "false": False, "none": None, "null": None}
 _TRUST = (
-    "Agent files (SB3 .zip, vecnormalize.pkl) are pickle-based: loading one runs the code it carries, as "
-    "with SB3's own load; load only files you trust. pretrained:<name> loads only the agents shipped with "
-    "prunegym."
+    "Agent files (SB3 .zip, vecnormalize.pkl) are pickle-based: loading one runs the code it carries, as with SB3's "
+    "own load; load only files you trust. pretrained:<name> loads only the agents shipped with prunegym."
 )
 
 
@@ -163,8 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
         "one than the CPU's best can be forced, a higher one cannot: results recorded under AVX2 reproduce "
         "bit for bit on an AVX-512 CPU with --float-path avx2 (README: Reproducing exactly)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="{list,train,evaluate,compare,tune}", parser_class=_Parser)
-    sub.required = True
+    names = "{list,train,evaluate,compare,tune,headroom}"
+    sub = parser.add_subparsers(dest="command", metavar=names, required=True, parser_class=_Parser)
     sub.add_parser(
         "list",
         help="env ids, pruners, policies and algos",
@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for add in (_add_train_parser, _add_evaluate_parser, _add_compare_parser, _add_tune_parser):
         add(sub)
+    add_headroom_parser(sub, _add_common, _add_ray, _seed)  # in its own module: this one is near its size limit
     return parser
 
 

@@ -41,6 +41,7 @@ from .output import new_staging_dir, replace_folder
 __all__ = [
     "EPISODE_TAGS",
     "OPTIONAL_EPISODE_TAGS",
+    "OPTIONAL_EPOCH_TAGS",
     "EPOCH_TAGS",
     "HPARAM_METRICS",
     "EpisodeWriter",
@@ -65,6 +66,12 @@ EPOCH_TAGS: dict[str, str] = {
     "epoch/compute_fraction_total": "compute_fraction",
     "epoch/lr": "lr",
 }
+# written only for an env with a data regime (label noise, imbalance): the diagnostics of each epoch
+OPTIONAL_EPOCH_TAGS: dict[str, str] = {
+    "epoch/kept_noisy_fraction": "kept_noisy_fraction",
+    "epoch/kept_head_fraction": "kept_head_fraction",
+    "epoch/kept_tail_fraction": "kept_tail_fraction",
+}
 # tag -> key of a result row (or the final info, see episode_summary)
 EPISODE_TAGS: dict[str, str] = {
     "episode/test_accuracy": "test_accuracy",
@@ -74,7 +81,10 @@ EPISODE_TAGS: dict[str, str] = {
     "episode/kept_fraction": "kept_fraction",
 }
 # written only when the episode has the value: the return a RelativeReward agent optimises (training only)
-OPTIONAL_EPISODE_TAGS: dict[str, str] = {"episode/return_relative": "episode_return_relative"}
+OPTIONAL_EPISODE_TAGS: dict[str, str] = {
+    "episode/return_relative": "episode_return_relative",
+    "episode/noisy_fraction": "noisy_fraction",  # an env with a data regime
+}
 
 
 def _safe(name: str) -> str:
@@ -136,6 +146,7 @@ def epoch_records(infos: Iterable[dict[str, Any]]) -> list[dict[str, float]]:
                 "compute_fraction_step": float(info["compute_fraction_step"]),
                 "compute_fraction": float(info["compute_fraction_total"]),
                 "lr": float(info["lr"]),
+                **{k: float(info[k]) for k in OPTIONAL_EPOCH_TAGS.values() if info.get(k) is not None},
             }
         )
     return out
@@ -149,11 +160,11 @@ def episode_summary(final_info: dict[str, Any], kept_fractions: list[float]) -> 
         "episode_return": float(final_info.get("episode_return", float("nan"))),
         "val_accuracy": float(final_info["val_accuracy"]),
         "kept_fraction": float(sum(kept_fractions) / len(kept_fractions)) if kept_fractions else 1.0,
-        **(
-            {"episode_return_relative": float(final_info["episode_return_relative"])}
-            if "episode_return_relative" in final_info
-            else {}
-        ),
+        **{
+            key: float(final_info[key])
+            for key in ("episode_return_relative", "noisy_fraction")
+            if final_info.get(key) is not None
+        },
     }
 
 
@@ -170,11 +181,18 @@ class EpisodeWriter:
         for rec in records:
             for tag, key in EPOCH_TAGS.items():
                 self.writer.add_scalar(tag, rec[key], rec["epoch"])
+            for tag, key in OPTIONAL_EPOCH_TAGS.items():
+                if rec.get(key) is not None:
+                    self.writer.add_scalar(tag, rec[key], rec["epoch"])
 
     def episode(self, index: int, summary: dict[str, Any]) -> None:
-        for tag, key in {**EPISODE_TAGS, **OPTIONAL_EPISODE_TAGS}.items():
+        for tag, key in EPISODE_TAGS.items():
             if key in summary and summary[key] is not None:
                 self.writer.add_scalar(tag, float(summary[key]), int(index))
+        for tag, key in OPTIONAL_EPISODE_TAGS.items():  # only where the episode has the value (NaN: it has not)
+            value = summary.get(key)
+            if value is not None and value == value:
+                self.writer.add_scalar(tag, float(value), int(index))
 
     def hparams(self, hparams: dict[str, Any], metrics: dict[str, float], step: int = 0) -> None:
         """The run's hyperparameters and final metrics for the HPARAMS tab, in this run (not a sub-run, as

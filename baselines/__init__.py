@@ -12,8 +12,8 @@ so a plain namespace with those fields can stand in for an :class:`~prunegym.tra
 ``DataLoader`` loop.
 
 Files: ``full``, ``uniform`` (and ``uniform_rescaled``), ``epsilon_greedy``, ``ucb``, ``infobatch``, ``swdpp``,
-``pfb``, ``seta``, ``ies``, ``learned`` (the agents' parametric pruner), ``static`` (its tuned static
-baselines ``static_const`` and ``static_schedule``), ``sampler``.
+``pfb``, ``seta``, ``ies``, ``rcap``, ``learned`` (the agents' parametric pruner), ``static`` (its tuned static
+baselines ``static_const``, ``static_schedule`` and ``static_ramp``), ``sampler``.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from .ies import IESPolicy, IESPruner
 from .infobatch import InfoBatchPolicy, InfoBatchPruner
 from .learned import LearnedPruner
 from .pfb import PFBPolicy, PFBPruner
+from .rcap import RCAPPolicy, RCAPPruner
 from .registry import POLICIES, PRUNERS, make_policy, make_pruner, policy_pruner
 from .sampler import SAMPLER_PRUNERS, IndexedDataset, PruningSampler
 from .seta import SeTaPolicy, SeTaPruner
-from .static import StaticConstPolicy, StaticSchedulePolicy
+from .static import StaticConstPolicy, StaticRampPolicy, StaticSchedulePolicy
 from .swdpp import SwDPPPolicy, SwDPPPruner
 from .ucb import UCBPolicy, UCBPruner
 from .uniform import UniformPolicy, UniformPruner, UniformRescaledPolicy
@@ -67,10 +68,13 @@ __all__ = [
     "PolicyContext",
     "Pruner",
     "PruningSampler",
+    "RCAPPolicy",
+    "RCAPPruner",
     "RankedPruner",
     "SeTaPolicy",
     "SeTaPruner",
     "StaticConstPolicy",
+    "StaticRampPolicy",
     "StaticSchedulePolicy",
     "SwDPPPolicy",
     "SwDPPPruner",

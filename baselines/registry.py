@@ -13,8 +13,9 @@ from .ies import IESPolicy, IESPruner
 from .infobatch import InfoBatchPolicy, InfoBatchPruner
 from .learned import LearnedPruner
 from .pfb import PFBPolicy, PFBPruner
+from .rcap import RCAPPolicy, RCAPPruner
 from .seta import SeTaPolicy, SeTaPruner
-from .static import StaticConstPolicy, StaticSchedulePolicy
+from .static import StaticConstPolicy, StaticRampPolicy, StaticSchedulePolicy
 from .swdpp import SwDPPPolicy, SwDPPPruner
 from .ucb import UCBPolicy, UCBPruner
 from .uniform import UniformPolicy, UniformPruner, UniformRescaledPolicy
@@ -31,6 +32,7 @@ PRUNERS: dict[str, type[Pruner]] = {
     "ucb": UCBPruner,
     "seta": SeTaPruner,
     "ies": IESPruner,
+    "rcap": RCAPPruner,
     "learned": LearnedPruner,
 }
 
@@ -45,8 +47,10 @@ POLICIES: dict[str, type[FixedPolicy]] = {
     "ucb": UCBPolicy,
     "seta": SeTaPolicy,
     "ies": IESPolicy,
+    "rcap": RCAPPolicy,
     "static_const": StaticConstPolicy,
     "static_schedule": StaticSchedulePolicy,
+    "static_ramp": StaticRampPolicy,
 }
 
 

@@ -1,8 +1,8 @@
 """The strongest static baselines of the ``learned`` pruner under a compute budget: ``static_const`` and
-``static_schedule`` (issue 16). They are what an RL agent has to beat: tuned once per task and budget
-(``prunegym tune``), fixed for the whole run, no state.
+``static_schedule`` (issue 16), and ``static_ramp`` (issue 23). They are what an RL agent has to beat: tuned
+once per task and budget (``prunegym tune``), fixed for the whole run, no state.
 
-Both spend exactly the episode's compute budget ``b`` (a fraction of the full-data run's training FLOPs;
+All three spend exactly the episode's compute budget ``b`` (a fraction of the full-data run's training FLOPs;
 read from the observation's ``compute_budget`` feature, or the ``budget`` hyperparameter). With ``E`` epochs
 and the ``learned`` pruner's full-data warm-up epoch (epoch 0), the ``E - 1`` pruned epochs keep, on average,
 the fraction ``m = (b E - 1) / (E - 1)`` of the training set, so that ``1 + (E - 1) m = b E`` epochs of
@@ -14,6 +14,17 @@ is a constant ratio (``static_const``), ``tilt > 0`` prunes hard early and eases
 reverse. The prune ratio of an epoch is ``1 - k_e``; the knobs ``sharpness``, ``rescale`` and ``greedy`` of
 the ``learned`` pruner (see :mod:`prunegym.baselines.learned`) are constants. A budget below what the
 pruner can reach (``m < k_min``) is met by the env's cap, which then trims the last epochs.
+
+``static_ramp`` is ``static_schedule`` with a linear *sharpness* schedule as well (issue 23: "keep hard
+early, drop hard late" as a static policy, the fair opponent where the regime flips over a run), its end
+value ``sharpness_end`` tuned with the rest. The sharpness of epoch ``e`` (0-based, clipped to ``E - 1``)
+is ``s_0 = sharpness`` in the ``w = warmup_epochs`` warm-up epochs (the pruner ignores it there) and
+``s_e = (1 - u) s_0 + u s_1`` in pruned epoch ``e``, with the keep schedule's ``u = (e - w) / (E - w - 1)``
+(``u = 1/2`` when only one epoch is pruned) and ``s_1 = sharpness_end``: ``s_0`` in the first pruned epoch,
+``s_1`` in the last, clipped to the ``learned`` pruner's range [-1, 1]. ``sharpness_end = None`` (the
+default) is the constant ``s_0``, exactly ``static_schedule``. ``static_schedule`` keeps its declared
+hyperparameters and search space, so its shipped tuned settings and their ``prunegym tune`` commands
+still mean the same.
 
 Defaults are the pruner's neutral settings (uniform, no reweighting); the point of these policies is to be
 tuned (``prunegym tune --policy static_schedule --budget b``), and ``compare`` picks up the tuned settings.
@@ -29,7 +40,14 @@ from prunegym.training import check_fraction
 
 from .base import DEFAULT_MAX_PRUNE_RATIO, FixedPolicy, Knob
 
-__all__ = ["StaticConstPolicy", "StaticSchedulePolicy", "budget_keep_fractions", "keep_schedule"]
+__all__ = [
+    "StaticConstPolicy",
+    "StaticRampPolicy",
+    "StaticSchedulePolicy",
+    "budget_keep_fractions",
+    "keep_schedule",
+    "sharpness_schedule",
+]
 
 
 def budget_keep_fractions(
@@ -61,6 +79,26 @@ def budget_keep_fractions(
 keep_schedule = budget_keep_fractions  # deprecated alias (renamed in 0.3: "schedule" names a method's own)
 
 
+def _check_sharpness(value: float, name: str) -> float:
+    v = float(value)
+    if not -1.0 <= v <= 1.0:
+        raise ValueError(f"{name}={value!r} is out of range [-1, 1]")
+    return v
+
+
+def sharpness_schedule(start: float, end: float | None, epochs: int, warmup_epochs: int = 1) -> list[float]:
+    """Sharpness ``[E]`` in [-1, 1] per epoch (see the module docstring): ``start`` in the ``warmup_epochs``
+    warm-up epochs, then linear from ``start`` (first pruned epoch) to ``end`` (last); ``end=None``: constant."""
+    s0 = _check_sharpness(start, "sharpness")
+    if end is None:
+        return [s0] * epochs
+    s1 = _check_sharpness(end, "sharpness_end")
+    w = min(int(warmup_epochs), epochs)
+    n = epochs - w
+    us = [0.5] if n == 1 else [i / (n - 1) for i in range(n)]
+    return [s0] * w + [min(1.0, max(-1.0, (1.0 - u) * s0 + u * s1)) for u in us]
+
+
 class StaticSchedulePolicy(FixedPolicy):
     """A linear prune-ratio schedule that spends the budget exactly, plus constant knobs (module docstring).
 
@@ -79,7 +117,9 @@ class StaticSchedulePolicy(FixedPolicy):
         "warmup_epochs": 1,
     }
     tuned: ClassVar[tuple[str, ...]] = ("tilt", "sharpness", "rescale", "greedy")  # what ``prunegym tune`` searches
-    schedule_knobs = (Knob("tilt", -1.0, 1.0, 0.0, "slope of the keep fractions: > 0 prunes hard early, < 0 late"),)
+    schedule_knobs: ClassVar[tuple[Knob, ...]] = (
+        Knob("tilt", -1.0, 1.0, 0.0, "slope of the keep fractions: > 0 prunes hard early, < 0 late"),
+    )
     requires_budget = True  # runs only in an env with a compute budget (or with ``budget=`` given)
     sampler_unfit = "reads its compute budget from the env's observation"  # budget= is the sampler's own
 
@@ -87,6 +127,8 @@ class StaticSchedulePolicy(FixedPolicy):
         super().validate()
         if not -1.0 <= float(self.hparams.get("tilt", 0.0)) <= 1.0:
             raise ValueError(f"tilt={self.hparams['tilt']!r} is out of range [-1, 1]")
+        if self.hparams.get("sharpness_end") is not None:
+            _check_sharpness(self.hparams["sharpness_end"], "sharpness_end")
         b = self.hparams["budget"]
         if b is None and "compute_budget" not in self.context.feature_names:
             raise ValueError(
@@ -117,9 +159,24 @@ class StaticSchedulePolicy(FixedPolicy):
             int(self.hparams["warmup_epochs"]),
         )
 
+    def sharpness_at(self, epoch: int) -> float:
+        """The sharpness in [-1, 1] of epoch ``epoch`` (0-based): ``sharpness``, or its ramp to ``sharpness_end``."""
+        end = self.hparams.get("sharpness_end")
+        if end is None:
+            return float(self.hparams["sharpness"])
+        ramp = sharpness_schedule(self.hparams["sharpness"], end, self.epochs, int(self.hparams["warmup_epochs"]))
+        return ramp[min(max(int(epoch), 0), self.epochs - 1)]
+
+    def knobs_at(self, epoch: int | None) -> dict[str, float]:
+        """The ``learned`` pruner's knobs of epoch ``epoch`` (None: only without a sharpness ramp)."""
+        if epoch is None and self.hparams.get("sharpness_end") is not None:
+            raise ValueError(f"policy {self.name!r} ramps its sharpness: pass the epoch")
+        sharpness = float(self.hparams["sharpness"]) if epoch is None else self.sharpness_at(epoch)
+        return {"sharpness": sharpness, **{k: float(self.hparams[k]) for k in ("rescale", "greedy")}}
+
     def action_for(self, observation: np.ndarray) -> np.ndarray:
         epoch = min(self.epoch_of(observation), self.epochs - 1)
-        return self.action_at_keep(self.keep_fractions(self.budget_of(observation))[epoch])
+        return self.action_at_keep(self.keep_fractions(self.budget_of(observation))[epoch], epoch)
 
     def replanned_keep(self, observation: np.ndarray) -> float:
         """The keep fraction in [k_min, 1] of the epoch about to be trained, re-planned on the compute left
@@ -139,21 +196,18 @@ class StaticSchedulePolicy(FixedPolicy):
         k_min = 1.0 - self.codec.max_prune_ratio
         return min(1.0, max(k_min, plan[epoch] * left / rest)) if rest > 0 else plan[epoch]
 
-    def action_at_keep(self, keep: float) -> np.ndarray:
-        """This policy's action with the prune ratio ``1 - keep`` (clipped to the env's range)."""
+    def action_at_keep(self, keep: float, epoch: int | None = None) -> np.ndarray:
+        """This policy's action with the prune ratio ``1 - keep`` (clipped to the env's range) and the knobs of
+        epoch ``epoch`` (0-based; needed only with a sharpness ramp)."""
         ratio = min(self.codec.max_prune_ratio, max(0.0, 1.0 - keep))
-        knobs = {k: float(self.hparams[k]) for k in ("sharpness", "rescale", "greedy")}
-        return np.asarray(self.codec.encode(prune_ratio=ratio, **knobs), dtype=np.float32)
+        return np.asarray(self.codec.encode(prune_ratio=ratio, **self.knobs_at(epoch)), dtype=np.float32)
 
     def schedule(self, epoch: int) -> dict[str, float]:
         b = self.hparams["budget"]
         if b is None:
             raise ValueError(f"policy {self.name!r} reads its budget from the observation; use predict()")
         ratio = 1.0 - self.keep_fractions(float(b))[min(epoch, self.epochs - 1)]
-        return {
-            "prune_ratio": min(self.codec.max_prune_ratio, max(0.0, ratio)),
-            **{k: float(self.hparams[k]) for k in ("sharpness", "rescale", "greedy")},
-        }
+        return {"prune_ratio": min(self.codec.max_prune_ratio, max(0.0, ratio)), **self.knobs_at(epoch)}
 
 
 class StaticConstPolicy(StaticSchedulePolicy):
@@ -163,3 +217,24 @@ class StaticConstPolicy(StaticSchedulePolicy):
     name = "static_const"
     defaults = {"sharpness": 0.0, "rescale": 0.0, "greedy": 0.0, "budget": None, "warmup_epochs": 1}
     tuned = ("sharpness", "rescale", "greedy")
+
+
+class StaticRampPolicy(StaticSchedulePolicy):
+    """``static_schedule`` with a linear sharpness schedule from ``sharpness`` to ``sharpness_end`` in [-1, 1]
+    over the pruned epochs (module docstring); ``sharpness_end=None``: constant, exactly ``static_schedule``."""
+
+    name = "static_ramp"
+    defaults = {
+        "tilt": 0.0,
+        "sharpness": 0.0,
+        "sharpness_end": None,
+        "rescale": 0.0,
+        "greedy": 0.0,
+        "budget": None,
+        "warmup_epochs": 1,
+    }
+    tuned = ("tilt", "sharpness", "sharpness_end", "rescale", "greedy")
+    schedule_knobs = (
+        *StaticSchedulePolicy.schedule_knobs,
+        Knob("sharpness_end", -1.0, 1.0, 0.0, "sharpness of the last epoch: ramps linearly from sharpness"),
+    )

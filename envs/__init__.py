@@ -39,7 +39,7 @@ from .rewards import (
     TradeoffReward,
     make_reward,
 )
-from .tasks import ENV_IDS, TASKS, register_task, task_config
+from .tasks import ENV_IDS, ID_KWARGS, TASKS, register_task, task_config
 from .vector_env import PruningVectorEnv
 from .wrappers import DiscreteRatio, ResidualAction
 
@@ -47,6 +47,7 @@ __all__ = [
     "BUDGET_FEATURES",
     "DEFAULT_COMPUTE_WEIGHT",
     "ENV_IDS",
+    "ID_KWARGS",
     "FEATURES",
     "FEATURE_DOCS",
     "FEATURE_NAMES",
@@ -89,7 +90,7 @@ def register_envs() -> None:
             id=env_id,
             entry_point="prunegym.envs.env:PruningEnv",
             vector_entry_point="prunegym.envs.vector_env:PruningVectorEnv",
-            kwargs={"task": task},
+            kwargs={"task": task, **ID_KWARGS.get(env_id, {})},
             nondeterministic=nondeterministic,
         )
 

@@ -13,8 +13,9 @@ from prunegym.baselines import Pruner, make_pruner
 from prunegym.training import DRAWN_SEED_LIMIT, TrainingRun, check_seed, step_run
 
 from .action import ActionCodec, PolicyInterface
-from .episode_state import Advance, EpisodeState, check_action, episode_budget
+from .episode_state import Advance, EpisodeState, check_action
 from .features import OBS_BOUND, StepStats, features_for
+from .instances import episode_instance
 from .options import split_kwargs
 from .render import RENDER_MODES, render_episode
 from .rewards import NONFINITE_PENALTY, make_reward
@@ -76,6 +77,7 @@ class PruningEnv(PolicyInterface, gym.Env):
         self.decision_interval = options.decision_interval
         self.render_mode = render_mode
         self._budget_range = options.budget_range()
+        self._regimes = options.regime_ranges()
         self._default_seed = None if seed is None else check_seed(seed)
         self._first_reset = True
         # Everything needed to rebuild this env (for episode records and replay); JSON-able unless ``reward``
@@ -122,10 +124,10 @@ class PruningEnv(PolicyInterface, gym.Env):
         self._first_reset = False
         super().reset(seed=seed)
         run_seed = int(seed) if seed is not None else int(self.np_random.integers(0, DRAWN_SEED_LIMIT))
-        budget = episode_budget(options or {}, self._budget_range, self.np_random)
-        self.run = run = TrainingRun(self.base_config.replace(seed=run_seed))
+        instance = episode_instance(options or {}, self._budget_range, self._regimes, self.np_random)
+        self.run = run = TrainingRun(self.base_config.replace(seed=run_seed, **instance.run_overrides()))
         self.pruner.reset(run.num_train, run.epochs, run.device, run.generator("pruner"))
-        self.episode = ep = EpisodeState(run, run_seed, budget, self.reward, run.evaluate("val"), self.options)
+        self.episode = ep = EpisodeState(run, run_seed, instance, self.reward, run.evaluate("val"), self.options)
         self._done = False
         self._last_info = ep.reset_info
         return ep.observe(self.features), dict(ep.reset_info)

@@ -18,16 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from prunegym.training import ComputeBudget, EpochResult, EvalResult, RunState, check_fraction, float_path, versions
+from prunegym.training import ComputeBudget, EpochResult, EvalResult, RunState, float_path, versions
 
 from .features import DeviceStats, Feature, FeatureContext, StepStats, device_stats, observe
 from .info import ResetInfo, StepInfo
+from .instances import Instance
 from .options import EnvOptions
 from .record import EpisodeRecord
 from .reference import reference_accuracy
 from .rewards import Reward, RewardInput
 
-__all__ = ["Advance", "EpisodeState", "check_action", "episode_budget"]
+__all__ = ["Advance", "EpisodeState", "check_action"]
 
 
 @dataclass
@@ -76,47 +77,24 @@ def check_action(action: Any, shape: tuple[int, ...], names: Sequence[str]) -> n
     return np.clip(a, -1.0, 1.0)
 
 
-def episode_budget(options: dict, budget_range: tuple[float, float] | None, rng: np.random.Generator) -> float | None:
-    """An episode's budget: ``options["compute_budget"]``, else the env's (drawn from its range with ``rng``)."""
-    unknown = sorted(set(options) - {"compute_budget"})
-    if unknown:
-        raise ValueError(f"unknown reset option(s) {', '.join(unknown)}; allowed: compute_budget")
-    if "compute_budget" in options:
-        b = options["compute_budget"]
-        if b is None:
-            if budget_range is not None:
-                raise ValueError(
-                    "compute_budget=None at reset, but this env has a budget; make an env "
-                    "without compute_budget for unbudgeted episodes"
-                )
-            return None
-        if budget_range is None:
-            raise ValueError(
-                "reset(options={'compute_budget': ...}) needs an env made with compute_budget "
-                "(its observation has the budget features)"
-            )
-        return check_fraction(b, "compute_budget")
-    if budget_range is None:
-        return None
-    lo, hi = budget_range
-    return lo if lo == hi else float(lo + (hi - lo) * rng.random())
-
-
 class EpisodeState:
     """One episode: ``run`` (a ``TrainingRun`` or a ``RunView`` of a batch) with run seed ``seed``, its
-    ``compute_budget`` (``None``: none), the env's ``reward`` object (reset here with the initial validation
-    accuracy ``val``) and the step memory ``stats``; ``options`` are the env's :class:`EnvOptions`."""
+    ``instance`` (compute budget, ``None``: none, and data regime: :mod:`prunegym.envs.instances`), the env's
+    ``reward`` object (reset here with the initial validation accuracy ``val``) and the step memory ``stats``;
+    ``options`` are the env's :class:`EnvOptions`."""
 
     def __init__(
         self,
         run: RunState,
         seed: int,
-        compute_budget: float | None,
+        instance: Instance,
         reward: Reward,
         val: EvalResult,
         options: EnvOptions,
     ):
-        self.run, self.seed, self.compute_budget = run, int(seed), compute_budget
+        compute_budget = instance.compute_budget
+        self.run, self.seed, self.compute_budget, self.instance = run, int(seed), compute_budget, instance
+        self.regime = run.data.regime if options.regime_ranges() else None  # the diagnostics' source
         self.budget = ComputeBudget(compute_budget) if compute_budget is not None else None
         self.reward, self.options = reward, options
         self.initial_val_accuracy = val.accuracy
@@ -130,9 +108,21 @@ class EpisodeState:
         self.episode_return = 0.0
         self.start = time.perf_counter()
         self.done = False
-        self.reset_info = ResetInfo(
+        reset = ResetInfo(
             epoch=0, val_loss=val.loss, val_accuracy=val.accuracy, seed=self.seed, compute_budget=compute_budget
-        ).to_dict()
+        )
+        if self.regime is not None:
+            c = run.config
+            reset.instance = {
+                "label_noise": c.label_noise,
+                "label_noise_kind": c.label_noise_kind,
+                "clean_val": c.clean_val,
+                "imbalance": c.imbalance,
+                "compute_budget": compute_budget,
+                "epochs": run.epochs,
+            }
+            reset.noisy_fraction = self.noisy_fraction = self.regime.noisy_fraction()
+        self.reset_info = reset.to_dict()
 
     @property
     def epochs_this_step(self) -> int:
@@ -208,6 +198,10 @@ class EpisodeState:
         if self.budget is not None:
             info.compute_budget = self.budget.fraction
             info.budget_left, info.budget_trimmed = self.budget.share_left(run.meter), adv.trimmed
+        if self.regime is not None:
+            info.noisy_fraction = self.noisy_fraction
+            shares = self.regime.kept_shares([r.indices for r in adv.results])
+            info.kept_noisy_fraction, info.kept_head_fraction, info.kept_tail_fraction = shares
         return info
 
     def _reward(self, val: EvalResult, terminated: bool, error: str | None, info: StepInfo) -> float:
@@ -241,5 +235,6 @@ class EpisodeState:
             env_id=env_id,
             compute_budget=self.compute_budget if record_budget else None,
             versions={**versions(), "float_path": float_path()},
+            regime=self.instance.regime(),
         ).to_dict()  # replay warns when it runs under other versions
         self.done = True

@@ -27,13 +27,18 @@ def _from_dict(cls, info: dict[str, Any]):
 @dataclass
 class ResetInfo:
     """``reset``'s info: epochs completed (0), the initial validation metrics and the episode's run seed;
-    ``compute_budget`` (fraction of the full-data run's FLOPs) when the env has one."""
+    ``compute_budget`` (fraction of the full-data run's FLOPs) when the env has one; with a data regime
+    (``label_noise`` or ``imbalance``): the episode's ``instance`` (``label_noise``, ``label_noise_kind``,
+    ``clean_val``, ``imbalance``, ``compute_budget``, ``epochs``) and ``noisy_fraction`` (the share of training
+    labels corrupted). The regime is never in the observation."""
 
     epoch: int
     val_loss: float
     val_accuracy: float
     seed: int
     compute_budget: float | None = None
+    instance: dict[str, Any] | None = None
+    noisy_fraction: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _to_dict(self)
@@ -59,7 +64,11 @@ class StepInfo:
     ``budget_trimmed`` (samples the env removed from the step's plans so that they fit the budget; 0 if
     none). When the run diverged: ``error``. With the ``lossless`` reward, at the end:
     ``reference_accuracy``. With ``record_wall_time``: ``wall_time`` (seconds of training in the step) and
-    ``wall_time_total`` (since ``reset``). At the end of the episode: ``test_loss``, ``test_accuracy``,
+    ``wall_time_total`` (since ``reset``). With a data regime, diagnostics (never in the observation):
+    ``noisy_fraction`` (training labels corrupted), ``kept_noisy_fraction`` (the share of the step's kept samples
+    whose label is corrupted), ``kept_head_fraction`` and ``kept_tail_fraction`` (the share of the head class's,
+    class 0, and of the tail class's, class K - 1, training samples kept). At the end of the episode:
+    ``test_loss``, ``test_accuracy``,
     ``episode_return`` and ``episode_record`` (a :class:`~prunegym.envs.record.EpisodeRecord` as a dict,
     for :func:`prunegym.envs.replay`).
     """
@@ -87,6 +96,10 @@ class StepInfo:
     reference_accuracy: float | None = None
     wall_time: float | None = None
     wall_time_total: float | None = None
+    noisy_fraction: float | None = None
+    kept_noisy_fraction: float | None = None
+    kept_head_fraction: float | None = None
+    kept_tail_fraction: float | None = None
     test_loss: float | None = None
     test_accuracy: float | None = None
     episode_return: float | None = None

@@ -17,6 +17,7 @@ from prunegym.baselines import PRUNERS
 from prunegym.baselines.base import DEFAULT_MAX_PRUNE_RATIO
 from prunegym.training import RunConfig
 
+from .instances import REGIME_OPTIONS, regime_range
 from .rewards import (
     FLAT_REWARD_KWARGS,
     REWARDS,
@@ -29,7 +30,8 @@ from .rewards import (
 
 __all__ = ["EnvOptions", "RUN_FIELDS", "split_kwargs"]
 
-RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.name != "seed")
+# RunConfig fields an env kwarg may override; the regime fields drawn per episode are the env's own options
+RUN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(RunConfig) if f.name not in ("seed", *REGIME_OPTIONS))
 
 
 @dataclass
@@ -50,11 +52,16 @@ class EnvOptions:
     nonfinite_penalty: float | None = None
     features: tuple[str, ...] | None = None
     reward_kwargs: dict[str, Any] = field(default_factory=dict)  # the reward's own parameters, passed whole
+    label_noise: float | tuple[float, float] | None = None  # the data regime, fixed or drawn per episode
+    imbalance: float | tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         self.pruner_kwargs = dict(self.pruner_kwargs or {})
         if isinstance(self.compute_budget, list):
             self.compute_budget = tuple(self.compute_budget)  # a JSON round trip turns the range into a list
+        for name in REGIME_OPTIONS:
+            if isinstance(getattr(self, name), list):
+                setattr(self, name, tuple(getattr(self, name)))
         if self.features is not None:
             self.features = tuple(self.features)
         self._fold_reward_kwargs()
@@ -112,6 +119,7 @@ class EnvOptions:
         if w is not None and not (isinstance(w, numbers.Real) and w >= 0):
             raise ValueError(f"max_wall_time={w!r} must be None or a number of seconds >= 0")
         self.budget_range()  # validates compute_budget
+        self.regime_ranges()  # validates label_noise and imbalance
 
     def budget_range(self) -> tuple[float, float] | None:
         """``(lo, hi)`` of the compute budget (``lo == hi`` for a fixed one), ``None`` without a budget."""
@@ -133,6 +141,16 @@ class EnvOptions:
         if not (0.0 < lo <= hi <= 1.0):
             raise ValueError(msg)
         return lo, hi
+
+    def regime_ranges(self) -> dict[str, tuple[float, float]]:
+        """``{"label_noise": (lo, hi), "imbalance": (lo, hi)}`` for the regime fields the env was given (a fixed
+        value as ``lo == hi``; see :mod:`prunegym.envs.instances`); ``{}`` without a regime."""
+        out = {}
+        for name in REGIME_OPTIONS:
+            r = regime_range(name, getattr(self, name))
+            if r is not None:
+                out[name] = r
+        return out
 
     def record_kwargs(self) -> dict[str, Any]:
         """The options an episode record keeps (the wall-clock ones are not replayed; options added after
@@ -158,6 +176,10 @@ class EnvOptions:
             )
         if self.features is not None:
             out["features"] = list(self.features)
+        for name in REGIME_OPTIONS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = list(value) if isinstance(value, tuple) else float(value)
         return out
 
 

@@ -16,7 +16,8 @@ class EpisodeRecord:
     limit), the run ``seed`` of its ``reset``, the episode's ``compute_budget`` (drawn at reset when the env
     draws budgets from a range; ``None`` without a budget) and the validated, clipped ``actions`` ``[T][A]``
     (float64 lists, so a replay is bit for bit). ``task`` and ``env_id`` say where it came from, ``versions``
-    the library versions and CPU float path it was made with (bit for bit holds under the same ones)."""
+    the library versions and CPU float path it was made with (bit for bit holds under the same ones);
+    ``regime``: the episode's data regime (``label_noise``, ``imbalance``) when the env has one."""
 
     env_kwargs: dict[str, Any]
     seed: int
@@ -25,13 +26,14 @@ class EpisodeRecord:
     env_id: str | None = None
     compute_budget: float | None = None
     versions: dict[str, Any] | None = None
+    regime: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if not d["extra"]:
             d.pop("extra")
-        for key in ("compute_budget", "versions"):
+        for key in ("compute_budget", "versions", "regime"):
             if d[key] is None:
                 d.pop(key)
         return d
@@ -49,7 +51,7 @@ class EpisodeRecord:
                 raise ValueError(f"episode record lacks {key!r}; it needs env_kwargs, seed and actions")
         if not d["actions"]:
             raise ValueError("episode record has no actions")
-        known = {"env_kwargs", "seed", "actions", "task", "env_id", "compute_budget", "versions", "extra"}
+        known = {"env_kwargs", "seed", "actions", "task", "env_id", "compute_budget", "versions", "regime", "extra"}
         return cls(
             env_kwargs=dict(d["env_kwargs"]),
             seed=int(d["seed"]),
@@ -58,6 +60,7 @@ class EpisodeRecord:
             env_id=d.get("env_id"),
             compute_budget=d.get("compute_budget"),
             versions=d.get("versions"),
+            regime=d.get("regime"),
             extra={**dict(d.get("extra") or {}), **{k: v for k, v in d.items() if k not in known}},
         )
 

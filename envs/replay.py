@@ -47,8 +47,9 @@ def replay(record: EpisodeRecord | dict[str, Any], **overrides: Any) -> ReplayRe
     process differs, a ``RuntimeWarning`` (one line) names the differences."""
     rec = EpisodeRecord.from_dict(record)
     env = PruningEnv(**{**rec.env_kwargs, **overrides})
-    options = {"compute_budget": rec.compute_budget} if rec.compute_budget is not None else None
-    env.reset(seed=rec.seed, options=options)
+    options = {"compute_budget": rec.compute_budget} if rec.compute_budget is not None else {}
+    options.update(rec.regime or {})
+    env.reset(seed=rec.seed, options=options or None)
     assert env.run is not None  # reset() made the run
     recorded = rec.extra.get("runtime") or rec.versions
     diffs = runtime_differences(recorded, runtime(device=env.run.device)) if isinstance(recorded, dict) else []

@@ -45,6 +45,37 @@ TASKS: dict[str, RunConfig] = {
         weight_decay=5e-4,
         lr_schedule="onecycle",
     ),
+    # The regimes' task (issue 23): 10,000 training / 5,000 validation samples, MLP 784-256-10, 20 epochs.
+    "fashion_mnist-mlp-10k": RunConfig(
+        dataset="fashion_mnist",
+        model="mlp",
+        model_kwargs={"hidden": (256,)},
+        epochs=20,
+        batch_size=256,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        lr_schedule="onecycle",
+        train_size=10_000,
+        val_size=5_000,
+    ),
+    "mnist-mlp-10k": RunConfig(
+        dataset="mnist",
+        model="mlp",
+        model_kwargs={"hidden": (256,)},
+        epochs=20,
+        batch_size=256,
+        optimizer="sgd",
+        lr=0.1,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=5e-4,
+        lr_schedule="onecycle",
+        train_size=10_000,
+        val_size=5_000,
+    ),
     # Small conv net (32 and 64 channels, fc 128): about 2,500 images/s on 2 CPU cores.
     "fashion_mnist-cnn": RunConfig(
         dataset="fashion_mnist",
@@ -110,6 +141,20 @@ ENV_IDS: dict[str, tuple[str, bool]] = {
     "prunegym/MNIST-CNN-v0": ("mnist-cnn", False),
     "prunegym/CIFAR10-ResNet18-v0": ("cifar10-resnet18", True),
     "prunegym/CIFAR100-ResNet18-v0": ("cifar100-resnet18", True),
+    "prunegym/FashionMNIST-Noisy-v0": ("fashion_mnist-mlp-10k", False),
+    "prunegym/FashionMNIST-LT-v0": ("fashion_mnist-mlp-10k", False),
+    "prunegym/MNIST-Noisy-v0": ("mnist-mlp-10k", False),
+    "prunegym/MNIST-LT-v0": ("mnist-mlp-10k", False),
+}
+
+# The env kwargs an id sets (a caller's kwargs override them): the regimes' instance distributions (issue 23).
+_NOISY = {"label_noise": (0.0, 0.5), "compute_budget": (0.25, 0.75), "reward": "accuracy"}
+_LONG_TAIL = {"imbalance": (1.0, 100.0), "compute_budget": (0.25, 0.75), "reward": "accuracy"}
+ID_KWARGS: dict[str, dict[str, Any]] = {
+    "prunegym/FashionMNIST-Noisy-v0": _NOISY,
+    "prunegym/FashionMNIST-LT-v0": _LONG_TAIL,
+    "prunegym/MNIST-Noisy-v0": _NOISY,
+    "prunegym/MNIST-LT-v0": _LONG_TAIL,
 }
 
 

@@ -43,8 +43,9 @@ from prunegym.training import DRAWN_SEED_LIMIT, BatchedTrainingRun, RunConfig, c
 from prunegym.training.streaming import uses_streaming
 
 from .action import ActionCodec, PolicyInterface
-from .episode_state import Advance, EpisodeState, check_action, episode_budget
+from .episode_state import Advance, EpisodeState, check_action
 from .features import OBS_BOUND, device_stats_rows, features_for
+from .instances import episode_instance
 from .options import split_kwargs
 from .render import RENDER_MODES, render_episode
 from .rewards import Reward, make_reward
@@ -129,6 +130,7 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
         self.env_kwargs = {"task": task, **options.record_kwargs(), **run_overrides}
         self.codec = ActionCodec(self.max_prune_ratio, self.pruners[0].knobs)
         self._budget_range = options.budget_range()
+        self._regimes = options.regime_ranges()
         self.features = features_for(options.features, budget=self._budget_range is not None)
         self.feature_names = tuple(f.name for f in self.features)
         self.single_action_space = spaces.Box(-1.0, 1.0, (1 + len(self.codec.knobs),), np.float32)
@@ -226,23 +228,30 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
 
     def _start(self, idx: list[int], seeds: list[int | None], options: list[dict]) -> None:
         """Start new episodes in sub-envs ``idx`` (one batched validation pass)."""
-        run_seeds, budgets = [], []
+        run_seeds, instances = [], []
         for i, s, o in zip(idx, seeds, options):
             run_seeds.append(self._run_seed(i, s))
             rng = self.rngs[i]
             assert rng is not None  # set by _run_seed
-            budgets.append(episode_budget(o, self._budget_range, rng))
+            instances.append(episode_instance(o, self._budget_range, self._regimes, rng))
+        overrides = [inst.run_overrides() for inst in instances]
         if self.batch is None:
-            self.batch = BatchedTrainingRun(self.base_config, run_seeds, backend=self.backend)
+            self.batch = BatchedTrainingRun(
+                self.base_config,
+                run_seeds,
+                backend=self.backend,
+                overrides=overrides if self._regimes else None,
+                per_run_data=bool(self._regimes),
+            )
         else:
-            for i, s in zip(idx, run_seeds):
-                self.batch.reset_run(i, s)
+            for i, s, o in zip(idx, run_seeds, overrides):
+                self.batch.reset_run(i, s, **o)
         batch = self.batch
         for i in idx:
             self.pruners[i].reset(batch.num_train, batch.epochs, batch.device, batch.runs[i].generator("pruner"))
         val = batch.evaluate("val")
-        for i, s, b in zip(idx, run_seeds, budgets):
-            self.episodes[i] = ep = EpisodeState(batch.runs[i], s, b, self.rewards[i], val[i], self.options)
+        for i, s, inst in zip(idx, run_seeds, instances):
+            self.episodes[i] = ep = EpisodeState(batch.runs[i], s, inst, self.rewards[i], val[i], self.options)
             self.last_infos[i] = ep.reset_info
         self._observe(idx)
 

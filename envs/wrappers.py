@@ -73,7 +73,8 @@ class ResidualAction(gym.ActionWrapper):
     each episode's budget (:func:`interpolate_settings`; the env must have a compute budget);
     ``scale``: the largest correction, in action units (default 0.5, a quarter of the range);
     ``track_budget``: re-plan the base's keep fraction each epoch on the compute actually left
-    (``static_schedule``/``static_const`` bases: :meth:`~prunegym.baselines.StaticSchedulePolicy.replanned_keep`)
+    (``static_schedule``/``static_const``/``static_ramp`` bases:
+    :meth:`~prunegym.baselines.StaticSchedulePolicy.replanned_keep`)
     and leave the prune ratio uncorrected in the last epoch, so that the episode spends its budget whatever
     the agent's earlier corrections were (default False: the base is open loop, as tuned);
     ``correct``: the names of the action components the agent corrects (of the env's ``action_names``, e.g.
@@ -160,7 +161,8 @@ class ResidualAction(gym.ActionWrapper):
             raise RuntimeError("call reset() before step()")
         if self.track_budget:
             policy: Any = self._policy
-            return np.asarray(policy.action_at_keep(policy.replanned_keep(self._obs)), dtype=np.float64)
+            epoch = policy.epoch_of(np.asarray(self._obs, dtype=np.float32))  # a static_ramp's sharpness needs it
+            return np.asarray(policy.action_at_keep(policy.replanned_keep(self._obs), epoch), dtype=np.float64)
         return np.asarray(self._policy.predict(self._obs)[0], dtype=np.float64)
 
     def action(self, action) -> np.ndarray:

@@ -34,11 +34,21 @@ PAPER_DEFAULTS = {
     "ucb": {"prune_ratio": 0.5, "c": 1.0},
     "seta": {"prune_ratio": 0.1, "window_scale": 0.9, "delta": 0.875},
     "ies": {"threshold": 1e-3},
+    "rcap": {"prune_ratio": 0.8, "beta": 0.25},
     # the budget-matched static baselines of the learned pruner (issue 16): neutral defaults, made to be tuned
     "static_const": {"sharpness": 0.0, "rescale": 0.0, "greedy": 0.0, "budget": None, "warmup_epochs": 1},
     "static_schedule": {
         "tilt": 0.0,
         "sharpness": 0.0,
+        "rescale": 0.0,
+        "greedy": 0.0,
+        "budget": None,
+        "warmup_epochs": 1,
+    },
+    "static_ramp": {
+        "tilt": 0.0,
+        "sharpness": 0.0,
+        "sharpness_end": None,
         "rescale": 0.0,
         "greedy": 0.0,
         "budget": None,
@@ -93,6 +103,7 @@ def test_registries_list_every_method():
         "ucb",
         "seta",
         "ies",
+        "rcap",
         "learned",
     }
     assert set(POLICIES) == set(PAPER_DEFAULTS)
@@ -107,8 +118,10 @@ def test_registries_list_every_method():
         "ucb": "ucb",
         "seta": "seta",
         "ies": "ies",
+        "rcap": "rcap",
         "static_const": "learned",
         "static_schedule": "learned",
+        "static_ramp": "learned",
     }
     for name in PRUNERS:
         assert make_pruner(name).name == name

@@ -318,6 +318,7 @@ def plans_of(name: str, seed: int, n: int = 600, epochs: int = 3):
     p = make_pruner(name)
     p.reset(n, epochs, "cpu", gen(seed))
     scores = table(loss=skewed_losses(n), ema=skewed_losses(n, 2), ema_var=skewed_losses(n, 3))
+    scores.labels.copy_(torch.arange(n) % 4)  # four classes, for class-aware pruners (RCAP)
     out = []
     for e in range(epochs):
         plan = p.plan(e, scores, full_action(p, 0.4))

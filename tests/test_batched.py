@@ -91,7 +91,7 @@ def play(cfg: RunConfig, seeds, pruner: str, ratios, backend="auto"):
 # -- data ------------------------------------------------------------------------------------------------------
 def test_synthetic_splits_equal_load_splits():
     cfg = config()
-    data = load_batched_data(cfg, SEEDS, torch.device("cpu"))
+    data = load_batched_data([cfg.replace(seed=s) for s in SEEDS], torch.device("cpu"))
     assert data.train.shape == (3, 512) and data.val.shape == (3, 200) and data.test.shape == (3, 200)
     for k, s in enumerate(SEEDS):
         ref, got = splits("synthetic", s, val_size=200, train_size=512, test_size=200), data.split(k)
@@ -103,7 +103,7 @@ def test_real_data_is_one_shared_pool(data_root):
     if not (data_root / "FashionMNIST" / "raw").is_dir():
         pytest.skip("FashionMNIST/raw not under the data root")
     cfg = config(dataset="fashion_mnist", data_root=str(data_root), train_size=3000, val_size=500, test_size=400)
-    data = load_batched_data(cfg, SEEDS, torch.device("cpu"))
+    data = load_batched_data([cfg.replace(seed=s) for s in SEEDS], torch.device("cpu"))
     assert data.x.shape == (70000, 1, 28, 28)  # 60,000 training + 10,000 test samples, once, whatever K
     for k, s in enumerate(SEEDS):
         ref = splits("fashion_mnist", s, val_size=500, train_size=3000, test_size=400, root=data_root)

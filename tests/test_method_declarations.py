@@ -170,9 +170,22 @@ SHIPPED = {  # name: (search space or None: nothing to tune, main knob, requires
         False,
         "scores its excluded samples after every epoch (score_after passes)",
     ),
+    "rcap": ({"beta": (0.25, 4.0, True)}, PR, False, "needs each sample's training label (scores.labels)"),
     "static_const": (LEARNED, PR, True, "reads its compute budget from the env's observation"),
     "static_schedule": (
         {"tilt": (-1.0, 1.0, False), **LEARNED},
+        PR,
+        True,
+        "reads its compute budget from the env's observation",
+    ),
+    "static_ramp": (
+        {
+            "tilt": (-1.0, 1.0, False),
+            "sharpness": (-1.0, 1.0, False),
+            "sharpness_end": (-1.0, 1.0, False),
+            "rescale": (0.0, 1.0, False),
+            "greedy": (0.0, 1.0, False),
+        },
         PR,
         True,
         "reads its compute budget from the env's observation",

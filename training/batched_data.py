@@ -4,7 +4,9 @@ Run ``k`` sees exactly the train / validation / test split that :func:`~prunegym
 its seed, but the samples are stored once: ``pool_x[train[k, i]]`` is run ``k``'s training sample ``i``. Real
 datasets share one pool (the official training set followed by the test set) whatever the seed; datasets
 generated from the seed (``synthetic``, and any dataset not known to be seed-independent) hold each run's
-own samples, concatenated, because their samples differ between seeds.
+own samples, concatenated, because their samples differ between seeds; so do runs with a data regime (noisy
+labels, a long tail: :mod:`prunegym.training.regimes`), whose labels and training sets are their own. Every
+run's training set must have the same size (a long tail drawn per seed does not: such runs are refused).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import torch
 from .config import RunConfig
 from .data import DataSplits, split_indices
 from .loading import load_splits
+from .regimes import RegimeMarks
 
 __all__ = ["BatchedData", "RunData", "load_batched_data", "reload_run"]
 
@@ -31,6 +34,7 @@ class BatchedData:
     ``val`` ``[K, V]``, ``test`` ``[K, T]`` int64 pool positions of each run's splits, in the order
     :func:`~prunegym.training.load_splits` gives them. ``augment``: CIFAR augmentation of training batches.
     ``where`` (shared pools only): ``[P_train]`` pool position of each official training sample.
+    ``regimes``: each run's :class:`~prunegym.training.regimes.RegimeMarks` (its own pool rows only).
     """
 
     name: str
@@ -42,6 +46,7 @@ class BatchedData:
     num_classes: int
     augment: bool = False
     where: torch.Tensor | None = None
+    regimes: list[RegimeMarks | None] | None = None
 
     @property
     def num_runs(self) -> int:
@@ -68,7 +73,12 @@ class BatchedData:
             self.y[self.test[k]],
             self.num_classes,
             self.augment,
+            self.regime(k),
         )
+
+    def regime(self, k: int) -> RegimeMarks | None:
+        """Run ``k``'s regime marks (``None`` for a shared pool, which has no regime)."""
+        return self.regimes[k] if self.regimes is not None else None
 
 
 class RunData:
@@ -87,6 +97,10 @@ class RunData:
     def num_train(self) -> int:
         return self._data.num_train
 
+    @property
+    def regime(self) -> RegimeMarks | None:
+        return self._data.regime(self._k)
+
     def _x(self, split: str) -> torch.Tensor:
         return self._data.x[getattr(self._data, split)[self._k]]
 
@@ -101,11 +115,20 @@ class RunData:
     y_test = property(lambda self: self._y("test"))
 
 
-def load_batched_data(config: RunConfig, seeds: list[int], device: torch.device) -> BatchedData:
-    """The pool and index maps of runs of ``config`` with run seeds ``seeds`` (see the module docstring)."""
-    c = config
-    if c.dataset not in SHARED_POOL_DATASETS:  # samples depend on the seed: each run's own, concatenated
-        splits = [load_splits(c.replace(seed=s), "cpu") for s in seeds]
+def has_regime(config: RunConfig) -> bool:
+    """Whether ``config`` asks for a data regime (noisy labels or a long tail)."""
+    return config.label_noise > 0.0 or config.imbalance > 1.0
+
+
+def load_batched_data(configs: list[RunConfig], device: torch.device, per_run: bool = False) -> BatchedData:
+    """The pool and index maps of the runs of ``configs`` (one per run, the same task; see the module
+    docstring); ``per_run``: each run's own samples even for a seed-independent dataset (runs whose regime may
+    change at a reset)."""
+    c, seeds = configs[0], [cfg.seed for cfg in configs]
+    own = per_run or c.dataset not in SHARED_POOL_DATASETS or any(has_regime(cfg) for cfg in configs)
+    if own:  # each run's own samples, concatenated
+        splits = [load_splits(cfg, "cpu") for cfg in configs]
+        _same_size([s.num_train for s in splits], seeds)
         s0 = splits[0]
         n, v, t = s0.num_train, int(s0.y_val.shape[0]), int(s0.y_test.shape[0])
         x = torch.cat([torch.cat([s.x_train, s.x_val, s.x_test]) for s in splits]).to(device)
@@ -121,6 +144,7 @@ def load_batched_data(config: RunConfig, seeds: list[int], device: torch.device)
             rows + n + v + torch.arange(t, device=device),
             s0.num_classes,
             s0.augment,
+            regimes=[_on(s.regime, device) for s in splits],
         )
     # One shared pool: the first seed's full split (train_size / test_size unset), laid out as
     # [its train | its val | the whole test set]; ``where[j]`` = pool position of official training sample j.
@@ -144,20 +168,26 @@ def load_batched_data(config: RunConfig, seeds: list[int], device: torch.device)
     return BatchedData(c.dataset, x, y, train, val, test, base.num_classes, base.augment, where.to(device))
 
 
-def reload_run(data: BatchedData, config: RunConfig, k: int, seed: int) -> None:
-    """Give run ``k`` of ``data`` the splits of ``seed`` in place (the other runs are untouched): a seed's own
-    samples are written over run ``k``'s rows of the pool; in a shared pool only row ``k`` of the index maps
-    changes."""
-    c, dev = config, data.x.device
+def reload_run(data: BatchedData, config: RunConfig, k: int) -> None:
+    """Give run ``k`` of ``data`` the splits of ``config`` (its seed and regime) in place (the other runs are
+    untouched): a run's own samples are written over run ``k``'s rows of the pool; in a shared pool only row
+    ``k`` of the index maps changes."""
+    c, dev, seed = config, data.x.device, config.seed
     if data.where is None:  # run k's own samples, at rows [k * per, (k + 1) * per) of the pool
-        s = load_splits(c.replace(seed=seed), "cpu")
+        s = load_splits(c, "cpu")
+        if s.num_train != data.num_train:
+            _same_size([data.num_train, s.num_train], [None, seed])
         x = torch.cat([s.x_train, s.x_val, s.x_test])
         rows = torch.cat([data.train[k], data.val[k], data.test[k]])
         if x.shape[0] != rows.numel():
             raise ValueError(f"seed {seed} gives {x.shape[0]} samples, run {k} holds {rows.numel()}")
         data.x[rows] = x.to(dev)
         data.y[rows] = torch.cat([s.y_train, s.y_val, s.y_test]).to(dev)
+        if data.regimes is not None:
+            data.regimes[k] = _on(s.regime, dev)
         return
+    if has_regime(c):
+        raise ValueError("a run with a data regime needs its own pool rows; build the batch with it from the start")
     n_pool = int(data.where.numel())
     n_test = int(data.x.shape[0]) - n_pool
     sp = split_indices(
@@ -167,3 +197,17 @@ def reload_run(data: BatchedData, config: RunConfig, k: int, seed: int) -> None:
     data.train[k] = where[sp.train].to(dev)
     data.val[k] = where[sp.val].to(dev)
     data.test[k] = (n_pool + sp.test).to(dev)
+
+
+def _on(marks: RegimeMarks | None, device: torch.device) -> RegimeMarks | None:
+    return RegimeMarks(marks.noisy.to(device), marks.clean.to(device), marks.num_classes) if marks else None
+
+
+def _same_size(sizes: list[int], seeds: list) -> None:
+    """``ValueError`` unless every run's training set has the same size (a long tail drawn per seed differs)."""
+    if len(set(sizes)) > 1:
+        raise ValueError(
+            f"the runs' training sets differ in size ({sizes} for seeds {seeds}): a long tail (imbalance > 1) is "
+            "drawn from each seed's split, and the batched engine needs equal sizes; use one PruningEnv per run "
+            "(gym.make_vec(..., vectorization_mode='sync'))"
+        )

@@ -59,9 +59,21 @@ class BatchedTrainingRun:
 
     Each run counts its own epochs (``epochs_completed[k]``, ``runs[k].epoch``): a ``None`` plan leaves a run
     out of an epoch (untouched), and :meth:`reset_run` restarts one run from a new seed while the others go on.
+
+    ``overrides``: per run, ``RunConfig`` fields that differ from ``config`` (a data regime drawn per episode:
+    ``label_noise``, ``imbalance``); with them, or ``per_run_data``, every run holds its own samples and
+    labels (:mod:`prunegym.training.batched_data`), so a later :meth:`reset_run` may change them.
     """
 
-    def __init__(self, config: RunConfig, seeds, backend: str = "auto", data: BatchedData | None = None):
+    def __init__(
+        self,
+        config: RunConfig,
+        seeds,
+        backend: str = "auto",
+        data: BatchedData | None = None,
+        overrides: list[dict] | None = None,
+        per_run_data: bool = False,
+    ):
         seeds = [check_seed(s, "seeds", where=f" (entry {i})") for i, s in enumerate(seeds)]
         if not seeds:
             raise ValueError("seeds=[] must be a non-empty list of ints")
@@ -70,36 +82,28 @@ class BatchedTrainingRun:
         self.seeds = [int(s) for s in seeds]
         self.num_runs = k_runs = len(self.seeds)
         self.config = config
-        self.configs = [config.replace(seed=s) for s in self.seeds]
+        if overrides is not None and len(overrides) != k_runs:
+            raise ValueError(f"overrides has {len(overrides)} entries; it needs one per seed ({k_runs})")
+        self.configs = [config.replace(seed=s, **(overrides[k] if overrides else {})) for k, s in enumerate(seeds)]
         self.device = resolve_device(config.device)
-        self.data = data if data is not None else load_batched_data(config, self.seeds, self.device)
+        per_run = per_run_data or overrides is not None
+        self.data = data if data is not None else load_batched_data(self.configs, self.device, per_run=per_run)
         if self.data.num_runs != k_runs:
             raise ValueError(f"data holds {self.data.num_runs} runs but {k_runs} seeds were given")
         self.num_train = n = self.data.num_train
         self.epochs = config.epochs
         self.epochs_completed = [0] * k_runs
-        shape, classes = self.data.input_shape, self.data.num_classes
-        models = [
-            build_model(
-                config.model,
-                shape,
-                classes,
-                torch_generator(s, "init"),
-                split=config.model_split,
-                device=self.device,
-                **config.model_kwargs,
-            )
-            for s in self.seeds
-        ]
+        models = [self._initial_model(s) for s in self.seeds]
         self.stack = StackedModel(models, backend)
         self.backend = self.stack.backend
         self.param_count = self.stack.param_count
-        self.flops = flops = measure_flops(models[0], shape)
+        self.flops = flops = measure_flops(models[0], self.data.input_shape)
         del models
         self.optimizer = make_batched_optimizer(
             self.stack.parameters(), config.optimizer, config.momentum, config.nesterov, config.weight_decay
         )
         self.score_store = ScoreTable(k_runs * n, self.device, config.ema_rate)
+        self.score_store.labels.copy_(self.data.y.index_select(0, self.data.train.reshape(-1)))
         self.scores = row_views(self.score_store, k_runs)
         self.meters = [ComputeMeter(flops, n, config.epochs) for _ in range(k_runs)]
         self._shuffle_gens = [torch_generator(s, "shuffle", self.device) for s in self.seeds]
@@ -110,6 +114,13 @@ class BatchedTrainingRun:
         self.runs = [RunView(self, k) for k in range(k_runs)]
 
     # -- per-run helpers -----------------------------------------------------------------------------------
+    def _initial_model(self, seed: int) -> SplitModel:
+        """The initial weights of the run of ``seed`` (as ``TrainingRun`` builds them)."""
+        c = self.config
+        init = torch_generator(seed, "init")
+        shape, classes = self.data.input_shape, self.data.num_classes
+        return build_model(c.model, shape, classes, init, split=c.model_split, device=self.device, **c.model_kwargs)
+
     def generator(self, k: int, stream: str) -> torch.Generator:
         """A fresh generator on the training device for run ``k``'s ``stream`` (as ``TrainingRun.generator``)."""
         return torch_generator(self.seeds[k], stream, self.device)
@@ -136,28 +147,20 @@ class BatchedTrainingRun:
         """Every run has completed its epochs."""
         return self.epoch >= self.epochs
 
-    def reset_run(self, k: int, seed: int) -> None:
+    def reset_run(self, k: int, seed: int, **overrides) -> None:
         """Restart run ``k`` as the run of ``seed``, in place: its splits, initial weights, optimizer state,
         score row, meter, seed streams, learning rate and epoch count become those of a new run of
-        ``config.replace(seed=seed)``; the other runs are untouched (bit for bit)."""
+        ``config.replace(seed=seed, **overrides)`` (``overrides``: a data regime, see the class docstring);
+        the other runs are untouched (bit for bit)."""
         if not 0 <= k < self.num_runs:
             raise ValueError(f"run index {k!r} is out of range [0, {self.num_runs})")
         seed = check_seed(seed)
-        self.seeds[k], self.configs[k] = seed, self.config.replace(seed=seed)
-        reload_run(self.data, self.config, k, seed)
-        c = self.config
-        model = build_model(
-            c.model,
-            self.data.input_shape,
-            self.data.num_classes,
-            torch_generator(seed, "init"),
-            split=c.model_split,
-            device=self.device,
-            **c.model_kwargs,
-        )
-        self.stack.set_run(k, model)
+        self.seeds[k], self.configs[k] = seed, self.config.replace(seed=seed, **overrides)
+        reload_run(self.data, self.configs[k], k)
+        self.stack.set_run(k, self._initial_model(seed))
         self.optimizer.reset_run(k)
         self.scores[k].clear()
+        self.scores[k].labels.copy_(self.data.y.index_select(0, self.data.train[k]))
         self.meters[k] = ComputeMeter(self.flops, self.num_train, self.epochs)
         self._shuffle_gens[k] = torch_generator(seed, "shuffle", self.device)
         self._augment_gens[k] = torch_generator(seed, "augment", self.device)

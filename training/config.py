@@ -9,6 +9,7 @@ from .checks import check_fraction
 from .data import allowed_datasets, check_val_size, is_dataset_name
 from .learning_rate import SCHEDULES
 from .models import allowed_models, is_model_name
+from .regimes import check_regime
 from .seeding import check_seed
 
 __all__ = ["RunConfig", "OPTIMIZERS"]
@@ -31,7 +32,10 @@ class RunConfig:
     model's default). ``ema_rate`` is the score table's EMA rate. ``device``: ``"cpu"``, ``"cuda"``,
     ``"cuda:1"`` or ``"auto"`` (CUDA when available). ``streaming``: feed the training data through a
     ``DataLoader`` with ``num_workers`` workers instead of indexing device-resident tensors (None: only for
-    a registered ``Dataset`` that is not tensors; see :mod:`prunegym.training.streaming`).
+    a registered ``Dataset`` that is not tensors; see :mod:`prunegym.training.streaming`). The data regime:
+    ``label_noise`` in [0, 1) (the fraction of training labels corrupted, ``label_noise_kind`` ``"symmetric"`` or
+    ``"pairflip"``; validation labels too unless ``clean_val``; test labels never) and ``imbalance`` >= 1 (a
+    long-tailed training set; validation and test stay balanced); see :mod:`prunegym.training.regimes`.
     """
 
     dataset: str = "synthetic"
@@ -59,6 +63,10 @@ class RunConfig:
     dataset_kwargs: dict = field(default_factory=dict)
     streaming: bool | None = None
     num_workers: int = 0
+    label_noise: float = 0.0
+    label_noise_kind: str = "symmetric"
+    clean_val: bool = False
+    imbalance: float = 1.0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -98,6 +106,7 @@ class RunConfig:
             raise ValueError(f"streaming={self.streaming!r}; allowed: None (automatic), True, False")
         if not isinstance(self.num_workers, int) or isinstance(self.num_workers, bool) or self.num_workers < 0:
             raise ValueError(f"num_workers={self.num_workers!r} must be an int >= 0")
+        check_regime(self.label_noise, self.label_noise_kind, self.clean_val, self.imbalance)
 
     def replace(self, **changes) -> RunConfig:
         """A copy with ``changes`` applied; unknown names raise ``ValueError`` listing the fields."""

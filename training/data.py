@@ -35,6 +35,7 @@ import torch
 
 from . import sources
 from .raw_data import DATASETS, TORCHVISION_PREFIX, DatasetMissingError
+from .regimes import RegimeMarks
 from .seeding import numpy_generator, torch_generator
 
 __all__ = [
@@ -65,6 +66,8 @@ class DataSplits:
 
     ``x_*``: float32 inputs (``[N, C, H, W]`` images or ``[N, D]`` features); ``y_*``: int64 labels ``[N]``.
     ``augment``: whether training batches get CIFAR augmentation (random crop with padding 4, flip).
+    ``regime``: what the run's data regime did to the training set (its noisy labels and true classes; see
+    :mod:`prunegym.training.regimes`), ``None`` for splits made without one.
     """
 
     name: str
@@ -76,6 +79,7 @@ class DataSplits:
     y_test: torch.Tensor
     num_classes: int
     augment: bool = False
+    regime: RegimeMarks | None = None
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -27,6 +27,7 @@ from .data import (
     split_indices,
 )
 from .raw_data import RAW_CACHE, TORCHVISION_PREFIX, RawData
+from .regimes import RegimeMarks, apply_regime
 from .sources import dataset_source, registered_datasets
 from .streaming import StreamSplits, _from_source, uses_streaming
 from .tv_datasets import load_torchvision
@@ -108,7 +109,9 @@ def load_splits(config: RunConfig, device: torch.device | str = "cpu", *, downlo
     Of the config it reads the data fields: ``val_size`` (a count, or a fraction in (0, 1) of the training
     pool), ``train_size``, ``test_size`` and ``dataset_kwargs`` (extra constructor arguments of a
     ``torchvision:`` class, e.g. ``{"split": "balanced"}`` for EMNIST, or what a registered source reads).
-    ``synthetic`` makes 6,000 samples and splits them 4,000 / 1,000 / 1,000 unless sizes are given.
+    ``synthetic`` makes 6,000 samples and splits them 4,000 / 1,000 / 1,000 unless sizes are given. The data
+    regime (``label_noise``, ``imbalance``, ...) is applied to the drawn training and validation splits
+    (:mod:`prunegym.training.regimes`) before the inputs are standardised.
     ``download=False``: fail instead of downloading a missing torchvision dataset.
     """
     name, seed, val_size = config.dataset, config.seed, config.val_size
@@ -146,12 +149,13 @@ def load_splits(config: RunConfig, device: torch.device | str = "cpu", *, downlo
         has_val=raw.x_val is not None,
         name=name,
     )
-    x_train, y_train = x_pool[idx.train], y_pool[idx.train]
     if raw.x_val is not None:
         x_val, y_val = raw.x_val, raw.y_val
         assert y_val is not None  # RawData's x_val and y_val are None together
     else:
         x_val, y_val = x_pool[idx.val], y_pool[idx.val]
+    train_idx, y_train, y_val, marks = apply_regime(config, idx.train, y_pool, y_val, raw.num_classes)
+    x_train = x_pool[train_idx]
     x_test, y_test = (x_test, y_test) if test_size is None else (x_test[idx.test], y_test[idx.test])
     if raw.scale == "stats":
         f = _standardizer(x_train)
@@ -166,6 +170,7 @@ def load_splits(config: RunConfig, device: torch.device | str = "cpu", *, downlo
         y_test=y_test.to(device),
         num_classes=raw.num_classes,
         augment=raw.augment,
+        regime=RegimeMarks(marks.noisy.to(device), marks.clean.to(device), marks.num_classes),
     )
 
 

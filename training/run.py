@@ -115,6 +115,9 @@ class TrainingRun:
         else:
             self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         self.scores = ScoreTable(self.num_train, self.device, config.ema_rate)
+        labels = splits.y_train if isinstance(splits, DataSplits) else splits.train_labels
+        if labels is not None:
+            self.scores.labels.copy_(labels.to(self.device))
         self.meter = ComputeMeter(measure_flops(self.model, splits.input_shape), self.num_train, config.epochs)
         self._shuffle_gen = torch_generator(config.seed, "shuffle", self.device)
         self._augment_gen = torch_generator(config.seed, "augment", self.device)

@@ -18,6 +18,7 @@ from .config import RunConfig
 from .meter import ComputeMeter
 from .models import SplitModel
 from .plan import EpochPlan
+from .regimes import RegimeMarks
 from .scores import ScoreTable
 
 __all__ = ["RunState", "TaskShape"]
@@ -31,6 +32,9 @@ class TaskShape(Protocol):
 
     @property
     def input_shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def regime(self) -> RegimeMarks | None: ...
 
 
 class RunState(Protocol):

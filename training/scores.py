@@ -15,7 +15,8 @@ __all__ = ["ScoreTable"]
 
 class ScoreTable:
     """Per sample: latest loss, EMA of loss and of its squared deviation, epoch last trained, times trained,
-    forgetting events (correct -> incorrect flips between consecutive trainings).
+    forgetting events (correct -> incorrect flips between consecutive trainings); and ``labels``, each sample's
+    training label (set by the engine; -1 where unknown, e.g. a streamed ``Dataset`` without ``targets``).
 
     ``ema_rate`` a in (0, 1]: ``mu <- (1 - a) mu + a loss`` and ``v <- (1 - a) v + a (loss - mu_old)^2``
     (Raju et al.'s rule); the first observation of a sample's own (unmixed) loss sets ``mu = loss``, ``v = 0``
@@ -36,6 +37,8 @@ class ScoreTable:
         self.forgetting = torch.zeros(n, dtype=torch.int64, device=dev)
         self.last_correct = torch.zeros(n, dtype=torch.bool, device=dev)
         self.observed = torch.zeros(n, dtype=torch.bool, device=dev)  # own (unmixed) loss recorded at least once
+        # the training labels as the run sees them (noisy ones included), for class-wise rules; -1: not known
+        self.labels = torch.full((n,), -1, dtype=torch.int64, device=dev)
 
     @property
     def device(self) -> torch.device:

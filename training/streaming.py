@@ -24,6 +24,7 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler, Tensor
 
 from .config import RunConfig
 from .data import DataSplits, _val_count, carve_test, split_indices
+from .regimes import RegimeMarks, apply_regime
 from .sources import dataset_source, registered_datasets
 
 __all__ = ["PlanBatchSampler", "StreamSplits", "uses_streaming"]
@@ -60,6 +61,9 @@ class StreamSplits:
     device: torch.device
     num_workers: int = 0
     augment: bool = False
+    train_labels: torch.Tensor | None = None  # [N] labels of the training positions, where the source tells them
+    regime: RegimeMarks | None = None  # what the run's data regime did (see prunegym.training.regimes)
+    relabel: torch.Tensor | None = None  # [len(source)] label each item is trained on (-1: its own), for noise
     _loader: DataLoader | None = field(default=None, repr=False)
     _sampler: PlanBatchSampler = field(default_factory=PlanBatchSampler, repr=False)
 
@@ -87,6 +91,8 @@ class StreamSplits:
             torch.device(device),
             num_workers,
             splits.augment,
+            splits.y_train.cpu(),
+            splits.regime,
         )
 
     # -- the loader ----------------------------------------------------------------------------------------
@@ -113,6 +119,9 @@ class StreamSplits:
                 continue
             x, y = next(it)
             y = torch.as_tensor(y)
+            if self.relabel is not None:  # noisy labels of the run's regime
+                own = self.relabel[b]
+                y = torch.where(own >= 0, own, y.to(torch.int64))
             lo, hi = torch.aminmax(y)
             if int(lo) < 0 or int(hi) >= self.num_classes:  # a host tensor: no device sync
                 raise ValueError(
@@ -194,17 +203,50 @@ def _from_source(config: RunConfig, device: torch.device) -> StreamSplits:
         name=config.dataset,
     )
     val = offsets["val"] + torch.arange(_len(parts["val"])) if "val" in parts else pool[idx.val]
+    labels = _targets(parts["train"])
+    train, regime, relabel = pool[idx.train], None, None
+    if labels is not None:
+        val_labels = _targets(parts["val"]) if "val" in parts else labels[pool[idx.val]]
+        if val_labels is None:
+            raise ValueError(_NO_LABELS.format(name=config.dataset, split="val"))
+        train_pos, y_train, y_val, regime = apply_regime(config, idx.train, labels[pool], val_labels, src.num_classes)
+        train = pool[train_pos]
+        relabel = torch.full((len(source),), -1, dtype=torch.int64)
+        relabel[train] = y_train
+        relabel[val] = y_val
+        labels = y_train
+    elif config.label_noise > 0 or config.imbalance > 1:
+        raise ValueError(_NO_LABELS.format(name=config.dataset, split="train"))
     return StreamSplits(
         config.dataset,
         source,
-        pool[idx.train],
+        train,
         val,
         test[idx.test],
         src.num_classes,
         src.input_shape,
         device,
         config.num_workers,
+        train_labels=labels,
+        regime=regime,
+        relabel=relabel if config.label_noise > 0 else None,
     )
+
+
+_NO_LABELS = (
+    "dataset {name!r}: its {split} Dataset tells no labels (no TensorDataset, .targets or .labels), which "
+    "label_noise and imbalance need; give the Dataset a .targets attribute"
+)
+
+
+def _targets(ds: Dataset) -> torch.Tensor | None:
+    """The labels ``[N]`` of a map-style dataset without reading its items: a ``TensorDataset``'s second tensor,
+    else its ``targets`` or ``labels`` attribute; ``None`` when it has none."""
+    if isinstance(ds, TensorDataset):
+        return ds.tensors[1].to(torch.int64)
+    targets = getattr(ds, "targets", None)
+    targets = getattr(ds, "labels", None) if targets is None else targets
+    return torch.as_tensor(targets).to(torch.int64).view(-1) if targets is not None else None
 
 
 def uses_streaming(config: RunConfig) -> bool:

@@ -327,10 +327,26 @@ def episode_outcome(
         wall_clock_s=wall_clock_s,
         claimed_prune_ratios=[float(i.get("claimed_prune_ratio", float("nan"))) for i in infos],
         selector_compute_fraction=float(final.get("selector_compute_fraction_total", float("nan"))),
+        instance=_instance(record),
+        noisy_fraction=float(final["noisy_fraction"]) if final.get("noisy_fraction") is not None else None,
+        kept_noisy_fractions=_per_step(infos, "kept_noisy_fraction"),
+        kept_head_fractions=_per_step(infos, "kept_head_fraction"),
+        kept_tail_fractions=_per_step(infos, "kept_tail_fraction"),
         policy_hash=policy_hash,
         runtime=runtime_info,
     )
     return EpisodeOutcome(row, epoch_records(infos))
+
+
+def _instance(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The episode's data regime and budget from its record (``None`` without a regime)."""
+    regime = record.get("regime")
+    return {**regime, "compute_budget": record.get("compute_budget")} if regime else None
+
+
+def _per_step(infos: list[dict], key: str) -> list[float]:
+    """``infos``' values of ``key`` (a regime diagnostic), ``[]`` when the env reports none."""
+    return [float(i[key]) for i in infos] if infos and infos[0].get(key) is not None else []
 
 
 def failed_outcome(

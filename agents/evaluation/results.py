@@ -61,7 +61,10 @@ class EpisodeRow:
     epochs; ``prune_ratios`` (the actions'), ``claimed_prune_ratios`` (the pruner's plans' claims, 0 for an
     epoch that prunes nothing) and ``kept_fractions``: per step (one per epoch unless ``decision_interval`` >
     1); ``selector_compute_fraction``: the in-batch selector's own FLOPs / FLOPs of the full-data run (part of
-    ``compute_fraction``; NaN in rows written before it existed); ``episode_return``: the sum of rewards;
+    ``compute_fraction``; NaN in rows written before it existed); with a data regime, ``instance`` (the episode's
+    ``label_noise``, ``imbalance`` and ``compute_budget``), ``noisy_fraction`` (training labels corrupted) and,
+    per step, ``kept_noisy_fractions``, ``kept_head_fractions`` and ``kept_tail_fractions`` (see ``StepInfo``;
+    ``None`` / empty without one); ``episode_return``: the sum of rewards;
     ``epochs``: epochs trained; ``steps``: env steps;
     ``actions``: the raw actions given to the env (after any discrete wrapper); ``error``: why the episode
     ended early (non-finite loss), else ``None``; ``wall_clock_s``: seconds from reset to the last step (the
@@ -107,6 +110,11 @@ class EpisodeRow:
     schema: str = field(default=SCHEMA)
     claimed_prune_ratios: list[float] = field(default_factory=list)
     selector_compute_fraction: float = float("nan")
+    instance: dict[str, Any] | None = None
+    noisy_fraction: float | None = None
+    kept_noisy_fractions: list[float] = field(default_factory=list)
+    kept_head_fractions: list[float] = field(default_factory=list)
+    kept_tail_fractions: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(asdict(self))
@@ -128,7 +136,13 @@ FLOAT_FIELDS = (
     "episode_return",
     "wall_clock_s",
 )
-_FLOAT_LIST_FIELDS = ("prune_ratios", "kept_fractions")
+_FLOAT_LIST_FIELDS = (
+    "prune_ratios",
+    "kept_fractions",
+    "kept_noisy_fractions",
+    "kept_head_fractions",
+    "kept_tail_fractions",
+)
 
 
 def _restore_floats(row: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,8 @@ Trials left running by a killed process are marked failed when the study is open
 count. The k-th complete trial is drawn by a TPE sampler seeded from (``sampler_seed``, k), so an interrupted
 tuning, resumed, continues exactly as an uninterrupted one would. The best settings are written to
 ``<out>/<env>/<policy>/budget<b>.json`` (with the episode count, the study's defining settings and the
-command), where ``compare --tuned <out>`` picks them up.
+command), where ``compare --tuned <out>`` picks them up. ``prunegym headroom`` runs its studies through the same
+:func:`run_study`, one of them over several data regimes (its objective the mean over regimes and seeds).
 """
 
 from __future__ import annotations
@@ -219,18 +220,46 @@ def tune(
         raise ValueError("no tuning seeds")
     sampler_seed = check_seed(sampler_seed, "sampler_seed")
     budget = float(budget)
-    space = search_space(policy)
+    search_space(policy)  # a policy with nothing to tune fails before any calibration
     fixed = dict(calibrated) if calibrated is not None else {}
     if calibrated is None:
         fixed = _fixed(bare, policy, budget, user_kwargs, calibration_seeds, progress, runner)
-    kwargs = {**user_kwargs, "compute_budget": budget}
-    run = runner or run_episode
+    desc = f"tune {policy} @ {budget:g}" if progress else None
+    return run_study(env_id, policy, budget, trials, out, user_kwargs, seeds, sampler_seed, fixed, runner, desc)
+
+
+def run_study(
+    env_id: str,
+    policy: str,
+    budget: float,
+    trials: int,
+    out: str | Path,
+    env_kwargs: dict[str, Any],
+    seeds: list[int],
+    sampler_seed: int,
+    fixed: dict[str, Any] | None = None,
+    runner: Callable[..., Any] | None = None,
+    desc: str | None = None,
+    *,
+    instances: Sequence[dict[str, Any]] | None = None,
+    command: str | None = None,
+    holder: str = "prunegym tune",
+) -> TuneResult:
+    """Run the study of ``policy`` at ``budget`` under ``out`` (arguments already checked; see the module
+    docstring) to ``trials`` complete trials and write its :class:`TuneResult` (shared by ``tune`` and
+    ``headroom``). ``instances``: env kwargs added to ``env_kwargs`` in turn, the objective the mean over
+    instances x seeds (recorded in the study's settings); ``None``: ``env_kwargs`` alone (``tune``'s study).
+    ``desc``: the progress bar's name (None: no bar); ``command``: the one recorded (default ``tune``'s);
+    ``holder``: the command named by the study's lock."""
+    bare = canonical_env_id(env_id)
+    space = search_space(policy)
+    fixed = dict(fixed or {})
     result_path = tuned_path(out, bare, policy, budget)
     db = result_path.with_suffix(".db")
     attrs = {
         "format": STUDY_FORMAT,
         "env_id": bare,
-        "env_kwargs": to_jsonable(user_kwargs),
+        "env_kwargs": to_jsonable(env_kwargs),
         "policy": policy,
         "budget": budget,
         "seeds": seeds,
@@ -238,12 +267,18 @@ def tune(
         "search_space": {n: list(r) for n, r in space.items()},
         "fixed": to_jsonable(fixed),
     }
+    if instances is not None:
+        attrs["instances"] = to_jsonable([dict(i) for i in instances])
+    kwargs = [{**env_kwargs, **i, "compute_budget": budget} for i in (instances if instances is not None else [{}])]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with output_lock(db.parent, command="prunegym tune", name=f".{db.stem}.lock"):
+    with output_lock(db.parent, command=holder, name=f".{db.stem}.lock"):
         study = _open_study(db, f"{_label(bare)}/{policy}/budget{budget:g}", attrs)
-        objective = _objective(policy, fixed, space, seeds, bare, kwargs, run)
-        _run_trials(study, objective, trials, sampler_seed, f"tune {policy} @ {budget:g}" if progress else None)
-        result = _result(study, env_id, bare, policy, budget, trials, user_kwargs, seeds, sampler_seed, db, attrs)
+        objective = _objective(policy, fixed, space, seeds, bare, kwargs, runner or run_episode)
+        _run_trials(study, objective, trials, sampler_seed, desc)
+        result = _result(study, env_id, bare, policy, budget, trials, env_kwargs, seeds, sampler_seed, db, attrs)
+        result.n_episodes *= len(kwargs)
+        if command is not None:
+            result.command = command + f"  # (python: {shlex.join(sys.argv)})"
         write_json_atomic(result_path, result.to_dict())
     return result
 
@@ -254,19 +289,19 @@ def _objective(
     space: dict[str, tuple[float, float, bool]],
     seeds: list[int],
     env_id: str,
-    env_kwargs: dict[str, Any],
+    env_kwargs: list[dict[str, Any]],
     run: Callable[..., Any],
 ) -> Callable[[optuna.Trial], float]:
     """A trial's score: the mean final validation accuracy (in [0, 1]) of ``policy`` with the ``fixed``
-    hyperparameters and the trial's suggestions from ``space``, one episode per seed (accuracies and compute
-    fractions kept as the trial's user attrs)."""
+    hyperparameters and the trial's suggestions from ``space``, one episode per (env kwargs, seed) of
+    ``env_kwargs`` x ``seeds`` (accuracies and compute fractions kept as the trial's user attrs, in that order)."""
 
     def objective(trial) -> float:
         params = {n: trial.suggest_float(n, lo, hi, log=log) for n, (lo, hi, log) in space.items()}
         spec = policy_spec(policy, hparams={**fixed, **params})
         accs, comps = [], []
-        for s in seeds:
-            row = run(spec, env_id, env_kwargs, s).row
+        for kwargs, s in ((k, s) for k in env_kwargs for s in seeds):
+            row = run(spec, env_id, kwargs, s).row
             accs.append(float(row.val_accuracy))
             comps.append(float(row.compute_fraction))
         trial.set_user_attr("val_accuracies", accs)
