@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from prunegym.training import ComputeBudget, RunState
+from prunegym.training.batched_views import row_views
 
 __all__ = [
     "BUDGET_FEATURES",
@@ -93,10 +94,21 @@ class DeviceStats:
 
 
 @torch.no_grad()
-def device_stats_rows(store, k_runs: int, last_trained) -> list[DeviceStats]:
+def device_stats_rows(store, k_runs: int, last_trained, sizes: list[int] | None = None) -> list[DeviceStats]:
     """:class:`DeviceStats` of the K runs of a score ``store`` (a :class:`ScoreTable` of ``K * N`` samples, run
     ``k`` at rows ``[k N, (k + 1) N)``; ``K = 1``: one run's table) with one host sync; ``last_trained[k]``: run
-    ``k``'s kept samples of its last epoch (``None`` before training)."""
+    ``k``'s kept samples of its last epoch (``None`` before training). ``sizes``: run ``k`` has only its first
+    ``sizes[k]`` rows (training sets of different sizes): each run's statistics are then those of its own
+    rows, as a single run's table gives them."""
+    if sizes is not None and any(n != store.num_samples // k_runs for n in sizes):
+        views = row_views(store, k_runs, sizes)
+        values = torch.cat([_stat_values(views[k], 1, [t]) for k, t in enumerate(last_trained)])
+        return [DeviceStats(*v) for v in values.tolist()]  # the one host sync
+    return [DeviceStats(*v) for v in _stat_values(store, k_runs, last_trained).tolist()]  # the one host sync
+
+
+def _stat_values(store, k_runs: int, last_trained) -> torch.Tensor:
+    """The values of :func:`device_stats_rows`, ``[K, 13]`` on the store's device (no host sync)."""
     loss = store.loss.view(k_runs, -1)
     dev, n = loss.device, loss.shape[1]
     q = torch.quantile(loss, torch.tensor([0.1, 0.5, 0.9], device=dev), dim=1)  # [3, K]
@@ -114,7 +126,7 @@ def device_stats_rows(store, k_runs: int, last_trained) -> list[DeviceStats]:
         kept_mean, pruned_mean = torch.where(has_kept, kept_mean, zero), torch.where(has_kept, pruned_mean, zero)
     observed = store.observed.view(k_runs, -1).float()
     spread = store.ema_var.view(k_runs, -1).clamp_min(0.0).sqrt()
-    values = torch.stack(
+    return torch.stack(
         [
             q[0],
             q[1],
@@ -131,8 +143,7 @@ def device_stats_rows(store, k_runs: int, last_trained) -> list[DeviceStats]:
             store.last_epoch.view(k_runs, -1).float().mean(1),
         ],
         1,
-    ).tolist()  # the one host sync
-    return [DeviceStats(*v) for v in values]
+    )
 
 
 def device_stats(run: RunState, stats: StepStats) -> DeviceStats:

@@ -248,7 +248,8 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
                 self.batch.reset_run(i, s, **o)
         batch = self.batch
         for i in idx:
-            self.pruners[i].reset(batch.num_train, batch.epochs, batch.device, batch.runs[i].generator("pruner"))
+            run = batch.runs[i]
+            self.pruners[i].reset(run.num_train, batch.epochs, batch.device, run.generator("pruner"))
         val = batch.evaluate("val")
         for i, s, inst in zip(idx, run_seeds, instances):
             self.episodes[i] = ep = EpisodeState(batch.runs[i], s, inst, self.rewards[i], val[i], self.options)
@@ -257,10 +258,12 @@ class PruningVectorEnv(PolicyInterface, VectorEnv):
 
     def _observe(self, idx: list[int]) -> None:
         """Observations of sub-envs ``idx`` into ``_obs`` (the device statistics of all runs in one host sync)."""
+        batch = self._batch()
         dev = device_stats_rows(
-            self._batch().score_store,
+            batch.score_store,
             self.num_envs,
             [ep.stats.last_trained if ep is not None else None for ep in self.episodes],
+            batch.data.sizes,
         )
         for i in idx:
             self._obs[i] = self._episode(i).observe(self.features, dev[i])

@@ -130,7 +130,7 @@ def test_a_regime_episode_is_drawn_recorded_replayed_and_leaks_nothing_into_the_
     assert _same_rng(before, _rng_state())  # the global RNGs are untouched
 
 
-def test_the_vector_env_gives_each_sub_env_its_regime_and_refuses_a_long_tail():
+def test_the_vector_env_gives_each_sub_env_its_regime():
     kw = dict(pruner="uniform", label_noise=(0.0, 0.5), **SMALL)
     venv = PruningVectorEnv("synthetic-mlp", 2, **kw)
     _, info = venv.reset(seed=[3, 4])
@@ -148,9 +148,25 @@ def test_the_vector_env_gives_each_sub_env_its_regime_and_refuses_a_long_tail():
     g = torch.Generator().manual_seed(0)
     register_dataset("regime-balanced", {"train": (torch.randn(2400, 16, generator=g), torch.arange(2400) % 8)})
     balanced = dict(dataset="regime-balanced", epochs=2, val_size=300, test_size=300)
-    tail = PruningVectorEnv("synthetic-mlp", 2, pruner="uniform", imbalance=(2.0, 8.0), **balanced)
-    with pytest.raises(ValueError, match="training sets differ in size.*vectorization_mode='sync'"):
-        tail.reset(seed=0)
+    tail = dict(pruner="uniform", imbalance=(2.0, 8.0), **balanced)
+    venv = PruningVectorEnv("synthetic-mlp", 2, **tail)
+    singles = [PruningEnv("synthetic-mlp", **tail) for _ in range(2)]
+    for seeds in ([3, 4], [5, 6]):  # the second reset gives each run a training set of another size
+        _, info = venv.reset(seed=seeds)
+        for env, s in zip(singles, seeds):
+            env.reset(seed=s)
+        sizes = [env.unwrapped.run.num_train for env in singles]
+        assert [venv.batch.runs[i].num_train for i in range(2)] == sizes and sizes[0] != sizes[1]
+        for _ in range(2):
+            obs, _, _, _, info = venv.step(np.tile(venv.encode_action(0.5), (2, 1)))
+            for i, env in enumerate(singles):
+                want_obs, _, _, _, want = env.step(env.encode_action(0.5))
+                assert info["kept_fraction"][i] == want["kept_fraction"]
+                assert info["kept_tail_fraction"][i] == want["kept_tail_fraction"]
+                assert info["compute_fraction_total"][i] == pytest.approx(want["compute_fraction_total"], rel=1e-6)
+                assert info["val_accuracy"][i] == pytest.approx(want["val_accuracy"], abs=2e-3)
+                assert np.allclose(obs[i], want_obs, rtol=1e-3, atol=1e-3)
+    venv.close()
 
 
 def test_the_regime_ids_rows_and_tensorboard_carry_the_diagnostics(data_root, tmp_path):

@@ -5,8 +5,10 @@ its seed, but the samples are stored once: ``pool_x[train[k, i]]`` is run ``k``'
 datasets share one pool (the official training set followed by the test set) whatever the seed; datasets
 generated from the seed (``synthetic``, and any dataset not known to be seed-independent) hold each run's
 own samples, concatenated, because their samples differ between seeds; so do runs with a data regime (noisy
-labels, a long tail: :mod:`prunegym.training.regimes`), whose labels and training sets are their own. Every
-run's training set must have the same size (a long tail drawn per seed does not: such runs are refused).
+labels, a long tail: :mod:`prunegym.training.regimes`), whose labels and training sets are their own. Their
+training sets may differ in size (a long tail is cut from each seed's split): each run then has room for the
+training set before the cut (``N``, the same for every run), uses its first ``sizes[k]`` positions, and the
+rest are padding (zero inputs, label 0) that no plan, score or statistic reads.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ class BatchedData:
     :func:`~prunegym.training.load_splits` gives them. ``augment``: CIFAR augmentation of training batches.
     ``where`` (shared pools only): ``[P_train]`` pool position of each official training sample.
     ``regimes``: each run's :class:`~prunegym.training.regimes.RegimeMarks` (its own pool rows only).
+    ``sizes``: each run's training-set size ``N_k <= N`` where they differ (a long tail; ``None``: all ``N``);
+    run ``k``'s training samples are ``train[k, :N_k]``.
     """
 
     name: str
@@ -47,6 +51,7 @@ class BatchedData:
     augment: bool = False
     where: torch.Tensor | None = None
     regimes: list[RegimeMarks | None] | None = None
+    sizes: list[int] | None = None
 
     @property
     def num_runs(self) -> int:
@@ -54,7 +59,12 @@ class BatchedData:
 
     @property
     def num_train(self) -> int:
+        """``N``: each run's room for training samples (every run's size unless ``sizes`` says otherwise)."""
         return int(self.train.shape[1])
+
+    def train_size(self, k: int) -> int:
+        """Run ``k``'s training-set size ``N_k`` (its samples are ``train[k, :N_k]``)."""
+        return self.sizes[k] if self.sizes is not None else self.num_train
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -63,10 +73,11 @@ class BatchedData:
 
     def split(self, k: int) -> DataSplits:
         """Run ``k``'s splits as a :class:`DataSplits` (a copy, gathered from the pool)."""
+        train = self.train[k, : self.train_size(k)]
         return DataSplits(
             self.name,
-            self.x[self.train[k]],
-            self.y[self.train[k]],
+            self.x[train],
+            self.y[train],
             self.x[self.val[k]],
             self.y[self.val[k]],
             self.x[self.test[k]],
@@ -95,17 +106,21 @@ class RunData:
 
     @property
     def num_train(self) -> int:
-        return self._data.num_train
+        return self._data.train_size(self._k)
 
     @property
     def regime(self) -> RegimeMarks | None:
         return self._data.regime(self._k)
 
+    def _pos(self, split: str) -> torch.Tensor:
+        pos = getattr(self._data, split)[self._k]
+        return pos[: self.num_train] if split == "train" else pos
+
     def _x(self, split: str) -> torch.Tensor:
-        return self._data.x[getattr(self._data, split)[self._k]]
+        return self._data.x[self._pos(split)]
 
     def _y(self, split: str) -> torch.Tensor:
-        return self._data.y[getattr(self._data, split)[self._k]]
+        return self._data.y[self._pos(split)]
 
     x_train = property(lambda self: self._x("train"))
     y_train = property(lambda self: self._y("train"))
@@ -126,13 +141,13 @@ def load_batched_data(configs: list[RunConfig], device: torch.device, per_run: b
     change at a reset)."""
     c, seeds = configs[0], [cfg.seed for cfg in configs]
     own = per_run or c.dataset not in SHARED_POOL_DATASETS or any(has_regime(cfg) for cfg in configs)
-    if own:  # each run's own samples, concatenated
+    if own:  # each run's own samples, concatenated (training sets padded to the room n)
         splits = [load_splits(cfg, "cpu") for cfg in configs]
-        _same_size([s.num_train for s in splits], seeds)
+        sizes = [s.num_train for s in splits]
         s0 = splits[0]
-        n, v, t = s0.num_train, int(s0.y_val.shape[0]), int(s0.y_test.shape[0])
-        x = torch.cat([torch.cat([s.x_train, s.x_val, s.x_test]) for s in splits]).to(device)
-        y = torch.cat([torch.cat([s.y_train, s.y_val, s.y_test]) for s in splits]).to(device)
+        n, v, t = max(_room(s) for s in splits), int(s0.y_val.shape[0]), int(s0.y_test.shape[0])
+        x = torch.cat([torch.cat([_padded(s.x_train, n), s.x_val, s.x_test]) for s in splits]).to(device)
+        y = torch.cat([torch.cat([_padded(s.y_train, n), s.y_val, s.y_test]) for s in splits]).to(device)
         per = n + v + t
         rows = torch.arange(len(seeds), device=device).view(-1, 1) * per
         return BatchedData(
@@ -144,7 +159,8 @@ def load_batched_data(configs: list[RunConfig], device: torch.device, per_run: b
             rows + n + v + torch.arange(t, device=device),
             s0.num_classes,
             s0.augment,
-            regimes=[_on(s.regime, device) for s in splits],
+            regimes=[s.regime.to(device) if s.regime else None for s in splits],
+            sizes=sizes if any(m != n for m in sizes) else None,
         )
     # One shared pool: the first seed's full split (train_size / test_size unset), laid out as
     # [its train | its val | the whole test set]; ``where[j]`` = pool position of official training sample j.
@@ -174,17 +190,21 @@ def reload_run(data: BatchedData, config: RunConfig, k: int) -> None:
     ``k`` of the index maps changes."""
     c, dev, seed = config, data.x.device, config.seed
     if data.where is None:  # run k's own samples, at rows [k * per, (k + 1) * per) of the pool
-        s = load_splits(c, "cpu")
-        if s.num_train != data.num_train:
-            _same_size([data.num_train, s.num_train], [None, seed])
-        x = torch.cat([s.x_train, s.x_val, s.x_test])
+        s, n = load_splits(c, "cpu"), data.num_train
+        if s.num_train > n:
+            raise ValueError(f"seed {seed} gives {s.num_train} training samples; run {k} has room for {n}")
+        x = torch.cat([_padded(s.x_train, n), s.x_val, s.x_test])
         rows = torch.cat([data.train[k], data.val[k], data.test[k]])
         if x.shape[0] != rows.numel():
             raise ValueError(f"seed {seed} gives {x.shape[0]} samples, run {k} holds {rows.numel()}")
         data.x[rows] = x.to(dev)
-        data.y[rows] = torch.cat([s.y_train, s.y_val, s.y_test]).to(dev)
+        data.y[rows] = torch.cat([_padded(s.y_train, n), s.y_val, s.y_test]).to(dev)
         if data.regimes is not None:
-            data.regimes[k] = _on(s.regime, dev)
+            data.regimes[k] = s.regime.to(dev) if s.regime else None
+        if s.num_train != data.train_size(k):
+            data.sizes = [data.train_size(j) for j in range(data.num_runs)]
+        if data.sizes is not None:
+            data.sizes[k] = s.num_train
         return
     if has_regime(c):
         raise ValueError("a run with a data regime needs its own pool rows; build the batch with it from the start")
@@ -199,15 +219,12 @@ def reload_run(data: BatchedData, config: RunConfig, k: int) -> None:
     data.test[k] = (n_pool + sp.test).to(dev)
 
 
-def _on(marks: RegimeMarks | None, device: torch.device) -> RegimeMarks | None:
-    return RegimeMarks(marks.noisy.to(device), marks.clean.to(device), marks.num_classes) if marks else None
+def _room(s: DataSplits) -> int:
+    """Training positions a run of ``s`` needs room for: its size before a long tail was cut (its size without)."""
+    return max(s.num_train, s.regime.base_size if s.regime is not None else 0)
 
 
-def _same_size(sizes: list[int], seeds: list) -> None:
-    """``ValueError`` unless every run's training set has the same size (a long tail drawn per seed differs)."""
-    if len(set(sizes)) > 1:
-        raise ValueError(
-            f"the runs' training sets differ in size ({sizes} for seeds {seeds}): a long tail (imbalance > 1) is "
-            "drawn from each seed's split, and the batched engine needs equal sizes; use one PruningEnv per run "
-            "(gym.make_vec(..., vectorization_mode='sync'))"
-        )
+def _padded(a: torch.Tensor, n: int) -> torch.Tensor:
+    """``a`` ``[M, ...]`` followed by zeros up to ``n`` rows (``a`` itself when ``M == n``)."""
+    m = int(a.shape[0])
+    return a if m == n else torch.cat([a, a.new_zeros(n - m, *a.shape[1:])])

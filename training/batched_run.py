@@ -12,8 +12,7 @@ can grow with training length, as between any two float-order variants of SGD). 
 Speed: one gather, one forward and one backward per step serve all K runs, and the optimizer is a few
 tensor ops per parameter; the hot loop has no Python loop over runs (except CIFAR augmentation, drawn from
 each run's own stream) and no host sync. Stacking pays for small models on CPU and for any model on a GPU;
-on CPU a conv net gains nothing (its K-run activations fall out of cache) and may run slower than
-sequential runs.
+on CPU a conv net gains nothing and may run slower than sequential runs (its activations fall out of cache).
 """
 
 from __future__ import annotations
@@ -62,8 +61,8 @@ class BatchedTrainingRun:
 
     ``overrides``: per run, ``RunConfig`` fields that differ from ``config`` (a data regime drawn per episode:
     ``label_noise``, ``imbalance``); with them, or ``per_run_data``, every run holds its own samples and
-    labels (:mod:`prunegym.training.batched_data`), so a later :meth:`reset_run` may change them.
-    """
+    labels (:mod:`prunegym.training.batched_data`), so a later :meth:`reset_run` may change them, and a long
+    tail their training-set size (``runs[k].num_train``; the store keeps room ``num_train`` per run)."""
 
     def __init__(
         self,
@@ -90,7 +89,7 @@ class BatchedTrainingRun:
         self.data = data if data is not None else load_batched_data(self.configs, self.device, per_run=per_run)
         if self.data.num_runs != k_runs:
             raise ValueError(f"data holds {self.data.num_runs} runs but {k_runs} seeds were given")
-        self.num_train = n = self.data.num_train
+        self.num_train = n = self.data.num_train  # room per run (runs[k].num_train: run k's size)
         self.epochs = config.epochs
         self.epochs_completed = [0] * k_runs
         models = [self._initial_model(s) for s in self.seeds]
@@ -104,8 +103,8 @@ class BatchedTrainingRun:
         )
         self.score_store = ScoreTable(k_runs * n, self.device, config.ema_rate)
         self.score_store.labels.copy_(self.data.y.index_select(0, self.data.train.reshape(-1)))
-        self.scores = row_views(self.score_store, k_runs)
-        self.meters = [ComputeMeter(flops, n, config.epochs) for _ in range(k_runs)]
+        self.scores = row_views(self.score_store, k_runs, self.data.sizes)
+        self.meters = [ComputeMeter(flops, self.data.train_size(k), config.epochs) for k in range(k_runs)]
         self._shuffle_gens = [torch_generator(s, "shuffle", self.device) for s in self.seeds]
         self._augment_gens = [torch_generator(s, "augment", self.device) for s in self.seeds]
         self.pending_scoring = [0] * k_runs  # per run, as TrainingRun.pending_scoring
@@ -127,7 +126,8 @@ class BatchedTrainingRun:
 
     def full_plan(self, k: int) -> EpochPlan:
         """Run ``k``'s full plan: all samples in an order from its own ``shuffle`` stream, weight 1."""
-        return EpochPlan(torch.randperm(self.num_train, generator=self._shuffle_gens[k], device=self.device))
+        n = self.data.train_size(k)
+        return EpochPlan(torch.randperm(n, generator=self._shuffle_gens[k], device=self.device))
 
     def model(self, k: int) -> SplitModel:
         """A copy of run ``k``'s current weights as a :class:`SplitModel`."""
@@ -159,9 +159,11 @@ class BatchedTrainingRun:
         reload_run(self.data, self.configs[k], k)
         self.stack.set_run(k, self._initial_model(seed))
         self.optimizer.reset_run(k)
-        self.scores[k].clear()
-        self.scores[k].labels.copy_(self.data.y.index_select(0, self.data.train[k]))
-        self.meters[k] = ComputeMeter(self.flops, self.num_train, self.epochs)
+        n_k = self.data.train_size(k)
+        row_views(self.score_store, self.num_runs)[k].clear()  # the whole row, padding included
+        self.scores[k] = row_views(self.score_store, self.num_runs, self.data.sizes)[k]  # its size may change
+        self.scores[k].labels.copy_(self.data.y.index_select(0, self.data.train[k, :n_k]))
+        self.meters[k] = ComputeMeter(self.flops, n_k, self.epochs)
         self._shuffle_gens[k] = torch_generator(seed, "shuffle", self.device)
         self._augment_gens[k] = torch_generator(seed, "augment", self.device)
         self.pending_scoring[k] = 0
@@ -229,7 +231,7 @@ class BatchedTrainingRun:
                     f"plans[{k}] has an in-batch selector (PFB): BatchedTrainingRun does not support "
                     "in-batch selection; run such methods with PruningEnv (one TrainingRun each)"
                 )
-            plan.validate(self.num_train)
+            plan.validate(self.data.train_size(k))
         return plans
 
     def _schedule(self, counts: list[int]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -300,7 +302,7 @@ class BatchedTrainingRun:
                     plan,
                     passes,
                     epoch=e_k[k],
-                    num_train=n,
+                    num_train=self.data.train_size(k),
                     indices=trained[k],
                     losses=run_losses[k],
                     correct=run_correct[k],
@@ -382,14 +384,17 @@ class BatchedTrainingRun:
             raise ValueError(f"split={split!r}; allowed: val, test, train")
         pos_all = getattr(self.data, split)  # [K, M]
         m = int(pos_all.shape[1])
+        ragged = split == "train" and self.data.sizes is not None  # padding positions count nothing
+        sizes = torch.tensor([self.data.train_size(k) for k in range(self.num_runs)], device=self.device)[:, None]
         loss_sum = torch.zeros(self.num_runs, device=self.device)
         hits = torch.zeros(self.num_runs, device=self.device, dtype=torch.int64)
         for s in range(0, m, self.config.eval_batch_size):
             pos = pos_all[:, s : s + self.config.eval_batch_size]
-            logits = self.stack(self._gather(pos))
-            y = self._labels(pos)
-            loss_sum += F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).sum(1)
-            hits += (logits.argmax(-1) == y).sum(1)
-        d = max(m, 1)
+            logits, y = self.stack(self._gather(pos)), self._labels(pos)
+            real = torch.arange(s, s + int(pos.shape[1]), device=self.device) < sizes if ragged else True
+            ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+            loss_sum += (ce * real).sum(1)
+            hits += ((logits.argmax(-1) == y) & real).sum(1)
+        d = sizes[:, 0].clamp(min=1).to(loss_sum.dtype) if ragged else max(m, 1)
         pairs = torch.stack([loss_sum / d, hits.double().to(loss_sum.dtype) / d], 1).tolist()
         return [EvalResult(lo, acc) for lo, acc in pairs]

@@ -17,18 +17,20 @@ from .scores import ScoreTable
 __all__ = ["RunView", "row_views"]
 
 
-def row_views(table: ScoreTable, k_runs: int) -> list[ScoreTable]:
+def row_views(table: ScoreTable, k_runs: int, sizes: list[int] | None = None) -> list[ScoreTable]:
     """K :class:`ScoreTable` objects whose tensors are row views of ``table`` (``K * N`` samples): updates
-    through either side are seen by both."""
+    through either side are seen by both. ``sizes``: row ``k``'s view holds its first ``sizes[k]`` samples
+    (training sets of different sizes; ``None``: all ``N``)."""
     n = table.num_samples // k_runs
     views = []
     for k in range(k_runs):
+        n_k = sizes[k] if sizes is not None else n
         v = ScoreTable.__new__(ScoreTable)
         for name, val in vars(table).items():
             if isinstance(val, torch.Tensor) and tuple(val.shape[:1]) == (table.num_samples,):
-                val = val.view(k_runs, n, *val.shape[1:])[k]
+                val = val.view(k_runs, n, *val.shape[1:])[k, :n_k]
             setattr(v, name, val)
-        v.num_samples = n
+        v.num_samples = n_k
         views.append(v)
     return views
 
@@ -44,8 +46,13 @@ class RunView:
     def __init__(self, batch: Any, k: int):  # batch: a BatchedTrainingRun (not imported: no cycle)
         self._batch, self.index = batch, int(k)
         self.data = RunData(batch.data, k)
-        self.device, self.num_train, self.epochs = batch.device, batch.num_train, batch.epochs
+        self.device, self.epochs = batch.device, batch.epochs
         self.param_count = batch.param_count
+
+    @property
+    def num_train(self) -> int:
+        """This run's training-set size (a long tail's differs between runs and episodes)."""
+        return self._batch.data.train_size(self.index)
 
     @property
     def config(self) -> RunConfig:

@@ -27,7 +27,7 @@ from .data import (
     split_indices,
 )
 from .raw_data import RAW_CACHE, TORCHVISION_PREFIX, RawData
-from .regimes import RegimeMarks, apply_regime
+from .regimes import apply_regime
 from .sources import dataset_source, registered_datasets
 from .streaming import StreamSplits, _from_source, uses_streaming
 from .tv_datasets import load_torchvision
@@ -170,7 +170,7 @@ def load_splits(config: RunConfig, device: torch.device | str = "cpu", *, downlo
         y_test=y_test.to(device),
         num_classes=raw.num_classes,
         augment=raw.augment,
-        regime=RegimeMarks(marks.noisy.to(device), marks.clean.to(device), marks.num_classes),
+        regime=marks.to(device),
     )
 
 

@@ -86,11 +86,17 @@ def corrupt_labels(
 @dataclass(frozen=True)
 class RegimeMarks:
     """What a regime did to a run's training set: ``noisy`` ``[N]`` bool (corrupted labels) and ``clean``
-    ``[N]`` int64 (the true labels), both by training position; ``num_classes``."""
+    ``[N]`` int64 (the true labels), both by training position; ``num_classes``; ``base_size``: the training
+    set's size before a long tail was cut from it (``N`` without one; the batched engine's room per run)."""
 
     noisy: torch.Tensor
     clean: torch.Tensor
     num_classes: int
+    base_size: int = 0
+
+    def to(self, device: torch.device | str) -> RegimeMarks:
+        """These marks on ``device``."""
+        return RegimeMarks(self.noisy.to(device), self.clean.to(device), self.num_classes, self.base_size)
 
     def noisy_fraction(self) -> float:
         """The share of training labels that are corrupted, in [0, 1] (one host sync)."""
@@ -118,7 +124,7 @@ def apply_regime(
     """``(train_idx', y_train, y_val', marks)``: ``config``'s regime (see the module docstring) applied to the
     seed's training positions ``train_idx`` of a pool labelled ``y_pool`` and to its validation labels
     ``y_val``; ``y_train`` are the (possibly noisy) labels of ``train_idx'``."""
-    seed = config.seed
+    seed, base_size = config.seed, int(train_idx.numel())
     if config.imbalance > 1.0:
         keep = long_tail_subset(y_pool[train_idx], num_classes, config.imbalance, torch_generator(seed, "imbalance"))
         train_idx = train_idx[keep]
@@ -133,4 +139,4 @@ def apply_regime(
             y_val, _ = corrupt_labels(
                 y_val, num_classes, config.label_noise, kind, torch_generator(seed, "label-noise-val")
             )
-    return train_idx, y_train, y_val, RegimeMarks(noisy, clean, num_classes)
+    return train_idx, y_train, y_val, RegimeMarks(noisy, clean, num_classes, base_size)
