@@ -368,3 +368,21 @@ def test_train_with_ray_vec_env_learns_what_dummy_vec_env_learns(ray_local, tmp_
     ray_agent = load_agent(tmp_path / "ray" / "model.zip")
     a, b = ray_agent.model.policy.state_dict(), dummy.model.policy.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_regime_id_gives_the_same_rows_sequential_batched_and_on_ray(ray_local, data_root):
+    """Issue 23: the regimes ids run everywhere. The long-tailed id (training sets of other sizes per seed and
+    instance) evaluated sequentially, as one batch (the vector env) and as Ray tasks: the same instances, kept
+    sets and compute; accuracies equal (batched: within float rounding)."""
+    env = "prunegym/FashionMNIST-LT-v0"
+    kw = dict(epochs=2, train_size=1500, val_size=300, test_size=300, data_root=str(data_root))
+    seq = _keyed(evaluate("uniform", env, [0, 1], results=None, cpus_per_run=1, **kw))
+    par = _keyed(evaluate("uniform", env, [0, 1], results=None, workers=2, **kw))
+    assert par == seq
+    bat = _keyed(evaluate("uniform", env, [0, 1], results=None, batched=True, cpus_per_run=1, **kw))
+    assert {r["instance"]["imbalance"] for r in seq.values()} != {1.0}
+    for key, row in seq.items():
+        for field in ("instance", "kept_tail_fractions", "kept_head_fractions", "kept_fractions"):
+            assert bat[key][field] == row[field], field
+        assert bat[key]["compute_fraction"] == pytest.approx(row["compute_fraction"], rel=1e-6)
+        assert bat[key]["test_accuracy"] == pytest.approx(row["test_accuracy"], abs=5e-3)
