@@ -204,6 +204,14 @@ def _loss_noise(c: FeatureContext) -> float:
     return c.dev.spread_sum / den if den > 0 else 0.0
 
 
+def _log_train_size(c: FeatureContext) -> float:
+    """ln of the training-set size before a long tail was cut from it, / 10: the size a long tail leaves
+    would tell the imbalance, which the observation must not (issue 23)."""
+    marks = getattr(c.run.data, "regime", None)
+    n = max(c.run.num_train, marks.base_size) if marks is not None else c.run.num_train
+    return math.log(n) / 10.0
+
+
 def _budget_left(c: FeatureContext) -> float:
     if c.budget is None:
         return 1.0
@@ -292,7 +300,7 @@ FEATURES: tuple[Feature, ...] = (
         lambda c: c.stats.val_accuracy - c.stats.prev_val_accuracy,
     ),
     Feature("lr_fraction", "current learning rate / peak learning rate", 0, 1, lambda c: c.run.lr / c.run.config.lr),
-    Feature("log_train_size", "ln(training-set size) / 10", 0, _INF, lambda c: math.log(c.run.num_train) / 10.0),
+    Feature("log_train_size", "ln(training-set size, before a long tail's cut) / 10", 0, _INF, _log_train_size),
     Feature(
         "log_num_classes",
         "ln(number of classes) / ln(1000)",

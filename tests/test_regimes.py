@@ -149,6 +149,10 @@ def test_the_vector_env_gives_each_sub_env_its_regime():
     register_dataset("regime-balanced", {"train": (torch.randn(2400, 16, generator=g), torch.arange(2400) % 8)})
     balanced = dict(dataset="regime-balanced", epochs=2, val_size=300, test_size=300)
     tail = dict(pruner="uniform", imbalance=(2.0, 8.0), **balanced)
+    one = PruningEnv("synthetic-mlp", **tail)
+    size = one.feature_names.index("log_train_size")  # the size a long tail leaves would tell the imbalance
+    shown = {float(one.reset(seed=7, options={"imbalance": r})[0][size]): one.run.num_train for r in (2.0, 8.0)}
+    assert len(shown) == 1 and one.run.num_train < 1800  # one value shown, though the cut set is smaller
     venv = PruningVectorEnv("synthetic-mlp", 2, **tail)
     singles = [PruningEnv("synthetic-mlp", **tail) for _ in range(2)]
     for seeds in ([3, 4], [5, 6]):  # the second reset gives each run a training set of another size
