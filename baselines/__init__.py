@@ -12,8 +12,8 @@ so a plain namespace with those fields can stand in for an :class:`~prunegym.tra
 ``DataLoader`` loop.
 
 Files: ``full``, ``uniform`` (and ``uniform_rescaled``), ``epsilon_greedy``, ``ucb``, ``infobatch``, ``swdpp``,
-``pfb``, ``seta``, ``ies``, ``rcap``, ``learned`` (the agents' parametric pruner), ``static`` (its tuned static
-baselines ``static_const``, ``static_schedule`` and ``static_ramp``), ``sampler``.
+``pfb``, ``seta``, ``ies``, ``rcap``, ``orderdp``, ``learned`` (the agents' parametric pruner), ``static`` (its
+tuned static baselines ``static_const``, ``static_schedule`` and ``static_ramp``), ``sampler``.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from .full import FullPolicy, FullPruner
 from .ies import IESPolicy, IESPruner
 from .infobatch import InfoBatchPolicy, InfoBatchPruner
 from .learned import LearnedPruner
+from .orderdp import OrderDPPolicy, OrderDPPruner
 from .pfb import PFBPolicy, PFBPruner
 from .rcap import RCAPPolicy, RCAPPruner
 from .registry import POLICIES, PRUNERS, make_policy, make_pruner, policy_pruner
@@ -68,6 +69,8 @@ __all__ = [
     "PolicyContext",
     "Pruner",
     "PruningSampler",
+    "OrderDPPolicy",
+    "OrderDPPruner",
     "RCAPPolicy",
     "RCAPPruner",
     "RankedPruner",

@@ -1,12 +1,20 @@
 """``pfb``: Partial Forward Blocking, Wu, Guo, Zuo, Sang & Gao, ICCV 2025 (arXiv 2506.23674); see
-``shared/METHODS.md``. The authors' public code has the model forward only, so the density estimator is a
-reconstruction from the paper and later descriptions.
+``shared/METHODS.md``. The authors' public code (GitHub ``dywu98/OnlineDataPrune``, a "roughcast" Swin-T
+ImageNet version) has the model forward only, so the density estimator is a reconstruction from the paper and
+later descriptions.
 
 Per mini-batch, inside the forward pass [paper, code]: the engine runs the shallow part on the whole batch
 and calls the plan's ``selector(features, batch_indices)``; the ``floor((1 - p) B)`` rows of lowest density
 (rare samples matter) go on through the deep part and the loss; no loss reweighting [code, 2nd]. Pruned rows
 cost a shallow forward and backward only (the engine's meter charges that). The shallow split is the model's
-setting (``RunConfig.model_split``), not the pruner's.
+setting (``RunConfig.model_split``), not the pruner's. The official ResNet splits after ``layer2`` [code:
+``models/resnet.py`` at commit 2a749d9, lines 284-300, ``_forward_impl_phase1`` runs the stem, ``layer1`` and
+``layer2``, lines 302-318 the rest; the training forward, lines 340-413, runs the first on the whole batch and
+the second on the rows kept], and so does the ``resnet18`` preset by default (its 128 channels there are the
+descriptor as they are; the official Swin-T splits after stage 1, ``models/swin_transformer.py`` lines
+617-657). At ``p = 0.4`` a pruned epoch of the CIFAR ResNet-18 then costs about 0.806 of a full one
+(shallow share 0.516 of a training step; 0.803 at batch 128, whose ``floor(0.6 * 128) = 76`` keeps less than
+0.6); ``model_split="layer1"`` gives the earlier split (shallow share 0.274, about 0.710).
 
 - descriptor ``[B, D]``: global average pool of the shallow features (4-D ``[B, C, H, W]``; any ``[B, C, ...]``
   is averaged over its trailing dims; 2-D ``[B, C]`` as is), then adjacent channels averaged down to

@@ -12,6 +12,7 @@ from .full import FullPolicy, FullPruner
 from .ies import IESPolicy, IESPruner
 from .infobatch import InfoBatchPolicy, InfoBatchPruner
 from .learned import LearnedPruner
+from .orderdp import OrderDPPolicy, OrderDPPruner
 from .pfb import PFBPolicy, PFBPruner
 from .rcap import RCAPPolicy, RCAPPruner
 from .seta import SeTaPolicy, SeTaPruner
@@ -33,6 +34,7 @@ PRUNERS: dict[str, type[Pruner]] = {
     "seta": SeTaPruner,
     "ies": IESPruner,
     "rcap": RCAPPruner,
+    "orderdp": OrderDPPruner,
     "learned": LearnedPruner,
 }
 
@@ -48,6 +50,7 @@ POLICIES: dict[str, type[FixedPolicy]] = {
     "seta": SeTaPolicy,
     "ies": IESPolicy,
     "rcap": RCAPPolicy,
+    "orderdp": OrderDPPolicy,
     "static_const": StaticConstPolicy,
     "static_schedule": StaticSchedulePolicy,
     "static_ramp": StaticRampPolicy,

@@ -7,8 +7,14 @@ Per epoch, with ``N`` samples, prune ratio ``r`` and window scale ``w`` (the act
 1. keep ratio ``keep = min(1, max(0.1, 1 - r))`` (as InfoBatch's); keep a uniformly random ``int(N * keep)``
    of all ``N`` samples;
 2. cluster those samples' scores into ``num_group`` groups, sorted by centre from easy (low loss) to hard.
-   Score: the latest unweighted per-sample loss of each sample when it was last trained, all starting equal
-   (``ScoreTable.loss``). When all the scores are equal the groups are the chunks ``torch.chunk`` makes of
+   Score: the latest unweighted per-sample loss of each sample when it was last trained (``ScoreTable.loss``);
+   a sample never trained (``ScoreTable.observed`` False: no loss of its own recorded yet) scores
+   :data:`INITIAL_SCORE` ``= 3`` [code: the official ``seta.py`` (mrazhou/SeTa, commit 341df62), line 112:
+   ``InfoBatch.__init__`` sets every score to ``torch.ones(N) * 3``, which ``SeTa.__init__`` inherits at line
+   281; line 135 overwrites a trained sample's score with its loss]. With ``r > 0`` the first epoch (``t = 0``)
+   trains only the random keep, so at ``t = 1`` the others still score 3: above a 10-class model's usual
+   losses, in the hard groups the window at ``t = 1`` keeps (a score of 0 would put them in the easiest group,
+   which it drops). When all the scores are equal the groups are the chunks ``torch.chunk`` makes of
    the random keep, which may be fewer than ``num_group`` (e.g. 6 samples in 5 groups give 3 chunks of 2);
    the window then uses the real number of groups ``G``, as the official code does. ``num_group = 1``: one
    group;
@@ -56,9 +62,10 @@ from prunegym.training import EpochPlan, ScoreTable
 from .base import FixedPolicy, Knob, Pruner
 from .infobatch import MAX_PRUNE_RATIO, keep_ratio, prunes_at
 
-__all__ = ["LLOYD_ITERATIONS", "SeTaPolicy", "SeTaPruner", "kmeans_1d", "window_groups"]
+__all__ = ["INITIAL_SCORE", "LLOYD_ITERATIONS", "SeTaPolicy", "SeTaPruner", "kmeans_1d", "window_groups"]
 
 LLOYD_ITERATIONS = 100
+INITIAL_SCORE = 3.0  # the score of a sample never trained (the official seta.py, line 112)
 
 
 @torch.no_grad()
@@ -139,6 +146,11 @@ class SeTaPruner(Pruner):
         self.windowed_epochs = 0  # t: epochs planned so far with window_scale < 1
         self.last_groups: list[int] = []  # sizes of the last windowed epoch's groups, easy to hard (for reports)
 
+    def scores_of(self, scores: ScoreTable) -> torch.Tensor:
+        """``[N]`` SeTa's score of every sample: its latest loss, :data:`INITIAL_SCORE` if never trained."""
+        loss = scores.loss.to(self.device)
+        return torch.where(scores.observed.to(self.device), loss, torch.full_like(loss, INITIAL_SCORE))
+
     def groups(self, scores: torch.Tensor, candidates: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         """``(ordered [m], bounds)``: ``candidates`` ``[m]`` reordered so that each group is a contiguous run,
         groups easy to hard; ``bounds`` (host ints, ``G + 1`` of them) delimit the ``G`` groups."""
@@ -165,7 +177,7 @@ class SeTaPruner(Pruner):
             t = self.windowed_epochs
             self.windowed_epochs += 1
             if t > 0:
-                ordered, bounds = self.groups(scores.loss.to(self.device), kept)
+                ordered, bounds = self.groups(self.scores_of(scores), kept)
                 first, end = window_groups(len(bounds) - 1, w, t)
                 self.last_groups = [b - a for a, b in zip(bounds[:-1], bounds[1:])]
                 kept = ordered[bounds[first] : bounds[end]]

@@ -102,7 +102,7 @@ TASKS: dict[str, RunConfig] = {
         lr_schedule="onecycle",
     ),
     # InfoBatch's CIFAR recipe: SGD momentum 0.9, wd 5e-4, one-cycle max 0.05 pct 0.3, label smoothing 0.1,
-    # batch 128, 200 epochs; ResNet-18 CIFAR variant split after layer1.
+    # batch 128, 200 epochs; ResNet-18 CIFAR variant split after layer2 (where PFB's official ResNet splits).
     "cifar10-resnet18": RunConfig(
         dataset="cifar10",
         model="resnet18",

@@ -35,6 +35,7 @@ PAPER_DEFAULTS = {
     "seta": {"prune_ratio": 0.1, "window_scale": 0.9, "delta": 0.875},
     "ies": {"threshold": 1e-3},
     "rcap": {"prune_ratio": 0.8, "beta": 0.25},
+    "orderdp": {"prune_ratio": 0.7, "top_q_ratio": 0.375},
     # the budget-matched static baselines of the learned pruner (issue 16): neutral defaults, made to be tuned
     "static_const": {"sharpness": 0.0, "rescale": 0.0, "greedy": 0.0, "budget": None, "warmup_epochs": 1},
     "static_schedule": {
@@ -104,6 +105,7 @@ def test_registries_list_every_method():
         "seta",
         "ies",
         "rcap",
+        "orderdp",
         "learned",
     }
     assert set(POLICIES) == set(PAPER_DEFAULTS)
@@ -119,6 +121,7 @@ def test_registries_list_every_method():
         "seta": "seta",
         "ies": "ies",
         "rcap": "rcap",
+        "orderdp": "orderdp",
         "static_const": "learned",
         "static_schedule": "learned",
         "static_ramp": "learned",

@@ -1,7 +1,8 @@
 """PFB (Partial Forward Blocking): the in-batch selector's counts, descriptor, density ranking of a planted
 rare cluster, the noise scaled to the batch's spread, centre updates and their warm-up on unpruned epochs,
 absence of host syncs, the selector's FLOPs against ``FlopCounterMode``, the engine's compute meter with a
-selector; and on three real tasks, the overlap with the noise-free ranking and a whole epoch's FLOPs."""
+selector, the CIFAR ResNet-18's split after ``layer2`` (the official code's) and the cost of its pruned epoch;
+and on three real tasks, the overlap with the noise-free ranking and a whole epoch's FLOPs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from prunegym.baselines import PFBPruner
 from prunegym.baselines.pfb import descriptor
-from prunegym.training import DataSplits, RunConfig, ScoreTable, TrainingRun
+from prunegym.envs.tasks import task_config
+from prunegym.training import DataSplits, RunConfig, ScoreTable, TrainingRun, build_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -310,3 +312,46 @@ def test_engine_charges_shallow_for_all_rows_and_deep_for_kept_rows():
     by_cat = run.meter.total_by_category
     assert by_cat["selector"] == pytest.approx(warm_selector + selector_flops)
     assert sum(by_cat.values()) == pytest.approx(run.meter.total_flops)
+
+
+# -- the CIFAR ResNet-18's split (the official code's: after layer2) ------------------------------------------
+def test_resnet18_splits_after_layer2_as_the_official_code():
+    """PFB's official ResNet runs the stem, layer1 and layer2 on the whole batch and the rest on the kept rows;
+    the preset's default split (the CIFAR ResNet-18 tasks set none) is the same."""
+    model = build_model("resnet18", (3, 32, 32), 10, torch.Generator().manual_seed(0))
+    assert model.split == "layer2"
+    assert tuple(model.shallow._modules) == ("stem", "layer1", "layer2")
+    assert tuple(model.deep._modules) == ("layer3", "layer4", "head")
+    h = model.shallow(torch.zeros(2, 3, 32, 32))
+    assert h.shape == (2, 128, 16, 16) and descriptor(h).shape == (2, 128)  # 128 channels: no averaging
+    for task, classes in (("cifar10-resnet18", 10), ("cifar100-resnet18", 100)):
+        cfg = task_config(task)
+        g = torch.Generator().manual_seed(0)
+        with torch.device("meta"):
+            assert build_model(cfg.model, (3, 32, 32), classes, g, split=cfg.model_split).split == "layer2", task
+    assert build_model("resnet18", (3, 32, 32), 10, g, split="layer1").split == "layer1"  # still a setting
+
+
+@pytest.mark.parametrize("split,shallow_share,cost", [(None, 0.516, 0.806), ("layer1", 0.274, 0.710)])
+def test_resnet18_pruned_epoch_at_p04_costs_what_its_split_leaves(split, shallow_share, cost):
+    """One pruned epoch (p = 0.4) of the CIFAR ResNet-18 on random 32x32 images through the engine: every row
+    pays the shallow passes, ``floor(0.6 B)`` rows the deep ones (B = 10: exactly 0.6), plus the selector. The
+    default split (after layer2) costs 0.806 of a full epoch; the earlier split after layer1 cost 0.710."""
+    n = 10
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n + 4, 3, 32, 32, generator=g)
+    y = torch.arange(n + 4) % 10
+    splits = DataSplits("tiny32", x[:n], y[:n], x[n : n + 2], y[n : n + 2], x[n + 2 :], y[n + 2 :], 10)
+    cfg = RunConfig(model="resnet18", model_split=split, epochs=2, batch_size=n, device="cpu", seed=0)
+    run = TrainingRun(cfg, splits=splits)
+    assert run.model.split == (split or "layer2")
+    p = PFBPruner()
+    p.reset(n, 2, "cpu", run.generator("pruner"))
+    res = run.run_epoch(p.plan(1, run.scores, {"prune_ratio": 0.4}))
+    assert (res.passes.shallow_forward, res.passes.deep_forward) == (n, 6)
+    f = run.meter.flops
+    assert f.shallow_share == pytest.approx(shallow_share, abs=5e-4)
+    selector = res.passes.selector_flops / run.meter.full_epoch_flops
+    assert 0.0 < selector < 1e-5
+    assert res.flops_fraction == pytest.approx(f.shallow_share + 0.6 * (1.0 - f.shallow_share) + selector)
+    assert res.flops_fraction == pytest.approx(cost, abs=5e-4)

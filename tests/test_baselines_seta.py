@@ -1,7 +1,8 @@
 """SeTa (Zhou et al., CVPR 2025) on crafted score histories: the sliding window's positions over several
-epochs, the group order (easy to hard), the all-equal case (``torch.chunk`` groups, possibly fewer than
-``num_group``), the empty selection, the partial-annealing count, the 1-D k-means against the planted (and,
-where installed, scikit-learn's) partition, the published schedule and a whole episode."""
+epochs, the group order (easy to hard), never-trained samples scored 3 as the official code initialises them,
+the all-equal case (``torch.chunk`` groups, possibly fewer than ``num_group``), the empty selection, the
+partial-annealing count, the 1-D k-means against the planted and scikit-learn's partition, the published
+schedule and a whole episode."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from prunegym.baselines import SeTaPruner, make_policy
-from prunegym.baselines.seta import kmeans_1d, window_groups
+from prunegym.baselines.seta import INITIAL_SCORE, kmeans_1d, window_groups
 from prunegym.envs import PruningEnv
 from prunegym.training import ScoreTable
 
@@ -26,9 +27,11 @@ def seta(n: int, seed: int = 0, **kwargs) -> SeTaPruner:
     return p
 
 
-def table(loss) -> ScoreTable:
+def table(loss, observed=None) -> ScoreTable:
+    """A score table with these latest losses; every sample trained (``observed``) unless a mask says not."""
     t = ScoreTable(len(loss))
     t.loss.copy_(torch.as_tensor(loss, dtype=torch.float32))
+    t.observed.copy_(torch.ones(len(loss), dtype=torch.bool) if observed is None else torch.as_tensor(observed))
     return t
 
 
@@ -91,6 +94,56 @@ def test_random_keep_then_window_of_its_groups():
     kept = set(p.plan(1, table(scores), {"prune_ratio": 0.5, "window_scale": 0.9}).indices.tolist())
     half = torch.randperm(200, generator=twin)[:100]  # the same draw as the pruner's step 1
     assert kept == {i for i in half.tolist() if labels[i] >= 1}  # t = 1: groups 1-4 of the half
+
+
+# -- never-trained samples ------------------------------------------------------------------------------------
+def planted_with_untrained(seed: int = 0):
+    """100 samples: 80 trained in four tight clusters at losses 1.0, 1.5, 2.0, 2.5 (20 each) and 20 never trained
+    (their stored loss is the table's initial 0); returns (table, cluster label [N]: 0-3, 4 for untrained)."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(100) // 20
+    labels = labels[torch.randperm(100, generator=g)]
+    loss = 1.0 + 0.5 * labels.float() + 0.04 * torch.rand(100, generator=g)
+    untrained = labels == 4
+    loss[untrained] = 0.0
+    return table(loss, observed=~untrained), labels
+
+
+def members(labels: torch.Tensor, groups) -> set[int]:
+    return set(torch.nonzero(torch.isin(labels, torch.tensor(list(groups)))).view(-1).tolist())
+
+
+def test_never_trained_samples_score_three_as_in_the_official_code():
+    """The official ``InfoBatch.__init__`` (inherited by ``SeTa``) starts every score at 3: a never-trained
+    sample is the hardest here, so the window at t = 1 (groups 1-4 of 5) keeps it and the one at t = 2 (0-3)
+    drops it. Scored 0 (the table's stored value) it would be the easiest group: dropped at t = 1, kept at 2."""
+    scores, labels = planted_with_untrained()
+    p = seta(100)
+    kept = plan_sets(p, scores, 3, w=0.9)  # r = 0: every sample is a candidate
+    assert kept[0] == set(range(100))  # t = 0 keeps every group
+    assert kept[1] == members(labels, (1, 2, 3, 4))  # the untrained (label 4) kept with the hard groups
+    assert kept[2] == members(labels, (0, 1, 2, 3))  # ... and dropped when the window ends before them
+    assert p.last_groups == [20] * 5
+    assert INITIAL_SCORE == 3.0
+    torch.testing.assert_close(p.scores_of(scores), torch.where(labels == 4, torch.tensor(3.0), scores.loss))
+
+
+def test_first_window_keeps_the_samples_the_first_epoch_did_not_train():
+    """r = 0.5 through the engine's score update: epoch 0 (t = 0) trains a random half, whose losses (all below
+    3) are recorded; at t = 1 every candidate never trained scores 3, falls in the hardest group and is kept."""
+    n = 200
+    p = seta(n, seed=5)
+    scores = ScoreTable(n)
+    first = p.plan(0, scores, {"prune_ratio": 0.5, "window_scale": 0.9}).indices
+    g = torch.Generator().manual_seed(1)
+    losses = 2.5 * torch.rand(first.numel(), generator=g)
+    scores.update(first, losses, torch.zeros(first.numel(), dtype=torch.bool), 0)
+    twin = torch.Generator().set_state(p.generator.get_state())
+    kept = set(p.plan(1, scores, {"prune_ratio": 0.5, "window_scale": 0.9}).indices.tolist())
+    candidates = torch.randperm(n, generator=twin)[:100]  # the same draw as the pruner's random keep
+    untrained = set(candidates.tolist()) - set(first.tolist())
+    assert len(untrained) > 30 and untrained <= kept
+    assert len(kept) < 100  # the window dropped the easiest group of the trained candidates
 
 
 # -- all-equal scores and empty selections ------------------------------------------------------------------

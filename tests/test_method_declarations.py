@@ -129,7 +129,7 @@ def test_a_new_method_runs_as_a_sampler_or_is_refused_with_its_reason(toy):
     assert b.budget_spent == pytest.approx(0.4, abs=0.01)
     with pytest.raises(ValueError, match=r"^pruner 'toy_inbatch' picks rows inside each batch, which a Sampler") as e:
         PruningSampler("toy_inbatch", num_samples=100, epochs=3)
-    assert "allowed: full, uniform, uniform_rescaled, infobatch, epsilon_greedy, ucb, toy (" in str(e.value)
+    assert "allowed: full, uniform, uniform_rescaled, infobatch, epsilon_greedy, ucb, orderdp, toy (" in str(e.value)
 
 
 def test_a_new_method_plays_in_the_env_and_is_listed(toy, capsys):
@@ -171,6 +171,7 @@ SHIPPED = {  # name: (search space or None: nothing to tune, main knob, requires
         "scores its excluded samples after every epoch (score_after passes)",
     ),
     "rcap": ({"beta": (0.25, 4.0, True)}, PR, False, "needs each sample's training label (scores.labels)"),
+    "orderdp": ({"top_q_ratio": (0.1, 1.0, False)}, PR, False, None),
     "static_const": (LEARNED, PR, True, "reads its compute budget from the env's observation"),
     "static_schedule": (
         {"tilt": (-1.0, 1.0, False), **LEARNED},
@@ -216,12 +217,13 @@ def test_a_shipped_method_declares_what_it_did_before(name):
             PruningSampler(name, num_samples=100, epochs=4)
         assert str(e.value) == (
             f"pruner '{name}' {unfit}, which a Sampler cannot do; allowed: full, uniform, uniform_rescaled, "
-            "infobatch, epsilon_greedy, ucb (PFB in a loop: examples/plain_loop.py)"
+            "infobatch, epsilon_greedy, ucb, orderdp (PFB in a loop: examples/plain_loop.py)"
         )
 
 
 def test_the_sampler_list_the_learned_pruner_and_the_prune_ratio_range_are_unchanged():
-    assert SAMPLER_PRUNERS == ("full", "uniform", "uniform_rescaled", "infobatch", "epsilon_greedy", "ucb")
+    sampler = ("full", "uniform", "uniform_rescaled", "infobatch", "epsilon_greedy", "ucb", "orderdp")  # + OrderDP
+    assert SAMPLER_PRUNERS == sampler
     assert sampler_unfit("learned") == "needs an agent's per-epoch actions" and sampler_unfit("nope") is None
     with pytest.raises(ValueError, match="^pruner 'learned' needs an agent's per-epoch actions, which a Sampler"):
         PruningSampler("learned", num_samples=100, epochs=4)

@@ -612,14 +612,14 @@ def test_adamw_runs_are_adamw_train_and_repeat_from_the_seed(syn):
 def test_cifar_resnet18_builds_splits_trains_and_is_measured_on_random_32x32_images():
     g = torch.Generator().manual_seed(0)
     model = build_model("resnet18", (3, 32, 32), 10, g)
-    assert model.split == "layer1" and model.stage_names == ("stem", "layer1", "layer2", "layer3", "layer4", "head")
+    assert model.split == "layer2" and model.stage_names == ("stem", "layer1", "layer2", "layer3", "layer4", "head")
     stem = model.shallow.stem[0]
     assert (stem.kernel_size, stem.stride) == ((3, 3), (1, 1))  # the CIFAR variant: 3x3 stem, no max-pool
     assert not any(isinstance(m, torch.nn.MaxPool2d) for m in model.modules())
     assert sum(p.numel() for p in model.parameters()) == 11_173_962  # ResNet-18 with a 10-way head
     x = torch.randn(4, 3, 32, 32, generator=g)
     h = model.shallow(x)
-    assert h.shape == (4, 64, 32, 32)  # layer1 keeps the resolution
+    assert h.shape == (4, 128, 16, 16)  # layer2 halves the resolution (split after it, as PFB's official code)
     out = model(x)
     assert out.shape == (4, 10) and torch.isfinite(out).all()
     F.cross_entropy(out, torch.tensor([0, 1, 2, 3])).backward()
@@ -628,7 +628,8 @@ def test_cifar_resnet18_builds_splits_trains_and_is_measured_on_random_32x32_ima
     assert all(torch.equal(a[k], b[k]) for k in a)  # seeded initialisation
     flops = measure_flops(model, (3, 32, 32), batch=2)
     assert 1.0e9 < flops.forward < 1.2e9  # about 0.56 G multiply-adds a 32x32 image, 2 FLOPs each
-    # split after layer1: the 3x3 stem (3 -> 64) and four 64 -> 64 convolutions at 32x32, by hand
-    by_hand = 2 * (3 * 64 * 9 + 4 * 64 * 64 * 9) * 32 * 32
+    # split after layer2: the 3x3 stem (3 -> 64) and four 64 -> 64 convolutions at 32x32, then layer2's
+    # 64 -> 128 and three 128 -> 128 convolutions and its 1x1 64 -> 128 shortcut at 16x16, by hand
+    by_hand = 2 * (3 * 64 * 9 + 4 * 64 * 64 * 9) * 32 * 32 + 2 * (64 * 128 * 9 + 3 * 128 * 128 * 9 + 64 * 128) * 16 * 16
     assert flops.shallow_forward == pytest.approx(by_hand, rel=0.01)
     assert 1.9 < flops.deep_backward / flops.deep_forward < 2.1

@@ -20,7 +20,9 @@ from .model_sources import MODELS, TORCHVISION_PREFIX, allowed_models, build_sta
 
 __all__ = ["MODELS", "SplitModel", "allowed_models", "build_model", "is_model_name", "register_model", "split_points"]
 
-_DEFAULT_SPLIT = {"mlp": "hidden1", "cnn": "block1", "resnet18": "layer1"}
+# resnet18 after layer2: where PFB's official ResNet ends its shallow part (dywu98/OnlineDataPrune, commit 2a749d9,
+# models/resnet.py lines 284-300: _forward_impl_phase1 runs the stem, layer1 and layer2; lines 302-318 the rest)
+_DEFAULT_SPLIT = {"mlp": "hidden1", "cnn": "block1", "resnet18": "layer2"}
 
 
 class SplitModel(nn.Module):
