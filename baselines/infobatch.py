@@ -13,6 +13,17 @@ whatever ``delta * E`` is: the official code's failure to reset the weights ther
 The realised kept fraction ``1 - (|D1| - int(keep |D1|)) / N`` is what the engine reports;
 ``claimed_prune_ratio`` is ``min(r, 0.9)`` on an epoch that prunes something and 0 on one that prunes nothing
 (``D1`` empty, as at epoch 0, or ``r = 0``).
+
+``score="batch"``: the batch loss score (BLS; Zhou, Zhao, Yang, Zhang, Gao & Wang, CVPR 2026, "Batch Loss Score
+for Dynamic Data Pruning", official code mrazhou/BLS, ``seta.py`` at commit 726279b, class ``BLS``) replaces the
+latest per-sample loss, for loops that give one loss per batch: the same rule on ``ScoreTable.batch_score``, the
+EMA ``s <- 0.9 s + 0.1 L`` of the unweighted mean loss ``L`` of each batch the sample was in, every score 0
+before training (so the first epoch keeps everything, as here) [code: lines 409-410, 374 (``alpha = 0.9``), 384
+(``scores[:] = 0``), 391-392 (a per-sample loss vector is averaged before the weights)]. [recon] The official
+BLS backpropagates ``mean(weights) * L``; the engine, which has per-sample losses, keeps the per-sample
+``1 / keep`` weights above (a loop with one loss per batch multiplies it by ``PruningSampler.weights(idx).mean()``
+itself). Under several processes the official score is each rank's own batch mean; the engine's is the global
+batch's (a DDP run is one run).
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ from collections.abc import Mapping
 import torch
 
 from prunegym.training import EpochPlan, ScoreTable
+from prunegym.training.scores import SCORES
 
 from .base import FixedPolicy, Pruner
 
@@ -31,8 +43,10 @@ __all__ = [
     "InfoBatchPruner",
     "MAX_PRUNE_RATIO",
     "annealing_start",
+    "check_score",
     "keep_ratio",
     "kept_of_d1",
+    "loss_score",
     "prunes_at",
 ]
 
@@ -49,17 +63,36 @@ def kept_of_d1(prune_ratio: float, num_below_mean: int) -> int:
     return int(keep_ratio(prune_ratio) * int(num_below_mean))
 
 
+def check_score(score: str) -> str:
+    """``score`` if it is one of :data:`~prunegym.training.scores.SCORES`, else a one-line ``ValueError``."""
+    if score not in SCORES:
+        raise ValueError(f"score={score!r} is not allowed; allowed: {', '.join(SCORES)}")
+    return score
+
+
+def loss_score(scores: ScoreTable, score: str) -> torch.Tensor:
+    """``[N]`` the loss score InfoBatch and SeTa read (loss units): ``"sample"``, each sample's latest loss
+    (``scores.loss``); ``"batch"``, its batch loss score (``scores.batch_score``, 0 before any batch)."""
+    return scores.batch_score if score == "batch" else scores.loss
+
+
 class InfoBatchPruner(Pruner):
-    """InfoBatch's soft pruning of below-mean-loss samples with ``1 / keep`` rescaling (no knobs)."""
+    """InfoBatch's soft pruning of below-mean-loss samples with ``1 / keep`` rescaling (no knobs).
+
+    ``score``: ``"sample"`` (default: the latest per-sample loss) or ``"batch"`` (the batch loss score, for a
+    loop that gives one loss per batch; see the module docstring)."""
 
     name = "infobatch"
+
+    def __init__(self, score: str = "sample"):
+        self.score = check_score(score)
 
     def plan(self, epoch: int, scores: ScoreTable, action: Mapping[str, float]) -> EpochPlan:
         r = float(action["prune_ratio"])
         if r <= 0.0:
             return self.full_plan()
         keep = keep_ratio(r)
-        loss = scores.loss.to(self.device)
+        loss = loss_score(scores, self.score).to(self.device)
         well_learned = loss < loss.mean()  # D1 [N] bool
         d1 = torch.nonzero(well_learned).view(-1)  # the epoch's one host sync (sizes)
         d2 = torch.nonzero(~well_learned).view(-1)

@@ -14,7 +14,9 @@ Each epoch yields the kept indices of the method's plan (its published schedule,
 pruner, :data:`PRUNERS`, the same score table and the same generator stream as the engine: the engine's run
 of the same pruner and seed keeps the same samples). ``weights(indices)`` gives each sample's loss weight
 (InfoBatch's ``1/(1 - r)``); ``update(indices, per_sample_loss)`` only stores the tensors (on any device, no
-host sync); the epoch's losses enter the score table once, when the next epoch starts.
+host sync); the epoch's losses enter the score table once, when the next epoch starts. A loop with one loss per
+batch passes ``score="batch"`` (InfoBatch's pruner argument: BLS, the EMA of a sample's batches' losses): then
+``update(indices, batch_loss)`` takes that one loss, and the backward pass scales it by ``weights(indices).mean()``.
 
 Epochs: ``set_epoch(e)`` (as ``DistributedSampler``) moves to epoch ``e`` (0, 1, ... in order); without it,
 the epoch advances on the first ``iter()`` after the whole plan was handed out. A repeated ``iter()`` within
@@ -102,7 +104,7 @@ class PruningSampler(Sampler[int]):
     ``prune_ratio=0.5, delta=0.875``) and the pruner's constructor arguments (e.g. ``warmup_epochs``).
     ``seed``: the run seed (the pruner's generator is the engine's ``pruner`` stream). ``device``: where the
     score table and plans live. ``ema_rate``: the score table's. ``process_group``: ``"auto"``, None (not
-    distributed) or a process group.
+    distributed) or a process group. ``score``: ``"batch"`` when the pruner reads the batch loss score.
     """
 
     def __init__(
@@ -153,6 +155,7 @@ class PruningSampler(Sampler[int]):
         self.name, self.num_samples, self.epochs, self.seed, self.budget = pruner, num_samples, epochs, seed, budget
         self.device = torch.device(device)
         self._pruner = make_pruner(policy_cls.pruner, **{k: v for k, v in knobs.items() if k in ctor})
+        self.score = "batch" if getattr(self._pruner, "score", None) == "batch" else "sample"  # what update takes
         context = PolicyContext(
             pruner=policy_cls.pruner,
             epochs=epochs,
@@ -294,7 +297,10 @@ class PruningSampler(Sampler[int]):
             rows = last[last >= 0]
             idx, loss, correct = idx[rows], loss[rows], correct[rows]
         idx, loss, correct = idx.to(self.device), loss.to(self.device), correct.to(self.device)
-        self.scores.update(idx, loss, correct, self.epoch)
+        if self.score == "batch":  # loss: each sample's batch loss
+            self.scores.update_batches(idx, loss, self.epoch)
+        else:
+            self.scores.update(idx, loss, correct, self.epoch)
         result = SimpleNamespace(
             indices=idx,
             losses=loss,
@@ -354,20 +360,20 @@ class PruningSampler(Sampler[int]):
             table = self._weights_on[idx.device] = self._weights.to(idx.device)
         return table[idx.to(torch.int64)]
 
-    def update(self, indices: torch.Tensor, per_sample_loss: torch.Tensor, correct: torch.Tensor | None = None) -> None:
+    def update(self, indices: torch.Tensor, per_sample_loss: Any, correct: torch.Tensor | None = None) -> None:
         """Record the unweighted per-sample losses ``[B]`` (and optionally correctness ``[B]`` bool) of the
-        samples ``indices`` ``[B]`` trained this epoch; any device, no host sync (stored until the epoch ends)."""
+        samples ``indices`` ``[B]`` trained this epoch; any device, no host sync (stored until the epoch ends).
+        ``score="batch"``: the batch's one loss (a number or a 1-element tensor) instead, and no ``correct``."""
         idx = torch.as_tensor(indices)
-        if idx.numel() != per_sample_loss.numel() or (correct is not None and correct.numel() != idx.numel()):
+        loss = ScoreTable.batch_loss_rows(idx, per_sample_loss, correct) if self.score == "batch" else per_sample_loss
+        if idx.numel() != loss.numel() or (correct is not None and correct.numel() != idx.numel()):
             raise ValueError(
-                f"update: {idx.numel()} indices but {per_sample_loss.numel()} losses"
+                f"update: {idx.numel()} indices but {loss.numel()} losses"
                 + (f" and {correct.numel()} correct flags" if correct is not None else "")
             )
         if self.epoch < 0 or self._finished:
             raise RuntimeError("update() before the epoch's iteration started (iterate the loader first)")
-        self._pending.append(
-            (idx.detach(), per_sample_loss.detach(), correct.detach() if correct is not None else None)
-        )
+        self._pending.append((idx.detach(), loss.detach(), correct.detach() if correct is not None else None))
 
     # -- reports ---------------------------------------------------------------------------------------------
     @property

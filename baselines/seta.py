@@ -44,6 +44,15 @@ code also keeps ``num_group`` groups then). On well-separated scores the partiti
 (checked in ``tests/test_baselines_seta.py``). The plan syncs with the host a few times per epoch (the all-equal
 test and the window's two group boundaries), never per batch.
 
+``score="batch"``: the batch loss score (BLS; Zhou, Zhao, Yang, Zhang, Gao & Wang, CVPR 2026, official code
+mrazhou/BLS, ``seta.py`` at commit 726279b, class ``BLS``, which wraps a ``SeTa`` instance) replaces the latest
+per-sample loss in step 2, for loops that give one loss per batch: ``ScoreTable.batch_score``, the EMA
+``s <- 0.9 s + 0.1 L`` of the unweighted mean loss ``L`` of each batch the sample was in [code: lines 409-410,
+374]. BLS sets every score to 0 (line 384, over the 3 that file's ``InfoBatch`` sets at line 137), so a sample
+in no batch yet scores 0, not :data:`INITIAL_SCORE`: at ``t = 1`` the samples the first epoch did not train fall
+in the easiest group, which the window drops. SeTa applies no weights, so the official ``mean(weights) * L`` it
+backpropagates is ``L``.
+
 Where the official code fails (``int(N * keep) <= num_group`` asserts; ``round(G * w) = 0`` asserts) this
 one goes on: k-means runs with empty groups, and the window is at least one group [recon].
 Defaults of the authors' CIFAR script: ``r = 0.1``, ``num_group = 5``, ``window_scale = 0.9``, ``delta = 0.875``.
@@ -60,7 +69,7 @@ import torch
 from prunegym.training import EpochPlan, ScoreTable
 
 from .base import FixedPolicy, Knob, Pruner
-from .infobatch import MAX_PRUNE_RATIO, keep_ratio, prunes_at
+from .infobatch import MAX_PRUNE_RATIO, check_score, keep_ratio, loss_score, prunes_at
 
 __all__ = ["INITIAL_SCORE", "LLOYD_ITERATIONS", "SeTaPolicy", "SeTaPruner", "kmeans_1d", "window_groups"]
 
@@ -120,7 +129,8 @@ def window_groups(num_groups: int, window_scale: float, t: int) -> tuple[int, in
 
 class SeTaPruner(Pruner):
     """SeTa's random keep, 1-D k-means of the kept samples' losses and sliding easy-to-hard window (see the
-    module docstring). Constructor: ``num_group`` (default 5), ``lloyd_iterations``."""
+    module docstring). Constructor: ``num_group`` (default 5), ``lloyd_iterations``, ``score`` (``"sample"``,
+    the default, or ``"batch"``: the batch loss score)."""
 
     name = "seta"
     knobs = (
@@ -134,12 +144,13 @@ class SeTaPruner(Pruner):
         ),
     )
 
-    def __init__(self, num_group: int = 5, lloyd_iterations: int = LLOYD_ITERATIONS):
+    def __init__(self, num_group: int = 5, lloyd_iterations: int = LLOYD_ITERATIONS, score: str = "sample"):
         for name, v in (("num_group", num_group), ("lloyd_iterations", lloyd_iterations)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name}={v!r} must be an int >= 1")
         self.num_group = num_group
         self.lloyd_iterations = lloyd_iterations
+        self.score = check_score(score)
 
     def reset(self, num_samples: int, epochs: int, device, generator: torch.Generator) -> None:
         super().reset(num_samples, epochs, device, generator)
@@ -147,7 +158,10 @@ class SeTaPruner(Pruner):
         self.last_groups: list[int] = []  # sizes of the last windowed epoch's groups, easy to hard (for reports)
 
     def scores_of(self, scores: ScoreTable) -> torch.Tensor:
-        """``[N]`` SeTa's score of every sample: its latest loss, :data:`INITIAL_SCORE` if never trained."""
+        """``[N]`` SeTa's score of every sample: its latest loss, :data:`INITIAL_SCORE` if never trained; with
+        ``score="batch"``, its batch loss score (0 if in no batch yet)."""
+        if self.score == "batch":
+            return loss_score(scores, self.score).to(self.device)
         loss = scores.loss.to(self.device)
         return torch.where(scores.observed.to(self.device), loss, torch.full_like(loss, INITIAL_SCORE))
 

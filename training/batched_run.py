@@ -282,8 +282,8 @@ class BatchedTrainingRun:
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         wall = time.perf_counter() - t0
-        e_k = self.epochs_completed
-        update_scores(self.score_store, n, e_k, trained, run_losses, run_correct, run_mixed if mixing else None)
+        e_k, bs, mix = self.epochs_completed, self.config.batch_size, run_mixed if mixing else None
+        update_scores(self.score_store, n, e_k, trained, run_losses, run_correct, mix, plans=plans, batch_size=bs)
         n_trained = self.num_runs - sum(skipped)
         results: list[EpochResult | None] = []
         for k, (plan, c) in enumerate(zip(plans, counts)):

@@ -11,8 +11,9 @@ here, and both call it:
 * the loss a batch backpropagates: ``sum_i w_i l_i / m`` over the ``m`` rows that reach it, per run
   (:func:`batch_loss`);
 * the epoch's close: its mean loss and accuracy in one host sync (:func:`epoch_means`), the score-table update
-  (mix-up rows do not count as the sample's own loss; :func:`update_scores`) and the meter's charge and the
-  :class:`EpochResult` (:func:`close_epoch`).
+  (mix-up rows do not count as the sample's own loss; :func:`update_scores`), with each sample's batch loss
+  (the mean loss of the batch it was trained in, for the batch loss score; :func:`batch_means`), and the
+  meter's charge and the :class:`EpochResult` (:func:`close_epoch`).
 
 Each function takes the rows of one run (``[B]``) or of K runs (``[K, B]``) and does the same arithmetic in the
 same order either way, so the single run's results are bit for bit those it always had.
@@ -20,6 +21,7 @@ same order either way, so the single run's results are bit for bit those it alwa
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -33,6 +35,7 @@ from .scores import ScoreTable
 
 __all__ = [
     "batch_loss",
+    "batch_means",
     "close_epoch",
     "epoch_means",
     "mix_inputs",
@@ -101,6 +104,38 @@ def epoch_means(losses: Sequence[torch.Tensor], correct: Sequence[torch.Tensor])
     return [tuple(next(values)) if lo.numel() else (nan, nan) for lo in losses]
 
 
+def batch_means(
+    plans: Sequence[EpochPlan],
+    indices: Sequence[torch.Tensor],
+    losses: Sequence[torch.Tensor],
+    batch_size: int,
+    num_train: int,
+) -> torch.Tensor:
+    """The batch loss of every trained row of K runs, concatenated in run order (``[sum_k M_k]``, loss units):
+    the unweighted mean of ``losses[k]`` over the rows of run ``k`` trained in the same batch, a batch being
+    ``batch_size`` consecutive rows of ``plans[k].indices`` (rows ``[b B, (b + 1) B)``, as both engines step).
+
+    ``indices[k]`` ``[M_k]`` (each sample at most once, in any order: a selector's dropped rows are left out of
+    their batch's mean, and rows all-gathered from several processes fall in the global batch they were planned
+    in); ``losses[k]`` ``[M_k]`` their per-sample losses (a mix-up row's mixed loss counts: it is part of the
+    loss the batch reports). No host sync; the sums are plain reductions (no atomics), so the result is
+    deterministic and the same for a run alone (K = 1) and among K."""
+    dev = losses[0].device
+    slots, offset = [], 0
+    for plan, idx in zip(plans, indices):
+        planned = plan.indices.to(dev, torch.int64)
+        position = torch.empty(num_train, dtype=torch.int64, device=dev)
+        position[planned] = torch.arange(planned.numel(), device=dev)
+        slots.append(position[idx.to(dev, torch.int64)] + offset)
+        offset += math.ceil(planned.numel() / batch_size) * batch_size  # whole batches of this run's plan
+    slot = torch.cat(slots)
+    loss = torch.cat([lo.reshape(-1) for lo in losses])
+    total = torch.zeros(offset, dtype=loss.dtype, device=dev).index_put_((slot,), loss)
+    count = torch.zeros(offset, dtype=loss.dtype, device=dev).index_put_((slot,), torch.ones_like(loss))
+    means = total.view(-1, batch_size).sum(1) / count.view(-1, batch_size).sum(1).clamp_min(1)
+    return means[slot // batch_size]
+
+
 def update_scores(
     table: ScoreTable,
     num_train: int,
@@ -109,11 +144,16 @@ def update_scores(
     losses: Sequence[torch.Tensor],
     correct: Sequence[torch.Tensor],
     mixed: Sequence[torch.Tensor] | None,
+    *,
+    plans: Sequence[EpochPlan] | None = None,
+    batch_size: int | None = None,
 ) -> None:
     """Record K runs' epochs in ``table`` (``K * num_train`` samples, run ``k`` at rows ``[k N, (k + 1) N)``;
     ``K = 1``: a run's own table) in one update: run ``k`` trained ``indices[k]`` in its epoch ``epochs[k]`` with
     ``losses[k]`` and ``correct[k]``; ``mixed[k]`` marks mix-up rows, whose loss is not the sample's own
-    (``None``: the epoch mixed nothing)."""
+    (``None``: the epoch mixed nothing). With ``plans`` (run ``k`` trained ``plans[k]``) and ``batch_size`` (rows
+    per step), each sample's batch loss (:func:`batch_means`) also enters ``table.batch_score`` (the batch loss
+    score, :meth:`ScoreTable.update_batch_scores`); without them the batch scores stay as they are."""
     runs = [k for k, i in enumerate(indices) if i.numel()]
     if not runs:
         return
@@ -129,6 +169,9 @@ def update_scores(
 
     valid = ~cat(mixed) if mixed is not None else None
     table.update(rows, cat(losses), cat(correct), epoch, valid=valid)
+    if plans is not None and batch_size is not None:
+        done = [plans[k] for k in runs], [indices[k] for k in runs], [losses[k] for k in runs]
+        table.update_batch_scores(rows, batch_means(*done, batch_size, num_train))
 
 
 def close_epoch(

@@ -194,7 +194,7 @@ class TrainingRun:
         wall = time.perf_counter() - t0
         update_scores(
             self.scores, self.num_train, [self.epoch], [trained], [losses], [correct],
-            [mixed] if plan.mixup is not None else None,
+            [mixed] if plan.mixup is not None else None, plans=[plan], batch_size=self.config.batch_size,
         )  # fmt: skip
         result = close_epoch(
             self.meter,
