@@ -85,6 +85,16 @@ def module_env_id(env_id: str) -> str:
     return f"{module}:{bare}" if module else bare
 
 
+def unbudgeted_kwargs(env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` for episodes that must run without a compute budget (full data as the reference, a
+    calibration's natural compute): ``compute_budget=None`` added where the id's registration draws a budget
+    (the regimes ids: ``compute_budget=(0.25, 0.75)``) and the kwargs set none; otherwise unchanged."""
+    if "compute_budget" in env_kwargs:
+        return env_kwargs
+    registered = gym.spec(canonical_env_id(env_id)).kwargs or {}
+    return {**env_kwargs, "compute_budget": None} if registered.get("compute_budget") is not None else env_kwargs
+
+
 def env_label(env_id: str) -> str:
     """A folder name for the env: ``prunegym/Synthetic-MLP-v0`` -> ``prunegym_Synthetic-MLP-v0``."""
     return env_id.rpartition(":")[2].replace("/", "_")

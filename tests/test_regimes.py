@@ -191,3 +191,24 @@ def test_the_regime_ids_rows_and_tensorboard_carry_the_diagnostics(data_root, tm
     acc.Reload()
     tags = acc.Tags()["scalars"]
     assert {"epoch/kept_noisy_fraction", "epoch/kept_tail_fraction", "episode/noisy_fraction"} <= set(tags)
+
+
+def test_full_data_and_calibration_run_without_the_ids_drawn_budget(data_root, tmp_path):
+    """The regimes ids draw a budget per episode by default: the reference (full data) and a calibration's
+    natural compute must still run with none (``compute_budget=None``), or full data is trimmed and every
+    calibrated knob looks cheap enough."""
+    from prunegym.agents.env_factory import unbudgeted_kwargs
+    from prunegym.agents.evaluation.matched_compute import compare_budgets
+
+    assert unbudgeted_kwargs("prunegym/FashionMNIST-LT-v0", {"epochs": 2}) == {"epochs": 2, "compute_budget": None}
+    assert unbudgeted_kwargs("prunegym/FashionMNIST-MLP-v0", {"epochs": 2}) == {"epochs": 2}  # nothing drawn
+    kw = dict(epochs=3, train_size=1500, val_size=300, test_size=300, data_root=str(data_root), imbalance=1.0)
+    res = compare_budgets(
+        "prunegym/FashionMNIST-LT-v0", [0], [0.5], policies=["full", "uniform"], env_kwargs=kw,
+        out=tmp_path / "c", tuned=None,
+    )  # fmt: skip
+    full = next(r for r in res.rows if r["policy"] == "full")
+    uniform = next(r for r in res.rows if r["policy"] == "uniform")
+    assert full["compute_fraction"] == pytest.approx(1.0, abs=1e-6) and full["instance"]["compute_budget"] is None
+    assert min(uniform["kept_fractions"][1:]) > 0.0  # calibrated to prune each epoch, not to run out of budget
+    assert uniform["compute_fraction"] == pytest.approx(0.5, abs=0.02)

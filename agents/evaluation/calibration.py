@@ -39,6 +39,7 @@ from prunegym.envs.reference import cache_dir
 from prunegym.training import check_fraction, float_path, versions
 from prunegym.training.io import canonical_json, write_json_atomic
 
+from ..env_factory import unbudgeted_kwargs
 from .episode import policy_spec, run_episode
 
 __all__ = [
@@ -259,6 +260,7 @@ def _compute_at(
     """``value -> mean compute fraction`` of ``policy`` with ``knob=value`` over ``seeds`` (remembered in
     :data:`_COMPUTED` unless ``runner`` is custom); each point is appended to ``points`` and counted on ``bar``."""
     run = runner or run_episode
+    run_kwargs = unbudgeted_kwargs(env_id, env_kwargs)  # the knob's natural compute: no budget cap
 
     def compute_at(value: float) -> float:
         memo = canonical_json([env_id, env_kwargs, policy, knob, value, list(seeds)])
@@ -266,7 +268,7 @@ def _compute_at(
             c = _COMPUTED[memo]
         else:
             spec = policy_spec(policy, hparams={knob: value})
-            comps = [float(run(spec, env_id, env_kwargs, int(s)).row.compute_fraction) for s in seeds]
+            comps = [float(run(spec, env_id, run_kwargs, int(s)).row.compute_fraction) for s in seeds]
             c = sum(comps) / len(comps)
             if runner is None:  # a custom runner's points are its own, not this process's episodes
                 _COMPUTED[memo] = c

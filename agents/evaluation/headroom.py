@@ -27,7 +27,7 @@ from prunegym.baselines import POLICIES
 from prunegym.training import check_seed
 from prunegym.training.io import write_json_atomic, write_text_atomic
 
-from ..env_factory import canonical_env_id, env_label
+from ..env_factory import canonical_env_id, env_label, unbudgeted_kwargs
 from ..output import output_lock, staging_folder
 from ..parallel.ray_tasks import RayOptions
 from .calibration import CALIBRATION_SEEDS
@@ -219,7 +219,8 @@ def _evaluate(
     <out>/tuned/<instance>`` plays it, the calibrated baselines and full data) and ``eval/<instance>/instance_best``."""
     lab, kw = instance_label(instance), {"reward": "accuracy", **p.base, **instance}
     notes: dict[str, list] = {"unreachable": [], "untuned": []}
-    tasks = [EpisodeTask(_prepare(policy_spec(REFERENCE), p.env_id, kw, p.ray), p.env_id, kw, s) for s in p.seeds]
+    ref = unbudgeted_kwargs(p.env_id, kw)  # full data, no budget (the regimes ids draw one by default)
+    tasks = [EpisodeTask(_prepare(policy_spec(REFERENCE), p.env_id, ref, p.ray), p.env_id, ref, s) for s in p.seeds]
     best = []
     for b in p.budgets:
         kwb = {**kw, "compute_budget": b}

@@ -35,7 +35,7 @@ from prunegym.baselines import POLICIES
 from prunegym.training import check_fraction
 from prunegym.training.io import canonical_json, write_text_atomic
 
-from ..env_factory import canonical_env_id, env_label
+from ..env_factory import canonical_env_id, env_label, unbudgeted_kwargs
 from ..parallel.ray_tasks import RayOptions, ray_options_of
 from .calibration import CALIBRATION_SEEDS, Calibration, calibrate, calibration_kwargs
 from .dispatch import EpisodeTask
@@ -146,8 +146,9 @@ def compare_budgets(
     notes: dict[str, list] = {"unreachable": [], "untuned": []}
     tasks: list[EpisodeTask] = []
     if REFERENCE in names:
-        ref = _prepare(policy_spec(REFERENCE), env_id, kwargs, ray)
-        tasks += [EpisodeTask(ref, env_id, kwargs, s) for s in seeds]
+        ref_kwargs = unbudgeted_kwargs(env_id, kwargs)  # full data, no budget, whatever the id draws
+        ref = _prepare(policy_spec(REFERENCE), env_id, ref_kwargs, ray)
+        tasks += [EpisodeTask(ref, env_id, ref_kwargs, s) for s in seeds]
     for b in budgets:
         kw = {**kwargs, "compute_budget": b}
         specs = [
@@ -197,7 +198,7 @@ def _report(
             latest[key] = row
     rows = sorted(
         latest.values(),
-        key=lambda r: (r["env_kwargs"].get("compute_budget", 2.0), labels.index(r["policy"]), r["seed"]),
+        key=lambda r: (r["env_kwargs"].get("compute_budget") or 2.0, labels.index(r["policy"]), r["seed"]),
     )
     reference = summarize([r for r in rows if "compute_budget" not in r["env_kwargs"]], order=labels)
     summaries = {
