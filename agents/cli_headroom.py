@@ -92,30 +92,15 @@ def add_headroom_parser(
     h.add_argument(
         "--policies", nargs="+", default=None, metavar="NAME", help="published baselines played (default: all)"
     )
-    h.add_argument(
-        "--seeds",
-        nargs="+",
-        type=seed,
-        default=list(EVALUATION_SEEDS),
-        metavar="S",
-        help=f"held-out evaluation seeds (default {' '.join(map(str, EVALUATION_SEEDS))})",
-    )
-    h.add_argument(
-        "--tuning-seeds",
-        nargs="+",
-        type=seed,
-        default=list(TUNING_SEEDS),
-        metavar="S",
-        help=f"tuning seeds (default {' '.join(map(str, TUNING_SEEDS))})",
-    )
-    h.add_argument(
-        "--calibration-seeds",
-        nargs="+",
-        type=seed,
-        default=list(CALIBRATION_SEEDS),
-        metavar="S",
-        help=f"seeds the baselines' knobs are calibrated on (default {' '.join(map(str, CALIBRATION_SEEDS))})",
-    )
+    for flag, defaults, what in (
+        ("--seeds", EVALUATION_SEEDS, "held-out evaluation seeds"),
+        ("--tuning-seeds", TUNING_SEEDS, "tuning seeds"),
+        ("--calibration-seeds", CALIBRATION_SEEDS, "seeds the baselines' knobs are calibrated on"),
+    ):
+        default = " ".join(map(str, defaults))
+        h.add_argument(
+            flag, nargs="+", type=seed, default=list(defaults), metavar="S", help=f"{what} (default {default})"
+        )
     h.add_argument("--sampler-seed", type=seed, default=0, metavar="S", help="seed of the TPE samplers (default 0)")
     h.add_argument("--out", default="headroom", metavar="DIR", help="output folder (default headroom)")
     h.add_argument(

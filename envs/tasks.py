@@ -15,6 +15,20 @@ from prunegym.training.sources import dataset_source, registered_datasets
 
 __all__ = ["TASKS", "ENV_IDS", "register_task", "task_config", "task_module"]
 
+_FASHION_MNIST_MLP = RunConfig(
+    dataset="fashion_mnist",
+    model="mlp",
+    model_kwargs={"hidden": (256,)},
+    epochs=15,
+    batch_size=256,
+    optimizer="sgd",
+    lr=0.1,
+    momentum=0.9,
+    nesterov=True,
+    weight_decay=5e-4,
+    lr_schedule="onecycle",
+)
+
 # id suffix -> (task name, RunConfig defaults, nondeterministic)
 TASKS: dict[str, RunConfig] = {
     # A whole episode takes about a second on one CPU core: 4,000 samples, 32 features, 8 imbalanced classes.
@@ -32,50 +46,10 @@ TASKS: dict[str, RunConfig] = {
         val_size=1000,
     ),
     # Fashion-MNIST, 55,000 train / 5,000 validation / 10,000 test; MLP 784-256-10 (about 0.5 s an epoch).
-    "fashion_mnist-mlp": RunConfig(
-        dataset="fashion_mnist",
-        model="mlp",
-        model_kwargs={"hidden": (256,)},
-        epochs=15,
-        batch_size=256,
-        optimizer="sgd",
-        lr=0.1,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=5e-4,
-        lr_schedule="onecycle",
-    ),
-    # The regimes' task (issue 23): 10,000 training / 5,000 validation samples, MLP 784-256-10, 20 epochs.
-    "fashion_mnist-mlp-10k": RunConfig(
-        dataset="fashion_mnist",
-        model="mlp",
-        model_kwargs={"hidden": (256,)},
-        epochs=20,
-        batch_size=256,
-        optimizer="sgd",
-        lr=0.1,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=5e-4,
-        lr_schedule="onecycle",
-        train_size=10_000,
-        val_size=5_000,
-    ),
-    "mnist-mlp-10k": RunConfig(
-        dataset="mnist",
-        model="mlp",
-        model_kwargs={"hidden": (256,)},
-        epochs=20,
-        batch_size=256,
-        optimizer="sgd",
-        lr=0.1,
-        momentum=0.9,
-        nesterov=True,
-        weight_decay=5e-4,
-        lr_schedule="onecycle",
-        train_size=10_000,
-        val_size=5_000,
-    ),
+    "fashion_mnist-mlp": _FASHION_MNIST_MLP,
+    # The regimes' task (issue 23): the same MLP on 10,000 training / 5,000 validation samples, 20 epochs.
+    "fashion_mnist-mlp-10k": _FASHION_MNIST_MLP.replace(epochs=20, train_size=10_000, val_size=5_000),
+    "mnist-mlp-10k": _FASHION_MNIST_MLP.replace(dataset="mnist", epochs=20, train_size=10_000, val_size=5_000),
     # Small conv net (32 and 64 channels, fc 128): about 2,500 images/s on 2 CPU cores.
     "fashion_mnist-cnn": RunConfig(
         dataset="fashion_mnist",

@@ -384,17 +384,17 @@ class BatchedTrainingRun:
             raise ValueError(f"split={split!r}; allowed: val, test, train")
         pos_all = getattr(self.data, split)  # [K, M]
         m = int(pos_all.shape[1])
-        ragged = split == "train" and self.data.sizes is not None  # padding positions count nothing
-        sizes = torch.tensor([self.data.train_size(k) for k in range(self.num_runs)], device=self.device)[:, None]
+        ragged = self.data.sizes if split == "train" else None  # run k's first sizes[k] positions count, not padding
+        sizes = torch.tensor(ragged, device=self.device)[:, None] if ragged is not None else None
         loss_sum = torch.zeros(self.num_runs, device=self.device)
         hits = torch.zeros(self.num_runs, device=self.device, dtype=torch.int64)
         for s in range(0, m, self.config.eval_batch_size):
             pos = pos_all[:, s : s + self.config.eval_batch_size]
             logits, y = self.stack(self._gather(pos)), self._labels(pos)
-            real = torch.arange(s, s + int(pos.shape[1]), device=self.device) < sizes if ragged else True
+            real = torch.arange(s, s + int(pos.shape[1]), device=self.device) < sizes if sizes is not None else True
             ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
             loss_sum += (ce * real).sum(1)
             hits += ((logits.argmax(-1) == y) & real).sum(1)
-        d = sizes[:, 0].clamp(min=1).to(loss_sum.dtype) if ragged else max(m, 1)
+        d = sizes[:, 0].clamp(min=1).to(loss_sum.dtype) if sizes is not None else max(m, 1)
         pairs = torch.stack([loss_sum / d, hits.double().to(loss_sum.dtype) / d], 1).tolist()
         return [EvalResult(lo, acc) for lo, acc in pairs]
