@@ -1,10 +1,10 @@
 """Wall-clock cost of one episode of a registered id, on one torch thread: ``--episodes`` whole episodes played
 one after the other (``gymnasium.make``), and the same number as one batched ``PruningVectorEnv`` of K sub-envs
 (``gymnasium.make_vec(..., vectorization_mode="vector_entry_point")``; skipped where the vector env refuses the
-id, e.g. a long tail, whose training-set size differs between seeds). Every episode draws its instance (noise,
-imbalance, budget) from the id's ranges; the action is the ``uniform`` pruner's prune ratio ``1 - budget``
-clipped to the action space (what a budget-spending policy asks for). Data loading is included in the first
-reset only (``--warmup`` episodes are played first and not timed). Output: JSON (versions, load average
+id). Every episode draws its instance (noise, imbalance, budget) from the id's ranges; the action is the id's
+pruner's (``learned``) neutral action at prune ratio ``1 - budget`` (at most the env's maximum; what a
+budget-spending policy asks for), encoded by the env. Data loading is not timed: ``--warmup`` episodes are
+played first (sequential), the batched env's first reset loads its data. Output: JSON (versions, load average
 before and after, each episode's seconds) and one Markdown line per id.
 
     OMP_NUM_THREADS=1 python benchmarks/episode_cost.py --env prunegym/FashionMNIST-Noisy-v0 \\
@@ -33,11 +33,10 @@ import prunegym.envs  # noqa: E402,F401  (registers the ids)
 from prunegym.training.provenance import runtime  # noqa: E402
 
 
-def _action(space: gym.spaces.Box, budget: float) -> np.ndarray:
-    """The ``learned`` pruner's neutral action with prune ratio ``1 - budget`` (clipped to the space)."""
-    a = np.zeros(space.shape, dtype=np.float32)
-    a[0] = np.clip(1.0 - budget, space.low[0], space.high[0])
-    return a
+def _action(env, budget: float) -> np.ndarray:
+    """The ``learned`` pruner's neutral action at prune ratio ``1 - budget`` (at most the env's maximum), as the
+    env or vector env ``env`` encodes it."""
+    return env.encode_action(prune_ratio=min(1.0 - budget, env.codec.max_prune_ratio))
 
 
 def sequential(env_id: str, episodes: int, warmup: int, seed: int) -> list[float]:
@@ -48,7 +47,7 @@ def sequential(env_id: str, episodes: int, warmup: int, seed: int) -> list[float
         _, info = env.reset(seed=seed + e)
         budget, done = float(info["compute_budget"]), False
         while not done:
-            _, _, term, trunc, _ = env.step(_action(env.action_space, budget))
+            _, _, term, trunc, _ = env.step(_action(env.unwrapped, budget))
             done = term or trunc
         if e >= warmup:
             times.append(time.perf_counter() - t0)
@@ -69,9 +68,8 @@ def batched(env_id: str, k: int, seed: int) -> float | None:
     _, info = venv.reset(seed=seed + 1000)
     budgets = [float(b) for b in info["compute_budget"]]
     done = np.zeros(k, dtype=bool)
-    space = venv.single_action_space
     while not done.all():
-        acts = np.stack([_action(space, b) for b in budgets])
+        acts = np.stack([_action(venv, b) for b in budgets])
         _, _, term, trunc, _ = venv.step(acts)
         done |= term | trunc
     venv.close()
